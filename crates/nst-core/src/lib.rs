@@ -1,0 +1,37 @@
+//! Shared plumbing for nst: image I/O with validation, device selection,
+//! seeding and atomic file writes. Model and method crates build on this.
+
+pub mod device;
+pub mod fsutil;
+pub mod image_io;
+
+pub use device::{parse_device, seed_everything};
+pub use fsutil::{check_writable, write_atomic};
+pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
+
+/// Errors of the shared plumbing. Each message names the file or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: file not found")]
+    NotFound { path: std::path::PathBuf },
+    #[error("{path}: cannot read image: {reason}")]
+    BadImage { path: std::path::PathBuf, reason: String },
+    #[error("{path}: image is {width}x{height}; both sides must be at least {min} px")]
+    TooSmall { path: std::path::PathBuf, width: u32, height: u32, min: u32 },
+    #[error("{path}: image is {width}x{height} ({megapixels:.0} MP), over the {limit} MP limit")]
+    TooLarge { path: std::path::PathBuf, width: u32, height: u32, megapixels: f64, limit: u64 },
+    #[error("{path}: cannot write: {reason}")]
+    Unwritable { path: std::path::PathBuf, reason: String },
+    #[error("invalid device {given:?}: expected auto, cpu, cuda or cuda:N")]
+    BadDevice { given: String },
+    #[error("device {given} requested but CUDA is not available on this machine")]
+    NoCuda { given: String },
+    #[error("invalid size {given:?}: {reason}")]
+    BadSize { given: String, reason: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
