@@ -1,0 +1,25 @@
+//! Perceptual losses on feature maps.
+//!
+//! * [`basic`]: content MSE, Gram-matrix style loss, total variation.
+//! * [`strotss`]: the losses of Kolkin et al. (STROTSS, CVPR 2019) on sampled
+//!   hypercolumns: relaxed EMD, moments, palette, self-similarity content, and
+//!   their α-weighted total.
+//! * [`sampling`]: random feature locations and hypercolumn gathering, so the
+//!   STROTSS losses cost O(N·M) for N and M sampled points rather than O(HW²).
+//!
+//! Every loss returns a scalar tensor that gradients flow through. Each is
+//! checked against the independent PyTorch reference `tests/torch_ref/losses_ref.py`.
+
+pub mod basic;
+pub mod sampling;
+pub mod strotss;
+
+pub use basic::{content_loss, gram, gram_loss, total_variation};
+pub use sampling::{hypercolumns, random_coords};
+pub use strotss::{
+    cosine_distance, euclidean_distance, moment_loss, palette_loss, remd, remd_loss, self_similarity_loss,
+    strotss_total,
+};
+
+#[cfg(test)]
+mod tests;

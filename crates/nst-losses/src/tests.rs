@@ -1,0 +1,116 @@
+//! Parity of every loss with tests/torch_ref/losses_ref.py (computed in
+//! float64 there) at relative tolerance 1e-4, plus properties.
+#![allow(clippy::unwrap_used)]
+use super::*;
+use nst_testkit::{assert_close, torch_reference};
+use tch::{Device, Kind, Tensor};
+
+const RTOL: f64 = 1e-4;
+const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+#[test]
+fn all_losses_match_pytorch_reference() {
+    tch::manual_seed(7);
+    let f0 = Tensor::randn([2, 8, 6, 5], F32).relu();
+    let t0 = Tensor::randn([2, 8, 6, 5], F32).relu();
+    let f1 = Tensor::randn([2, 16, 3, 3], F32).relu();
+    let t1 = Tensor::randn([2, 16, 3, 3], F32).relu();
+    let x = Tensor::rand([1, 3, 9, 7], F32);
+    let a = Tensor::randn([40, 12], F32).relu() + 0.01;
+    let b = Tensor::randn([55, 12], F32).relu() + 0.01;
+    let c = Tensor::randn([30, 12], F32).relu() + 0.01;
+    let o = Tensor::randn([30, 12], F32).relu() + 0.01;
+    // Hypercolumns of three maps at the strides VGG gives a 17x23 image.
+    let (h, w) = (17i64, 23i64);
+    let m0 = Tensor::randn([1, 4, 17, 23], F32);
+    let m1 = Tensor::randn([1, 5, 8, 11], F32);
+    let m2 = Tensor::randn([1, 6, 4, 5], F32);
+    let coords = random_coords(h, w, 60, Device::Cpu);
+    let hw = Tensor::from_slice(&[h, w]);
+    let alpha = 0.7;
+
+    let want = torch_reference(
+        "losses_ref.py",
+        &[
+            ("f0", &f0), ("t0", &t0), ("f1", &f1), ("t1", &t1), ("x", &x),
+            ("A", &a), ("B", &b), ("C", &c), ("O", &o),
+            ("m0", &m0), ("m1", &m1), ("m2", &m2), ("coords", &coords), ("hw", &hw),
+        ],
+        &[&alpha.to_string()],
+    );
+
+    assert_close(&content_loss(&f0, &t0), &want["content"], RTOL, "content");
+    assert_close(&gram(&f0), &want["gram0"], RTOL, "gram");
+    let style = gram_loss(&f0, &gram(&t0)) + gram_loss(&f1, &gram(&t1)) * 0.5;
+    assert_close(&style, &want["style"], RTOL, "weighted gram style");
+    assert_close(&total_variation(&x), &want["tv"], RTOL, "total variation");
+
+    assert_close(&cosine_distance(&a, &b), &want["cos"], RTOL, "cosine distance");
+    let lr = remd_loss(&a, &b);
+    let lp = palette_loss(&a.narrow(1, 0, 3), &b.narrow(1, 0, 3));
+    let lm = moment_loss(&a, &b);
+    let lc = self_similarity_loss(&c, &o);
+    assert_close(&lr, &want["remd"], RTOL, "relaxed EMD");
+    assert_close(&lp, &want["palette"], RTOL, "palette");
+    assert_close(&lm, &want["moments"], RTOL, "moments");
+    assert_close(&lc, &want["selfsim"], RTOL, "self-similarity");
+    assert_close(&strotss_total(alpha, &lc, &lm, &lr, &lp), &want["total"], RTOL, "STROTSS total");
+
+    let hc = hypercolumns(&[&m0, &m1, &m2], &coords, (h, w));
+    assert_eq!(hc.size(), [60, 15]);
+    assert_close(&hc, &want["hyper"], RTOL, "hypercolumns");
+}
+
+#[test]
+fn losses_vanish_on_identical_inputs_and_grow_otherwise() {
+    tch::manual_seed(3);
+    let a = Tensor::rand([50, 8], F32);
+    // The palette's |a|²+|b|²−2a·b expansion leaves ~sqrt(f32 eps) on the diagonal.
+    for (name, l, tol) in [
+        ("remd", remd_loss(&a, &a), 1e-5),
+        ("moments", moment_loss(&a, &a), 1e-5),
+        ("selfsim", self_similarity_loss(&a, &a), 1e-5),
+        ("palette", palette_loss(&a.narrow(1, 0, 3), &a.narrow(1, 0, 3)), 1e-3),
+    ] {
+        assert!(l.double_value(&[]).abs() < tol, "{name} of identical sets is {}", l.double_value(&[]));
+    }
+    let b = Tensor::rand([50, 8], F32) + 1.0;
+    assert!(moment_loss(&a, &b).double_value(&[]) > 0.5);
+    // REMD is symmetric and picks the worse direction: a subset is close one way only.
+    let sub = a.narrow(0, 0, 5);
+    let d1 = remd_loss(&a, &sub).double_value(&[]);
+    let d2 = remd_loss(&sub, &a).double_value(&[]);
+    assert!((d1 - d2).abs() < 1e-6 && d1 > 0.0);
+    // Constant image has zero total variation.
+    assert!(total_variation(&Tensor::ones([1, 3, 8, 8], F32)).double_value(&[]).abs() < 1e-12);
+}
+
+#[test]
+fn random_coords_are_distinct_and_in_range() {
+    tch::manual_seed(0);
+    let c = random_coords(10, 7, 30, Device::Cpu);
+    assert_eq!(c.size(), [30, 2]);
+    let flat = c.select(1, 0) * 7 + c.select(1, 1);
+    assert_eq!(flat.unique_dim(0, false, false, false).0.size()[0], 30, "coords must be distinct");
+    assert!(c.select(1, 0).max().int64_value(&[]) < 10 && c.select(1, 1).max().int64_value(&[]) < 7);
+    assert!(c.min().int64_value(&[]) >= 0);
+    assert_eq!(random_coords(4, 4, 100, Device::Cpu).size(), [16, 2], "n is capped at the pixel count");
+    // Same seed, same sample.
+    tch::manual_seed(5);
+    let a = random_coords(50, 50, 20, Device::Cpu);
+    tch::manual_seed(5);
+    let b = random_coords(50, 50, 20, Device::Cpu);
+    assert!(a.equal(&b));
+}
+
+#[test]
+fn gradients_flow_through_every_loss() {
+    let x = Tensor::rand([20, 6], F32).set_requires_grad(true);
+    let y = Tensor::rand([25, 6], F32);
+    let l = remd_loss(&y, &x) + moment_loss(&y, &x) + self_similarity_loss(&y.narrow(0, 0, 20), &x)
+        + palette_loss(&y.narrow(1, 0, 3), &x.narrow(1, 0, 3));
+    l.backward();
+    let g = x.grad();
+    assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert!(!bool::try_from(g.isnan().any()).unwrap());
+}
