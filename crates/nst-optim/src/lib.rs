@@ -1,0 +1,32 @@
+//! Optimisation-based style transfer and texture synthesis: methods that
+//! optimise the pixels of one image against losses on a fixed VGG.
+//!
+//! * [`gatys`]: Gatys, Ecker and Bethge (2015/2016): content + Gram style loss,
+//!   and texture synthesis from noise.
+//! * [`lbfgs`]: limited-memory BFGS on tensors (tch ships none).
+
+pub mod gatys;
+pub mod lbfgs;
+
+pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind};
+pub use lbfgs::Lbfgs;
+
+/// Errors of the optimisation methods.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Vgg(#[from] nst_vgg::Error),
+    #[error("invalid setting: {0}")]
+    Config(String),
+    #[error("the loss became {value} at evaluation {eval} ({term}); try a lower learning rate or weights")]
+    NonFinite { eval: usize, term: String, value: f64 },
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

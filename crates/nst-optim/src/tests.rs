@@ -1,0 +1,125 @@
+//! Gatys and L-BFGS against independent PyTorch references, plus an
+//! end-to-end check that a short Gatys run lowers the loss.
+#![allow(clippy::unwrap_used)]
+use crate::*;
+use nst_testkit::{assert_close, torch_reference, vgg19_weights};
+use nst_vgg::{Pooling, Vgg, VggOptions};
+use tch::{Device, Kind, Tensor};
+
+fn vgg() -> Vgg {
+    Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Avg, device: Device::Cpu }).unwrap()
+}
+
+/// Smooth random images: VGG features of white noise are atypical.
+fn blobs(h: i64, w: i64) -> Tensor {
+    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d([h, w], false, None, None)
+}
+
+#[test]
+fn objective_and_gradient_match_pytorch() {
+    let vgg = vgg();
+    tch::manual_seed(11);
+    let (c, s, x) = (blobs(48, 64), blobs(56, 40), blobs(48, 64));
+    let cfg = GatysConfig { tv_weight: 10.0, ..Default::default() };
+    let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
+    let xv = x.copy().set_requires_grad(true);
+    let (loss, terms) = g.loss(&xv).unwrap();
+    let grad = Tensor::run_backward(&[&loss], &[&xv], false, false).remove(0);
+    let w = vgg19_weights();
+    let want = torch_reference(
+        "gatys_ref.py",
+        &[("x", &x), ("c", &c), ("s", &s)],
+        &["--weights", w.to_str().unwrap(), "--tv", "10"],
+    );
+    assert_close(&loss, &want["loss"], 1e-4, "total loss");
+    assert_close(&Tensor::from(terms.content), &want["content"].to_kind(Kind::Double), 1e-4, "content term");
+    assert_close(&Tensor::from(terms.style), &want["style"].to_kind(Kind::Double), 1e-4, "style term");
+    assert_close(&Tensor::from(terms.tv), &want["tv"].to_kind(Kind::Double), 1e-4, "tv term");
+    assert_close(&grad, &want["grad"], 1e-4, "gradient");
+}
+
+#[test]
+fn lbfgs_follows_torch_optim_lbfgs() {
+    tch::manual_seed(2);
+    let n = 12;
+    let m = Tensor::randn([n, n], (Kind::Double, Device::Cpu));
+    let a = m.matmul(&m.transpose(0, 1)) + Tensor::eye(n, (Kind::Double, Device::Cpu)) * 0.5;
+    let b = Tensor::randn([n], (Kind::Double, Device::Cpu));
+    let x0 = Tensor::randn([n], (Kind::Double, Device::Cpu));
+    let iters = 8i64;
+    let lr = 0.5;
+    let mut x = x0.copy();
+    let lb = Lbfgs { lr, tolerance_grad: 1e-12, tolerance_change: 1e-15, ..Default::default() };
+    lb.minimize::<(), _>(&mut x, iters as usize, |x| {
+        let ax = a.matmul(x);
+        let f = (x.dot(&ax) * 0.5 - b.dot(x)).double_value(&[]);
+        Ok((f, ax - &b))
+    })
+    .unwrap();
+    let want = torch_reference(
+        "lbfgs_ref.py",
+        &[("A", &a), ("b", &b), ("x0", &x0), ("iters", &Tensor::from(iters))],
+        &[&lr.to_string()],
+    );
+    assert_close(&x, &want["x"], 1e-8, "L-BFGS iterate after 8 iterations");
+}
+
+#[test]
+fn short_gatys_run_lowers_the_loss_and_stays_in_range() {
+    let vgg = vgg();
+    tch::manual_seed(0);
+    let (c, s) = (blobs(64, 64), blobs(64, 64));
+    let cfg = GatysConfig { steps: 30, ..Default::default() };
+    let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
+    let mut first = None;
+    let mut last = 0.0;
+    let out = g
+        .run(&g.initial_image(64, 64), |_, t| {
+            first.get_or_insert(t.total());
+            last = t.total();
+            true
+        })
+        .unwrap();
+    let first = first.unwrap();
+    assert!(last < first / 5.0, "loss fell only from {first} to {last}");
+    assert_eq!(out.size(), [1, 3, 64, 64]);
+    assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
+}
+
+#[test]
+fn texture_mode_and_adam_and_interrupt() {
+    let vgg = vgg();
+    tch::manual_seed(0);
+    let s = blobs(64, 64);
+    let cfg = GatysConfig { steps: 15, init: Init::Noise, optimizer: OptimizerKind::Adam { lr: 0.05 }, ..Default::default() };
+    let g = Gatys::new(&vgg, cfg, None, &s).unwrap();
+    let init = g.initial_image(48, 80);
+    let mut losses = vec![];
+    let out = g
+        .run(&init, |_, t| {
+            assert_eq!(t.content, 0.0, "no content term in texture mode");
+            losses.push(t.total());
+            true
+        })
+        .unwrap();
+    assert_eq!(out.size(), [1, 3, 48, 80]);
+    assert!(losses.last().unwrap() < &(losses[0] / 2.0), "{losses:?}");
+    // The observer can stop the run.
+    let r = g.run(&init, |i, _| i < 3);
+    assert!(matches!(r, Err(Error::Interrupted)));
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let vgg = vgg();
+    let s = blobs(32, 32);
+    let cfg = GatysConfig { style_layer_weights: vec![1.0], ..Default::default() };
+    assert!(matches!(Gatys::new(&vgg, cfg, None, &s), Err(Error::Config(_))));
+    let cfg = GatysConfig { steps: 0, ..Default::default() };
+    assert!(matches!(Gatys::new(&vgg, cfg, None, &s), Err(Error::Config(_))));
+    // A huge learning rate diverges: the run stops with a NonFinite error naming the term.
+    let cfg = GatysConfig { optimizer: OptimizerKind::Adam { lr: f64::INFINITY }, steps: 3, ..Default::default() };
+    let g = Gatys::new(&vgg, cfg, Some(&s), &s).unwrap();
+    let r = g.run(&g.initial_image(32, 32), |_, _| true);
+    assert!(matches!(r, Err(Error::NonFinite { .. })), "{r:?}");
+}
