@@ -1,0 +1,28 @@
+//! nst-infer: run style-transfer and texture-synthesis methods on images.
+use clap::{Parser, Subcommand};
+use nst_cli::{common::run_main, gatys};
+
+/// Neural style transfer and texture synthesis on LibTorch.
+///
+/// Every method reads RGB images (PNG, JPEG, BMP, TIFF, WebP; grayscale,
+/// RGBA and 16-bit are converted) and writes the result atomically.
+/// Run `nst-infer <METHOD> --help` for a method's options.
+#[derive(Debug, Parser)]
+#[command(name = "nst-infer", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    method: Method,
+}
+
+#[derive(Debug, Subcommand)]
+enum Method {
+    /// Gatys et al.: optimise the pixels against VGG content and Gram style losses (slow, strong).
+    Gatys(gatys::GatysArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    run_main(|| match cli.method {
+        Method::Gatys(a) => gatys::run(a),
+    })
+}

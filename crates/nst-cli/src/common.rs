@@ -1,0 +1,113 @@
+//! What every command shares: device and weights options, progress bars,
+//! Ctrl-C, and one-line error reporting.
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tch::Device;
+
+/// Options shared by every command that runs a network.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Where to run: auto (CUDA when available, else CPU), cpu, cuda, or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+    /// Seed for every random choice (noise, sampling), so runs are reproducible.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Hide the progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl RuntimeArgs {
+    /// Parses the device and seeds LibTorch.
+    pub fn init(&self) -> Result<Device> {
+        let device = nst_core::parse_device(&self.device)?;
+        nst_core::seed_everything(self.seed);
+        Ok(device)
+    }
+}
+
+/// Where the VGG weights come from.
+#[derive(Debug, Clone, Args)]
+pub struct VggArgs {
+    /// VGG weights (.safetensors from scripts/convert_vgg.py). Default:
+    /// $NST_VGG_WEIGHTS, else checkpoints/vgg19.safetensors (made by scripts/setup.sh).
+    #[arg(long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+}
+
+impl VggArgs {
+    pub fn load(&self, pooling: nst_vgg::Pooling, device: Device) -> Result<nst_vgg::Vgg> {
+        let path = match &self.weights {
+            Some(p) => p.clone(),
+            None => nst_vgg::default_weights_path()?,
+        };
+        let vgg = nst_vgg::Vgg::load(&path, nst_vgg::VggOptions { pooling, device })?;
+        Ok(vgg)
+    }
+}
+
+/// A progress bar on stderr (hidden when `quiet` or when stderr is not a terminal).
+pub fn progress_bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{prefix:>8} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} {msg} (ETA {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_prefix(prefix.to_string());
+    pb.enable_steady_tick(Duration::from_millis(500));
+    pb
+}
+
+/// A flag set by the first Ctrl-C (SIGINT) or SIGTERM; a second one exits at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\nerror: interrupted twice, exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt received: stopping at the next step (Ctrl-C again to exit at once)");
+    });
+    flag
+}
+
+/// Runs a command's body and turns any error into one `error: …` line and exit code 1
+/// (130 after an interrupt). A panic inside LibTorch is reported the same way.
+pub fn run_main(body: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or(msg);
+        eprintln!("error: internal error: {first}");
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            let interrupted = e.chain().any(|c| c.to_string() == "interrupted");
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(if interrupted { 130 } else { 1 })
+        }
+        Err(_) => std::process::ExitCode::from(101),
+    }
+}
+
+/// Loads an image for a command, naming its role in errors.
+pub fn load(path: &std::path::Path, size: nst_core::ImageSize, device: Device, role: &str) -> Result<tch::Tensor> {
+    nst_core::load_image(path, nst_core::LoadOptions { size, device }).with_context(|| format!("{role} image"))
+}

@@ -1,0 +1,180 @@
+//! `nst-infer gatys`: style transfer or texture synthesis by optimising the pixels.
+use crate::common::{self, RuntimeArgs, VggArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use nst_core::ImageSize;
+use nst_optim::{Gatys, GatysConfig, Init, OptimizerKind};
+use nst_vgg::{Pooling, Tap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    Lbfgs,
+    Adam,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InitArg {
+    Content,
+    Noise,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PoolingArg {
+    Avg,
+    Max,
+}
+
+/// Gatys et al.: optimise the output's pixels so its VGG features match the
+/// content image and its Gram matrices match the style image.
+///
+/// Without --content this is texture synthesis: the output starts from noise
+/// and matches the style's Gram matrices only.
+///
+/// Examples:
+///   nst-infer gatys --content photo.jpg --style painting.jpg --out out.png
+///   nst-infer gatys --style brick.png --out texture.png --out-size 512x256 --seed 3
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct GatysArgs {
+    /// Content image (omit for texture synthesis).
+    #[arg(long, value_name = "PATH")]
+    pub content: Option<PathBuf>,
+    /// Style image (or texture exemplar).
+    #[arg(long, value_name = "PATH")]
+    pub style: PathBuf,
+    /// Output image; the format follows the extension (.png, .jpg, …). Written atomically.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Working size of the content (and style) image: long side in px, WxH, or "original".
+    #[arg(long, default_value = "512")]
+    pub size: ImageSize,
+    /// Size of the style image, if different from --size.
+    #[arg(long)]
+    pub style_size: Option<ImageSize>,
+    /// Texture mode: output size (WxH or long side); defaults to the style's working size.
+    #[arg(long)]
+    pub out_size: Option<ImageSize>,
+    /// Weight of the content loss (MSE of features at the content layers).
+    #[arg(long, default_value_t = 1.0)]
+    pub content_weight: f64,
+    /// Weight of the style loss (MSE of Gram matrices FᵀF/(C·H·W), summed over the style layers).
+    #[arg(long, default_value_t = 1e3)]
+    pub style_weight: f64,
+    /// Weight of the total-variation smoothness term.
+    #[arg(long, default_value_t = 0.0)]
+    pub tv_weight: f64,
+    /// Content layers, comma-separated (conv1_1 … relu5_4, pool1 … pool5).
+    #[arg(long, default_value = "relu4_2")]
+    pub content_layers: String,
+    /// Style layers, comma-separated.
+    #[arg(long, default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")]
+    pub style_layers: String,
+    /// Optional per-style-layer weights, comma-separated (default: 1 each).
+    #[arg(long, value_delimiter = ',')]
+    pub style_layer_weights: Vec<f64>,
+    /// Function evaluations (L-BFGS) or steps (Adam).
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "lbfgs")]
+    pub optimizer: OptimizerArg,
+    /// Step size (default 1.0 for L-BFGS, 0.02 for Adam on [0, 1] pixels).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Starting image (default: content, or noise in texture mode).
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    /// Pooling in VGG; average pooling gives smoother results (Gatys et al.).
+    #[arg(long, value_enum, default_value = "avg")]
+    pub pooling: PoolingArg,
+    #[command(flatten)]
+    pub vgg: VggArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+pub fn run(args: GatysArgs) -> Result<()> {
+    // Cheap checks first, so a typo fails in milliseconds, not after minutes.
+    nst_core::check_writable(&args.out).context("output")?;
+    nst_core::image_io::output_format(&args.out).context("output")?;
+    if args.content.is_none() && matches!(args.init, Some(InitArg::Content)) {
+        bail!("--init content needs --content");
+    }
+    let device = args.runtime.init()?;
+    let pooling = match args.pooling {
+        PoolingArg::Avg => Pooling::Avg,
+        PoolingArg::Max => Pooling::Max,
+    };
+    let vgg = args.vgg.load(pooling, device)?;
+    let content_layers = Tap::parse_list(&args.content_layers, vgg.arch()).context("--content-layers")?;
+    let style_layers = Tap::parse_list(&args.style_layers, vgg.arch()).context("--style-layers")?;
+
+    let content = match &args.content {
+        Some(p) => Some(common::load(p, args.size, device, "content")?),
+        None => None,
+    };
+    let style = common::load(&args.style, args.style_size.unwrap_or(args.size), device, "style")?;
+    let (height, width) = match (&content, args.out_size) {
+        (Some(c), _) => (c.size()[2], c.size()[3]),
+        (None, Some(s)) => {
+            let (w, h) = s.resolve(style.size()[3] as u32, style.size()[2] as u32);
+            (h as i64, w as i64)
+        }
+        (None, None) => (style.size()[2], style.size()[3]),
+    };
+    let optimizer = match args.optimizer {
+        OptimizerArg::Lbfgs => OptimizerKind::Lbfgs { lr: args.lr.unwrap_or(1.0) },
+        OptimizerArg::Adam => OptimizerKind::Adam { lr: args.lr.unwrap_or(0.02) },
+    };
+    let init = match (args.init, &content) {
+        (Some(InitArg::Noise), _) | (None, None) => Init::Noise,
+        _ => Init::Content,
+    };
+    let cfg = GatysConfig {
+        content_layers,
+        style_layers,
+        style_layer_weights: args.style_layer_weights.clone(),
+        content_weight: args.content_weight,
+        style_weight: args.style_weight,
+        tv_weight: args.tv_weight,
+        steps: args.steps,
+        optimizer,
+        init,
+    };
+    let gatys = Gatys::new(&vgg, cfg, content.as_ref(), &style)?;
+    let x0 = gatys.initial_image(height, width);
+
+    let stop = common::interrupt_flag();
+    let pb = common::progress_bar(args.steps as u64, "gatys", args.runtime.quiet);
+    let start = Instant::now();
+    let mut last = Default::default();
+    let out = gatys.run(&x0, |eval, t| {
+        last = *t;
+        pb.set_position(eval as u64);
+        pb.set_message(format!("loss {:.4e} (content {:.3e}, style {:.3e})", t.total(), t.content, t.style));
+        !stop.load(Ordering::SeqCst)
+    });
+    pb.finish_and_clear();
+    let out = out.map_err(|e| match e {
+        nst_optim::Error::Interrupted => anyhow::anyhow!("interrupted; no output written"),
+        e => e.into(),
+    })?;
+    nst_core::save_image(&out, &args.out)?;
+    if !args.runtime.quiet {
+        eprintln!(
+            "wrote {} ({}x{}) in {:.1} s on {:?}; final loss {:.4e} (content {:.3e}, style {:.3e})",
+            args.out.display(),
+            width,
+            height,
+            start.elapsed().as_secs_f64(),
+            device,
+            last.total(),
+            last.content,
+            last.style
+        );
+    }
+    Ok(())
+}

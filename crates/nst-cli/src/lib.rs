@@ -1,0 +1,6 @@
+//! The command-line front ends. Each subcommand lives in its own module and
+//! only turns options into a library call; the methods themselves live in the
+//! library crates (`nst-vgg`, `nst-optim`, …).
+
+pub mod common;
+pub mod gatys;
