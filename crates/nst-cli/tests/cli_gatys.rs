@@ -1,0 +1,146 @@
+//! End-to-end tests of `nst-infer gatys` as a user runs it: bad input gives one
+//! error line, a non-zero exit and no output file; odd image formats work.
+#![allow(clippy::unwrap_used)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nst_infer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nst-infer"))
+        .args(args)
+        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
+        .output()
+        .unwrap()
+}
+
+fn write_images(dir: &Path) -> (PathBuf, PathBuf) {
+    let c = dir.join("content.png");
+    let s = dir.join("style.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])).save(&c).unwrap();
+    image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([((x / 6 + y / 6) % 2 * 200) as u8, 60, (y * 5) as u8]))
+        .save(&s)
+        .unwrap();
+    (c, s)
+}
+
+/// Asserts a failed run: exit code 1, exactly one non-empty stderr line starting
+/// with "error:" and containing `needle`, and no file at `out`.
+#[track_caller]
+fn assert_one_error(o: &Output, needle: &str, out: &Path) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+    assert!(!out.exists(), "partial output left at {}", out.display());
+    let Ok(entries) = std::fs::read_dir(out.parent().unwrap()) else { return };
+    let leftovers: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_inputs_give_one_error_line_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = write_images(dir.path());
+    let out = dir.path().join("out.png");
+    let (c, s, o) = (c.to_str().unwrap(), s.to_str().unwrap(), out.to_str().unwrap());
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["gatys", "--size", "64", "--steps", "2", "--device", "cpu", "-q"].iter().map(|s| s.to_string()).collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = base(extra);
+        nst_infer(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let missing = dir.path().join("missing.jpg");
+    assert_one_error(&run(&["--content", missing.to_str().unwrap(), "--style", s, "--out", o]), "file not found", &out);
+
+    let corrupt = dir.path().join("corrupt.png");
+    let bytes = std::fs::read(c).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
+    assert_one_error(&run(&["--content", corrupt.to_str().unwrap(), "--style", s, "--out", o]), "cannot read image", &out);
+
+    let tiny = dir.path().join("tiny.png");
+    image::RgbImage::new(20, 64).save(&tiny).unwrap();
+    assert_one_error(&run(&["--content", c, "--style", tiny.to_str().unwrap(), "--out", o]), "at least 32 px", &out);
+
+    assert_one_error(&run(&["--content", c, "--style", s, "--out", o, "--style-layers", "relu1_1,relu7_1"]), "relu7_1", &out);
+
+    let no_weights = dir.path().join("none.safetensors");
+    assert_one_error(
+        &run(&["--content", c, "--style", s, "--out", o, "--weights", no_weights.to_str().unwrap()]),
+        "scripts/setup.sh",
+        &out,
+    );
+
+    let blocked = dir.path().join("file-not-dir");
+    std::fs::write(&blocked, b"x").unwrap();
+    let unwritable = blocked.join("out.png");
+    assert_one_error(&run(&["--content", c, "--style", s, "--out", unwritable.to_str().unwrap()]), "cannot write", &unwritable);
+
+    let o_tpu = nst_infer(&["gatys", "--content", c, "--style", s, "--out", o, "--device", "tpu", "--steps", "2"]);
+    assert_one_error(&o_tpu, "invalid device", &out);
+}
+
+#[test]
+fn grayscale_rgba_and_16_bit_inputs_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let gray = dir.path().join("gray.png");
+    image::GrayImage::from_fn(40, 56, |x, y| image::Luma([(x * 3 + y) as u8])).save(&gray).unwrap();
+    let rgba = dir.path().join("rgba.png");
+    image::RgbaImage::from_fn(48, 40, |x, _| image::Rgba([200, (x * 5) as u8, 30, 128])).save(&rgba).unwrap();
+    let deep = dir.path().join("deep.png");
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(44, 44, |x, y| image::Rgb([(x * 1400) as u16, (y * 1400) as u16, 30000]))
+        .save(&deep)
+        .unwrap();
+    let out = dir.path().join("styled.jpg");
+    let o = nst_infer(&[
+        "gatys", "--content", gray.to_str().unwrap(), "--style", rgba.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--size", "48", "--steps", "3", "--device", "cpu", "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (34, 48), "long side 48, aspect kept (40x56 -> 34x48)");
+
+    // Texture mode from a 16-bit exemplar, output size different from the exemplar.
+    let tex = dir.path().join("texture.png");
+    let o = nst_infer(&[
+        "gatys", "--style", deep.to_str().unwrap(), "--out", tex.to_str().unwrap(), "--size", "44",
+        "--out-size", "80x40", "--steps", "3", "--seed", "4", "--device", "cpu", "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&tex).unwrap();
+    assert_eq!((img.width(), img.height()), (80, 40));
+}
+
+#[test]
+fn same_seed_same_texture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, s) = write_images(dir.path());
+    let run = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let o = nst_infer(&[
+            "gatys", "--style", s.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "48", "--steps", "3",
+            "--seed", seed, "--device", "cpu", "-q",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        image::open(out).unwrap().to_rgb8().into_raw()
+    };
+    let a = run("a.png", "1");
+    assert_eq!(a, run("b.png", "1"), "same seed must give the same texture");
+    assert_ne!(a, run("c.png", "2"), "different seeds must differ");
+}
+
+#[test]
+fn help_teaches_the_options() {
+    let o = nst_infer(&["gatys", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in ["--content-weight", "--style-layers", "relu4_2", "texture synthesis", "--seed", "--device", "lbfgs"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
