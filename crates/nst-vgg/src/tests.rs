@@ -146,3 +146,35 @@ fn preprocessing_round_trips_and_matches_caffe_numbers() {
         assert_close(&p.unapply(&p.apply(&x)), &x, 1e-6, "round trip");
     }
 }
+
+#[test]
+fn torchvision_state_dict_converts_and_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = dir.path().join("vgg16-fake.pth");
+    let st = dir.path().join("vgg16_tv.safetensors");
+    let py = nst_testkit::python();
+    let root = nst_testkit::repo_root();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(&py).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let fake = root.join("tests/torch_ref/fake_torchvision.py");
+    run(&[fake.as_os_str(), "-".as_ref(), pth.as_os_str(), "vgg16".as_ref()]);
+    let conv = root.join("scripts/convert_vgg.py");
+    run(&[conv.as_os_str(), "torchvision".as_ref(), pth.as_os_str(), st.as_os_str()]);
+
+    let vgg = Vgg::load(&st, opts(Pooling::Max)).unwrap();
+    assert_eq!(vgg.arch(), Arch::Vgg16);
+    assert_eq!(vgg.preprocessing(), &Preprocessing::torchvision());
+    let x = Tensor::rand([1, 3, 40, 40], (Kind::Float, Device::Cpu));
+    let taps = "relu1_2,relu3_3,conv5_3,pool5";
+    let got = vgg.encode(&x, &vgg.taps(taps).unwrap()).unwrap();
+    let want = torch_reference(
+        "vgg_ref.py",
+        &[("x", &x)],
+        &["--arch", "vgg16", "--weights", st.to_str().unwrap(), "--taps", taps],
+    );
+    for (tap, t) in got.iter() {
+        assert_close(t, &want[&tap.to_string()], RTOL, &format!("torchvision vgg16 {tap}"));
+    }
+}
