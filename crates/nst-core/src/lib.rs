@@ -6,7 +6,7 @@ pub mod fsutil;
 pub mod image_io;
 
 pub use device::{parse_device, seed_everything};
-pub use fsutil::{check_writable, write_atomic};
+pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
 pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
 
 /// Errors of the shared plumbing. Each message names the file or value at fault.

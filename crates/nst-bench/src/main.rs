@@ -1,0 +1,198 @@
+//! nst-bench: the same work in nst and in PyTorch eager, on the same machine in
+//! one run. Each case runs in a fresh child process per implementation, so the
+//! peak memory (VmHWM / ru_maxrss) belongs to that case alone.
+//!
+//! Compare ratios, never absolute times across runs.
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+const CASES: &[(&str, &str)] = &[
+    ("vgg_features", "VGG19 relu1_1…relu5_1 forward, 1×3×S×S, no grad"),
+    ("gatys_step", "one Gatys evaluation (forward + backward), content relu4_2 + 5 style Grams, S×S"),
+];
+
+#[derive(Debug, Parser)]
+#[command(name = "nst-bench", about = "Benchmarks nst against PyTorch-eager references in one run")]
+struct Cli {
+    /// Comma-separated cases (default: all): vgg_features, gatys_step.
+    #[arg(long)]
+    cases: Option<String>,
+    /// Image side in px.
+    #[arg(long, default_value_t = 512)]
+    size: i64,
+    /// Timed repetitions per case (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Fewer repetitions (2), for a quick look.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the table as Markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Internal: run one case in this process and print its JSON result.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CaseResult {
+    case: String,
+    seconds: f64,
+    peak_mb: f64,
+    #[serde(default)]
+    quality: Option<f64>,
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time_it(repeat: usize, mut f: impl FnMut() -> Result<f64>) -> Result<(f64, f64)> {
+    let mut q = f()?; // warm-up
+    let mut times = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        q = f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok((median(times), q))
+}
+
+fn blobs(s: i64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::rand([1, 3, s / 16, s / 16], (Kind::Float, Device::Cpu)).upsample_bilinear2d([s, s], false, None, None)
+}
+
+fn run_child(case: &str, size: i64, repeat: usize) -> Result<CaseResult> {
+    let weights = nst_vgg::default_weights_path()?;
+    let (seconds, quality) = match case {
+        "vgg_features" => {
+            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
+            let x = blobs(size, 0);
+            time_it(repeat, || {
+                let f = tch::no_grad(|| vgg.encode(&x, &taps))?;
+                Ok(f.iter().map(|(_, t)| t.sum(Kind::Double).double_value(&[])).sum())
+            })?
+        }
+        "gatys_step" => {
+            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Avg, device: Device::Cpu })?;
+            let (c, s) = (blobs(size, 1), blobs(size, 2));
+            let g = nst_optim::Gatys::new(&vgg, nst_optim::GatysConfig::default(), Some(&c), &s)?;
+            let x = blobs(size, 3);
+            time_it(repeat, || {
+                let xv = x.detach().set_requires_grad(true);
+                let (loss, _) = g.loss(&xv)?;
+                let grad = Tensor::run_backward(&[&loss], &[&xv], false, false);
+                Ok(loss.double_value(&[]) + 0.0 * grad[0].sum(Kind::Double).double_value(&[]))
+            })?
+        }
+        other => bail!("unknown case {other:?}"),
+    };
+    Ok(CaseResult { case: case.into(), seconds, peak_mb: peak_rss_mb(), quality: Some(quality) })
+}
+
+fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
+    let out = cmd.output().with_context(|| format!("starting {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON result")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let repeat = if cli.quick { 2 } else { cli.repeat.max(1) };
+    if let Some(case) = &cli.child {
+        let r = run_child(case, cli.size, repeat)?;
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("NST_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
+    let weights = nst_vgg::default_weights_path()?;
+    let wanted: Vec<&str> = match &cli.cases {
+        Some(c) => c.split(',').map(str::trim).collect(),
+        None => CASES.iter().map(|(n, _)| *n).collect(),
+    };
+    let me = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    eprintln!("machine: {} cores, {}; LibTorch threads {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cpu_name(), tch::get_num_threads());
+    for case in wanted {
+        let Some((_, desc)) = CASES.iter().find(|(n, _)| *n == case) else {
+            bail!("unknown case {case:?}; known: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+        };
+        eprintln!("running {case} at {}px ({desc}) ...", cli.size);
+        let ours = spawn(
+            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]),
+            "nst",
+        )?;
+        let theirs = spawn(
+            Command::new(&python)
+                .arg(root.join("bench/torch_ref.py"))
+                .args([case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()])
+                .arg("--weights")
+                .arg(&weights),
+            "PyTorch reference",
+        )?;
+        rows.push((case, desc, ours, theirs));
+    }
+    let mut md = String::from(
+        "| case | nst (s) | PyTorch eager (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result rel. diff |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (case, _, o, t) in &rows {
+        let qd = match (o.quality, t.quality) {
+            (Some(a), Some(b)) => format!("{:.1e}", (a - b).abs() / b.abs().max(1e-12)),
+            _ => "n/a".into(),
+        };
+        md += &format!(
+            "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
+            cli.size,
+            o.seconds,
+            t.seconds,
+            o.seconds / t.seconds,
+            o.peak_mb,
+            t.peak_mb
+        );
+    }
+    println!("{md}");
+    if let Some(p) = &cli.markdown {
+        let header = format!(
+            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\n\n",
+            cpu_name(),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cli.size,
+            if cli.quick { " --quick" } else { "" }
+        );
+        nst_core::fsutil::write_bytes_atomic(p, (header + &md).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
