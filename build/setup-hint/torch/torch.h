@@ -1,0 +1,4 @@
+// Found only when LibTorch's own headers are missing: .cargo/config.toml puts
+// this folder on CPLUS_INCLUDE_PATH, which the compiler searches after the
+// real LibTorch include folders.
+#error "nst: LibTorch is not set up. Run `scripts/setup.sh` from the repository root, then build again."
