@@ -1,8 +1,8 @@
 //! Shared build script of every crate that links LibTorch
 //! (`build = "../../build/libtorch.rs"`): adds an rpath to LibTorch's `lib/`
 //! folder to this crate's binaries, tests, examples and benches, so they run
-//! without LD_LIBRARY_PATH. (The "run scripts/setup.sh" check lives in the
-//! dependency-free crate `nst-setup-check`, whose build script runs first.)
+//! without LD_LIBRARY_PATH. (Before setup, the "run scripts/setup.sh" message
+//! comes from the stub header build/setup-hint/torch/torch.h.)
 use std::path::PathBuf;
 
 fn main() {
