@@ -1,0 +1,14 @@
+//! AdaIN: "Arbitrary Style Transfer in Real-time with Adaptive Instance
+//! Normalization" (Huang & Belongie, ICCV 2017).
+//!
+//! * [`adain`]: the operator AdaIN(x, y) = σ(y)·(x − μ(x))/σ(x) + μ(y).
+//! * [`Decoder`]: the mirror of VGG19 up to `relu4_1` (nearest upsampling,
+//!   reflection-padded 3×3 convs), mapping features back to RGB.
+//! * [`AdainModel`]: frozen VGG19 encoder + trained decoder, with the paper's
+//!   losses; `model.kind = "adain"` in `nst-train` configs.
+
+pub mod model;
+pub mod ops;
+
+pub use model::{AdainLoss, AdainModel, AdainModelConfig, Decoder};
+pub use ops::{adain, mean_std};

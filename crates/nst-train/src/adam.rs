@@ -1,0 +1,91 @@
+//! Adam (Kingma & Ba) over a VarStore's trainable variables, with state that
+//! can be saved and restored (tch's own optimiser does not expose it, and an
+//! exact resume needs it).
+use std::collections::BTreeMap;
+use tch::{nn::VarStore, Tensor};
+
+#[derive(Debug, Clone, Copy)]
+pub struct AdamConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// Adam with named first/second-moment buffers.
+#[derive(Debug)]
+pub struct Adam {
+    pub cfg: AdamConfig,
+    /// Steps taken.
+    pub t: u64,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
+}
+
+impl Adam {
+    pub fn new(cfg: AdamConfig) -> Self {
+        Self { cfg, t: 0, m: BTreeMap::new(), v: BTreeMap::new() }
+    }
+
+    /// Clears the gradients of every trainable variable.
+    pub fn zero_grad(vs: &VarStore) {
+        for mut p in vs.trainable_variables() {
+            p.zero_grad();
+        }
+    }
+
+    /// One update with learning rate `lr` from the gradients already computed.
+    pub fn step(&mut self, vs: &VarStore, lr: f64) {
+        self.t += 1;
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let bc1 = 1.0 - b1.powi(self.t as i32);
+        let bc2 = 1.0 - b2.powi(self.t as i32);
+        tch::no_grad(|| {
+            for (name, mut p) in vs.variables() {
+                if !p.requires_grad() {
+                    continue;
+                }
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let g = if self.cfg.weight_decay > 0.0 { &g + &p * self.cfg.weight_decay } else { g };
+                let m = self.m.entry(name.clone()).or_insert_with(|| p.zeros_like());
+                *m *= b1;
+                *m += &g * (1.0 - b1);
+                let v = self.v.entry(name).or_insert_with(|| p.zeros_like());
+                *v *= b2;
+                *v += g.square() * (1.0 - b2);
+                let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.cfg.eps);
+                p -= update * lr;
+            }
+        });
+    }
+
+    /// The moment buffers as named tensors (`m.<var>`, `v.<var>`).
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = self.m.iter().map(|(k, t)| (format!("m.{k}"), t.shallow_clone())).collect();
+        out.extend(self.v.iter().map(|(k, t)| (format!("v.{k}"), t.shallow_clone())));
+        out
+    }
+
+    /// Restores the moment buffers and the step count.
+    pub fn load_state(&mut self, t: u64, tensors: Vec<(String, Tensor)>, device: tch::Device) {
+        self.t = t;
+        self.m.clear();
+        self.v.clear();
+        for (k, x) in tensors {
+            if let Some(n) = k.strip_prefix("m.") {
+                self.m.insert(n.to_string(), x.to_device(device));
+            } else if let Some(n) = k.strip_prefix("v.") {
+                self.v.insert(n.to_string(), x.to_device(device));
+            }
+        }
+    }
+}

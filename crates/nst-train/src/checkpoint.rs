@@ -1,0 +1,221 @@
+//! Checkpoints: `<run_dir>/step_XXXXXXX.safetensors` (weights, with the model
+//! kind in the safetensors metadata), `step_XXXXXXX.optim.safetensors` (Adam's
+//! moments) and the sidecar `step_XXXXXXX.json` (step, seed, data positions,
+//! resolved config, optimiser scalars, last losses). Every file is written to
+//! a temporary name and renamed; `latest` (a one-line text file) is replaced
+//! last, so it always names a complete checkpoint.
+use crate::{Adam, Error, Result};
+use nst_data::Position;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+pub const FORMAT: &str = "nst-checkpoint-1";
+
+/// The sidecar of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMeta {
+    pub format: String,
+    pub model_kind: String,
+    pub step: u64,
+    pub seed: u64,
+    pub content_position: Position,
+    pub style_position: Position,
+    /// The resolved TOML config of the run.
+    pub config: String,
+    pub optimizer: String,
+    pub optimizer_step: u64,
+    pub lr: f64,
+    pub losses: BTreeMap<String, f64>,
+    pub weights_file: String,
+    pub optimizer_file: String,
+}
+
+/// Checkpoint file operations.
+#[derive(Debug)]
+pub struct Checkpoint;
+
+fn ck_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Checkpoint { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+/// Writes named tensors (as f32, or their own float kind) with metadata, atomically.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let n = t.numel();
+        let mut bytes = vec![0u8; n * 4];
+        t.f_copy_data_u8(&mut bytes, n)?;
+        owned.push((name.clone(), Dtype::F32, t.size().iter().map(|&d| d as usize).collect(), bytes));
+    }
+    let mut views = Vec::with_capacity(owned.len());
+    for (name, dt, shape, bytes) in &owned {
+        views.push((name.clone(), TensorView::new(*dt, shape.clone(), bytes).map_err(|e| ck_err(path, e))?));
+    }
+    nst_core::write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata), tmp)
+            .map_err(|e| nst_core::Error::Unwritable { path: path.to_path_buf(), reason: e.to_string() })
+    })?;
+    Ok(())
+}
+
+/// Reads named tensors and the metadata of a safetensors file.
+pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(ck_err(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+        }
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        out.push((name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?));
+    }
+    Ok((out, meta))
+}
+
+/// Copies `tensors` into the variables of `vs`, strictly: missing, unexpected
+/// and mis-shaped tensors are listed in one error.
+pub fn load_into(vs: &VarStore, tensors: Vec<(String, Tensor)>, origin: &Path) -> Result<()> {
+    let mut vars = vs.variables();
+    let mut unexpected = Vec::new();
+    let mut mismatched = Vec::new();
+    let mut found = Vec::new();
+    for (name, t) in tensors {
+        match vars.get(&name) {
+            None => unexpected.push(name),
+            Some(v) if v.size() != t.size() => mismatched.push(format!("{name}: file {:?}, model {:?}", t.size(), v.size())),
+            Some(_) => found.push((name, t)),
+        }
+    }
+    for (n, _) in &found {
+        vars.remove(n);
+    }
+    let mut missing: Vec<String> = vars.into_keys().collect();
+    missing.sort();
+    unexpected.sort();
+    if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
+        let mut d = String::from("weights do not match the model:");
+        if !missing.is_empty() {
+            d += &format!(" missing [{}];", missing.join(", "));
+        }
+        if !unexpected.is_empty() {
+            d += &format!(" unexpected [{}];", unexpected.join(", "));
+        }
+        if !mismatched.is_empty() {
+            d += &format!(" shape mismatch [{}];", mismatched.join("; "));
+        }
+        return Err(ck_err(origin, d));
+    }
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, t) in found {
+            if let Some(mut v) = vars.get(&name).map(|v| v.shallow_clone()) {
+                v.f_copy_(&t.to_device(v.device()))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+impl Checkpoint {
+    fn stem(step: u64) -> String {
+        format!("step_{step:07}")
+    }
+
+    /// Saves a checkpoint and points `latest` at it, then keeps only the last `keep` checkpoints.
+    pub fn save(run_dir: &Path, vs: &VarStore, adam: &Adam, meta: &CheckpointMeta, keep: usize) -> Result<PathBuf> {
+        std::fs::create_dir_all(run_dir).map_err(|e| ck_err(run_dir, e))?;
+        let stem = Self::stem(meta.step);
+        let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        let wmeta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("model_kind".to_string(), meta.model_kind.clone()),
+            ("step".to_string(), meta.step.to_string()),
+        ]);
+        write_safetensors(&run_dir.join(&meta.weights_file), &weights, wmeta)?;
+        write_safetensors(&run_dir.join(&meta.optimizer_file), &adam.state_tensors(), HashMap::new())?;
+        let json = serde_json::to_vec_pretty(meta).map_err(|e| ck_err(run_dir, e))?;
+        let side = run_dir.join(format!("{stem}.json"));
+        nst_core::fsutil::write_bytes_atomic(&side, &json)?;
+        nst_core::fsutil::write_bytes_atomic(&run_dir.join("latest"), format!("{stem}\n").as_bytes())?;
+        Self::prune(run_dir, keep)?;
+        Ok(side)
+    }
+
+    /// The metadata a new checkpoint at `step` gets (file names filled in).
+    pub fn meta_for(step: u64) -> (String, String) {
+        let stem = Self::stem(step);
+        (format!("{stem}.safetensors"), format!("{stem}.optim.safetensors"))
+    }
+
+    fn steps_in(run_dir: &Path) -> Result<Vec<u64>> {
+        let mut steps: Vec<u64> = std::fs::read_dir(run_dir)
+            .map_err(|e| ck_err(run_dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_prefix("step_")?.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        steps.sort_unstable();
+        Ok(steps)
+    }
+
+    fn prune(run_dir: &Path, keep: usize) -> Result<()> {
+        let steps = Self::steps_in(run_dir)?;
+        if steps.len() > keep {
+            for s in &steps[..steps.len() - keep] {
+                let stem = Self::stem(*s);
+                for ext in [".json", ".safetensors", ".optim.safetensors"] {
+                    let _ = std::fs::remove_file(run_dir.join(format!("{stem}{ext}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a run folder (through `latest`), a sidecar `.json` or a weights
+    /// file to the sidecar path and its metadata.
+    pub fn resolve(path: &Path) -> Result<(PathBuf, CheckpointMeta)> {
+        let side = if path.is_dir() {
+            let latest = std::fs::read_to_string(path.join("latest"))
+                .map_err(|_| ck_err(path, "no `latest` file: not a run folder, or no checkpoint written yet"))?;
+            path.join(format!("{}.json", latest.trim()))
+        } else if path.extension().is_some_and(|e| e == "json") {
+            path.to_path_buf()
+        } else {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = name.trim_end_matches(".safetensors").trim_end_matches(".optim");
+            path.with_file_name(format!("{stem}.json"))
+        };
+        if !side.exists() {
+            return Err(ck_err(&side, "not found"));
+        }
+        let text = std::fs::read_to_string(&side).map_err(|e| ck_err(&side, e))?;
+        let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| ck_err(&side, format!("not a checkpoint sidecar: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(ck_err(&side, format!("format {:?}, expected {FORMAT:?}", meta.format)));
+        }
+        Ok((side, meta))
+    }
+
+    /// Loads the weights a checkpoint names into `vs`, checking the model kind first.
+    pub fn load_weights(weights: &Path, vs: &VarStore, expected_kind: &str) -> Result<()> {
+        let (tensors, meta) = read_safetensors(weights)?;
+        match meta.get("model_kind") {
+            Some(k) if k != expected_kind => {
+                return Err(ck_err(weights, format!("is a {k:?} checkpoint, but the model is {expected_kind:?}")))
+            }
+            None => return Err(ck_err(weights, "has no model_kind metadata: not an nst checkpoint")),
+            _ => {}
+        }
+        load_into(vs, tensors, weights)
+    }
+}

@@ -1,0 +1,44 @@
+//! The training engine, shared by every model family.
+//!
+//! A model implements [`TrainModel`]; the [`Trainer`] owns everything else:
+//! the content and style data streams, the optimiser ([`Adam`], whose state is
+//! checkpointed), atomic checkpoints with exact resume, SIGINT/SIGTERM handling,
+//! NaN detection, TensorBoard logging and the progress display.
+
+pub mod adam;
+pub mod checkpoint;
+pub mod config;
+pub mod logger;
+pub mod trainer;
+
+pub use adam::{Adam, AdamConfig};
+pub use checkpoint::{Checkpoint, CheckpointMeta};
+pub use config::{DataSection, LogSection, OptimSection, TrainConfig, TrainSection};
+pub use logger::{Logger, NullLogger, TensorBoard};
+pub use trainer::{StepOutput, TrainModel, Trainer, TrainerHooks, TrainOutcome};
+
+/// Errors of the training engine; each names the key, file, step or term at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
+    #[error("loss term {term:?} became {value} at step {step}; stopped, the last good checkpoint is kept")]
+    NonFinite { step: u64, term: String, value: f64 },
+    #[error(transparent)]
+    Data(#[from] nst_data::Error),
+    #[error(transparent)]
+    Core(#[from] nst_core::Error),
+    #[error("{0}")]
+    Model(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The model-agnostic training loop.
+use crate::checkpoint::{Checkpoint, CheckpointMeta, FORMAT};
+use crate::{Adam, AdamConfig, Error, Logger, Result, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use nst_data::{Loader, Position};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::{nn::VarStore, Device, Tensor};
+
+/// What a model returns from one training step.
+pub struct StepOutput {
+    /// The scalar to minimise.
+    pub loss: Tensor,
+    /// Named, already weighted loss terms (logged, and checked for NaN/Inf).
+    pub terms: Vec<(String, Tensor)>,
+}
+
+/// What every trainable model family implements.
+pub trait TrainModel {
+    /// The `model.kind` this model answers to (stored in its checkpoints).
+    fn kind(&self) -> &str;
+    /// The trainable parameters (names read like PyTorch state_dict keys).
+    fn var_store(&self) -> &VarStore;
+    /// Computes the losses of one batch.
+    ///
+    /// # Shapes
+    /// `content: [B, 3, S, S]`, `style: [B, 3, S, S]`, RGB in [0, 1], on the model's device.
+    fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput>;
+    /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
+    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainOutcome {
+    Finished { step: u64, checkpoint: PathBuf },
+    Interrupted { step: u64, checkpoint: Option<PathBuf> },
+}
+
+/// Control from the outside: a stop flag (set by SIGINT/SIGTERM), the progress
+/// display and a per-step callback (tests use it to record losses).
+pub struct TrainerHooks {
+    pub stop: Arc<AtomicBool>,
+    pub quiet: bool,
+    pub on_step: Option<Box<dyn FnMut(u64, &BTreeMap<String, f64>)>>,
+}
+
+impl Default for TrainerHooks {
+    fn default() -> Self {
+        Self { stop: Arc::new(AtomicBool::new(false)), quiet: true, on_step: None }
+    }
+}
+
+/// Runs a config against a model.
+pub struct Trainer<'a> {
+    pub cfg: &'a TrainConfig,
+    pub device: Device,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(cfg: &'a TrainConfig, device: Device) -> Self {
+        Self { cfg, device }
+    }
+
+    fn lr_at(&self, step: u64) -> f64 {
+        self.cfg.optim.lr / (1.0 + self.cfg.optim.lr_decay * step as f64)
+    }
+
+    /// Trains from scratch, or from `resume` (a run folder, sidecar or weights file).
+    pub fn run(
+        &self,
+        model: &mut dyn TrainModel,
+        resume: Option<&Path>,
+        logger: &mut dyn Logger,
+        mut hooks: TrainerHooks,
+    ) -> Result<TrainOutcome> {
+        let cfg = self.cfg;
+        let run_dir = cfg.run_dir();
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::Checkpoint { path: run_dir.display().to_string(), reason: e.to_string() })?;
+        nst_core::fsutil::write_bytes_atomic(&run_dir.join("config.toml"), cfg.resolved.as_bytes())?;
+        if model.kind() != cfg.model_kind {
+            return Err(Error::Config(format!("model.kind is {:?} but the model is {:?}", cfg.model_kind, model.kind())));
+        }
+        let mut adam = Adam::new(AdamConfig {
+            beta1: cfg.optim.beta1,
+            beta2: cfg.optim.beta2,
+            weight_decay: cfg.optim.weight_decay,
+            ..Default::default()
+        });
+        let (mut step, mut content_pos, mut style_pos) = (0u64, Position::default(), Position::default());
+        let mut last_ckpt: Option<PathBuf> = None;
+        if let Some(path) = resume {
+            let (side, meta) = Checkpoint::resolve(path)?;
+            if meta.model_kind != model.kind() {
+                return Err(Error::Checkpoint {
+                    path: side.display().to_string(),
+                    reason: format!("is a {:?} checkpoint, but the config trains {:?}", meta.model_kind, model.kind()),
+                });
+            }
+            let dir = side.parent().unwrap_or(Path::new("."));
+            Checkpoint::load_weights(&dir.join(&meta.weights_file), model.var_store(), model.kind())?;
+            let (opt, _) = crate::checkpoint::read_safetensors(&dir.join(&meta.optimizer_file))?;
+            adam.load_state(meta.optimizer_step, opt, self.device);
+            step = meta.step;
+            content_pos = meta.content_position;
+            style_pos = meta.style_position;
+            last_ckpt = Some(side);
+        }
+        let pipeline = cfg.data.pipeline();
+        let seed = cfg.train.seed;
+        let mut content = Loader::new(cfg.data.content.open()?, pipeline.clone(), mix(seed, 1), content_pos)?;
+        let mut style = Loader::new(cfg.data.style.open()?, pipeline, mix(seed, 2), style_pos)?;
+
+        let total = cfg.train.steps;
+        let pb = if hooks.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+        if let Ok(st) = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} {msg} (ETA {eta})",
+        ) {
+            pb.set_style(st.progress_chars("=> "));
+        }
+        pb.set_prefix(cfg.train.run.clone());
+        pb.set_position(step);
+        pb.enable_steady_tick(Duration::from_millis(500));
+
+        let mut last_terms: BTreeMap<String, f64> = BTreeMap::new();
+        let save = |step: u64, adam: &Adam, cpos: Position, spos: Position, terms: &BTreeMap<String, f64>, model: &dyn TrainModel| {
+            let (weights_file, optimizer_file) = Checkpoint::meta_for(step);
+            let meta = CheckpointMeta {
+                format: FORMAT.into(),
+                model_kind: model.kind().to_string(),
+                step,
+                seed,
+                content_position: cpos,
+                style_position: spos,
+                config: cfg.resolved.clone(),
+                optimizer: "adam".into(),
+                optimizer_step: adam.t,
+                lr: self.lr_at(step),
+                losses: terms.clone(),
+                weights_file,
+                optimizer_file,
+            };
+            Checkpoint::save(&run_dir, model.var_store(), adam, &meta, cfg.train.keep_last)
+        };
+
+        while step < total {
+            if hooks.stop.load(Ordering::SeqCst) {
+                pb.finish_and_clear();
+                let ck = if last_ckpt.as_ref().is_some_and(|p| p.ends_with(format!("step_{step:07}.json"))) || step == 0 && last_ckpt.is_none() {
+                    last_ckpt.clone()
+                } else {
+                    Some(save(step, &adam, content_pos, style_pos, &last_terms, &*model)?)
+                };
+                logger.flush();
+                return Ok(TrainOutcome::Interrupted { step, checkpoint: ck });
+            }
+            let t0 = Instant::now();
+            let cb = content.next_batch()?;
+            let sb = style.next_batch()?;
+            let wait = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let next = step + 1;
+            tch::manual_seed(mix(seed, next) as i64);
+            let c = cb.images.to_device(self.device);
+            let s = sb.images.to_device(self.device);
+            let out = model.step(&c, &s)?;
+            let mut terms = BTreeMap::new();
+            for (name, t) in &out.terms {
+                terms.insert(name.clone(), t.double_value(&[]));
+            }
+            let total_loss = out.loss.double_value(&[]);
+            terms.insert("total".into(), total_loss);
+            for (name, v) in &terms {
+                if !v.is_finite() {
+                    pb.finish_and_clear();
+                    logger.flush();
+                    return Err(Error::NonFinite { step: next, term: name.clone(), value: *v });
+                }
+            }
+            Adam::zero_grad(model.var_store());
+            out.loss.backward();
+            let lr = self.lr_at(step);
+            adam.step(model.var_store(), lr);
+            let compute = t1.elapsed().as_secs_f64();
+            step = next;
+            content_pos = cb.next;
+            style_pos = sb.next;
+
+            if step % cfg.log.scalar_every == 0 || step == 1 {
+                for (name, v) in &terms {
+                    logger.scalar(&format!("loss/{name}"), *v, step);
+                }
+                logger.scalar("optim/lr", lr, step);
+                logger.scalar("perf/images_per_s", cfg.data.batch_size as f64 / (wait + compute), step);
+                logger.scalar("perf/data_wait_s", wait, step);
+                logger.scalar("perf/compute_s", compute, step);
+                let st = content.stats();
+                logger.scalar("data/bad_images", st.bad.load(Ordering::Relaxed) as f64, step);
+            }
+            if step % cfg.log.image_every == 0 || step == total {
+                let grid = tch::no_grad(|| model.sample_grid(&c, &s))?;
+                logger.image("samples/content_style_output", &grid, step);
+                logger.flush();
+            }
+            pb.set_position(step);
+            pb.set_message(format!(
+                "loss {total_loss:.4e} | {:.1} img/s | data {:.0}%",
+                cfg.data.batch_size as f64 / (wait + compute),
+                100.0 * wait / (wait + compute)
+            ));
+            if let Some(f) = hooks.on_step.as_mut() {
+                f(step, &terms);
+            }
+            last_terms = terms;
+            if step % cfg.train.checkpoint_every == 0 || step == total {
+                last_ckpt = Some(save(step, &adam, content_pos, style_pos, &last_terms, &*model)?);
+            }
+        }
+        pb.finish_and_clear();
+        logger.flush();
+        let checkpoint = match last_ckpt {
+            Some(p) => p,
+            None => save(step, &adam, content_pos, style_pos, &last_terms, &*model)?,
+        };
+        Ok(TrainOutcome::Finished { step, checkpoint })
+    }
+}
