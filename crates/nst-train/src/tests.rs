@@ -8,6 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tch::{nn, nn::Module, Device, Reduction, Tensor};
 
+/// LibTorch's RNG is process-wide: tests that train must not interleave.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One conv mapping content to style colours; can be told to produce NaN.
 struct Tiny {
     vs: nn::VarStore,
@@ -109,6 +116,7 @@ fn recording() -> (TrainerHooks, Arc<Mutex<Vec<(u64, f64)>>>) {
 
 #[test]
 fn resume_continues_exactly_and_the_loss_falls() {
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     // Uninterrupted: 8 steps.
     let cfg = config(d.path(), "full", 8, &[]);
@@ -137,6 +145,7 @@ fn resume_continues_exactly_and_the_loss_falls() {
 
 #[test]
 fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), "int", 20, &[]);
     let mut m = Tiny::new(1);
@@ -173,6 +182,7 @@ fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
 
 #[test]
 fn keeps_the_last_k_and_refuses_other_models() {
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), "keep", 5, &["train.checkpoint_every=1", "train.keep_last=2"]);
     let mut m = Tiny::new(1);
@@ -212,6 +222,7 @@ fn keeps_the_last_k_and_refuses_other_models() {
 
 #[test]
 fn tensorboard_events_are_read_by_the_official_reader() {
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), "tb", 4, &[]);
     let mut m = Tiny::new(1);
