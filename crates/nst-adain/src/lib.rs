@@ -12,3 +12,6 @@ pub mod ops;
 
 pub use model::{AdainLoss, AdainModel, AdainModelConfig, Decoder};
 pub use ops::{adain, mean_std};
+
+#[cfg(test)]
+mod tests;

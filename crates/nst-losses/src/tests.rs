@@ -6,10 +6,18 @@ use nst_testkit::{assert_close, torch_reference};
 use tch::{Device, Kind, Tensor};
 
 const RTOL: f64 = 1e-4;
+
+/// LibTorch's RNG is process-wide: the seeded tests must not interleave.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
 
 #[test]
 fn all_losses_match_pytorch_reference() {
+    let _serial = serial();
     tch::manual_seed(7);
     let f0 = Tensor::randn([2, 8, 6, 5], F32).relu();
     let t0 = Tensor::randn([2, 8, 6, 5], F32).relu();
@@ -63,6 +71,7 @@ fn all_losses_match_pytorch_reference() {
 
 #[test]
 fn losses_vanish_on_identical_inputs_and_grow_otherwise() {
+    let _serial = serial();
     tch::manual_seed(3);
     let a = Tensor::rand([50, 8], F32);
     // The palette's |a|²+|b|²−2a·b expansion leaves ~sqrt(f32 eps) on the diagonal.
@@ -87,6 +96,7 @@ fn losses_vanish_on_identical_inputs_and_grow_otherwise() {
 
 #[test]
 fn random_coords_are_distinct_and_in_range() {
+    let _serial = serial();
     tch::manual_seed(0);
     let c = random_coords(10, 7, 30, Device::Cpu);
     assert_eq!(c.size(), [30, 2]);
@@ -105,6 +115,7 @@ fn random_coords_are_distinct_and_in_range() {
 
 #[test]
 fn gradients_flow_through_every_loss() {
+    let _serial = serial();
     let x = Tensor::rand([20, 6], F32).set_requires_grad(true);
     let y = Tensor::rand([25, 6], F32);
     let l = remd_loss(&y, &x) + moment_loss(&y, &x) + self_similarity_loss(&y.narrow(0, 0, 20), &x)
