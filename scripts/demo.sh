@@ -8,6 +8,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh --quiet
 cargo run --release --locked --bin nst-infer -- gatys \
-  --content samples/astronaut.png --style samples/coffee.png \
+  --content samples/content/astronaut.png --style samples/style/coffee.png \
   --out out/demo.png --size 384 --steps 150 --seed 0 "$@"
 echo "demo: open out/demo.png"

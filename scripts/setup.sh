@@ -69,10 +69,18 @@ else
 fi
 
 # ---- 4. sample images -------------------------------------------------------
-mkdir -p samples
+# From scikit-image's data folder (a PyPI package): photos for content, colourful
+# images and textures for style, textures for texture synthesis.
 skdata="$(.venv/bin/python -c 'import os, skimage.data as d; print(os.path.dirname(d.__file__))')"
-for f in astronaut.png chelsea.png coffee.png brick.png grass.png gravel.png; do
-  [ -f "samples/$f" ] || cp "$skdata/$f" "samples/$f"
+mkdir -p samples/content samples/style samples/texture
+for f in astronaut.png chelsea.png rocket.jpg; do
+  [ -f "samples/content/$f" ] || cp "$skdata/$f" "samples/content/$f"
 done
-say "sample images in samples/ (from scikit-image's data folder)"
-say "done. Try: cargo run --release --bin nst-infer -- gatys --content samples/chelsea.png --style samples/coffee.png --out out/demo.png"
+for f in coffee.png hubble_deep_field.jpg retina.jpg; do
+  [ -f "samples/style/$f" ] || cp "$skdata/$f" "samples/style/$f"
+done
+for f in brick.png grass.png gravel.png; do
+  [ -f "samples/texture/$f" ] || cp "$skdata/$f" "samples/texture/$f"
+done
+say "sample images in samples/{content,style,texture} (from scikit-image's data folder)"
+say "done. Try: cargo run --release --bin nst-infer -- gatys --content samples/content/astronaut.png --style samples/style/coffee.png --out out/demo.png"

@@ -99,7 +99,7 @@ pub fn run_main(body: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(Ok(())) => std::process::ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            let interrupted = e.chain().any(|c| c.to_string() == "interrupted");
+            let interrupted = e.chain().any(|c| c.to_string().starts_with("interrupted"));
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::ExitCode::from(if interrupted { 130 } else { 1 })
         }

@@ -1,0 +1,8 @@
+//! nst-train: train style-transfer models from TOML configs.
+use clap::Parser;
+use nst_cli::{common::run_main, train};
+
+fn main() -> std::process::ExitCode {
+    let args = train::TrainArgs::parse();
+    run_main(|| train::run(args))
+}
