@@ -99,6 +99,54 @@ elif a.case == "gatys_step":
         loss.backward()
         return float(loss)
 
+elif a.case == "adain_train_step":
+    net = build("max")
+    STY = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+
+    def dec_block(cin, cout, relu=True, up=False):
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+        if relu:
+            layers.append(nn.ReLU())
+        if up:
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        return layers
+
+    decoder = nn.Sequential(
+        *dec_block(512, 256, up=True), *dec_block(256, 256), *dec_block(256, 256), *dec_block(256, 256),
+        *dec_block(256, 128, up=True), *dec_block(128, 128), *dec_block(128, 64, up=True),
+        *dec_block(64, 64), *dec_block(64, 3, relu=False),
+    )
+    opt = torch.optim.Adam(decoder.parameters(), lr=1e-4)
+
+    def blobs4(s, seed):
+        return torch.cat([blobs(s, seed * 10 + i) for i in range(4)], 0)
+
+    c, s = blobs4(256, 1), blobs4(256, 2)
+
+    def stats(f):
+        n, ch = f.shape[:2]
+        v = f.reshape(n, ch, -1)
+        return v.mean(2), (v.var(2) + 1e-5).sqrt()
+
+    def run():
+        with torch.no_grad():
+            fc = feats(net, c, ["relu4_1"])["relu4_1"]
+            fs = feats(net, s, STY)
+            mc, sc = stats(fc)
+            ms, ss = stats(fs["relu4_1"])
+            t = (fc - mc[..., None, None]) / sc[..., None, None] * ss[..., None, None] + ms[..., None, None]
+            targets = {k: stats(v) for k, v in fs.items()}
+        g = decoder(t / SCALE)
+        fg = feats(net, g, STY)
+        loss = F.mse_loss(fg["relu4_1"], t)
+        for k in STY:
+            m, sd = stats(fg[k])
+            loss = loss + 10.0 * (F.mse_loss(m, targets[k][0]) + F.mse_loss(sd, targets[k][1]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return None
+
 else:
     raise SystemExit(f"unknown case {a.case}")
 

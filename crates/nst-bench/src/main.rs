@@ -15,6 +15,14 @@ use tch::{Device, Kind, Tensor};
 const CASES: &[(&str, &str)] = &[
     ("vgg_features", "VGG19 relu1_1…relu5_1 forward, 1×3×S×S, no grad"),
     ("gatys_step", "one Gatys evaluation (forward + backward), content relu4_2 + 5 style Grams, S×S"),
+    ("adain_train_step", "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops"),
+];
+
+/// Cases with no PyTorch counterpart: measured in nst only.
+const SOLO_CASES: &[(&str, &str)] = &[
+    ("loader_1_thread", "decode 512×384 JPEGs → resize 288 → 256² crop/flip → batch 8, 1 decode thread (images/s)"),
+    ("loader_2_threads", "the same with 2 decode threads (images/s)"),
+    ("train_data_wait", "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)"),
 ];
 
 #[derive(Debug, Parser)]
@@ -82,6 +90,21 @@ fn blobs(s: i64, seed: i64) -> Tensor {
     Tensor::rand([1, 3, s / 16, s / 16], (Kind::Float, Device::Cpu)).upsample_bilinear2d([s, s], false, None, None)
 }
 
+fn blobs4(s: i64, seed: i64) -> Tensor {
+    Tensor::cat(&(0..4).map(|i| blobs(s, seed * 10 + i)).collect::<Vec<_>>(), 0)
+}
+
+/// A folder of deterministic 512×384 JPEGs for the loader benchmarks.
+fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(512, 384, |x, y| {
+            image::Rgb([((x * 3 + i * 17) % 256) as u8, ((y * 5 + x / 7) % 256) as u8, ((x ^ y) % 256) as u8])
+        });
+        img.save(dir.join(format!("{i:03}.jpg")))?;
+    }
+    Ok(nst_data::SourceConfig::folder(dir).open()?)
+}
+
 fn run_child(case: &str, size: i64, repeat: usize) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let (seconds, quality) = match case {
@@ -106,9 +129,68 @@ fn run_child(case: &str, size: i64, repeat: usize) -> Result<CaseResult> {
                 Ok(loss.double_value(&[]) + 0.0 * grad[0].sum(Kind::Double).double_value(&[]))
             })?
         }
+        "adain_train_step" => {
+            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            tch::manual_seed(0);
+            let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
+            let (c, s) = (blobs4(256, 1), blobs4(256, 2));
+            let mut adam = nst_train::Adam::new(Default::default());
+            time_it(repeat, || {
+                use nst_train::TrainModel;
+                let out = model.step(&c, &s)?;
+                nst_train::Adam::zero_grad(model.var_store());
+                out.loss.backward();
+                adam.step(model.var_store(), 1e-4);
+                Ok(out.loss.double_value(&[]))
+            })?
+        }
+        "loader_1_thread" | "loader_2_threads" => {
+            let threads = if case == "loader_1_thread" { 1 } else { 2 };
+            let dir = tempfile::tempdir()?;
+            let ds = fake_jpegs(dir.path(), 64)?;
+            let cfg = nst_data::PipelineConfig { resize_shorter: 288, crop: 256, batch_size: 8, threads, prefetch: 4, ..Default::default() };
+            let mut loader = nst_data::Loader::new(ds, cfg, 0, Default::default())?;
+            loader.next_batch()?; // warm-up
+            let n = 8 * repeat.max(2) * 2;
+            let t = Instant::now();
+            for _ in 0..n / 8 {
+                loader.next_batch()?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            (secs, n as f64 / secs)
+        }
+        "train_data_wait" => {
+            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
+            let dir = tempfile::tempdir()?;
+            let ds = fake_jpegs(dir.path(), 32)?;
+            let cfg = nst_data::PipelineConfig { resize_shorter: 288, crop: 256, batch_size: 4, threads: 2, prefetch: 4, ..Default::default() };
+            let mut lc = nst_data::Loader::new(ds.clone(), cfg.clone(), 1, Default::default())?;
+            let mut ls = nst_data::Loader::new(ds, cfg, 2, Default::default())?;
+            let mut adam = nst_train::Adam::new(Default::default());
+            let (mut wait, mut compute) = (0.0, 0.0);
+            for i in 0..repeat.max(2) + 1 {
+                let t0 = Instant::now();
+                let (c, s) = (lc.next_batch()?.images, ls.next_batch()?.images);
+                let w = t0.elapsed().as_secs_f64();
+                let t1 = Instant::now();
+                use nst_train::TrainModel;
+                let out = model.step(&c, &s)?;
+                nst_train::Adam::zero_grad(model.var_store());
+                out.loss.backward();
+                adam.step(model.var_store(), 1e-4);
+                if i > 0 {
+                    wait += w;
+                    compute += t1.elapsed().as_secs_f64();
+                }
+            }
+            (wait + compute, 100.0 * wait / (wait + compute))
+        }
         other => bail!("unknown case {other:?}"),
     };
-    Ok(CaseResult { case: case.into(), seconds, peak_mb: peak_rss_mb(), quality: Some(quality) })
+    // Decoder initialisations differ between tch and PyTorch: no result to compare there.
+    let quality = if case == "adain_train_step" { None } else { Some(quality) };
+    Ok(CaseResult { case: case.into(), seconds, peak_mb: peak_rss_mb(), quality })
 }
 
 fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
@@ -134,12 +216,19 @@ fn main() -> Result<()> {
     let weights = nst_vgg::default_weights_path()?;
     let wanted: Vec<&str> = match &cli.cases {
         Some(c) => c.split(',').map(str::trim).collect(),
-        None => CASES.iter().map(|(n, _)| *n).collect(),
+        None => CASES.iter().chain(SOLO_CASES).map(|(n, _)| *n).collect(),
     };
     let me = std::env::current_exe()?;
     let mut rows = Vec::new();
     eprintln!("machine: {} cores, {}; LibTorch threads {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cpu_name(), tch::get_num_threads());
+    let mut solo = Vec::new();
     for case in wanted {
+        if let Some((_, desc)) = SOLO_CASES.iter().find(|(n, _)| *n == case) {
+            eprintln!("running {case} ({desc}) ...");
+            let r = spawn(Command::new(&me).args(["--child", case, "--repeat", &repeat.to_string()]), "nst")?;
+            solo.push((case, desc, r));
+            continue;
+        }
         let Some((_, desc)) = CASES.iter().find(|(n, _)| *n == case) else {
             bail!("unknown case {case:?}; known: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
         };
@@ -168,13 +257,23 @@ fn main() -> Result<()> {
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            cli.size,
+            if *case == "adain_train_step" { 256 } else { cli.size },
             o.seconds,
             t.seconds,
             o.seconds / t.seconds,
             o.peak_mb,
             t.peak_mb
         );
+    }
+    if !solo.is_empty() {
+        md += "\n| nst-only case | figure | peak RSS (MB) |\n|---|---|---|\n";
+        for (case, desc, r) in &solo {
+            let fig = match *case {
+                "train_data_wait" => format!("{:.1}% of step time waiting for data", r.quality.unwrap_or(f64::NAN)),
+                _ => format!("{:.1} images/s", r.quality.unwrap_or(f64::NAN)),
+            };
+            md += &format!("| {case}: {desc} | {fig} | {:.0} |\n", r.peak_mb);
+        }
     }
     println!("{md}");
     if let Some(p) = &cli.markdown {
