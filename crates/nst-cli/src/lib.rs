@@ -2,6 +2,7 @@
 //! only turns options into a library call; the methods themselves live in the
 //! library crates (`nst-vgg`, `nst-optim`, …).
 
+pub mod adain;
 pub mod common;
 pub mod gatys;
 pub mod train;

@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{common::run_main, gatys};
+use nst_cli::{adain, common::run_main, gatys};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -18,11 +18,14 @@ struct Cli {
 enum Method {
     /// Gatys et al.: optimise the pixels against VGG content and Gram style losses (slow, strong).
     Gatys(gatys::GatysArgs),
+    /// AdaIN: stylise in one forward pass with a decoder trained by nst-train (model.kind = "adain").
+    Adain(adain::AdainArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     run_main(|| match cli.method {
         Method::Gatys(a) => gatys::run(a),
+        Method::Adain(a) => adain::run(a),
     })
 }

@@ -1,0 +1,65 @@
+//! `nst-infer adain`: stylise with a decoder trained by `nst-train` (model.kind = "adain").
+use crate::common::{self, RuntimeArgs};
+use anyhow::{Context, Result};
+use clap::Args;
+use nst_core::ImageSize;
+use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use std::path::PathBuf;
+
+/// AdaIN (Huang & Belongie): one forward pass with a trained decoder.
+///
+/// Example:
+///   nst-infer adain --checkpoint checkpoints/smoke --content photo.jpg --style painting.jpg --out out.png
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AdainArgs {
+    /// A run folder (uses its `latest`), a step_XXXXXXX.json or its .safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    pub content: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    pub style: PathBuf,
+    /// Output image, written atomically.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Long side of the content (and style) in px, WxH, or "original". Multiples of 8 avoid edge crops.
+    #[arg(long, default_value = "512")]
+    pub size: ImageSize,
+    /// Style strength in [0, 1]: blends the AdaIN target with the content features.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+pub fn run(args: AdainArgs) -> Result<()> {
+    nst_core::check_writable(&args.out).context("output")?;
+    nst_core::image_io::output_format(&args.out).context("output")?;
+    if !(0.0..=1.0).contains(&args.alpha) {
+        anyhow::bail!("--alpha must be in [0, 1], got {}", args.alpha);
+    }
+    let device = args.runtime.init()?;
+    let (side, meta) = Checkpoint::resolve(&args.checkpoint)?;
+    if meta.model_kind != nst_adain::model::KIND {
+        anyhow::bail!("{} is a {:?} checkpoint; `nst-infer adain` needs an \"adain\" one", side.display(), meta.model_kind);
+    }
+    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let model = nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?;
+    let weights = side.with_file_name(&meta.weights_file);
+    Checkpoint::load_weights(&weights, model.var_store(), nst_adain::model::KIND)?;
+    let load = |p: &PathBuf, role: &str| -> Result<tch::Tensor> {
+        let x = common::load(p, args.size, device, role)?;
+        // The decoder upsamples by 8: crop to a multiple of 8.
+        let (h, w) = (x.size()[2] / 8 * 8, x.size()[3] / 8 * 8);
+        Ok(x.narrow(2, 0, h).narrow(3, 0, w))
+    };
+    let c = load(&args.content, "content")?;
+    let s = load(&args.style, "style")?;
+    let out = tch::no_grad(|| model.stylize(&c, &s, args.alpha))?.clamp(0.0, 1.0);
+    nst_core::save_image(&out, &args.out)?;
+    if !args.runtime.quiet {
+        eprintln!("wrote {} (step {} of run {:?})", args.out.display(), meta.step, cfg.train.run);
+    }
+    Ok(())
+}
