@@ -58,6 +58,26 @@ fn smoke_config_loss_falls_100x() {
     eprintln!("smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)", first / last);
     assert!(last * 100.0 < first, "loss fell only from {first} to {last}");
     assert!(tmp.path().join("ck/smoke/step_0000200.safetensors").exists());
+
+    // The trained decoder stylises through nst-infer adain.
+    let out = tmp.path().join("adain.png");
+    let infer = |alpha: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nst-infer"))
+            .current_dir(nst_testkit::repo_root())
+            .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
+            .args(["adain", "--checkpoint", tmp.path().join("ck/smoke").to_str().unwrap()])
+            .args(["--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png"])
+            .args(["--out", out.to_str().unwrap(), "--size", "100", "--alpha", alpha, "--device", "cpu", "-q"])
+            .output()
+            .unwrap()
+    };
+    let o = infer("0.8");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (96, 64), "100x66 cropped to multiples of 8");
+    let o = infer("1.5");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--alpha"));
 }
 
 #[test]
