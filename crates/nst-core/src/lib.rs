@@ -35,3 +35,24 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The text of a strict weight-loading failure: `" missing [a, b]; unexpected [c]; shape mismatch [...];"`,
+/// or `None` when all three lists are empty. Lists are sorted.
+pub fn strict_report(mut missing: Vec<String>, mut unexpected: Vec<String>, mismatched: Vec<String>) -> Option<String> {
+    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
+        return None;
+    }
+    missing.sort();
+    unexpected.sort();
+    let mut d = String::new();
+    if !missing.is_empty() {
+        d += &format!(" missing [{}];", missing.join(", "));
+    }
+    if !unexpected.is_empty() {
+        d += &format!(" unexpected [{}];", unexpected.join(", "));
+    }
+    if !mismatched.is_empty() {
+        d += &format!(" shape mismatch [{}];", mismatched.join("; "));
+    }
+    Some(d)
+}

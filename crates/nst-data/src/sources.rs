@@ -121,6 +121,45 @@ fn read_lines(p: &Path) -> Result<Vec<(usize, String)>> {
         .collect())
 }
 
+/// How a class-file line is ordered.
+#[derive(Clone, Copy)]
+enum ClassLine {
+    /// `/a/airfield 0` (Places365 categories)
+    NameIndex,
+    /// `12 Impressionism` (WikiArt class files)
+    IndexName,
+}
+
+/// Reads a class file into names indexed by class number.
+fn read_class_file(path: &Path, order: ClassLine) -> Result<Vec<String>> {
+    let mut classes = Vec::new();
+    for (ln, line) in read_lines(path)? {
+        let parsed = match order {
+            ClassLine::NameIndex => line.rsplit_once(char::is_whitespace).map(|(n, i)| (i, n)),
+            ClassLine::IndexName => line.split_once(char::is_whitespace),
+        };
+        let example = match order {
+            ClassLine::NameIndex => "`/a/airfield 0`",
+            ClassLine::IndexName => "`12 Impressionism`",
+        };
+        let (idx, name) = parsed.ok_or_else(|| Error::Parse {
+            path: path.to_path_buf(),
+            line: ln,
+            reason: format!("expected {example}"),
+        })?;
+        let idx: usize = idx.trim().parse().map_err(|_| Error::Parse {
+            path: path.to_path_buf(),
+            line: ln,
+            reason: format!("bad class index {idx:?}"),
+        })?;
+        if classes.len() <= idx {
+            classes.resize(idx + 1, String::new());
+        }
+        classes[idx] = name.trim().to_string();
+    }
+    Ok(classes)
+}
+
 /// Every image below `root`, recursively, in sorted path order; no labels.
 pub fn image_folder(root: &Path) -> Result<Dataset> {
     require_dir(root)?;
@@ -172,25 +211,10 @@ pub fn places365_tree(root: &Path, split: &str) -> Result<Dataset> {
 /// Places365 list file resolved against `image_root`, with optional categories file.
 pub fn places365_list(list: &Path, image_root: &Path, categories: Option<&Path>) -> Result<Dataset> {
     require_dir(image_root)?;
-    let mut classes = Vec::new();
-    if let Some(cat) = categories {
-        for (ln, line) in read_lines(cat)? {
-            let (name, idx) = line.rsplit_once(' ').ok_or_else(|| Error::Parse {
-                path: cat.to_path_buf(),
-                line: ln,
-                reason: "expected `/a/airfield 0`".into(),
-            })?;
-            let idx: usize = idx.parse().map_err(|_| Error::Parse {
-                path: cat.to_path_buf(),
-                line: ln,
-                reason: format!("bad class index {idx:?}"),
-            })?;
-            if classes.len() <= idx {
-                classes.resize(idx + 1, String::new());
-            }
-            classes[idx] = name.to_string();
-        }
-    }
+    let classes = match categories {
+        Some(cat) => read_class_file(cat, ClassLine::NameIndex)?,
+        None => vec![],
+    };
     let mut samples = Vec::new();
     for (ln, line) in read_lines(list)? {
         let mut parts = line.split_whitespace();
@@ -220,25 +244,10 @@ pub fn places365_list(list: &Path, image_root: &Path, categories: Option<&Path>)
 /// WikiArt split CSV (`Style/file.jpg,label`) resolved against `root`, with optional class file.
 pub fn wikiart_csv(csv: &Path, root: &Path, class_file: Option<&Path>) -> Result<Dataset> {
     require_dir(root)?;
-    let mut classes = Vec::new();
-    if let Some(cf) = class_file {
-        for (ln, line) in read_lines(cf)? {
-            let (idx, name) = line.split_once(char::is_whitespace).ok_or_else(|| Error::Parse {
-                path: cf.to_path_buf(),
-                line: ln,
-                reason: "expected `12 Impressionism`".into(),
-            })?;
-            let idx: usize = idx.parse().map_err(|_| Error::Parse {
-                path: cf.to_path_buf(),
-                line: ln,
-                reason: format!("bad class index {idx:?}"),
-            })?;
-            if classes.len() <= idx {
-                classes.resize(idx + 1, String::new());
-            }
-            classes[idx] = name.trim().to_string();
-        }
-    }
+    let classes = match class_file {
+        Some(cf) => read_class_file(cf, ClassLine::IndexName)?,
+        None => vec![],
+    };
     let mut samples = Vec::new();
     for (ln, line) in read_lines(csv)? {
         let (rel, label) = line.rsplit_once(',').ok_or_else(|| Error::Parse {

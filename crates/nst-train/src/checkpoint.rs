@@ -96,21 +96,9 @@ pub fn load_into(vs: &VarStore, tensors: Vec<(String, Tensor)>, origin: &Path) -
     for (n, _) in &found {
         vars.remove(n);
     }
-    let mut missing: Vec<String> = vars.into_keys().collect();
-    missing.sort();
-    unexpected.sort();
-    if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
-        let mut d = String::from("weights do not match the model:");
-        if !missing.is_empty() {
-            d += &format!(" missing [{}];", missing.join(", "));
-        }
-        if !unexpected.is_empty() {
-            d += &format!(" unexpected [{}];", unexpected.join(", "));
-        }
-        if !mismatched.is_empty() {
-            d += &format!(" shape mismatch [{}];", mismatched.join("; "));
-        }
-        return Err(ck_err(origin, d));
+    let missing: Vec<String> = vars.into_keys().collect();
+    if let Some(d) = nst_core::strict_report(missing, unexpected, mismatched) {
+        return Err(ck_err(origin, format!("weights do not match the model:{d}")));
     }
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {

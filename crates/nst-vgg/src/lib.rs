@@ -254,19 +254,8 @@ impl Vgg {
             }
             in_ch = out_ch;
         }
-        let mut unexpected: Vec<String> = tensors.into_keys().collect();
-        unexpected.sort();
-        if !(missing.is_empty() && mismatched.is_empty() && unexpected.is_empty()) {
-            let mut detail = String::new();
-            if !missing.is_empty() {
-                detail += &format!(" missing [{}];", missing.join(", "));
-            }
-            if !unexpected.is_empty() {
-                detail += &format!(" unexpected [{}];", unexpected.join(", "));
-            }
-            if !mismatched.is_empty() {
-                detail += &format!(" shape mismatch [{}];", mismatched.join("; "));
-            }
+        let unexpected: Vec<String> = tensors.into_keys().collect();
+        if let Some(detail) = nst_core::strict_report(missing, unexpected, mismatched) {
             return Err(Error::Strict { path: origin.to_string(), arch, detail });
         }
         Ok(Self { arch, pooling: opts.pooling, preprocessing, convs, device: opts.device })

@@ -96,7 +96,7 @@ fn strict_loading_lists_missing_unexpected_and_mismatched() {
     let e = Vgg::from_tensors(Arch::Vgg19, random_weights(Arch::Vgg16), Preprocessing::caffe(), opts(Pooling::Max), "v16")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("missing [conv3_4.weight, conv3_4.bias"), "{e}");
+    assert!(e.contains("missing [conv3_4.bias, conv3_4.weight"), "{e}");
 }
 
 #[test]
