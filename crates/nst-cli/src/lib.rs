@@ -5,4 +5,5 @@
 pub mod adain;
 pub mod common;
 pub mod gatys;
+pub mod strotss;
 pub mod train;

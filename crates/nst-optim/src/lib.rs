@@ -3,13 +3,20 @@
 //!
 //! * [`gatys`]: Gatys, Ecker and Bethge (2015/2016): content + Gram style loss,
 //!   and texture synthesis from noise.
+//! * [`strotss`]: Kolkin et al. (2019): relaxed optimal transport and
+//!   self-similarity, multi-scale, optionally guided by region masks ([`masks`]).
 //! * [`lbfgs`]: limited-memory BFGS on tensors (tch ships none).
 
 pub mod gatys;
 pub mod lbfgs;
+pub mod masks;
+pub mod strotss;
 
 pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind};
+pub use nst_vgg::Tap;
 pub use lbfgs::Lbfgs;
+pub use masks::{load_guidance, MaskMatch};
+pub use strotss::{Guidance, StyleInput, Strotss, StrotssConfig, StrotssTerms};
 
 /// Errors of the optimisation methods.
 #[derive(Debug, thiserror::Error)]
@@ -30,3 +37,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod strotss_tests;

@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{adain, common::run_main, gatys};
+use nst_cli::{adain, common::run_main, gatys, strotss};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -18,6 +18,8 @@ struct Cli {
 enum Method {
     /// Gatys et al.: optimise the pixels against VGG content and Gram style losses (slow, strong).
     Gatys(gatys::GatysArgs),
+    /// STROTSS: relaxed optimal transport + self-similarity, multi-scale, optional region masks.
+    Strotss(strotss::StrotssArgs),
     /// AdaIN: stylise in one forward pass with a decoder trained by nst-train (model.kind = "adain").
     Adain(adain::AdainArgs),
 }
@@ -27,5 +29,6 @@ fn main() -> std::process::ExitCode {
     run_main(|| match cli.method {
         Method::Gatys(a) => gatys::run(a),
         Method::Adain(a) => adain::run(a),
+        Method::Strotss(a) => strotss::run(a),
     })
 }

@@ -1,0 +1,376 @@
+//! STROTSS: Kolkin, Salavon and Shakhnarovich, "Style Transfer by Relaxed
+//! Optimal Transport and Self-Similarity" (CVPR 2019).
+//!
+//! Objective (per scale, α the content weight):
+//! L = (α·ℓc + ℓm + ℓr + α⁻¹·ℓp) / (2 + α + α⁻¹), with the losses of
+//! [`nst_losses::strotss`] on hypercolumns sampled at random locations.
+//!
+//! Procedure:
+//! * `scales` scales, coarse to fine; the long side doubles each time and the
+//!   last one is the requested size. α is halved at each scale.
+//! * The image is parameterised as a Laplacian pyramid (`pyramid_levels` bands)
+//!   of the ImageNet-normalised image and optimised with RMSprop (lr in that
+//!   normalised space, as in the published code).
+//! * Scale 1 starts from the content's detail band (content − its blur) plus the
+//!   style's mean colour; each later scale starts from the previous result,
+//!   upsampled, plus the content's detail band at the new size (not at the last scale).
+//! * Every step samples `output_samples` fresh output locations; the style side is
+//!   a pool of `style_samples` locations drawn once per scale.
+//! * Guidance: with region masks, output samples are matched to style samples of
+//!   the same region: cross-region pairs get `region_penalty` added to their
+//!   REMD/palette cost, and ℓm is computed region by region.
+use crate::{Error, Result};
+use nst_losses::strotss::{cosine_distance, euclidean_distance, remd, self_similarity_loss};
+use nst_losses::{hypercolumns, random_coords};
+use nst_vgg::{Tap, Vgg};
+use tch::{Kind, Tensor};
+
+/// Settings of a STROTSS run.
+#[derive(Debug, Clone)]
+pub struct StrotssConfig {
+    /// Content weight α at the first scale (halved at each later scale).
+    pub alpha: f64,
+    pub scales: usize,
+    pub steps_per_scale: usize,
+    /// RMSprop learning rate in ImageNet-normalised pixel space.
+    pub lr: f64,
+    pub output_samples: i64,
+    pub style_samples: i64,
+    pub pyramid_levels: usize,
+    /// VGG taps forming the hypercolumn.
+    pub layers: Vec<Tap>,
+    /// Extra cost of matching an output sample to a style sample of another region.
+    pub region_penalty: f64,
+}
+
+impl Default for StrotssConfig {
+    fn default() -> Self {
+        let t = |b, i| Tap::relu(b, i);
+        Self {
+            alpha: 1.0,
+            scales: 4,
+            steps_per_scale: 200,
+            lr: 2e-3,
+            output_samples: 1024,
+            style_samples: 5000,
+            pyramid_levels: 5,
+            layers: vec![t(1, 1), t(1, 2), t(2, 1), t(2, 2), t(3, 1), t(3, 2), t(3, 3), t(4, 1), t(5, 1)],
+            region_penalty: 2.0,
+        }
+    }
+}
+
+impl StrotssConfig {
+    /// α at scale `s` (0-based): α / 2^s.
+    pub fn alpha_at(&self, s: usize) -> f64 {
+        self.alpha / (1u64 << s) as f64
+    }
+
+    /// Long sides of the scales for a final long side `size`: size/2^(k−1), …, size/2, size.
+    pub fn scale_sizes(&self, size: i64) -> Vec<i64> {
+        (0..self.scales).rev().map(|s| (size >> s).max(1)).collect()
+    }
+}
+
+/// The loss terms at one step (unweighted) and the weighted total.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StrotssTerms {
+    pub content: f64,
+    pub moments: f64,
+    pub remd: f64,
+    pub palette: f64,
+    pub total: f64,
+}
+
+/// Region masks for guided transfer: label maps with values 0..R, the same
+/// label meaning corresponding regions. Build them with [`crate::masks`].
+#[derive(Debug)]
+pub struct Guidance {
+    /// `[H, W]` int64 labels at the content image's full resolution.
+    pub content: Tensor,
+    /// One `[H', W']` int64 label map per style image, at its full resolution.
+    pub styles: Vec<Tensor>,
+    pub regions: i64,
+}
+
+/// A style image and its weight in ℓr, ℓm and ℓp.
+pub struct StyleInput<'a> {
+    pub image: &'a Tensor,
+    pub weight: f64,
+}
+
+const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+fn stat(v: [f64; 3], like: &Tensor) -> Tensor {
+    Tensor::from_slice(&v).to_kind(Kind::Float).to_device(like.device()).view([1, 3, 1, 1])
+}
+
+fn normalize(x: &Tensor) -> Tensor {
+    (x - stat(MEAN, x)) / stat(STD, x)
+}
+
+fn denormalize(z: &Tensor) -> Tensor {
+    z * stat(STD, z) + stat(MEAN, z)
+}
+
+fn resize(x: &Tensor, h: i64, w: i64) -> Tensor {
+    nst_core::resize_to(x, h, w)
+}
+
+/// x − upsample(downsample(x)): the detail band of `x`.
+pub fn detail_band(x: &Tensor) -> Tensor {
+    let (_, _, h, w) = x.size4().unwrap_or((1, 3, 2, 2));
+    x - resize(&resize(x, (h / 2).max(1), (w / 2).max(1)), h, w)
+}
+
+/// Splits `x` into `levels` detail bands plus a low-pass residual.
+pub fn laplacian_pyramid(x: &Tensor, levels: usize) -> Vec<Tensor> {
+    let mut bands = Vec::with_capacity(levels + 1);
+    let mut cur = x.shallow_clone();
+    for _ in 0..levels {
+        let (_, _, h, w) = cur.size4().unwrap_or((1, 3, 1, 1));
+        if h < 2 || w < 2 {
+            break;
+        }
+        let down = resize(&cur, h / 2, w / 2);
+        bands.push(&cur - resize(&down, h, w));
+        cur = down;
+    }
+    bands.push(cur);
+    bands
+}
+
+/// Inverse of [`laplacian_pyramid`].
+pub fn fold_pyramid(bands: &[Tensor]) -> Tensor {
+    let mut cur = bands[bands.len() - 1].shallow_clone();
+    for b in bands[..bands.len() - 1].iter().rev() {
+        let (_, _, h, w) = b.size4().unwrap_or((1, 3, 1, 1));
+        cur = b + resize(&cur, h, w);
+    }
+    cur
+}
+
+/// RMSprop (α = 0.99, ε = 1e-8, no momentum), as torch.optim.RMSprop's defaults.
+struct Rmsprop {
+    lr: f64,
+    sq: Vec<Tensor>,
+}
+
+impl Rmsprop {
+    fn new(params: &[Tensor], lr: f64) -> Self {
+        Self { lr, sq: params.iter().map(|p| p.zeros_like()).collect() }
+    }
+
+    fn step(&mut self, params: &mut [Tensor]) {
+        tch::no_grad(|| {
+            for (p, sq) in params.iter_mut().zip(self.sq.iter_mut()) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                *sq *= 0.99;
+                *sq += g.square() * 0.01;
+                let upd = &g / (sq.sqrt() + 1e-8) * self.lr;
+                *p -= upd;
+                p.zero_grad();
+            }
+        });
+    }
+}
+
+/// Per-style data fixed for one scale: the sampled hypercolumns, pixels and labels.
+struct StylePool {
+    feats: Tensor,
+    pixels: Tensor,
+    labels: Option<Tensor>,
+    weight: f64,
+}
+
+/// A STROTSS problem bound to a VGG.
+pub struct Strotss<'a> {
+    vgg: &'a Vgg,
+    cfg: StrotssConfig,
+}
+
+fn label_at(labels: &Tensor, coords: &Tensor, h: i64, w: i64) -> Tensor {
+    // Nearest label at each sampled pixel of an h×w image.
+    let (lh, lw) = (labels.size()[0], labels.size()[1]);
+    let r = ((coords.select(1, 0).to_kind(Kind::Double) + 0.5) * (lh as f64 / h as f64)).floor().clamp(0.0, (lh - 1) as f64);
+    let c = ((coords.select(1, 1).to_kind(Kind::Double) + 0.5) * (lw as f64 / w as f64)).floor().clamp(0.0, (lw - 1) as f64);
+    let idx = r.to_kind(Kind::Int64) * lw + c.to_kind(Kind::Int64);
+    labels.flatten(0, -1).index_select(0, &idx.to_device(labels.device()))
+}
+
+impl<'a> Strotss<'a> {
+    pub fn new(vgg: &'a Vgg, cfg: StrotssConfig) -> Result<Self> {
+        if cfg.scales == 0 || cfg.steps_per_scale == 0 || cfg.output_samples < 2 || cfg.style_samples < 2 {
+            return Err(Error::Config("scales, steps, and sample counts must be positive".into()));
+        }
+        if !(cfg.alpha > 0.0 && cfg.alpha.is_finite()) {
+            return Err(Error::Config(format!("alpha must be positive, got {}", cfg.alpha)));
+        }
+        if cfg.layers.is_empty() {
+            return Err(Error::Config("at least one VGG layer is needed".into()));
+        }
+        Ok(Self { vgg, cfg })
+    }
+
+    pub fn config(&self) -> &StrotssConfig {
+        &self.cfg
+    }
+
+    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let f = self.vgg.encode(x, &self.cfg.layers)?;
+        Ok(self.cfg.layers.iter().map(|&t| f[t].shallow_clone()).collect())
+    }
+
+    fn sample(&self, feats: &[Tensor], image: &Tensor, coords: &Tensor) -> (Tensor, Tensor) {
+        let (h, w) = (image.size()[2], image.size()[3]);
+        let refs: Vec<&Tensor> = feats.iter().collect();
+        let hc = hypercolumns(&refs, coords, (h, w));
+        let px = hypercolumns(&[image], coords, (h, w));
+        (hc, px)
+    }
+
+    /// ℓr / ℓp cost with the region penalty on cross-region pairs.
+    fn guided(&self, d: Tensor, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Tensor {
+        match (lo, ls) {
+            (Some(lo), Some(ls)) => {
+                let cross = lo.unsqueeze(1).ne_tensor(&ls.unsqueeze(0)).to_kind(d.kind());
+                d + cross * self.cfg.region_penalty
+            }
+            _ => d,
+        }
+    }
+
+    fn moments(&self, out: &Tensor, style: &Tensor, lo: Option<&Tensor>, ls: Option<&Tensor>, regions: i64) -> Tensor {
+        match (lo, ls) {
+            (Some(lo), Some(ls)) => {
+                let mut total = Tensor::zeros([], (Kind::Float, out.device()));
+                let n = out.size()[0] as f64;
+                for r in 0..regions {
+                    let io = lo.eq(r).nonzero().squeeze_dim(1);
+                    let is = ls.eq(r).nonzero().squeeze_dim(1);
+                    if io.size()[0] < 2 || is.size()[0] < 2 {
+                        continue;
+                    }
+                    let share = io.size()[0] as f64 / n;
+                    total += nst_losses::moment_loss(&style.index_select(0, &is), &out.index_select(0, &io)) * share;
+                }
+                total
+            }
+            _ => nst_losses::moment_loss(style, out),
+        }
+    }
+
+    /// Runs all scales. `observe(scale, step, terms)` is called after every
+    /// step; returning `false` stops with [`Error::Interrupted`]. Returns the
+    /// result of each scale (RGB in [0, 1]), the last at full size.
+    ///
+    /// # Shapes
+    /// `content: [1, 3, H, W]`; each style `[1, 3, H', W']`; RGB in [0, 1].
+    pub fn run<F>(&self, content: &Tensor, styles: &[StyleInput], guidance: Option<&Guidance>, mut observe: F) -> Result<Vec<Tensor>>
+    where
+        F: FnMut(usize, usize, &StrotssTerms) -> bool,
+    {
+        let cfg = &self.cfg;
+        if styles.is_empty() {
+            return Err(Error::Config("at least one style image is needed".into()));
+        }
+        if let Some(g) = guidance {
+            if g.styles.len() != styles.len() {
+                return Err(Error::Config(format!("{} style masks for {} styles", g.styles.len(), styles.len())));
+            }
+        }
+        let device = self.vgg.device();
+        let content = content.to_device(device).to_kind(Kind::Float);
+        let (ch, cw) = (content.size()[2], content.size()[3]);
+        let long = ch.max(cw);
+        let wsum: f64 = styles.iter().map(|s| s.weight).sum();
+        let mut results = Vec::new();
+        let mut prev: Option<Tensor> = None;
+        for (si, side) in cfg.scale_sizes(long).into_iter().enumerate() {
+            let alpha = cfg.alpha_at(si);
+            let h = ((ch as f64 * side as f64 / long as f64).round() as i64).max(16);
+            let w = ((cw as f64 * side as f64 / long as f64).round() as i64).max(16);
+            let c = resize(&content, h, w);
+            let last = si + 1 == cfg.scales;
+            // Fixed per scale: content features, style pools.
+            let (content_feats, pools) = tch::no_grad(|| -> Result<_> {
+                let cf = self.features(&c)?;
+                let mut pools = Vec::new();
+                for (k, st) in styles.iter().enumerate() {
+                    let s_img = st.image.to_device(device).to_kind(Kind::Float);
+                    let (sh, sw) = (s_img.size()[2], s_img.size()[3]);
+                    let s_long = sh.max(sw) as f64;
+                    let scale = side as f64 / s_long;
+                    let (th, tw) = (((sh as f64 * scale).round() as i64).max(16), ((sw as f64 * scale).round() as i64).max(16));
+                    let s = resize(&s_img, th, tw);
+                    let sf = self.features(&s)?;
+                    let coords = random_coords(th, tw, cfg.style_samples, device);
+                    let (feats, pixels) = self.sample(&sf, &s, &coords);
+                    let labels = guidance.map(|g| label_at(&g.styles[k], &coords, th, tw));
+                    pools.push(StylePool { feats, pixels, labels, weight: st.weight / wsum });
+                }
+                Ok((cf, pools))
+            })?;
+            let style_mean = tch::no_grad(|| {
+                let mut m = Tensor::zeros([1, 3, 1, 1], (Kind::Float, device));
+                for (st, p) in styles.iter().zip(&pools) {
+                    m += st.image.to_device(device).mean_dim([2i64, 3].as_slice(), true, Kind::Float) * p.weight;
+                }
+                m
+            });
+            let init = match &prev {
+                None => detail_band(&c) + style_mean,
+                Some(p) if last => resize(p, h, w),
+                Some(p) => resize(p, h, w) + detail_band(&c),
+            };
+            let mut bands: Vec<Tensor> = laplacian_pyramid(&normalize(&init), cfg.pyramid_levels)
+                .into_iter()
+                .map(|b| b.detach().set_requires_grad(true))
+                .collect();
+            let mut opt = Rmsprop::new(&bands, cfg.lr);
+            let content_labels_full = guidance.map(|g| g.content.to_device(device));
+            for step in 1..=cfg.steps_per_scale {
+                let x = denormalize(&fold_pyramid(&bands));
+                let xf = self.features(&x)?;
+                let coords = random_coords(h, w, cfg.output_samples, device);
+                let (of, op) = self.sample(&xf, &x, &coords);
+                let (cf, _) = tch::no_grad(|| self.sample(&content_feats, &c, &coords));
+                let lo = content_labels_full.as_ref().map(|l| label_at(l, &coords, h, w));
+                let lc = self_similarity_loss(&cf, &of);
+                let mut lr = Tensor::zeros([], (Kind::Float, device));
+                let mut lm = Tensor::zeros([], (Kind::Float, device));
+                let mut lp = Tensor::zeros([], (Kind::Float, device));
+                for p in &pools {
+                    let ls = p.labels.as_ref();
+                    lr += remd(&self.guided(cosine_distance(&p.feats, &of), ls, lo.as_ref())) * p.weight;
+                    lm += self.moments(&of, &p.feats, lo.as_ref(), ls, guidance.map_or(0, |g| g.regions)) * p.weight;
+                    lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref())) * p.weight;
+                }
+                let total = nst_losses::strotss_total(alpha, &lc, &lm, &lr, &lp);
+                let terms = StrotssTerms {
+                    content: lc.double_value(&[]),
+                    moments: lm.double_value(&[]),
+                    remd: lr.double_value(&[]),
+                    palette: lp.double_value(&[]),
+                    total: total.double_value(&[]),
+                };
+                if !terms.total.is_finite() {
+                    return Err(Error::NonFinite { eval: step, term: format!("total at scale {}", si + 1), value: terms.total });
+                }
+                total.backward();
+                opt.step(&mut bands);
+                if !observe(si, step, &terms) {
+                    return Err(Error::Interrupted);
+                }
+            }
+            let out = tch::no_grad(|| denormalize(&fold_pyramid(&bands)).clamp(0.0, 1.0)).detach();
+            prev = Some(out.shallow_clone());
+            results.push(out);
+        }
+        Ok(results)
+    }
+}
