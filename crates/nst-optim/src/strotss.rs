@@ -4,6 +4,9 @@
 //! Objective (per scale, α the content weight):
 //! L = (α·ℓc + ℓm + ℓr + α⁻¹·ℓp) / (2 + α + α⁻¹), with the losses of
 //! [`nst_losses::strotss`] on hypercolumns sampled at random locations.
+//! As in the published code, ℓc enters multiplied by the number of samples N
+//! (the (1/N²)-normalised self-similarity loss shrinks like 1/N otherwise, and
+//! the content would vanish from L at 1,000 samples).
 //!
 //! Procedure:
 //! * `scales` scales, coarse to fine; the long side doubles each time and the
@@ -340,7 +343,7 @@ impl<'a> Strotss<'a> {
                 let (of, op) = self.sample(&xf, &x, &coords);
                 let (cf, _) = tch::no_grad(|| self.sample(&content_feats, &c, &coords));
                 let lo = content_labels_full.as_ref().map(|l| label_at(l, &coords, h, w));
-                let lc = self_similarity_loss(&cf, &of);
+                let lc = self_similarity_loss(&cf, &of) * coords.size()[0] as f64;
                 let mut lr = Tensor::zeros([], (Kind::Float, device));
                 let mut lm = Tensor::zeros([], (Kind::Float, device));
                 let mut lp = Tensor::zeros([], (Kind::Float, device));
