@@ -45,7 +45,7 @@ pub struct StrotssArgs {
     /// Long side of the output in px (the last scale).
     #[arg(long, default_value_t = 512)]
     pub size: u32,
-    /// Content weight α at the first scale.
+    /// Content weight: the first scale's α is 16·alpha (as in the published code), halved per scale.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
     /// RMSprop learning rate (ImageNet-normalised pixel space).

@@ -51,7 +51,8 @@ pub fn palette_loss(style: &Tensor, output: &Tensor) -> Tensor {
     remd(&euclidean_distance(style, output))
 }
 
-fn mean_and_cov(x: &Tensor) -> (Tensor, Tensor) {
+/// Feature mean `[C]` and unbiased covariance `[C, C]` of `[N, C]` samples, in fp32.
+pub fn mean_and_cov(x: &Tensor) -> (Tensor, Tensor) {
     let x = x.to_kind(Kind::Float);
     let n = x.size()[0];
     let mu = x.mean_dim([0i64].as_slice(), true, Kind::Float);
@@ -67,6 +68,12 @@ fn mean_and_cov(x: &Tensor) -> (Tensor, Tensor) {
 /// `style: [N, C]`, `output: [M, C]` → scalar
 pub fn moment_loss(style: &Tensor, output: &Tensor) -> Tensor {
     let (mu_s, cov_s) = mean_and_cov(style);
+    moment_loss_to(&mu_s, &cov_s, output)
+}
+
+/// ℓm against precomputed style moments (see [`mean_and_cov`]), so a fixed
+/// style pool's C×C covariance is computed once rather than at every step.
+pub fn moment_loss_to(mu_s: &Tensor, cov_s: &Tensor, output: &Tensor) -> Tensor {
     let (mu_o, cov_o) = mean_and_cov(output);
     (mu_s - mu_o).abs().mean(Kind::Float) + (cov_s - cov_o).abs().mean(Kind::Float)
 }

@@ -14,9 +14,12 @@
 //! * The image is parameterised as a Laplacian pyramid (`pyramid_levels` bands)
 //!   of the ImageNet-normalised image and optimised with RMSprop (lr in that
 //!   normalised space, as in the published code).
-//! * Scale 1 starts from the content's detail band (content − its blur) plus the
-//!   style's mean colour; each later scale starts from the previous result,
+//! * Scale 1 starts from the content's low frequencies (its blur to 1/4 size),
+//!   shifted from the content's mean colour to the style's; each later scale starts from the previous result,
 //!   upsampled, plus the content's detail band at the new size (not at the last scale).
+//! * Hypercolumns are brought to the scale of torchvision-preprocessed VGG
+//!   features (Caffe-scaled weights give features ≈58× larger), so ℓm, whose
+//!   covariance term grows with the square of the scale, keeps its published balance.
 //! * Every step samples `output_samples` fresh output locations; the style side is
 //!   a pool of `style_samples` locations drawn once per scale.
 //! * Guidance: with region masks, output samples are matched to style samples of
@@ -28,10 +31,15 @@ use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
 
+/// The published code multiplies its user-facing content weight by 16 (its
+/// default 1.0 is an internal 16 at the first scale); `alpha = 1` here means the same.
+pub const ALPHA_GAIN: f64 = 16.0;
+
 /// Settings of a STROTSS run.
 #[derive(Debug, Clone)]
 pub struct StrotssConfig {
-    /// Content weight α at the first scale (halved at each later scale).
+    /// User-facing content weight: the first scale's α is `alpha · ALPHA_GAIN`,
+    /// halved at each later scale (see [`ALPHA_GAIN`]).
     pub alpha: f64,
     pub scales: usize,
     pub steps_per_scale: usize,
@@ -64,9 +72,9 @@ impl Default for StrotssConfig {
 }
 
 impl StrotssConfig {
-    /// α at scale `s` (0-based): α / 2^s.
+    /// The effective α at scale `s` (0-based): alpha · ALPHA_GAIN / 2^s.
     pub fn alpha_at(&self, s: usize) -> f64 {
-        self.alpha / (1u64 << s) as f64
+        self.alpha * ALPHA_GAIN / (1u64 << s) as f64
     }
 
     /// Long sides of the scales for a final long side `size`: size/2^(k−1), …, size/2, size.
@@ -187,6 +195,8 @@ struct StylePool {
     feats: Tensor,
     pixels: Tensor,
     labels: Option<Tensor>,
+    /// Mean and covariance of `feats` (index 0: all samples; r + 1: region r).
+    moments: Vec<Option<(Tensor, Tensor)>>,
     weight: f64,
 }
 
@@ -223,9 +233,18 @@ impl<'a> Strotss<'a> {
         &self.cfg
     }
 
+    /// Multiplier bringing features to torchvision's scale: its input gain is
+    /// 1/0.226 (ImageNet std), Caffe's is 255.
+    fn feature_gain(&self) -> f64 {
+        let p = self.vgg.preprocessing();
+        let std = p.std.iter().sum::<f64>() / 3.0;
+        (1.0 / 0.226) / (p.scale / std)
+    }
+
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let f = self.vgg.encode(x, &self.cfg.layers)?;
-        Ok(self.cfg.layers.iter().map(|&t| f[t].shallow_clone()).collect())
+        let g = self.feature_gain();
+        Ok(self.cfg.layers.iter().map(|&t| &f[t] * g).collect())
     }
 
     fn sample(&self, feats: &[Tensor], image: &Tensor, coords: &Tensor) -> (Tensor, Tensor) {
@@ -247,23 +266,38 @@ impl<'a> Strotss<'a> {
         }
     }
 
-    fn moments(&self, out: &Tensor, style: &Tensor, lo: Option<&Tensor>, ls: Option<&Tensor>, regions: i64) -> Tensor {
-        match (lo, ls) {
-            (Some(lo), Some(ls)) => {
+    /// The style pool's moments: all samples, then each region's (None if too few samples).
+    fn pool_moments(feats: &Tensor, labels: Option<&Tensor>, regions: i64) -> Vec<Option<(Tensor, Tensor)>> {
+        let mut m = vec![Some(nst_losses::strotss::mean_and_cov(feats))];
+        if let Some(ls) = labels {
+            for r in 0..regions {
+                let is = ls.eq(r).nonzero().squeeze_dim(1);
+                m.push((is.size()[0] >= 2).then(|| nst_losses::strotss::mean_and_cov(&feats.index_select(0, &is))));
+            }
+        }
+        m
+    }
+
+    fn moments(&self, out: &Tensor, pool: &StylePool, lo: Option<&Tensor>, regions: i64) -> Tensor {
+        let moment_to = |m: &Option<(Tensor, Tensor)>, x: &Tensor| match m {
+            Some((mu, cov)) => nst_losses::strotss::moment_loss_to(mu, cov, x),
+            None => Tensor::zeros([], (Kind::Float, x.device())),
+        };
+        match lo {
+            Some(lo) if pool.moments.len() > 1 => {
                 let mut total = Tensor::zeros([], (Kind::Float, out.device()));
                 let n = out.size()[0] as f64;
                 for r in 0..regions {
                     let io = lo.eq(r).nonzero().squeeze_dim(1);
-                    let is = ls.eq(r).nonzero().squeeze_dim(1);
-                    if io.size()[0] < 2 || is.size()[0] < 2 {
+                    if io.size()[0] < 2 {
                         continue;
                     }
                     let share = io.size()[0] as f64 / n;
-                    total += nst_losses::moment_loss(&style.index_select(0, &is), &out.index_select(0, &io)) * share;
+                    total += moment_to(&pool.moments[r as usize + 1], &out.index_select(0, &io)) * share;
                 }
                 total
             }
-            _ => nst_losses::moment_loss(style, out),
+            _ => moment_to(&pool.moments[0], out),
         }
     }
 
@@ -314,7 +348,8 @@ impl<'a> Strotss<'a> {
                     let coords = random_coords(th, tw, cfg.style_samples, device);
                     let (feats, pixels) = self.sample(&sf, &s, &coords);
                     let labels = guidance.map(|g| label_at(&g.styles[k], &coords, th, tw));
-                    pools.push(StylePool { feats, pixels, labels, weight: st.weight / wsum });
+                    let moments = Self::pool_moments(&feats, labels.as_ref(), guidance.map_or(0, |g| g.regions));
+                    pools.push(StylePool { feats, pixels, labels, moments, weight: st.weight / wsum });
                 }
                 Ok((cf, pools))
             })?;
@@ -326,7 +361,10 @@ impl<'a> Strotss<'a> {
                 m
             });
             let init = match &prev {
-                None => detail_band(&c) + style_mean,
+                None => {
+                    let low = resize(&resize(&c, (h / 4).max(1), (w / 4).max(1)), h, w);
+                    &low - c.mean_dim([2i64, 3].as_slice(), true, Kind::Float) + style_mean
+                }
                 Some(p) if last => resize(p, h, w),
                 Some(p) => resize(p, h, w) + detail_band(&c),
             };
@@ -350,7 +388,7 @@ impl<'a> Strotss<'a> {
                 for p in &pools {
                     let ls = p.labels.as_ref();
                     lr += remd(&self.guided(cosine_distance(&p.feats, &of), ls, lo.as_ref())) * p.weight;
-                    lm += self.moments(&of, &p.feats, lo.as_ref(), ls, guidance.map_or(0, |g| g.regions)) * p.weight;
+                    lm += self.moments(&of, p, lo.as_ref(), guidance.map_or(0, |g| g.regions)) * p.weight;
                     lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref())) * p.weight;
                 }
                 let total = nst_losses::strotss_total(alpha, &lc, &lm, &lr, &lp);

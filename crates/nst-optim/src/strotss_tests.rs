@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn alpha_halves_and_sizes_double() {
-    let cfg = StrotssConfig { alpha: 8.0, scales: 4, ..Default::default() };
+    let cfg = StrotssConfig { alpha: 0.5, scales: 4, ..Default::default() };
     assert_eq!((0..4).map(|s| cfg.alpha_at(s)).collect::<Vec<_>>(), vec![8.0, 4.0, 2.0, 1.0]);
     assert_eq!(cfg.scale_sizes(512), vec![64, 128, 256, 512]);
 }
