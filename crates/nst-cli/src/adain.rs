@@ -1,6 +1,6 @@
 //! `nst-infer adain`: stylise with a decoder trained by `nst-train` (model.kind = "adain").
 use crate::common::{self, RuntimeArgs};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use nst_core::ImageSize;
 use nst_train::{Checkpoint, TrainConfig, TrainModel};
@@ -34,8 +34,7 @@ pub struct AdainArgs {
 }
 
 pub fn run(args: AdainArgs) -> Result<()> {
-    nst_core::check_writable(&args.out).context("output")?;
-    nst_core::image_io::output_format(&args.out).context("output")?;
+    common::check_output(&args.out)?;
     if !(0.0..=1.0).contains(&args.alpha) {
         anyhow::bail!("--alpha must be in [0, 1], got {}", args.alpha);
     }

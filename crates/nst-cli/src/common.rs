@@ -107,6 +107,14 @@ pub fn run_main(body: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
     }
 }
 
+/// Checks, before any long computation, that an output image path is writable
+/// and has an image extension we can encode.
+pub fn check_output(path: &std::path::Path) -> Result<()> {
+    nst_core::check_writable(path).context("output")?;
+    nst_core::image_io::output_format(path).context("output")?;
+    Ok(())
+}
+
 /// Loads an image for a command, naming its role in errors.
 pub fn load(path: &std::path::Path, size: nst_core::ImageSize, device: Device, role: &str) -> Result<tch::Tensor> {
     nst_core::load_image(path, nst_core::LoadOptions { size, device }).with_context(|| format!("{role} image"))

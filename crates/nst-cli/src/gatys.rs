@@ -98,8 +98,7 @@ pub struct GatysArgs {
 
 pub fn run(args: GatysArgs) -> Result<()> {
     // Cheap checks first, so a typo fails in milliseconds, not after minutes.
-    nst_core::check_writable(&args.out).context("output")?;
-    nst_core::image_io::output_format(&args.out).context("output")?;
+    common::check_output(&args.out)?;
     if args.content.is_none() && matches!(args.init, Some(InitArg::Content)) {
         bail!("--init content needs --content");
     }

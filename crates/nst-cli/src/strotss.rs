@@ -85,8 +85,7 @@ pub struct StrotssArgs {
 }
 
 pub fn run(args: StrotssArgs) -> Result<()> {
-    nst_core::check_writable(&args.out).context("output")?;
-    nst_core::image_io::output_format(&args.out).context("output")?;
+    common::check_output(&args.out)?;
     if !args.style_weights.is_empty() && args.style_weights.len() != args.style.len() {
         bail!("{} --style-weights for {} --style images", args.style_weights.len(), args.style.len());
     }
