@@ -17,6 +17,9 @@ ap.add_argument("case")
 ap.add_argument("--size", type=int, default=512)
 ap.add_argument("--repeat", type=int, default=5)
 ap.add_argument("--weights", required=True)
+ap.add_argument("--scales", type=int, default=4)
+ap.add_argument("--steps", type=int, default=200)
+ap.add_argument("--guided", action="store_true")
 a = ap.parse_args()
 
 with safe_open(a.weights, "pt") as f:
@@ -146,6 +149,157 @@ elif a.case == "adain_train_step":
         loss.backward()
         opt.step()
         return None
+
+elif a.case == "strotss":
+    # The procedure of nst_optim::strotss, written independently in eager PyTorch:
+    # one whole multi-scale run, timed once; quality = mean total loss over the
+    # last 20 steps of the final scale.
+    net = build("max")
+    LAYERS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1", "relu5_1"]
+    std = json.loads(meta.get("std", "[1, 1, 1]"))
+    GAIN = (1 / 0.226) / (SCALE / (sum(std) / 3)) * 0.5  # nst_optim::strotss::FEATURE_CALIBRATION
+    STD = torch.tensor(std).view(1, 3, 1, 1)
+
+    def vgg(x):
+        h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
+        out = []
+        for name, m in net:
+            h = m(h)
+            if name in LAYERS:
+                out.append(h * GAIN)
+                if len(out) == len(LAYERS):
+                    break
+        return out
+
+    def resize(x, h, w):
+        if (x.shape[2], x.shape[3]) == (h, w):
+            return x
+        aa = h < x.shape[2] or w < x.shape[3]
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=aa)
+
+    def detail(x):
+        h, w = x.shape[2:]
+        return x - resize(resize(x, max(h // 2, 1), max(w // 2, 1)), h, w)
+
+    def pyramid(x, levels=5):
+        bands, cur = [], x
+        for _ in range(levels):
+            h, w = cur.shape[2:]
+            if h < 2 or w < 2:
+                break
+            down = resize(cur, h // 2, w // 2)
+            bands.append(cur - resize(down, h, w))
+            cur = down
+        return bands + [cur]
+
+    def fold(bands):
+        cur = bands[-1]
+        for b in reversed(bands[:-1]):
+            cur = b + resize(cur, b.shape[2], b.shape[3])
+        return cur
+
+    def coords(h, w, n):
+        idx = torch.randperm(h * w)[:n]
+        return torch.stack([idx // w, idx % w], 1)
+
+    def hyper(fs, rc, h, w):
+        y = (rc[:, 0].double() * 2 + 1) / h - 1
+        x = (rc[:, 1].double() * 2 + 1) / w - 1
+        grid = torch.stack([x, y], 1).view(1, 1, -1, 2).float()
+        return torch.cat([F.grid_sample(f, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].t() for f in fs], 1)
+
+    def cos_d(a, b):
+        an = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        bn = b / b.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        return 1 - an @ bn.t()
+
+    def euc_d(a, b):
+        return ((a * a).sum(1, keepdim=True) + (b * b).sum(1)[None] - 2 * a @ b.t()).clamp_min(1e-12).sqrt()
+
+    def remd(d):
+        return torch.maximum(d.min(1).values.mean(), d.min(0).values.mean())
+
+    def mean_cov(x):
+        mu = x.mean(0, keepdim=True)
+        xc = x - mu
+        return mu, xc.t() @ xc / (x.shape[0] - 1)
+
+    def self_sim(c, o):
+        dc, do = cos_d(c, c), cos_d(o, o)
+        return (dc / dc.sum(0, keepdim=True).clamp_min(1e-8) - do / do.sum(0, keepdim=True).clamp_min(1e-8)).abs().mean()
+
+    size = a.size
+    content, style = blobs(size, 1), blobs(size, 2)
+    if a.guided:
+        # Left/right halves as two regions in both images.
+        lab_c = (torch.arange(size)[None, :] >= size // 2).long().expand(size, size)
+        lab_s = lab_c.clone()
+    torch.manual_seed(0)
+    PENALTY = 2.0
+
+    def run():
+        prev, finals = None, []
+        for si in range(a.scales):
+            side = size >> (a.scales - 1 - si)
+            alpha = 16.0 / 2 ** si
+            last = si == a.scales - 1
+            c = resize(content, side, side)
+            s = resize(style, side, side)
+            with torch.no_grad():
+                cf = vgg(c)
+                sc = coords(side, side, 5000)
+                sfeat, spix = hyper(vgg(s), sc, side, side), hyper([s], sc, side, side)
+                ls = lab_s[sc[:, 0] * size // side, sc[:, 1] * size // side] if a.guided else None
+                if a.guided:
+                    smom = [mean_cov(sfeat[ls == r]) for r in range(2)]
+                else:
+                    smom = mean_cov(sfeat)
+            if prev is None:
+                init = detail(c) + style.mean((2, 3), keepdim=True)
+            elif last:
+                init = resize(prev, side, side)
+            else:
+                init = resize(prev, side, side) + detail(c)
+            bands = [b.detach().requires_grad_(True) for b in pyramid(init * 2 - 1)]
+            opt = torch.optim.RMSprop(bands, lr=2e-3 / 2 if last and si > 0 else 2e-3)
+            for step in range(a.steps):
+                x = (fold(bands) + 1) / 2
+                oc = coords(side, side, 1024)
+                of, op = hyper(vgg(x), oc, side, side), hyper([x], oc, side, side)
+                with torch.no_grad():
+                    cc = hyper(cf, oc, side, side)
+                lc = self_sim(cc, of) * oc.shape[0]
+                dr, dp = cos_d(sfeat, of), euc_d(spix, op)
+                if a.guided:
+                    lo = lab_c[oc[:, 0] * size // side, oc[:, 1] * size // side]
+                    cross = (ls[:, None] != lo[None, :]).float() * PENALTY
+                    dr, dp = dr + cross, dp + cross
+                    lm = 0
+                    for r in range(2):
+                        sel = of[lo == r]
+                        if sel.shape[0] >= 2:
+                            mu, cov = mean_cov(sel)
+                            lm = lm + ((smom[r][0] - mu).abs().mean() + (smom[r][1] - cov).abs().mean()) * sel.shape[0] / of.shape[0]
+                else:
+                    mu, cov = mean_cov(of)
+                    lm = (smom[0] - mu).abs().mean() + (smom[1] - cov).abs().mean()
+                lr_, lp = remd(dr), remd(dp)
+                total = (alpha * lc + lm + lr_ + lp / alpha) / (2 + alpha + 1 / alpha)
+                opt.zero_grad()
+                total.backward()
+                opt.step()
+                if last and step >= a.steps - 20:
+                    finals.append(float(total))
+            with torch.no_grad():
+                prev = ((fold(bands) + 1) / 2).clamp(0, 1)
+        return sum(finals) / len(finals)
+
+    a.repeat = 0
+    t0 = time.perf_counter()
+    q = run()
+    sec = time.perf_counter() - t0
+    print(json.dumps({"case": a.case, "seconds": sec, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "quality": q}))
+    raise SystemExit(0)
 
 else:
     raise SystemExit(f"unknown case {a.case}")

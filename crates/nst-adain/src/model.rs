@@ -91,11 +91,22 @@ impl Decoder {
     }
 }
 
-impl Module for Decoder {
-    /// # Shapes
-    /// `features: [B, 512, H/8, W/8]` → `[B, 3, H, W]` (RGB, roughly in [0, 1])
-    fn forward(&self, features: &Tensor) -> Tensor {
-        let mut h = features / self.input_scale;
+impl Decoder {
+    /// Channels at the decoder's AdaIN points, in the order [`Decoder::forward_with`]
+    /// visits them: the input, then the output of each upsampling.
+    pub fn level_channels(&self) -> Vec<i64> {
+        let mut v = vec![self.blocks.first().map(|b| b.conv.ws.size()[1]).unwrap_or(512)];
+        v.extend(self.blocks.iter().filter(|b| b.upsample).map(|b| b.conv.ws.size()[0]));
+        v
+    }
+
+    /// The forward pass with a hook at each level: `modulate(level, h)` sees the
+    /// scaled input (level 0), then the map after each ×2 upsampling (levels
+    /// 1..=3), and returns the map to continue with. The variational model
+    /// puts its AdaIN layers there.
+    pub fn forward_with(&self, features: &Tensor, mut modulate: impl FnMut(usize, Tensor) -> Tensor) -> Tensor {
+        let mut h = modulate(0, features / self.input_scale);
+        let mut level = 0;
         for b in &self.blocks {
             h = b.conv.forward(&h.reflection_pad2d([1, 1, 1, 1]));
             if b.relu {
@@ -104,9 +115,19 @@ impl Module for Decoder {
             if b.upsample {
                 let (_, _, hh, ww) = h.size4().unwrap_or((0, 0, 0, 0));
                 h = h.upsample_nearest2d([hh * 2, ww * 2], None, None);
+                level += 1;
+                h = modulate(level, h);
             }
         }
         h
+    }
+}
+
+impl Module for Decoder {
+    /// # Shapes
+    /// `features: [B, 512, H/8, W/8]` → `[B, 3, H, W]` (RGB, roughly in [0, 1])
+    fn forward(&self, features: &Tensor) -> Tensor {
+        self.forward_with(features, |_, h| h)
     }
 }
 

@@ -16,6 +16,8 @@ const CASES: &[(&str, &str)] = &[
     ("vgg_features", "VGG19 relu1_1…relu5_1 forward, 1×3×S×S, no grad"),
     ("gatys_step", "one Gatys evaluation (forward + backward), content relu4_2 + 5 style Grams, S×S"),
     ("adain_train_step", "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops"),
+    ("strotss", "a whole STROTSS run: --strotss-scales scales × --strotss-steps RMSprop steps to S×S, 1,024 vs 5,000 samples (quality: final loss)"),
+    ("strotss_guided", "the same run guided by two-region masks (quality: final loss)"),
 ];
 
 /// Cases with no PyTorch counterpart: measured in nst only.
@@ -43,6 +45,12 @@ struct Cli {
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Scales of the STROTSS cases.
+    #[arg(long, default_value_t = 4)]
+    strotss_scales: usize,
+    /// RMSprop steps per scale of the STROTSS cases (--quick: 20).
+    #[arg(long)]
+    strotss_steps: Option<usize>,
     /// Internal: run one case in this process and print its JSON result.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -105,9 +113,31 @@ fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
     Ok(nst_data::SourceConfig::folder(dir).open()?)
 }
 
-fn run_child(case: &str, size: i64, repeat: usize) -> Result<CaseResult> {
+/// One whole STROTSS run on blob images; returns (seconds, mean total loss over
+/// the last 20 steps of the final scale).
+fn strotss_run(weights: &std::path::Path, size: i64, scales: usize, steps: usize, guided: bool) -> Result<(f64, f64)> {
+    let vgg = Vgg::load(weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+    let (c, s) = (blobs(size, 1), blobs(size, 2));
+    tch::manual_seed(0);
+    let cfg = nst_optim::StrotssConfig { scales, steps_per_scale: steps, ..Default::default() };
+    let st = nst_optim::Strotss::new(&vgg, cfg)?;
+    let halves = (Tensor::arange(size, (Kind::Int64, Device::Cpu)).ge(size / 2).to_kind(Kind::Int64)).view([1, size]).expand([size, size], false).contiguous();
+    let guidance = nst_optim::Guidance { content: halves.shallow_clone(), styles: vec![halves], regions: 2 };
+    let mut finals = Vec::new();
+    let t = Instant::now();
+    st.run(&c, &[nst_optim::StyleInput { image: &s, weight: 1.0 }], guided.then_some(&guidance), |si, step, terms| {
+        if si + 1 == scales && step + 20 > steps {
+            finals.push(terms.total);
+        }
+        true
+    })?;
+    Ok((t.elapsed().as_secs_f64(), finals.iter().sum::<f64>() / finals.len().max(1) as f64))
+}
+
+fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize)) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let (seconds, quality) = match case {
+        "strotss" | "strotss_guided" => strotss_run(&weights, size, strotss.0, strotss.1, case == "strotss_guided")?,
         "vgg_features" => {
             let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
             let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
@@ -206,8 +236,10 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let repeat = if cli.quick { 2 } else { cli.repeat.max(1) };
+    let strotss_steps = cli.strotss_steps.unwrap_or(if cli.quick { 20 } else { 200 });
+    let strotss_args = ["--strotss-scales".to_string(), cli.strotss_scales.to_string(), "--strotss-steps".into(), strotss_steps.to_string()];
     if let Some(case) = &cli.child {
-        let r = run_child(case, cli.size, repeat)?;
+        let r = run_child(case, cli.size, repeat, (cli.strotss_scales, strotss_steps))?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
@@ -234,13 +266,16 @@ fn main() -> Result<()> {
         };
         eprintln!("running {case} at {}px ({desc}) ...", cli.size);
         let ours = spawn(
-            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]),
+            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]).args(&strotss_args),
             "nst",
         )?;
+        let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" { ("strotss", &["--guided"]) } else { (case, &[]) };
         let theirs = spawn(
             Command::new(&python)
                 .arg(root.join("bench/torch_ref.py"))
-                .args([case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()])
+                .args([ref_case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()])
+                .args(["--scales", &cli.strotss_scales.to_string(), "--steps", &strotss_steps.to_string()])
+                .args(guided)
                 .arg("--weights")
                 .arg(&weights),
             "PyTorch reference",
@@ -248,11 +283,11 @@ fn main() -> Result<()> {
         rows.push((case, desc, ours, theirs));
     }
     let mut md = String::from(
-        "| case | nst (s) | PyTorch eager (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result rel. diff |\n|---|---|---|---|---|---|---|\n",
+        "| case | nst (s) | PyTorch eager (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result nst / PyTorch (rel. diff) |\n|---|---|---|---|---|---|---|\n",
     );
     for (case, _, o, t) in &rows {
         let qd = match (o.quality, t.quality) {
-            (Some(a), Some(b)) => format!("{:.1e}", (a - b).abs() / b.abs().max(1e-12)),
+            (Some(a), Some(b)) => format!("{a:.4e} / {b:.4e} ({:.1e})", (a - b).abs() / b.abs().max(1e-12)),
             _ => "n/a".into(),
         };
         md += &format!(

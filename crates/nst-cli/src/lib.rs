@@ -7,3 +7,4 @@ pub mod common;
 pub mod gatys;
 pub mod strotss;
 pub mod train;
+pub mod vae;

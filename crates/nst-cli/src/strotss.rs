@@ -48,7 +48,7 @@ pub struct StrotssArgs {
     /// Content weight: the first scale's α is 16·alpha (as in the published code), halved per scale.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
-    /// RMSprop learning rate (ImageNet-normalised pixel space).
+    /// RMSprop learning rate, in [−1, 1] pixel space; halved at the last scale.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
     /// Steps per scale.

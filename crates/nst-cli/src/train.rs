@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// Model families `model.kind` can name.
-pub const KINDS: &[&str] = &["adain"];
+pub const KINDS: &[&str] = &["adain", "vae_adain"];
 
 /// Train a style-transfer model from a TOML config.
 ///
@@ -47,6 +47,7 @@ pub struct TrainArgs {
 pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainModel>> {
     Ok(match cfg.model_kind.as_str() {
         "adain" => Box::new(nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?),
+        "vae_adain" => Box::new(nst_vae::VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?),
         other => bail!("unknown model.kind {other:?}; known kinds: {}", KINDS.join(", ")),
     })
 }

@@ -1,10 +1,12 @@
 //! Shared plumbing for nst: image I/O with validation, device selection,
 //! seeding and atomic file writes. Model and method crates build on this.
 
+pub mod color;
 pub mod device;
 pub mod fsutil;
 pub mod image_io;
 
+pub use color::preserve_color;
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
 pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};

@@ -12,14 +12,20 @@
 //! * `scales` scales, coarse to fine; the long side doubles each time and the
 //!   last one is the requested size. α is halved at each scale.
 //! * The image is parameterised as a Laplacian pyramid (`pyramid_levels` bands)
-//!   of the ImageNet-normalised image and optimised with RMSprop (lr in that
-//!   normalised space, as in the published code).
-//! * Scale 1 starts from the content's low frequencies (its blur to 1/4 size),
-//!   shifted from the content's mean colour to the style's; each later scale starts from the previous result,
-//!   upsampled, plus the content's detail band at the new size (not at the last scale).
+//!   of the image in [−1, 1] and optimised with RMSprop (lr in that space, as
+//!   in the published code's default "uniform" space). The last scale uses lr/2,
+//!   as the published code does.
+//! * Scale 1 starts from the style's mean colour plus the bottom (finest) band
+//!   of the content's Laplacian pyramid, `c − up(down(c))`: the published code's
+//!   reading of "the content's Laplacian plus the style's mean colour". The
+//!   blurred content is deliberately *not* included: the edges carry the
+//!   structure, the style supplies the colours. Each later scale starts from the
+//!   previous result, upsampled, plus the content's detail band at the new size
+//!   (not at the last scale).
 //! * Hypercolumns are brought to the scale of torchvision-preprocessed VGG
-//!   features (Caffe-scaled weights give features ≈58× larger), so ℓm, whose
-//!   covariance term grows with the square of the scale, keeps its published balance.
+//!   features (Caffe-scaled weights give features ≈58× larger), times
+//!   [`FEATURE_CALIBRATION`], so ℓm, whose covariance term grows with the square
+//!   of the scale, keeps a balance with ℓc like the published code's.
 //! * Every step samples `output_samples` fresh output locations; the style side is
 //!   a pool of `style_samples` locations drawn once per scale.
 //! * Guidance: with region masks, output samples are matched to style samples of
@@ -35,6 +41,16 @@ use tch::{Kind, Tensor};
 /// default 1.0 is an internal 16 at the first scale); `alpha = 1` here means the same.
 pub const ALPHA_GAIN: f64 = 16.0;
 
+/// Extra factor on the hypercolumns after bringing them to torchvision's input
+/// scale. ℓc and ℓr use cosine distances and do not depend on it, but ℓm's pull
+/// grows with the square of the feature scale, so it sets the balance between
+/// content and style. Our weights (Keras/Caffe VGG19) are not the torchvision
+/// network the published code used, so the input-gain conversion alone left ℓm
+/// about 4× too strong: at α = 1 the skyline of `chicago` vanished under
+/// `la_muse`. 0.5 was calibrated by eye on that pair (0.25 loses the style's
+/// colours, 1.0 loses the content), then checked on the other pairs.
+pub const FEATURE_CALIBRATION: f64 = 0.5;
+
 /// Settings of a STROTSS run.
 #[derive(Debug, Clone)]
 pub struct StrotssConfig {
@@ -43,7 +59,7 @@ pub struct StrotssConfig {
     pub alpha: f64,
     pub scales: usize,
     pub steps_per_scale: usize,
-    /// RMSprop learning rate in ImageNet-normalised pixel space.
+    /// RMSprop learning rate in [−1, 1] pixel space (halved at the last scale).
     pub lr: f64,
     pub output_samples: i64,
     pub style_samples: i64,
@@ -110,19 +126,13 @@ pub struct StyleInput<'a> {
     pub weight: f64,
 }
 
-const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-const STD: [f64; 3] = [0.229, 0.224, 0.225];
-
-fn stat(v: [f64; 3], like: &Tensor) -> Tensor {
-    Tensor::from_slice(&v).to_kind(Kind::Float).to_device(like.device()).view([1, 3, 1, 1])
+/// RGB in [0, 1] → the optimisation space [−1, 1] (the published code's "uniform" space).
+fn to_space(x: &Tensor) -> Tensor {
+    x * 2.0 - 1.0
 }
 
-fn normalize(x: &Tensor) -> Tensor {
-    (x - stat(MEAN, x)) / stat(STD, x)
-}
-
-fn denormalize(z: &Tensor) -> Tensor {
-    z * stat(STD, z) + stat(MEAN, z)
+fn from_space(z: &Tensor) -> Tensor {
+    (z + 1.0) * 0.5
 }
 
 fn resize(x: &Tensor, h: i64, w: i64) -> Tensor {
@@ -238,7 +248,7 @@ impl<'a> Strotss<'a> {
     fn feature_gain(&self) -> f64 {
         let p = self.vgg.preprocessing();
         let std = p.std.iter().sum::<f64>() / 3.0;
-        (1.0 / 0.226) / (p.scale / std)
+        (1.0 / 0.226) / (p.scale / std) * FEATURE_CALIBRATION
     }
 
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
@@ -361,21 +371,19 @@ impl<'a> Strotss<'a> {
                 m
             });
             let init = match &prev {
-                None => {
-                    let low = resize(&resize(&c, (h / 4).max(1), (w / 4).max(1)), h, w);
-                    &low - c.mean_dim([2i64, 3].as_slice(), true, Kind::Float) + style_mean
-                }
+                None => detail_band(&c) + style_mean,
                 Some(p) if last => resize(p, h, w),
                 Some(p) => resize(p, h, w) + detail_band(&c),
             };
-            let mut bands: Vec<Tensor> = laplacian_pyramid(&normalize(&init), cfg.pyramid_levels)
+            let mut bands: Vec<Tensor> = laplacian_pyramid(&to_space(&init), cfg.pyramid_levels)
                 .into_iter()
                 .map(|b| b.detach().set_requires_grad(true))
                 .collect();
-            let mut opt = Rmsprop::new(&bands, cfg.lr);
+            let lr = if last && si > 0 { cfg.lr / 2.0 } else { cfg.lr };
+            let mut opt = Rmsprop::new(&bands, lr);
             let content_labels_full = guidance.map(|g| g.content.to_device(device));
             for step in 1..=cfg.steps_per_scale {
-                let x = denormalize(&fold_pyramid(&bands));
+                let x = from_space(&fold_pyramid(&bands));
                 let xf = self.features(&x)?;
                 let coords = random_coords(h, w, cfg.output_samples, device);
                 let (of, op) = self.sample(&xf, &x, &coords);
@@ -408,7 +416,7 @@ impl<'a> Strotss<'a> {
                     return Err(Error::Interrupted);
                 }
             }
-            let out = tch::no_grad(|| denormalize(&fold_pyramid(&bands)).clamp(0.0, 1.0)).detach();
+            let out = tch::no_grad(|| from_space(&fold_pyramid(&bands)).clamp(0.0, 1.0)).detach();
             prev = Some(out.shallow_clone());
             results.push(out);
         }

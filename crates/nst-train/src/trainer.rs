@@ -29,6 +29,9 @@ pub trait TrainModel {
     /// # Shapes
     /// `content: [B, 3, S, S]`, `style: [B, 3, S, S]`, RGB in [0, 1], on the model's device.
     fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput>;
+    /// Told the (1-based) number of the step about to run, before [`TrainModel::step`],
+    /// for schedules such as KL annealing. The default ignores it.
+    fn set_step(&mut self, _step: u64) {}
     /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
 }
@@ -173,6 +176,7 @@ impl<'a> Trainer<'a> {
             tch::manual_seed(mix(seed, next) as i64);
             let c = cb.images.to_device(self.device);
             let s = sb.images.to_device(self.device);
+            model.set_step(next);
             let out = model.step(&c, &s)?;
             let mut terms = BTreeMap::new();
             for (name, t) in &out.terms {

@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{adain, common::run_main, gatys, strotss};
+use nst_cli::{adain, common::run_main, gatys, strotss, vae};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -22,6 +22,8 @@ enum Method {
     Strotss(strotss::StrotssArgs),
     /// AdaIN: stylise in one forward pass with a decoder trained by nst-train (model.kind = "adain").
     Adain(adain::AdainArgs),
+    /// Variational AdaIN: stylise, interpolate style codes, or sample new styles (model.kind = "vae_adain").
+    VaeAdain(vae::VaeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,5 +32,6 @@ fn main() -> std::process::ExitCode {
         Method::Gatys(a) => gatys::run(a),
         Method::Adain(a) => adain::run(a),
         Method::Strotss(a) => strotss::run(a),
+        Method::VaeAdain(a) => vae::run(a),
     })
 }
