@@ -20,6 +20,7 @@ ap.add_argument("--weights", required=True)
 ap.add_argument("--scales", type=int, default=4)
 ap.add_argument("--steps", type=int, default=200)
 ap.add_argument("--guided", action="store_true")
+ap.add_argument("--vae-weights", help="safetensors of the nst-vae model (vae_* cases)")
 a = ap.parse_args()
 
 with safe_open(a.weights, "pt") as f:
@@ -149,6 +150,127 @@ elif a.case == "adain_train_step":
         loss.backward()
         opt.step()
         return None
+
+elif a.case in ("vae_infer", "vae_train_step"):
+    # nst_vae::VaeAdainModel with its default config, rebuilt with torch.nn from
+    # the same weights (exported by nst-bench through safetensors).
+    net = build("max")
+    with safe_open(a.vae_weights, "pt") as f:
+        V = {k: f.get_tensor(k) for k in f.keys()}
+    std = json.loads(meta.get("std", "[1, 1, 1]"))
+    FS = (sum(std) / 3) / SCALE
+    STD = torch.tensor(std).view(1, 3, 1, 1)
+    TAPS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+
+    def vgg(x):
+        h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
+        out = {}
+        for name, m in net:
+            h = m(h)
+            if name in TAPS:
+                out[name] = h * FS
+                if len(out) == len(TAPS):
+                    break
+        return out
+
+    def linear(prefix):
+        l = nn.Linear(V[prefix + ".weight"].shape[1], V[prefix + ".weight"].shape[0])
+        l.weight.data, l.bias.data = V[prefix + ".weight"].clone(), V[prefix + ".bias"].clone()
+        return l
+
+    head = nn.Sequential(linear("style_encoder.head.fc1"), nn.ReLU(), linear("style_encoder.head.fc2"), nn.ReLU(), linear("style_encoder.head.fc3"))
+    code_mlp = nn.Sequential(linear("code_mlp.fc1"), nn.ReLU(), linear("code_mlp.fc2"), nn.ReLU(), linear("code_mlp.fc3"))
+    names = ["conv4_1", "conv3_4", "conv3_3", "conv3_2", "conv3_1", "conv2_2", "conv2_1", "conv1_2", "conv1_1"]
+    convs = nn.ModuleList()
+    for n in names:
+        w = V[f"decoder.{n}.weight"]
+        c = nn.Conv2d(w.shape[1], w.shape[0], 3)
+        c.weight.data, c.bias.data = w.clone(), V[f"decoder.{n}.bias"].clone()
+        convs.append(c)
+    UP = {"conv4_1", "conv3_1", "conv2_1"}
+    CH = [512] + [convs[names.index(n)].weight.shape[0] for n in ["conv4_1", "conv3_1", "conv2_1"]]
+    D = head[-1].weight.shape[0] // 2
+
+    def stats(f):
+        n, c = f.shape[:2]
+        v = f.reshape(n, c, -1)
+        return v.mean(2), (v.var(2) + 1e-5).sqrt()
+
+    def encode_style(fs):
+        cols = []
+        for t in TAPS:
+            m, sd = stats(fs[t])
+            cols += [m, sd]
+        out = head(torch.cat(cols, 1).clamp_min(0).log1p())
+        return out[:, :D], out[:, D:].clamp(-10, 10)
+
+    def params(s):
+        out, off, ps = code_mlp(s), 0, []
+        for c in CH:
+            ps.append((F.softplus(out[:, off:off + c]) + 1e-4, out[:, off + c:off + 2 * c]))
+            off += 2 * c
+        return ps
+
+    def adain_p(h, p):
+        m, sd = stats(h)
+        return (h - m[..., None, None]) / sd[..., None, None] * p[0][..., None, None] + p[1][..., None, None]
+
+    def decode(code, ps):
+        h, level = adain_p(code * FS, ps[0]), 0
+        for n, c in zip(names, convs):
+            h = c(F.pad(h, (1, 1, 1, 1), mode="reflect"))
+            if n != "conv1_1":
+                h = F.relu(h)
+            if n in UP:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                level += 1
+                h = adain_p(h, ps[level])
+        return torch.sigmoid(h)
+
+    def gram(f):
+        b, c, h, w = f.shape
+        m = f.reshape(b, c, h * w)
+        return m @ m.transpose(1, 2) / (c * h * w)
+
+    if a.case == "vae_infer":
+        c, s = blobs(a.size, 1), blobs(a.size, 2)
+
+        def run():
+            with torch.no_grad():
+                mu, _ = encode_style(vgg(s))
+                y = decode(vgg(c)["relu4_1"] / FS, params(mu))
+            return float(y.double().sum())
+
+    else:
+        def blobs4(sz, seed):
+            return torch.cat([blobs(sz, seed * 10 + i) for i in range(4)], 0)
+
+        c, s = blobs4(256, 1), blobs4(256, 2)
+        opt = torch.optim.Adam(list(head.parameters()) + list(code_mlp.parameters()) + list(convs.parameters()), lr=1e-4)
+
+        def run():
+            with torch.no_grad():
+                fs, fc = vgg(s), vgg(c)
+                grams = {t: gram(fs[t]) for t in TAPS}
+                target = fc["relu4_1"]
+            mu, logvar = encode_style(fs)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            code = target / FS
+            ps = params(z)
+            y = decode(code, ps)
+            fy = vgg(y)
+            content = F.mse_loss(fy["relu4_1"], target)
+            style = sum(F.mse_loss(gram(fy[t]), grams[t]) for t in TAPS)
+            kl = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(1).mean()
+            y2 = decode(code.roll(1, 0), ps)
+            e1, _ = encode_style(fy)
+            e2, _ = encode_style(vgg(y2))
+            hinge = torch.clamp(((e1 - e2) ** 2).sum(1) - ((e1 - z) ** 2).sum(1), min=0).mean()
+            loss = content + 3e4 * style + 1e-3 * kl + 0.1 * hinge
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return None
 
 elif a.case == "strotss":
     # The procedure of nst_optim::strotss, written independently in eager PyTorch:

@@ -18,6 +18,8 @@ const CASES: &[(&str, &str)] = &[
     ("adain_train_step", "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops"),
     ("strotss", "a whole STROTSS run: --strotss-scales scales × --strotss-steps RMSprop steps to S×S, 1,024 vs 5,000 samples (quality: final loss)"),
     ("strotss_guided", "the same run guided by two-region masks (quality: final loss)"),
+    ("vae_infer", "variational AdaIN inference, S×S content and style: VGG to relu4_1 twice, E_s, code MLP, decoder (same weights both sides)"),
+    ("vae_train_step", "variational AdaIN training step (all four losses, backward, Adam), batch 4, 256² crops"),
 ];
 
 /// Cases with no PyTorch counterpart: measured in nst only.
@@ -51,6 +53,9 @@ struct Cli {
     /// RMSprop steps per scale of the STROTSS cases (--quick: 20).
     #[arg(long)]
     strotss_steps: Option<usize>,
+    /// Internal: the VAE weights file shared with the reference.
+    #[arg(long, hide = true)]
+    vae_weights: Option<PathBuf>,
     /// Internal: run one case in this process and print its JSON result.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -134,9 +139,41 @@ fn strotss_run(weights: &std::path::Path, size: i64, scales: usize, steps: usize
     Ok((t.elapsed().as_secs_f64(), finals.iter().sum::<f64>() / finals.len().max(1) as f64))
 }
 
-fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize)) -> Result<CaseResult> {
+/// Where the VAE cases' shared weights live: written once by the parent, read by both children.
+fn vae_weights_path() -> PathBuf {
+    std::env::temp_dir().join(format!("nst-bench-vae-{}.safetensors", std::process::id()))
+}
+
+fn vae_model(weights: &std::path::Path) -> Result<nst_vae::VaeAdainModel> {
+    let vgg = Vgg::load(weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+    tch::manual_seed(0);
+    Ok(nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())?)
+}
+
+fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_weights: Option<&std::path::Path>) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let (seconds, quality) = match case {
+        "vae_infer" | "vae_train_step" => {
+            use nst_train::TrainModel;
+            let mut model = vae_model(&weights)?;
+            let path = vae_weights.context("--vae-weights")?;
+            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
+            nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
+            if case == "vae_infer" {
+                let (c, s) = (blobs(size, 1), blobs(size, 2));
+                time_it(repeat, || Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?.sum(Kind::Double).double_value(&[])))?
+            } else {
+                let (c, s) = (blobs4(256, 1), blobs4(256, 2));
+                let mut adam = nst_train::Adam::new(Default::default());
+                time_it(repeat, || {
+                    let out = model.step(&c, &s)?;
+                    nst_train::Adam::zero_grad(model.var_store());
+                    out.loss.backward();
+                    adam.step(model.var_store(), 1e-4);
+                    Ok(out.loss.double_value(&[]))
+                })?
+            }
+        }
         "strotss" | "strotss_guided" => strotss_run(&weights, size, strotss.0, strotss.1, case == "strotss_guided")?,
         "vgg_features" => {
             let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
@@ -219,7 +256,7 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize)) -> R
         other => bail!("unknown case {other:?}"),
     };
     // Decoder initialisations differ between tch and PyTorch: no result to compare there.
-    let quality = if case == "adain_train_step" { None } else { Some(quality) };
+    let quality = if case == "adain_train_step" || case == "vae_train_step" { None } else { Some(quality) };
     Ok(CaseResult { case: case.into(), seconds, peak_mb: peak_rss_mb(), quality })
 }
 
@@ -239,7 +276,7 @@ fn main() -> Result<()> {
     let strotss_steps = cli.strotss_steps.unwrap_or(if cli.quick { 20 } else { 200 });
     let strotss_args = ["--strotss-scales".to_string(), cli.strotss_scales.to_string(), "--strotss-steps".into(), strotss_steps.to_string()];
     if let Some(case) = &cli.child {
-        let r = run_child(case, cli.size, repeat, (cli.strotss_scales, strotss_steps))?;
+        let r = run_child(case, cli.size, repeat, (cli.strotss_scales, strotss_steps), cli.vae_weights.as_deref())?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
@@ -265,8 +302,13 @@ fn main() -> Result<()> {
             bail!("unknown case {case:?}; known: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
         };
         eprintln!("running {case} at {}px ({desc}) ...", cli.size);
+        let vae_file = vae_weights_path();
+        if case.starts_with("vae_") {
+            nst_train::TrainModel::var_store(&vae_model(&weights)?).save(&vae_file)?;
+        }
+        let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let ours = spawn(
-            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]).args(&strotss_args),
+            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]).args(&strotss_args).args(&vae_args),
             "nst",
         )?;
         let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" { ("strotss", &["--guided"]) } else { (case, &[]) };
@@ -276,10 +318,13 @@ fn main() -> Result<()> {
                 .args([ref_case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()])
                 .args(["--scales", &cli.strotss_scales.to_string(), "--steps", &strotss_steps.to_string()])
                 .args(guided)
+                .args(&vae_args)
                 .arg("--weights")
                 .arg(&weights),
             "PyTorch reference",
-        )?;
+        );
+        let _ = std::fs::remove_file(&vae_file);
+        let theirs = theirs?;
         rows.push((case, desc, ours, theirs));
     }
     let mut md = String::from(
@@ -292,7 +337,7 @@ fn main() -> Result<()> {
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            if *case == "adain_train_step" { 256 } else { cli.size },
+            if case.ends_with("train_step") { 256 } else { cli.size },
             o.seconds,
             t.seconds,
             o.seconds / t.seconds,

@@ -9,6 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// RMSprop, as the published code.
+    Rmsprop,
+    /// Adam (β 0.9, 0.999).
+    Adam,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MaskMatchArg {
     /// Colours pair when equal within 8/255 per channel.
     Exact,
@@ -51,6 +59,9 @@ pub struct StrotssArgs {
     /// RMSprop learning rate, in [−1, 1] pixel space; halved at the last scale.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// Optimiser of the image's Laplacian-pyramid coefficients.
+    #[arg(long, value_enum, default_value = "rmsprop")]
+    pub optimizer: OptimizerArg,
     /// Steps per scale.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
@@ -130,6 +141,10 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         scales: args.scales,
         steps_per_scale: args.steps,
         lr: args.lr,
+        optimizer: match args.optimizer {
+            OptimizerArg::Rmsprop => nst_optim::StrotssOptimizer::Rmsprop,
+            OptimizerArg::Adam => nst_optim::StrotssOptimizer::Adam,
+        },
         output_samples: args.samples,
         style_samples: args.style_samples,
         layers,

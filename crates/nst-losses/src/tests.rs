@@ -125,3 +125,50 @@ fn gradients_flow_through_every_loss() {
     assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     assert!(!bool::try_from(g.isnan().any()).unwrap());
 }
+
+/// Value and gradient of `f` at `x`.
+fn value_and_grad(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> (f64, Tensor) {
+    let xv = x.detach().set_requires_grad(true);
+    let l = f(&xv);
+    let g = Tensor::run_backward(&[&l], &[&xv], false, false);
+    (l.double_value(&[]), g[0].shallow_clone())
+}
+
+#[test]
+fn fast_remd_matches_autograd_remd_in_value_and_gradient() {
+    let _serial = serial();
+    tch::manual_seed(21);
+    let style = Tensor::randn([70, 16], F32).relu() + 0.01;
+    let unit = strotss::unit_rows(&style);
+    // More outputs than style samples and the reverse, so both means get to be the larger one.
+    for n in [30, 200] {
+        let out = Tensor::randn([n, 16], F32).relu() + 0.01;
+        let extra = (Tensor::rand([n, 70], F32).gt(0.7)).to_kind(Kind::Float) * 2.0;
+        for e in [None, Some(&extra)] {
+            let slow = |o: &Tensor| {
+                let mut d = strotss::cosine_distance(o, &style);
+                if let Some(e) = e {
+                    d = d + e;
+                }
+                strotss::remd(&d)
+            };
+            let (v1, g1) = value_and_grad(&out, slow);
+            let (v2, g2) = value_and_grad(&out, |o| strotss::remd_cosine(o, &unit, e));
+            assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2} (n = {n})");
+            assert_close(&g2, &g1, 1e-4, "REMD gradient");
+        }
+    }
+}
+
+#[test]
+fn fast_moment_loss_matches_autograd_in_value_and_gradient() {
+    let _serial = serial();
+    tch::manual_seed(22);
+    let style = Tensor::randn([90, 12], F32).relu();
+    let (mu, cov) = strotss::mean_and_cov(&style);
+    let out = Tensor::randn([40, 12], F32).relu() * 1.5;
+    let (v1, g1) = value_and_grad(&out, |o| strotss::moment_loss_to(&mu, &cov, o));
+    let (v2, g2) = value_and_grad(&out, |o| strotss::moment_loss_to_fast(&mu, &cov, o));
+    assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2}");
+    assert_close(&g2, &g1, 1e-4, "moment-loss gradient");
+}

@@ -16,7 +16,7 @@ pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind};
 pub use nst_vgg::Tap;
 pub use lbfgs::Lbfgs;
 pub use masks::{load_guidance, MaskMatch};
-pub use strotss::{Guidance, StyleInput, Strotss, StrotssConfig, StrotssTerms};
+pub use strotss::{Guidance, StrotssOptimizer, StyleInput, Strotss, StrotssConfig, StrotssTerms};
 
 /// Errors of the optimisation methods.
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@
 //!   the same region: cross-region pairs get `region_penalty` added to their
 //!   REMD/palette cost, and ℓm is computed region by region.
 use crate::{Error, Result};
-use nst_losses::strotss::{cosine_distance, euclidean_distance, remd, self_similarity_loss};
+use nst_losses::strotss::{euclidean_distance, remd, remd_cosine, self_similarity_loss, unit_rows};
 use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
@@ -59,8 +59,9 @@ pub struct StrotssConfig {
     pub alpha: f64,
     pub scales: usize,
     pub steps_per_scale: usize,
-    /// RMSprop learning rate in [−1, 1] pixel space (halved at the last scale).
+    /// Learning rate in [−1, 1] pixel space (halved at the last scale).
     pub lr: f64,
+    pub optimizer: StrotssOptimizer,
     pub output_samples: i64,
     pub style_samples: i64,
     pub pyramid_levels: usize,
@@ -78,6 +79,7 @@ impl Default for StrotssConfig {
             scales: 4,
             steps_per_scale: 200,
             lr: 2e-3,
+            optimizer: StrotssOptimizer::Rmsprop,
             output_samples: 1024,
             style_samples: 5000,
             pyramid_levels: 5,
@@ -172,27 +174,54 @@ pub fn fold_pyramid(bands: &[Tensor]) -> Tensor {
     cur
 }
 
-/// RMSprop (α = 0.99, ε = 1e-8, no momentum), as torch.optim.RMSprop's defaults.
-struct Rmsprop {
-    lr: f64,
-    sq: Vec<Tensor>,
+/// The optimiser of the pyramid coefficients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrotssOptimizer {
+    /// RMSprop (α = 0.99, ε = 1e-8, no momentum), torch.optim.RMSprop's defaults, as published.
+    #[default]
+    Rmsprop,
+    /// Adam (β = 0.9, 0.999, ε = 1e-8).
+    Adam,
 }
 
-impl Rmsprop {
-    fn new(params: &[Tensor], lr: f64) -> Self {
-        Self { lr, sq: params.iter().map(|p| p.zeros_like()).collect() }
+/// RMSprop or Adam over the pyramid bands.
+struct PyramidOpt {
+    kind: StrotssOptimizer,
+    lr: f64,
+    t: i32,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl PyramidOpt {
+    fn new(kind: StrotssOptimizer, params: &[Tensor], lr: f64) -> Self {
+        let z = || params.iter().map(|p| p.zeros_like()).collect();
+        Self { kind, lr, t: 0, m: z(), v: z() }
     }
 
     fn step(&mut self, params: &mut [Tensor]) {
+        self.t += 1;
         tch::no_grad(|| {
-            for (p, sq) in params.iter_mut().zip(self.sq.iter_mut()) {
+            for ((p, m), v) in params.iter_mut().zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                *sq *= 0.99;
-                *sq += g.square() * 0.01;
-                let upd = &g / (sq.sqrt() + 1e-8) * self.lr;
+                let upd = match self.kind {
+                    StrotssOptimizer::Rmsprop => {
+                        *v *= 0.99;
+                        *v += g.square() * 0.01;
+                        &g / (v.sqrt() + 1e-8) * self.lr
+                    }
+                    StrotssOptimizer::Adam => {
+                        *m *= 0.9;
+                        *m += &g * 0.1;
+                        *v *= 0.999;
+                        *v += g.square() * 0.001;
+                        let (b1, b2) = (1.0 - 0.9f64.powi(self.t), 1.0 - 0.999f64.powi(self.t));
+                        (&*m / b1) / ((&*v / b2).sqrt() + 1e-8) * self.lr
+                    }
+                };
                 *p -= upd;
                 p.zero_grad();
             }
@@ -202,7 +231,8 @@ impl Rmsprop {
 
 /// Per-style data fixed for one scale: the sampled hypercolumns, pixels and labels.
 struct StylePool {
-    feats: Tensor,
+    /// The sampled hypercolumns scaled to unit rows (ℓr only needs their directions).
+    unit: Tensor,
     pixels: Tensor,
     labels: Option<Tensor>,
     /// Mean and covariance of `feats` (index 0: all samples; r + 1: region r).
@@ -276,6 +306,14 @@ impl<'a> Strotss<'a> {
         }
     }
 
+    /// The region penalty `[N, M]` between output samples (labels `lo`) and style samples (`ls`).
+    fn cross_penalty(&self, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Option<Tensor> {
+        match (lo, ls) {
+            (Some(lo), Some(ls)) => Some(lo.unsqueeze(1).ne_tensor(&ls.unsqueeze(0)).to_kind(Kind::Float) * self.cfg.region_penalty),
+            _ => None,
+        }
+    }
+
     /// The style pool's moments: all samples, then each region's (None if too few samples).
     fn pool_moments(feats: &Tensor, labels: Option<&Tensor>, regions: i64) -> Vec<Option<(Tensor, Tensor)>> {
         let mut m = vec![Some(nst_losses::strotss::mean_and_cov(feats))];
@@ -290,7 +328,7 @@ impl<'a> Strotss<'a> {
 
     fn moments(&self, out: &Tensor, pool: &StylePool, lo: Option<&Tensor>, regions: i64) -> Tensor {
         let moment_to = |m: &Option<(Tensor, Tensor)>, x: &Tensor| match m {
-            Some((mu, cov)) => nst_losses::strotss::moment_loss_to(mu, cov, x),
+            Some((mu, cov)) => nst_losses::strotss::moment_loss_to_fast(mu, cov, x),
             None => Tensor::zeros([], (Kind::Float, x.device())),
         };
         match lo {
@@ -359,7 +397,7 @@ impl<'a> Strotss<'a> {
                     let (feats, pixels) = self.sample(&sf, &s, &coords);
                     let labels = guidance.map(|g| label_at(&g.styles[k], &coords, th, tw));
                     let moments = Self::pool_moments(&feats, labels.as_ref(), guidance.map_or(0, |g| g.regions));
-                    pools.push(StylePool { feats, pixels, labels, moments, weight: st.weight / wsum });
+                    pools.push(StylePool { unit: unit_rows(&feats), pixels, labels, moments, weight: st.weight / wsum });
                 }
                 Ok((cf, pools))
             })?;
@@ -380,7 +418,7 @@ impl<'a> Strotss<'a> {
                 .map(|b| b.detach().set_requires_grad(true))
                 .collect();
             let lr = if last && si > 0 { cfg.lr / 2.0 } else { cfg.lr };
-            let mut opt = Rmsprop::new(&bands, lr);
+            let mut opt = PyramidOpt::new(cfg.optimizer, &bands, lr);
             let content_labels_full = guidance.map(|g| g.content.to_device(device));
             for step in 1..=cfg.steps_per_scale {
                 let x = from_space(&fold_pyramid(&bands));
@@ -395,7 +433,8 @@ impl<'a> Strotss<'a> {
                 let mut lp = Tensor::zeros([], (Kind::Float, device));
                 for p in &pools {
                     let ls = p.labels.as_ref();
-                    lr += remd(&self.guided(cosine_distance(&p.feats, &of), ls, lo.as_ref())) * p.weight;
+                    let penalty = self.cross_penalty(lo.as_ref(), ls);
+                    lr += remd_cosine(&of, &p.unit, penalty.as_ref()) * p.weight;
                     lm += self.moments(&of, p, lo.as_ref(), guidance.map_or(0, |g| g.regions)) * p.weight;
                     lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref())) * p.weight;
                 }
