@@ -5,6 +5,7 @@
 pub mod adain;
 pub mod common;
 pub mod gatys;
+pub mod optex;
 pub mod strotss;
 pub mod train;
 pub mod vae;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// Model families `model.kind` can name.
-pub const KINDS: &[&str] = &["adain", "vae_adain"];
+pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders"];
 
 /// Train a style-transfer model from a TOML config.
 ///
@@ -48,6 +48,7 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainMod
     Ok(match cfg.model_kind.as_str() {
         "adain" => Box::new(nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?),
         "vae_adain" => Box::new(nst_vae::VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?),
+        "decoders" => Box::new(nst_decoders::Decoders::from_config(&cfg.model, &cfg.loss, device)?),
         other => bail!("unknown model.kind {other:?}; known kinds: {}", KINDS.join(", ")),
     })
 }

@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{adain, common::run_main, gatys, strotss, vae};
+use nst_cli::{adain, common::run_main, gatys, optex, strotss, vae};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -24,6 +24,10 @@ enum Method {
     Adain(adain::AdainArgs),
     /// Variational AdaIN: stylise, interpolate style codes, or sample new styles (model.kind = "vae_adain").
     VaeAdain(vae::VaeArgs),
+    /// Optimal Textures (Risser et al.): texture synthesis and style transfer by sliced optimal transport, with trained decoders.
+    Optex(optex::OptexArgs),
+    /// AdaIN or WCT at one or several levels, with the decoders of `nst-train` (model.kind = "decoders").
+    AdainWct(optex::AdainWctArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,5 +37,7 @@ fn main() -> std::process::ExitCode {
         Method::Adain(a) => adain::run(a),
         Method::Strotss(a) => strotss::run(a),
         Method::VaeAdain(a) => vae::run(a),
+        Method::Optex(a) => optex::run_optex(a),
+        Method::AdainWct(a) => optex::run_adain_wct(a),
     })
 }

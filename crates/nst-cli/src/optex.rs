@@ -1,0 +1,219 @@
+//! `nst-infer optex` (Risser's Optimal Textures) and `nst-infer adain-wct`,
+//! both with decoders trained by `nst-train` (model.kind = "decoders").
+use crate::common::{self, RuntimeArgs};
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use nst_core::ImageSize;
+use nst_decoders::{ColorMode, Decoders, OptexConfig, Strategy};
+use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StrategyArg {
+    /// Sliced optimal transport: random rotations + exact 1-D CDF matching (the paper's).
+    Cdf,
+    /// Mean and covariance by matrix square roots (whitening–colouring).
+    Symmetric,
+    /// Mean and covariance through eigenbases.
+    Pca,
+    /// Mean and covariance through Cholesky factors (fastest).
+    Cholesky,
+}
+
+/// Optimal Textures (Risser et al. 2020): training-free texture synthesis and
+/// style transfer by sliced optimal transport of VGG19 features, decoded
+/// level by level (relu5_1 → relu1_1) with decoders from `nst-train`.
+///
+/// Texture synthesis at any size (no --content):
+///   nst-infer optex --checkpoint checkpoints/decoders --style texture.png --size 1024x512 --out big.png
+/// Style transfer with a content-strength control:
+///   nst-infer optex --checkpoint ck --content photo.jpg --style painting.jpg --content-strength 0.5 --out out.png
+/// Style mixing:
+///   nst-infer optex --checkpoint ck --style a.jpg --style b.jpg --mix 0.7,0.3 --out mix.png
+///
+/// Speed/quality: --strategy cdf (full distribution; slowest) or a closed-form
+/// mean/covariance match (cholesky fastest); --passes (cdf only); --pca (the
+/// variance fraction kept, 1 = no reduction); --pyramid (scales, coarse to fine).
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct OptexArgs {
+    /// A decoders run folder (its `latest`), a step_XXXXXXX.json or its .safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Style (texture) image; repeat to mix several.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub style: Vec<PathBuf>,
+    /// Weights of the styles (default: equal).
+    #[arg(long, value_delimiter = ',')]
+    pub mix: Vec<f64>,
+    /// Content image: style transfer instead of synthesis.
+    #[arg(long, value_name = "PATH")]
+    pub content: Option<PathBuf>,
+    /// Output image, written atomically.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Output size: long side in px (keeps the content's aspect, or square), or WxH. Rounded to multiples of 16.
+    #[arg(long, default_value = "512")]
+    pub size: ImageSize,
+    /// Long side the style images are read at (default: as the output).
+    #[arg(long)]
+    pub style_size: Option<u32>,
+    /// Content weight at relu5_1 (×½ at relu4_1, ×¼ at relu3_1); 0 = pure style.
+    #[arg(long, default_value_t = 0.5)]
+    pub content_strength: f64,
+    #[arg(long, value_enum, default_value = "cdf")]
+    pub strategy: StrategyArg,
+    /// Rotations per level (cdf).
+    #[arg(long, default_value_t = 4)]
+    pub passes: usize,
+    /// PCA: fraction of the style's feature variance kept (1 = no reduction).
+    #[arg(long, default_value_t = 0.9)]
+    pub pca: f64,
+    /// Pyramid scales (synthesise at size/2^(k−1) first).
+    #[arg(long, default_value_t = 3)]
+    pub pyramid: usize,
+    /// Match the output's colour distribution to the style's.
+    #[arg(long, conflicts_with = "preserve_color")]
+    pub color_transfer: bool,
+    /// Keep the content's colours (needs --content).
+    #[arg(long, requires = "content")]
+    pub preserve_color: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClosedFormMethod {
+    /// Channel mean and standard deviation (Huang & Belongie).
+    Adain,
+    /// Whitening–colouring to the style's covariance (Li et al.).
+    Wct,
+}
+
+/// AdaIN or WCT at one or several levels with the decoders of `nst-train`
+/// (model.kind = "decoders"), deepest level first.
+///
+/// Example:
+///   nst-infer adain-wct --method wct --checkpoint checkpoints/decoders --content c.jpg --style s.jpg --out out.png
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AdainWctArgs {
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    #[arg(long, value_enum, default_value = "wct")]
+    pub method: ClosedFormMethod,
+    #[arg(long, value_name = "PATH")]
+    pub content: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    pub style: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Levels, applied in this order (e.g. 5,4,3,2,1 or 4).
+    #[arg(long, value_delimiter = ',', default_value = "5,4,3,2,1")]
+    pub levels: Vec<u8>,
+    /// Blend with the content features: 1 = full transform, 0 = reconstruction.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    #[arg(long, default_value = "512")]
+    pub size: ImageSize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+fn load_decoders(path: &Path, device: Device) -> Result<Decoders> {
+    let (side, meta) = Checkpoint::resolve(path)?;
+    if meta.model_kind != nst_decoders::KIND {
+        bail!("{} is a {:?} checkpoint; optex and adain-wct need a {:?} one (nst-train --config configs/decoders.toml)", side.display(), meta.model_kind, nst_decoders::KIND);
+    }
+    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let model = Decoders::from_config(&cfg.model, &cfg.loss, device)?;
+    Checkpoint::load_weights(&side.with_file_name(&meta.weights_file), model.var_store(), nst_decoders::KIND)?;
+    Ok(model)
+}
+
+pub fn run_optex(a: OptexArgs) -> Result<()> {
+    common::check_output(&a.out)?;
+    if !a.mix.is_empty() && a.mix.len() != a.style.len() {
+        bail!("{} --mix weights for {} styles", a.mix.len(), a.style.len());
+    }
+    if !(0.0..=1.0).contains(&a.content_strength) {
+        bail!("--content-strength must be in [0, 1], got {}", a.content_strength);
+    }
+    if !(a.pca > 0.0 && a.pca <= 1.0) {
+        bail!("--pca must be in (0, 1], got {}", a.pca);
+    }
+    if a.passes == 0 || a.pyramid == 0 {
+        bail!("--passes and --pyramid must be at least 1");
+    }
+    let device = a.runtime.init()?;
+    let model = load_decoders(&a.checkpoint, device)?;
+    let content = match &a.content {
+        Some(p) => Some(common::load(p, a.size, device, "content")?),
+        None => None,
+    };
+    let size = match (&content, a.size) {
+        (Some(c), _) => (c.size()[2], c.size()[3]),
+        (None, ImageSize::Exact { width, height }) => (height as i64, width as i64),
+        (None, ImageSize::LongSide(s)) => (s as i64, s as i64),
+        (None, ImageSize::Original) => bail!("--size original needs --content; give a size such as 512 or 1024x512"),
+    };
+    let style_size = ImageSize::LongSide(a.style_size.unwrap_or(size.0.max(size.1) as u32));
+    let weights = if a.mix.is_empty() { vec![1.0; a.style.len()] } else { a.mix.clone() };
+    let mut styles = Vec::new();
+    for (i, (p, w)) in a.style.iter().zip(&weights).enumerate() {
+        styles.push((common::load(p, style_size, device, &format!("style {}", i + 1))?, *w));
+    }
+    let cfg = OptexConfig {
+        strategy: match a.strategy {
+            StrategyArg::Cdf => Strategy::Cdf,
+            StrategyArg::Symmetric => Strategy::Symmetric,
+            StrategyArg::Pca => Strategy::Pca,
+            StrategyArg::Cholesky => Strategy::Cholesky,
+        },
+        passes: a.passes,
+        pca: a.pca,
+        levels: model.levels().into_iter().rev().collect(),
+        pyramid: a.pyramid,
+        content_strength: if content.is_some() { a.content_strength } else { 0.0 },
+        color: if a.color_transfer {
+            ColorMode::Transfer
+        } else if a.preserve_color {
+            ColorMode::Preserve
+        } else {
+            ColorMode::Keep
+        },
+    };
+    let t = Instant::now();
+    let pb = common::progress_bar(0, "optex", a.runtime.quiet);
+    pb.set_message(format!("{:?}, {} levels × {} scales", cfg.strategy, cfg.levels.len(), cfg.pyramid));
+    let out = nst_decoders::optimal_textures(&model, &styles, content.as_ref(), size, &cfg)?;
+    pb.finish_and_clear();
+    nst_core::save_image(&out, &a.out)?;
+    if !a.runtime.quiet {
+        eprintln!("wrote {} ({}x{}) in {:.1} s", a.out.display(), out.size()[3], out.size()[2], t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
+    common::check_output(&a.out)?;
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha must be in [0, 1], got {}", a.alpha);
+    }
+    let device = a.runtime.init()?;
+    let model = load_decoders(&a.checkpoint, device)?;
+    let crop16 = |x: tch::Tensor| {
+        let (h, w) = (x.size()[2] / 16 * 16, x.size()[3] / 16 * 16);
+        x.narrow(2, 0, h).narrow(3, 0, w)
+    };
+    let c = crop16(common::load(&a.content, a.size, device, "content")?);
+    let s = common::load(&a.style, a.size, device, "style")?;
+    let out = nst_decoders::closed_form(&model, &c, &s, matches!(a.method, ClosedFormMethod::Wct), &a.levels, a.alpha)?;
+    nst_core::save_image(&out, &a.out)?;
+    if !a.runtime.quiet {
+        eprintln!("wrote {}", a.out.display());
+    }
+    Ok(())
+}

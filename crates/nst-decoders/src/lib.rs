@@ -1,0 +1,28 @@
+//! Multi-level VGG19 decoders and the training-free transfers built on them.
+//!
+//! * [`LevelDecoder`]: one decoder per level `relu1_1 … relu5_1`, mirroring
+//!   VGG19 up to that level (nearest upsampling, reflection-padded 3×3 convs).
+//!   `nst-train` trains them together (`model.kind = "decoders"`) with, per
+//!   level L and image x,
+//!   `pixel_weight·‖D_L(φ_L(x)) − x‖²/n + feature_weight·‖φ_L(D_L(φ_L(x))) − φ_L(x)‖²/m`
+//!   (means over elements; φ_L the frozen VGG19 to `reluL_1`, divided by the
+//!   weights' input gain).
+//! * [`optimal_textures`]: Risser, Rousselle, Kan and Sloan, "Optimal Textures"
+//!   (arXiv 2010.14702). Coarse to fine over a pyramid and deep to shallow over
+//!   the levels: encode, match the feature distribution to the style's by
+//!   sliced optimal transport ([`transforms::sliced_ot`]: random rotation,
+//!   exact 1-D histogram matching per dimension, rotation back, N passes),
+//!   optionally in a PCA subspace, or by closed-form mean/covariance matching;
+//!   mix in the content's features for style transfer; decode.
+//! * [`closed_form`]: AdaIN and WCT with the same decoders.
+
+pub mod decoder;
+pub mod model;
+pub mod transforms;
+
+pub use decoder::{LevelDecoder, LEVELS};
+pub use model::{closed_form, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig, DecodersLoss, OptexConfig, KIND};
+pub use transforms::Strategy;
+
+#[cfg(test)]
+mod tests;

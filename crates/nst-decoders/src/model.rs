@@ -1,0 +1,354 @@
+//! The set of level decoders, its training objective, and the transfer
+//! procedures built on it: Optimal Textures, AdaIN and WCT.
+use crate::decoder::LevelDecoder;
+use crate::transforms::{match_features, match_moments, sliced_ot, Strategy};
+use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_vgg::{Tap, Vgg};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
+
+/// The `model.kind` of the decoder set.
+pub const KIND: &str = "decoders";
+
+/// `[model]` for `kind = "decoders"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodersConfig {
+    /// VGG19 weights (default: checkpoints/vgg19.safetensors).
+    #[serde(default)]
+    pub vgg_weights: Option<std::path::PathBuf>,
+    /// Hidden channel width relative to VGG's.
+    #[serde(default = "one")]
+    pub width: f64,
+    /// Levels to train (1 = relu1_1 … 5 = relu5_1).
+    #[serde(default = "all_levels")]
+    pub levels: Vec<u8>,
+}
+
+/// `[loss]` for `kind = "decoders"`: per level L,
+/// pixel_weight·MSE(D_L(φ_L(x)), x) + feature_weight·MSE(φ_L(D_L(φ_L(x))), φ_L(x)),
+/// summed over the levels (features per unit of [0, 1] input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodersLoss {
+    #[serde(default = "one")]
+    pub pixel_weight: f64,
+    #[serde(default = "one")]
+    pub feature_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn all_levels() -> Vec<u8> {
+    crate::decoder::LEVELS.to_vec()
+}
+
+impl Default for DecodersConfig {
+    fn default() -> Self {
+        Self { vgg_weights: None, width: 1.0, levels: all_levels() }
+    }
+}
+
+impl Default for DecodersLoss {
+    fn default() -> Self {
+        Self { pixel_weight: 1.0, feature_weight: 1.0 }
+    }
+}
+
+/// The frozen VGG19 and one trained decoder per level.
+pub struct Decoders {
+    vs: nn::VarStore,
+    pub vgg: Vgg,
+    pub config: DecodersConfig,
+    pub loss: DecodersLoss,
+    decoders: Vec<LevelDecoder>,
+    feature_scale: f64,
+}
+
+impl Decoders {
+    pub fn new(vgg: Vgg, config: DecodersConfig, loss: DecodersLoss) -> Result<Self> {
+        if config.levels.is_empty() || config.levels.iter().any(|l| !(1..=5).contains(l)) {
+            return Err(Error::Config(format!("model.levels must be a non-empty subset of 1..=5, got {:?}", config.levels)));
+        }
+        if !(config.width > 0.0 && config.width <= 4.0) {
+            return Err(Error::Config(format!("model.width must be in (0, 4], got {}", config.width)));
+        }
+        let p = vgg.preprocessing();
+        let feature_scale = p.std.iter().sum::<f64>() / 3.0 / p.scale;
+        let vs = nn::VarStore::new(vgg.device());
+        let mut levels = config.levels.clone();
+        levels.sort_unstable();
+        levels.dedup();
+        let decoders = levels.iter().map(|&l| LevelDecoder::new(&(vs.root() / format!("relu{l}_1")), l, config.width)).collect();
+        Ok(Self { vs, vgg, config, loss, decoders, feature_scale })
+    }
+
+    /// Builds from the `[model]` and `[loss]` sections of a training config.
+    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
+        let m: DecodersConfig = parse_section(model, "model", &["kind"])?;
+        let l: DecodersLoss = parse_section(loss, "loss", &[])?;
+        let path = match &m.vgg_weights {
+            Some(p) => p.clone(),
+            None => nst_vgg::default_weights_path().map_err(|e| Error::Model(e.to_string()))?,
+        };
+        let vgg = Vgg::load(&path, nst_vgg::VggOptions { pooling: nst_vgg::Pooling::Max, device }).map_err(|e| Error::Model(e.to_string()))?;
+        Self::new(vgg, m, l)
+    }
+
+    /// The trained levels, ascending.
+    pub fn levels(&self) -> Vec<u8> {
+        self.decoders.iter().map(|d| d.level).collect()
+    }
+
+    fn decoder(&self, level: u8) -> Result<&LevelDecoder> {
+        self.decoders
+            .iter()
+            .find(|d| d.level == level)
+            .ok_or_else(|| Error::Config(format!("this checkpoint has no decoder for relu{level}_1 (it has {:?})", self.levels())))
+    }
+
+    /// VGG19 `relu{level}_1` features of `x`, per unit of [0, 1] input.
+    pub fn encode(&self, x: &Tensor, level: u8) -> Result<Tensor> {
+        let t = Tap::relu(level, 1);
+        let f = self.vgg.encode(x, &[t]).map_err(|e| Error::Model(e.to_string()))?;
+        Ok(&f[t] * self.feature_scale)
+    }
+
+    /// Decodes `relu{level}_1` features (per unit of input) to an image.
+    pub fn decode(&self, features: &Tensor, level: u8) -> Result<Tensor> {
+        Ok(self.decoder(level)?.forward(features))
+    }
+}
+
+impl TrainModel for Decoders {
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Both streams are just images here: content and style batches are
+    /// reconstructed alike.
+    fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput> {
+        let x = Tensor::cat(&[content, style], 0);
+        let mut terms = Vec::new();
+        let mut total = Tensor::zeros([], (Kind::Float, x.device()));
+        for d in &self.decoders {
+            let l = d.level;
+            let f = tch::no_grad(|| self.encode(&x, l))?;
+            let y = d.forward(&f);
+            let pixel = y.mse_loss(&x, Reduction::Mean) * self.loss.pixel_weight;
+            let feat = self.encode(&y, l)?.mse_loss(&f, Reduction::Mean) * self.loss.feature_weight;
+            total = total + &pixel + &feat;
+            terms.push((format!("pixel_relu{l}_1"), pixel));
+            terms.push((format!("feature_relu{l}_1"), feat));
+        }
+        Ok(StepOutput { loss: total, terms })
+    }
+
+    fn sample_grid(&self, content: &Tensor, _style: &Tensor) -> Result<Tensor> {
+        let n = content.size()[0].min(4);
+        let x = content.narrow(0, 0, n);
+        let mut cols = vec![x.shallow_clone()];
+        for d in &self.decoders {
+            let f = self.encode(&x, d.level)?;
+            cols.push(d.forward(&f).clamp(0.0, 1.0));
+        }
+        // rows: input | reconstruction at each level
+        let rows = Tensor::cat(&cols, 3);
+        Ok(Tensor::cat(&rows.unbind(0), 1))
+    }
+}
+
+/// Reconstruction PSNR (dB) of each level on `x: [B, 3, H, W]`.
+pub fn psnr_per_level(model: &Decoders, x: &Tensor) -> Result<Vec<(u8, f64)>> {
+    tch::no_grad(|| {
+        model
+            .levels()
+            .into_iter()
+            .map(|l| {
+                let y = model.decode(&model.encode(x, l)?, l)?.clamp(0.0, 1.0);
+                let mse = y.mse_loss(x, Reduction::Mean).double_value(&[]).max(1e-12);
+                Ok((l, 10.0 * (1.0 / mse).log10()))
+            })
+            .collect()
+    })
+}
+
+/// How the output's colours are treated at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorMode {
+    /// As the decoders produce them.
+    #[default]
+    Keep,
+    /// Match the pixel colour distribution to the style's (sliced OT in RGB).
+    Transfer,
+    /// Keep the content's chrominance (luminance transfer); needs a content.
+    Preserve,
+}
+
+/// Settings of an Optimal Textures run (Risser et al., arXiv 2010.14702).
+#[derive(Debug, Clone)]
+pub struct OptexConfig {
+    pub strategy: Strategy,
+    /// Rotations per level for `Strategy::Cdf`.
+    pub passes: usize,
+    /// PCA variance fraction kept (≥ 1: no reduction).
+    pub pca: f64,
+    /// Levels, deepest first.
+    pub levels: Vec<u8>,
+    /// Pyramid scales: synthesise at size/2^(k−1), upsample, refine, … up to size.
+    pub pyramid: usize,
+    /// Style transfer: weight of the content's features at relu5_1 (×½ at relu4_1, ×¼ at relu3_1).
+    pub content_strength: f64,
+    pub color: ColorMode,
+}
+
+impl Default for OptexConfig {
+    fn default() -> Self {
+        Self { strategy: Strategy::Cdf, passes: 4, pca: 0.9, levels: vec![5, 4, 3, 2, 1], pyramid: 3, content_strength: 0.5, color: ColorMode::Keep }
+    }
+}
+
+impl OptexConfig {
+    /// The content's weight at `level`: strength × (1, ½, ¼) at relu5_1, relu4_1, relu3_1, else 0.
+    pub fn content_weight(&self, level: u8) -> f64 {
+        let w = match level {
+            5 => 1.0,
+            4 => 0.5,
+            3 => 0.25,
+            _ => 0.0,
+        };
+        (self.content_strength * w).clamp(0.0, 1.0)
+    }
+}
+
+/// `[1, C, H, W]` → `[HW, C]`.
+fn to_rows(f: &Tensor) -> Tensor {
+    let c = f.size()[1];
+    f.squeeze_dim(0).reshape([c, -1]).transpose(0, 1)
+}
+
+/// `[HW, C]` → `[1, C, H, W]`.
+fn from_rows(r: &Tensor, h: i64, w: i64) -> Tensor {
+    let c = r.size()[1];
+    r.transpose(0, 1).reshape([1, c, h, w])
+}
+
+/// Rounds a size to a multiple of 16 (the relu5_1 stride), at least 32.
+fn round16(v: i64) -> i64 {
+    ((v + 8) / 16 * 16).max(32)
+}
+
+/// Optimal Textures: texture synthesis and style transfer by sliced optimal
+/// transport of VGG features, decoded level by level. `styles` are
+/// `(image [1, 3, H, W], weight)`; with several, the target distribution at
+/// each level mixes their feature samples in proportion to the weights.
+/// `content` turns synthesis into transfer (and starts from it); otherwise
+/// the start is uniform noise. Returns RGB `[1, 3, h, w]` with (h, w) the
+/// requested size rounded to multiples of 16.
+pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Option<&Tensor>, size: (i64, i64), cfg: &OptexConfig) -> Result<Tensor> {
+    if styles.is_empty() {
+        return Err(Error::Config("at least one style is needed".into()));
+    }
+    if cfg.color == ColorMode::Preserve && content.is_none() {
+        return Err(Error::Config("colour preservation needs a content image".into()));
+    }
+    let device = model.vgg.device();
+    let (h_out, w_out) = (round16(size.0), round16(size.1));
+    let wsum: f64 = styles.iter().map(|s| s.1).sum();
+    if !(wsum > 0.0) || styles.iter().any(|s| !(s.1 >= 0.0)) {
+        return Err(Error::Config("style weights must be ≥ 0 with a positive sum".into()));
+    }
+    tch::no_grad(|| {
+        let mut x: Option<Tensor> = None;
+        for p in 0..cfg.pyramid.max(1) {
+            let div = 1i64 << (cfg.pyramid.max(1) - 1 - p);
+            let (h, w) = (round16(h_out / div), round16(w_out / div));
+            let c_img = content.map(|c| nst_core::resize_to(&c.to_device(device), h, w));
+            let mut cur = match (&x, &c_img) {
+                (Some(prev), _) => nst_core::resize_to(prev, h, w),
+                (None, Some(c)) => c.shallow_clone(),
+                (None, None) => Tensor::rand([1, 3, h, w], (Kind::Float, device)),
+            };
+            // Style images at this pyramid scale: their size relative to the output's.
+            let s_imgs: Vec<(Tensor, f64)> = styles
+                .iter()
+                .map(|(s, wt)| {
+                    let (sh, sw) = (s.size()[2], s.size()[3]);
+                    let (th, tw) = (((sh / div).max(32)), ((sw / div).max(32)));
+                    (nst_core::resize_to(&s.to_device(device), th, tw), *wt / wsum)
+                })
+                .collect();
+            for &level in &cfg.levels {
+                let f = model.encode(&cur, level)?;
+                let (fh, fw) = (f.size()[2], f.size()[3]);
+                let rows = to_rows(&f);
+                // Target samples: each style contributes in proportion to its weight.
+                let mut parts = Vec::new();
+                let per_style: Vec<Tensor> = s_imgs.iter().map(|(s, _)| model.encode(s, level).map(|t| to_rows(&t))).collect::<Result<_>>()?;
+                let budget = per_style.iter().map(|t| t.size()[0]).min().unwrap_or(1);
+                for (t, (_, wt)) in per_style.iter().zip(&s_imgs) {
+                    let k = ((budget as f64 * wt * s_imgs.len() as f64).round() as i64).clamp(1, t.size()[0]);
+                    let idx = Tensor::randperm(t.size()[0], (Kind::Int64, device)).narrow(0, 0, k);
+                    parts.push(t.index_select(0, &idx));
+                }
+                let target = Tensor::cat(&parts, 0);
+                let mut m = match_features(&rows, &target, cfg.strategy, cfg.passes, cfg.pca);
+                if let Some(c) = &c_img {
+                    let a = cfg.content_weight(level);
+                    if a > 0.0 {
+                        let fc = to_rows(&model.encode(c, level)?);
+                        m = m * (1.0 - a) + fc * a;
+                    }
+                }
+                cur = model.decode(&from_rows(&m, fh, fw), level)?.clamp(0.0, 1.0);
+            }
+            x = Some(cur);
+        }
+        let mut out = x.unwrap_or_else(|| Tensor::zeros([1, 3, h_out, w_out], (Kind::Float, device)));
+        match cfg.color {
+            ColorMode::Keep => {}
+            ColorMode::Transfer => {
+                let px = to_rows(&out);
+                let target = Tensor::cat(&styles.iter().map(|(s, _)| to_rows(&s.to_device(device))).collect::<Vec<_>>(), 0);
+                let (h, w) = (out.size()[2], out.size()[3]);
+                out = from_rows(&sliced_ot(&px, &target, cfg.passes.max(4)), h, w).clamp(0.0, 1.0);
+            }
+            ColorMode::Preserve => {
+                if let Some(c) = content {
+                    out = nst_core::preserve_color(&c.to_device(device), &out);
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Closed-form transfer with the decoders: at each level (deepest first), the
+/// features of the current image are replaced by AdaIN's (channel mean and
+/// std of the style) or WCT's (whitening–colouring to the style's covariance),
+/// blended with the unmodified features by `alpha`, then decoded.
+pub fn closed_form(model: &Decoders, content: &Tensor, style: &Tensor, wct: bool, levels: &[u8], alpha: f64) -> Result<Tensor> {
+    let device = model.vgg.device();
+    tch::no_grad(|| {
+        let mut x = content.to_device(device);
+        let s = style.to_device(device);
+        for &level in levels {
+            let f = model.encode(&x, level)?;
+            let fs = model.encode(&s, level)?;
+            let (fh, fw) = (f.size()[2], f.size()[3]);
+            let t = if wct {
+                from_rows(&match_moments(&to_rows(&f), &to_rows(&fs), Strategy::Symmetric), fh, fw)
+            } else {
+                nst_adain::adain(&f, &fs)
+            };
+            let m = t * alpha + f * (1.0 - alpha);
+            x = model.decode(&m, level)?.clamp(0.0, 1.0);
+        }
+        Ok(x)
+    })
+}

@@ -1,0 +1,126 @@
+//! Histogram matching, rotations, closed-form moment matching, shapes, and
+//! an end-to-end run with untrained decoders.
+#![allow(clippy::unwrap_used)]
+use crate::transforms::*;
+use crate::*;
+use nst_testkit::vgg19_weights;
+use nst_train::TrainModel;
+use nst_vgg::{Pooling, Vgg, VggOptions};
+use tch::{nn::Module, Device, Kind, Tensor};
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn histogram_matching_lands_exactly_on_the_target_values() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(3);
+    let src = Tensor::randn([50, 4], F32);
+    let tgt = Tensor::rand([50, 4], F32) * 7.0 - 2.0;
+    let out = histogram_match(&src, &tgt);
+    // Same multiset per column as the target…
+    let (so, _) = out.sort(0, false);
+    let (st, _) = tgt.sort(0, false);
+    assert!(max_abs(&so, &st) == 0.0, "sorted output = sorted target");
+    // …in the source's order.
+    let (_, rank_src) = src.sort(0, false);
+    let (_, rank_out) = out.sort(0, false);
+    assert_eq!(max_abs(&rank_src.to_kind(Kind::Float), &rank_out.to_kind(Kind::Float)), 0.0, "order preserved");
+    // Different sizes: quantiles interpolated, still within the target's range and ordered.
+    let tgt2 = Tensor::rand([173, 4], F32);
+    let out2 = histogram_match(&src, &tgt2);
+    assert!(out2.min().double_value(&[]) >= tgt2.min().double_value(&[]) - 1e-6);
+    assert!(out2.max().double_value(&[]) <= tgt2.max().double_value(&[]) + 1e-6);
+}
+
+#[test]
+fn rotations_are_orthogonal() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for d in [2, 16, 128] {
+        let r = random_rotation(d, Device::Cpu);
+        let eye = Tensor::eye(d, F32);
+        assert!(max_abs(&r.matmul(&r.transpose(0, 1)), &eye) < 1e-5, "R Rᵀ = I at d = {d}");
+        assert!(max_abs(&r.transpose(0, 1).matmul(&r), &eye) < 1e-5);
+    }
+}
+
+fn cov(x: &Tensor) -> Tensor {
+    let x = x.to_kind(Kind::Double);
+    let xc = &x - x.mean_dim([0i64].as_slice(), true, Kind::Double);
+    xc.transpose(0, 1).matmul(&xc) / (x.size()[0] - 1) as f64
+}
+
+#[test]
+fn closed_form_matching_reproduces_the_target_covariance() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(5);
+    let mix = Tensor::randn([6, 6], F32);
+    let src = Tensor::randn([400, 6], F32).matmul(&mix) + 3.0;
+    let tgt = Tensor::randn([300, 6], F32).matmul(&Tensor::randn([6, 6], F32)) * 0.5 - 1.0;
+    for s in [Strategy::Symmetric, Strategy::Pca, Strategy::Cholesky] {
+        let out = match_moments(&src, &tgt, s);
+        let err = max_abs(&cov(&out), &cov(&tgt)) / cov(&tgt).abs().max().double_value(&[]);
+        assert!(err < 1e-4, "{s:?}: covariance error {err:e}");
+        let mean_err = max_abs(&out.mean_dim([0i64].as_slice(), false, Kind::Float), &tgt.mean_dim([0i64].as_slice(), false, Kind::Float));
+        assert!(mean_err < 1e-4, "{s:?}: mean error {mean_err}");
+    }
+    // Sliced OT moves the whole distribution: after enough passes the covariance is close too.
+    let out = sliced_ot(&src, &tgt, 30);
+    let err = max_abs(&cov(&out), &cov(&tgt)) / cov(&tgt).abs().max().double_value(&[]);
+    assert!(err < 0.15, "sliced OT covariance error {err}");
+    // PCA keeps at least the asked variance fraction.
+    let (_, basis, k) = pca_basis(&tgt, 0.9);
+    assert!(k >= 1 && k <= 6 && basis.size() == [6, k]);
+    assert!(max_abs(&basis.transpose(0, 1).matmul(&basis), &Tensor::eye(k, F32)) < 1e-4);
+}
+
+fn model(width: f64) -> Decoders {
+    let vgg = Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Max, device: Device::Cpu }).unwrap();
+    Decoders::new(vgg, DecodersConfig { width, ..Default::default() }, DecodersLoss::default()).unwrap()
+}
+
+#[test]
+fn decoders_invert_each_level_shape() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(0);
+    let m = model(0.125);
+    assert_eq!(m.levels(), vec![1, 2, 3, 4, 5]);
+    for (h, w) in [(32, 32), (48, 80)] {
+        let x = Tensor::rand([2, 3, h, w], F32);
+        for l in 1..=5u8 {
+            let f = m.encode(&x, l).unwrap();
+            assert_eq!(f.size()[2..], [h >> (l - 1), w >> (l - 1)]);
+            assert_eq!(m.decode(&f, l).unwrap().size(), [2, 3, h, w], "level {l}");
+        }
+    }
+    let names: Vec<String> = m.var_store().variables().into_keys().collect();
+    assert!(names.iter().any(|n| n == "relu4_1.conv4_1.weight"), "{names:?}");
+    let d = LevelDecoder::new(&tch::nn::VarStore::new(Device::Cpu).root(), 1, 1.0);
+    assert_eq!(d.forward(&Tensor::rand([1, 64, 8, 8], F32)).size(), [1, 3, 8, 8]);
+}
+
+#[test]
+fn untrained_end_to_end_at_64px() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(1);
+    let m = model(0.125);
+    let style = Tensor::rand([1, 3, 64, 64], F32);
+    let content = Tensor::rand([1, 3, 64, 48], F32);
+    for strategy in [Strategy::Cdf, Strategy::Symmetric, Strategy::Pca, Strategy::Cholesky] {
+        let cfg = OptexConfig { strategy, passes: 2, pyramid: 2, ..Default::default() };
+        let y = optimal_textures(&m, &[(style.shallow_clone(), 1.0)], None, (64, 96), &cfg).unwrap();
+        assert_eq!(y.size(), [1, 3, 64, 96], "{strategy:?}");
+        assert!(y.isfinite().all().int64_value(&[]) == 1);
+    }
+    let cfg = OptexConfig { passes: 1, pyramid: 1, color: ColorMode::Preserve, ..Default::default() };
+    let y = optimal_textures(&m, &[(style.shallow_clone(), 0.5), (content.shallow_clone(), 0.5)], Some(&content), (64, 48), &cfg).unwrap();
+    assert_eq!(y.size(), [1, 3, 64, 48]);
+    let y = closed_form(&m, &content, &style, true, &[5, 4, 3, 2, 1], 0.8).unwrap();
+    assert_eq!(y.size(), [1, 3, 64, 48]);
+    let y = closed_form(&m, &content, &style, false, &[4], 1.0).unwrap();
+    assert_eq!(y.size(), [1, 3, 64, 48]);
+}
