@@ -272,6 +272,137 @@ elif a.case in ("vae_infer", "vae_train_step"):
             opt.step()
             return None
 
+elif a.case.startswith("optex_"):
+    # nst_decoders::optimal_textures (synthesis from noise), rebuilt with torch
+    # from the same decoder weights (exported by nst-bench).
+    strategy = a.case[len("optex_"):]
+    pyramid, size_out = (3, 2 * a.size) if strategy == "pyramid" else (1, a.size)
+    strategy = "cdf" if strategy == "pyramid" else strategy
+    net = build("max")
+    with safe_open(a.vae_weights, "pt") as f:
+        V = {k: f.get_tensor(k) for k in f.keys()}
+    std = json.loads(meta.get("std", "[1, 1, 1]"))
+    FS = (sum(std) / 3) / SCALE
+    STD = torch.tensor(std).view(1, 3, 1, 1)
+
+    def enc(x, level):
+        h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
+        for name, m in net:
+            h = m(h)
+            if name == f"relu{level}_1":
+                return h * FS
+
+    BLOCKS = [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)]
+
+    def dec_spec(level):
+        spec = []
+        for b in reversed(range(level - 1)):
+            spec.append((f"conv{b + 2}_1", True, True))
+            spec += [(f"conv{b + 1}_{k}", True, False) for k in range(BLOCKS[b][0], 1, -1)]
+        return spec + [("conv1_1", False, False)]
+
+    DEC = {L: [(V[f"relu{L}_1.{n}.weight"], V[f"relu{L}_1.{n}.bias"], r, u) for n, r, u in dec_spec(L)] for L in range(1, 6)}
+
+    def dec(f, level):
+        h = f
+        for w, b, relu, up in DEC[level]:
+            h = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), w, b)
+            if relu:
+                h = F.relu(h)
+            if up:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+        return h
+
+    def hist_match(src, tgt):
+        n, m = src.shape[0], tgt.shape[0]
+        order = src.argsort(0)
+        ts = tgt.sort(0).values
+        if m == n:
+            vals = ts
+        else:
+            pos = ((torch.arange(n, dtype=torch.float32) + 0.5) * (m / n) - 0.5).clamp(0, m - 1)
+            lo = pos.floor().long()
+            hi = (lo + 1).clamp(max=m - 1)
+            fr = (pos - lo.float())[:, None]
+            vals = ts[lo] + (ts[hi] - ts[lo]) * fr
+        return torch.zeros_like(src).scatter(0, order, vals)
+
+    def rotation(d):
+        q, r = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
+        return (q * torch.sign(torch.diagonal(r))[None]).float()
+
+    def sliced(src, tgt, passes):
+        x = src
+        for _ in range(passes):
+            r = rotation(src.shape[1])
+            x = hist_match(x @ r, tgt @ r) @ r.t()
+        return x
+
+    def mean_cov(x):
+        x = x.double()
+        mu = x.mean(0, keepdim=True)
+        xc = x - mu
+        return mu, xc.t() @ xc / (x.shape[0] - 1)
+
+    def eig(c):
+        v, e = torch.linalg.eigh(c)
+        return v.clamp_min(max(float(v.max()), 1e-12) * 1e-8), e
+
+    def moments(src, tgt, how):
+        ms, cs = mean_cov(src)
+        mt, ct = mean_cov(tgt)
+        xc = src.double() - ms
+        if how == "symmetric":
+            ls, es = eig(cs)
+            lt, et = eig(ct)
+            out = xc @ (es * ls.rsqrt()[None]) @ es.t() @ (et * lt.sqrt()[None]) @ et.t()
+        elif how == "pca":
+            ls, es = eig(cs)
+            lt, et = eig(ct)
+            out = ((xc @ es) * ls.rsqrt()[None] * lt.sqrt()[None]) @ et.t()
+        else:
+            eye = torch.eye(cs.shape[0], dtype=torch.float64)
+            L_s = torch.linalg.cholesky(cs + eye * max(float(cs.diagonal().max()), 1e-12) * 1e-8)
+            L_t = torch.linalg.cholesky(ct + eye * max(float(ct.diagonal().max()), 1e-12) * 1e-8)
+            out = (L_t @ torch.linalg.solve_triangular(L_s, xc.t(), upper=False)).t()
+        return (out + mt).float()
+
+    def pca_basis(x, frac):
+        mu, c = mean_cov(x)
+        v, e = torch.linalg.eigh(c)
+        v, e = v.flip(0).clamp_min(0), e.flip(1)
+        cum = v.cumsum(0) / max(float(v.sum()), 1e-30)
+        k = min(max(int((cum < frac).sum()) + 1, 1), v.shape[0])
+        return mu.float(), e[:, :k].float()
+
+    def match(src, tgt):
+        mu, B = pca_basis(tgt, 0.9)
+        s_, t_ = (src - mu) @ B, (tgt - mu) @ B
+        m = sliced(s_, t_, 4) if strategy == "cdf" else moments(s_, t_, strategy)
+        return m @ B.t() + mu
+
+    style = blobs(a.size, 2)
+
+    def run():
+        torch.manual_seed(0)
+        with torch.no_grad():
+            x = None
+            for p in range(pyramid):
+                div = 1 << (pyramid - 1 - p)
+                h = max((size_out // div + 8) // 16 * 16, 32)
+                cur = torch.rand(1, 3, h, h) if x is None else F.interpolate(x, size=(h, h), mode="bilinear", align_corners=False)
+                s = style if div == 1 else F.interpolate(style, size=(max(a.size // div, 32),) * 2, mode="bilinear", align_corners=False, antialias=True)
+                for L in [5, 4, 3, 2, 1]:
+                    f = enc(cur, L)
+                    c, fh, fw = f.shape[1:]
+                    rows = f[0].reshape(c, -1).t()
+                    t = enc(s, L)[0].reshape(c, -1).t()
+                    t = t[torch.randperm(t.shape[0])]
+                    m = match(rows, t)
+                    cur = dec(m.t().reshape(1, c, fh, fw), L).clamp(0, 1)
+                x = cur
+        return float(x.double().sum())
+
 elif a.case == "strotss":
     # The procedure of nst_optim::strotss, written independently in eager PyTorch:
     # one whole multi-scale run, timed once; quality = mean total loss over the
@@ -279,7 +410,7 @@ elif a.case == "strotss":
     net = build("max")
     LAYERS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1", "relu5_1"]
     std = json.loads(meta.get("std", "[1, 1, 1]"))
-    GAIN = (1 / 0.226) / (SCALE / (sum(std) / 3)) * 0.5  # nst_optim::strotss::FEATURE_CALIBRATION
+    GAIN = (1 / 0.226) / (SCALE / (sum(std) / 3)) * 0.35  # nst_optim::strotss::FEATURE_CALIBRATION
     STD = torch.tensor(std).view(1, 3, 1, 1)
 
     def vgg(x):

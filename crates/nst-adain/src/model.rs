@@ -37,12 +37,19 @@ fn ten() -> f64 {
     10.0
 }
 fn style_layers() -> Vec<String> {
-    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"].iter().map(|s| s.to_string()).collect()
+    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Default for AdainLoss {
     fn default() -> Self {
-        Self { content_weight: 1.0, style_weight: 10.0, style_layers: style_layers() }
+        Self {
+            content_weight: 1.0,
+            style_weight: 10.0,
+            style_layers: style_layers(),
+        }
     }
 }
 
@@ -87,7 +94,10 @@ impl Decoder {
                 upsample,
             })
             .collect();
-        Self { blocks, input_scale }
+        Self {
+            blocks,
+            input_scale,
+        }
     }
 }
 
@@ -95,8 +105,17 @@ impl Decoder {
     /// Channels at the decoder's AdaIN points, in the order [`Decoder::forward_with`]
     /// visits them: the input, then the output of each upsampling.
     pub fn level_channels(&self) -> Vec<i64> {
-        let mut v = vec![self.blocks.first().map(|b| b.conv.ws.size()[1]).unwrap_or(512)];
-        v.extend(self.blocks.iter().filter(|b| b.upsample).map(|b| b.conv.ws.size()[0]));
+        let mut v = vec![self
+            .blocks
+            .first()
+            .map(|b| b.conv.ws.size()[1])
+            .unwrap_or(512)];
+        v.extend(
+            self.blocks
+                .iter()
+                .filter(|b| b.upsample)
+                .map(|b| b.conv.ws.size()[0]),
+        );
         v
     }
 
@@ -104,7 +123,11 @@ impl Decoder {
     /// scaled input (level 0), then the map after each ×2 upsampling (levels
     /// 1..=3), and returns the map to continue with. The variational model
     /// puts its AdaIN layers there.
-    pub fn forward_with(&self, features: &Tensor, mut modulate: impl FnMut(usize, Tensor) -> Tensor) -> Tensor {
+    pub fn forward_with(
+        &self,
+        features: &Tensor,
+        mut modulate: impl FnMut(usize, Tensor) -> Tensor,
+    ) -> Tensor {
         let mut h = modulate(0, features / self.input_scale);
         let mut level = 0;
         for b in &self.blocks {
@@ -152,7 +175,13 @@ impl AdainModel {
             .map_err(|e| Error::Config(format!("loss.style_layers: {e}")))?;
         let vs = nn::VarStore::new(vgg.device());
         let decoder = Decoder::new(&(vs.root() / "decoder"), width, vgg.preprocessing().scale);
-        Ok(Self { vs, decoder, vgg, loss, style_taps })
+        Ok(Self {
+            vs,
+            decoder,
+            vgg,
+            loss,
+            style_taps,
+        })
     }
 
     /// Builds from the `[model]` and `[loss]` sections of a training config.
@@ -163,8 +192,14 @@ impl AdainModel {
             Some(p) => p.clone(),
             None => nst_vgg::default_weights_path().map_err(|e| Error::Model(e.to_string()))?,
         };
-        let vgg = Vgg::load(&path, nst_vgg::VggOptions { pooling: nst_vgg::Pooling::Max, device })
-            .map_err(|e| Error::Model(e.to_string()))?;
+        let vgg = Vgg::load(
+            &path,
+            nst_vgg::VggOptions {
+                pooling: nst_vgg::Pooling::Max,
+                device,
+            },
+        )
+        .map_err(|e| Error::Model(e.to_string()))?;
         if !(m.width > 0.0 && m.width <= 4.0) {
             return Err(Error::Config("model.width must be in (0, 4]".into()));
         }
@@ -172,7 +207,9 @@ impl AdainModel {
     }
 
     fn encode(&self, x: &Tensor, taps: &[Tap]) -> Result<nst_vgg::Features> {
-        self.vgg.encode(x, taps).map_err(|e| Error::Model(e.to_string()))
+        self.vgg
+            .encode(x, taps)
+            .map_err(|e| Error::Model(e.to_string()))
     }
 
     /// Stylises `content` with `style`; `alpha` in [0, 1] blends the AdaIN
@@ -207,7 +244,11 @@ impl TrainModel for AdainModel {
                 self.encode(style, &[r41])?[r41].shallow_clone()
             };
             let t = adain(&fc[r41], &fs_r41);
-            let stats: Vec<(Tensor, Tensor)> = self.style_taps.iter().map(|&tap| mean_std(&fs[tap], EPS)).collect();
+            let stats: Vec<(Tensor, Tensor)> = self
+                .style_taps
+                .iter()
+                .map(|&tap| mean_std(&fs[tap], EPS))
+                .collect();
             Ok((t, stats))
         })?;
         let g = self.decoder.forward(&t);
@@ -222,7 +263,13 @@ impl TrainModel for AdainModel {
         }
         let style_loss = style_loss * self.loss.style_weight;
         let loss = &content_loss + &style_loss;
-        Ok(StepOutput { loss, terms: vec![("content".into(), content_loss), ("style".into(), style_loss)] })
+        Ok(StepOutput {
+            loss,
+            terms: vec![
+                ("content".into(), content_loss),
+                ("style".into(), style_loss),
+            ],
+        })
     }
 
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {

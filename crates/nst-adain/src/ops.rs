@@ -12,9 +12,13 @@ pub const EPS: f64 = 1e-5;
 /// `x: [B, C, H, W]` → (`[B, C, 1, 1]`, `[B, C, 1, 1]`)
 pub fn mean_std(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
     let x = x.to_kind(Kind::Float);
-    let (b, c, _, _) = x.size4().unwrap_or_else(|_| panic!("mean_std expects [B, C, H, W], got {:?}", x.size()));
+    let (b, c, _, _) = x
+        .size4()
+        .unwrap_or_else(|_| panic!("mean_std expects [B, C, H, W], got {:?}", x.size()));
     let flat = x.reshape([b, c, -1]);
-    let mean = flat.mean_dim([2i64].as_slice(), true, Kind::Float).unsqueeze(-1);
+    let mean = flat
+        .mean_dim([2i64].as_slice(), true, Kind::Float)
+        .unsqueeze(-1);
     let var = flat.var_dim([2i64].as_slice(), true, true).unsqueeze(-1);
     (mean, (var + eps).sqrt())
 }

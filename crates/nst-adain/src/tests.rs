@@ -33,7 +33,11 @@ fn decoder_mirrors_the_encoder_shapes() {
         assert_eq!(y.size(), [2, 3, h * 8, w * 8]);
     }
     let names: Vec<String> = vs.variables().into_keys().collect();
-    assert!(names.contains(&"decoder.conv4_1.weight".to_string()) || names.contains(&"conv4_1.weight".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"decoder.conv4_1.weight".to_string())
+            || names.contains(&"conv4_1.weight".to_string()),
+        "{names:?}"
+    );
 }
 
 fn write_images(dir: &std::path::Path, style: bool) {
@@ -43,13 +47,17 @@ fn write_images(dir: &std::path::Path, style: bool) {
             // Bold coloured stripes, a different palette per style.
             image::RgbImage::from_fn(64, 64, move |x, y| {
                 let band = ((x + 2 * y + 7 * i) / 6) % 3;
-                let pal = [[[220, 40, 30], [250, 200, 20], [20, 30, 160]], [[20, 160, 60], [240, 240, 240], [120, 20, 140]]];
+                let pal = [
+                    [[220, 40, 30], [250, 200, 20], [20, 30, 160]],
+                    [[20, 160, 60], [240, 240, 240], [120, 20, 140]],
+                ];
                 image::Rgb(pal[i as usize][band as usize])
             })
         } else {
             // Smooth content: a disc on a gradient.
             image::RgbImage::from_fn(64, 64, move |x, y| {
-                let d = ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
+                let d =
+                    ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
                 let v = if d < 18.0 { 200 } else { (x * 2) as u8 };
                 image::Rgb([v, (y * 3) as u8, 128 - v / 2])
             })
@@ -102,27 +110,59 @@ checkpoint_every = 1000
     let mut model = AdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
     let log: Arc<Mutex<Vec<BTreeMap<String, f64>>>> = Arc::default();
     let l = log.clone();
-    let hooks = TrainerHooks { on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))), ..Default::default() };
-    Trainer::new(&cfg, Device::Cpu).run(&mut model, None, &mut NullLogger, hooks).unwrap();
+    let hooks = TrainerHooks {
+        on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))),
+        ..Default::default()
+    };
+    Trainer::new(&cfg, Device::Cpu)
+        .run(&mut model, None, &mut NullLogger, hooks)
+        .unwrap();
     let log = log.lock().unwrap();
     let first = log[0]["total"];
-    let last10: f64 = log[log.len() - 10..].iter().map(|t| t["total"]).sum::<f64>() / 10.0;
-    eprintln!("overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}", first / last10);
-    assert!(last10 * 3.0 < first, "total loss fell only from {first} to {last10}");
+    let last10: f64 = log[log.len() - 10..]
+        .iter()
+        .map(|t| t["total"])
+        .sum::<f64>()
+        / 10.0;
+    eprintln!(
+        "overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}",
+        first / last10
+    );
+    assert!(
+        last10 * 3.0 < first,
+        "total loss fell only from {first} to {last10}"
+    );
 
     // Style loss of the outputs vs that of the unstylised contents, against their styles.
     let load = |p: std::path::PathBuf| nst_core::load_image(p, Default::default()).unwrap();
-    let c = Tensor::cat(&[load(d.path().join("c/0.png")), load(d.path().join("c/1.png"))], 0);
-    let s = Tensor::cat(&[load(d.path().join("s/0.png")), load(d.path().join("s/1.png"))], 0);
+    let c = Tensor::cat(
+        &[
+            load(d.path().join("c/0.png")),
+            load(d.path().join("c/1.png")),
+        ],
+        0,
+    );
+    let s = Tensor::cat(
+        &[
+            load(d.path().join("s/0.png")),
+            load(d.path().join("s/1.png")),
+        ],
+        0,
+    );
     let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
     let style_loss = |x: &Tensor| -> f64 {
         let taps: Vec<nst_vgg::Tap> = (1..=4).map(|b| nst_vgg::Tap::relu(b, 1)).collect();
         let fx = model.vgg.encode(x, &taps).unwrap();
         let fs = model.vgg.encode(&s, &taps).unwrap();
-        taps.iter().map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[])).sum()
+        taps.iter()
+            .map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[]))
+            .sum()
     };
     let (lo, lc) = tch::no_grad(|| (style_loss(&out), style_loss(&c)));
     eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");
-    assert!(lo < lc, "stylised outputs ({lo}) must be closer in style than the contents ({lc})");
+    assert!(
+        lo < lc,
+        "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
+    );
     assert_eq!(model.kind(), "adain");
 }

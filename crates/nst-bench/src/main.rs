@@ -20,17 +20,34 @@ const CASES: &[(&str, &str)] = &[
     ("strotss_guided", "the same run guided by two-region masks (quality: final loss)"),
     ("vae_infer", "variational AdaIN inference, S×S content and style: VGG to relu4_1 twice, E_s, code MLP, decoder (same weights both sides)"),
     ("vae_train_step", "variational AdaIN training step (all four losses, backward, Adam), batch 4, 256² crops"),
+    ("optex_cdf", "Optimal Textures synthesis S×S from noise, 5 levels, sliced OT (4 passes, PCA 0.9), width-1 decoders"),
+    ("optex_symmetric", "the same with closed-form mean/covariance matching by matrix square roots"),
+    ("optex_pca", "the same with closed-form matching through eigenbases"),
+    ("optex_cholesky", "the same with closed-form matching through Cholesky factors"),
+    ("optex_pyramid", "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)"),
 ];
 
 /// Cases with no PyTorch counterpart: measured in nst only.
 const SOLO_CASES: &[(&str, &str)] = &[
-    ("loader_1_thread", "decode 512×384 JPEGs → resize 288 → 256² crop/flip → batch 8, 1 decode thread (images/s)"),
-    ("loader_2_threads", "the same with 2 decode threads (images/s)"),
-    ("train_data_wait", "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)"),
+    (
+        "loader_1_thread",
+        "decode 512×384 JPEGs → resize 288 → 256² crop/flip → batch 8, 1 decode thread (images/s)",
+    ),
+    (
+        "loader_2_threads",
+        "the same with 2 decode threads (images/s)",
+    ),
+    (
+        "train_data_wait",
+        "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)",
+    ),
 ];
 
 #[derive(Debug, Parser)]
-#[command(name = "nst-bench", about = "Benchmarks nst against PyTorch-eager references in one run")]
+#[command(
+    name = "nst-bench",
+    about = "Benchmarks nst against PyTorch-eager references in one run"
+)]
 struct Cli {
     /// Comma-separated cases (default: all): vgg_features, gatys_step.
     #[arg(long)]
@@ -74,9 +91,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -100,18 +119,30 @@ fn time_it(repeat: usize, mut f: impl FnMut() -> Result<f64>) -> Result<(f64, f6
 
 fn blobs(s: i64, seed: i64) -> Tensor {
     tch::manual_seed(seed);
-    Tensor::rand([1, 3, s / 16, s / 16], (Kind::Float, Device::Cpu)).upsample_bilinear2d([s, s], false, None, None)
+    Tensor::rand([1, 3, s / 16, s / 16], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [s, s],
+        false,
+        None,
+        None,
+    )
 }
 
 fn blobs4(s: i64, seed: i64) -> Tensor {
-    Tensor::cat(&(0..4).map(|i| blobs(s, seed * 10 + i)).collect::<Vec<_>>(), 0)
+    Tensor::cat(
+        &(0..4).map(|i| blobs(s, seed * 10 + i)).collect::<Vec<_>>(),
+        0,
+    )
 }
 
 /// A folder of deterministic 512×384 JPEGs for the loader benchmarks.
 fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
     for i in 0..n {
         let img = image::RgbImage::from_fn(512, 384, |x, y| {
-            image::Rgb([((x * 3 + i * 17) % 256) as u8, ((y * 5 + x / 7) % 256) as u8, ((x ^ y) % 256) as u8])
+            image::Rgb([
+                ((x * 3 + i * 17) % 256) as u8,
+                ((y * 5 + x / 7) % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
         });
         img.save(dir.join(format!("{i:03}.jpg")))?;
     }
@@ -120,23 +151,59 @@ fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
 
 /// One whole STROTSS run on blob images; returns (seconds, mean total loss over
 /// the last 20 steps of the final scale).
-fn strotss_run(weights: &std::path::Path, size: i64, scales: usize, steps: usize, guided: bool) -> Result<(f64, f64)> {
-    let vgg = Vgg::load(weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+fn strotss_run(
+    weights: &std::path::Path,
+    size: i64,
+    scales: usize,
+    steps: usize,
+    guided: bool,
+) -> Result<(f64, f64)> {
+    let vgg = Vgg::load(
+        weights,
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )?;
     let (c, s) = (blobs(size, 1), blobs(size, 2));
     tch::manual_seed(0);
-    let cfg = nst_optim::StrotssConfig { scales, steps_per_scale: steps, ..Default::default() };
+    let cfg = nst_optim::StrotssConfig {
+        scales,
+        steps_per_scale: steps,
+        ..Default::default()
+    };
     let st = nst_optim::Strotss::new(&vgg, cfg)?;
-    let halves = (Tensor::arange(size, (Kind::Int64, Device::Cpu)).ge(size / 2).to_kind(Kind::Int64)).view([1, size]).expand([size, size], false).contiguous();
-    let guidance = nst_optim::Guidance { content: halves.shallow_clone(), styles: vec![halves], regions: 2 };
+    let halves = (Tensor::arange(size, (Kind::Int64, Device::Cpu))
+        .ge(size / 2)
+        .to_kind(Kind::Int64))
+    .view([1, size])
+    .expand([size, size], false)
+    .contiguous();
+    let guidance = nst_optim::Guidance {
+        content: halves.shallow_clone(),
+        styles: vec![halves],
+        regions: 2,
+    };
     let mut finals = Vec::new();
     let t = Instant::now();
-    st.run(&c, &[nst_optim::StyleInput { image: &s, weight: 1.0 }], guided.then_some(&guidance), |si, step, terms| {
-        if si + 1 == scales && step + 20 > steps {
-            finals.push(terms.total);
-        }
-        true
-    })?;
-    Ok((t.elapsed().as_secs_f64(), finals.iter().sum::<f64>() / finals.len().max(1) as f64))
+    st.run(
+        &c,
+        &[nst_optim::StyleInput {
+            image: &s,
+            weight: 1.0,
+        }],
+        guided.then_some(&guidance),
+        |si, step, terms| {
+            if si + 1 == scales && step + 20 > steps {
+                finals.push(terms.total);
+            }
+            true
+        },
+    )?;
+    Ok((
+        t.elapsed().as_secs_f64(),
+        finals.iter().sum::<f64>() / finals.len().max(1) as f64,
+    ))
 }
 
 /// Where the VAE cases' shared weights live: written once by the parent, read by both children.
@@ -145,14 +212,85 @@ fn vae_weights_path() -> PathBuf {
 }
 
 fn vae_model(weights: &std::path::Path) -> Result<nst_vae::VaeAdainModel> {
-    let vgg = Vgg::load(weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+    let vgg = Vgg::load(
+        weights,
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )?;
     tch::manual_seed(0);
-    Ok(nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())?)
+    Ok(nst_vae::VaeAdainModel::new(
+        vgg,
+        Default::default(),
+        Default::default(),
+    )?)
 }
 
-fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_weights: Option<&std::path::Path>) -> Result<CaseResult> {
+fn decoders_model(weights: &std::path::Path) -> Result<nst_decoders::Decoders> {
+    let vgg = Vgg::load(
+        weights,
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )?;
+    tch::manual_seed(0);
+    Ok(nst_decoders::Decoders::new(
+        vgg,
+        Default::default(),
+        Default::default(),
+    )?)
+}
+
+fn run_child(
+    case: &str,
+    size: i64,
+    repeat: usize,
+    strotss: (usize, usize),
+    vae_weights: Option<&std::path::Path>,
+) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let (seconds, quality) = match case {
+        c if c.starts_with("optex_") => {
+            let model = decoders_model(&weights)?;
+            let path = vae_weights.context("--vae-weights")?;
+            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
+            nst_train::checkpoint::load_into(
+                nst_train::TrainModel::var_store(&model),
+                tensors,
+                path,
+            )?;
+            let which = &c["optex_".len()..];
+            let strategy = match which {
+                "symmetric" => nst_decoders::Strategy::Symmetric,
+                "pca" => nst_decoders::Strategy::Pca,
+                "cholesky" => nst_decoders::Strategy::Cholesky,
+                _ => nst_decoders::Strategy::Cdf,
+            };
+            let (pyramid, out) = if which == "pyramid" {
+                (3, 2 * size)
+            } else {
+                (1, size)
+            };
+            let cfg = nst_decoders::OptexConfig {
+                strategy,
+                pyramid,
+                ..Default::default()
+            };
+            let style = blobs(size, 2);
+            time_it(repeat, || {
+                tch::manual_seed(0);
+                let y = nst_decoders::optimal_textures(
+                    &model,
+                    &[(style.shallow_clone(), 1.0)],
+                    None,
+                    (out, out),
+                    &cfg,
+                )?;
+                Ok(y.sum(Kind::Double).double_value(&[]))
+            })?
+        }
         "vae_infer" | "vae_train_step" => {
             use nst_train::TrainModel;
             let mut model = vae_model(&weights)?;
@@ -161,7 +299,11 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
             nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
             if case == "vae_infer" {
                 let (c, s) = (blobs(size, 1), blobs(size, 2));
-                time_it(repeat, || Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?.sum(Kind::Double).double_value(&[])))?
+                time_it(repeat, || {
+                    Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?
+                        .sum(Kind::Double)
+                        .double_value(&[]))
+                })?
             } else {
                 let (c, s) = (blobs4(256, 1), blobs4(256, 2));
                 let mut adam = nst_train::Adam::new(Default::default());
@@ -174,18 +316,38 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
                 })?
             }
         }
-        "strotss" | "strotss_guided" => strotss_run(&weights, size, strotss.0, strotss.1, case == "strotss_guided")?,
+        "strotss" | "strotss_guided" => strotss_run(
+            &weights,
+            size,
+            strotss.0,
+            strotss.1,
+            case == "strotss_guided",
+        )?,
         "vgg_features" => {
-            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            let vgg = Vgg::load(
+                &weights,
+                VggOptions {
+                    pooling: Pooling::Max,
+                    device: Device::Cpu,
+                },
+            )?;
             let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
             let x = blobs(size, 0);
             time_it(repeat, || {
                 let f = tch::no_grad(|| vgg.encode(&x, &taps))?;
-                Ok(f.iter().map(|(_, t)| t.sum(Kind::Double).double_value(&[])).sum())
+                Ok(f.iter()
+                    .map(|(_, t)| t.sum(Kind::Double).double_value(&[]))
+                    .sum())
             })?
         }
         "gatys_step" => {
-            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Avg, device: Device::Cpu })?;
+            let vgg = Vgg::load(
+                &weights,
+                VggOptions {
+                    pooling: Pooling::Avg,
+                    device: Device::Cpu,
+                },
+            )?;
             let (c, s) = (blobs(size, 1), blobs(size, 2));
             let g = nst_optim::Gatys::new(&vgg, nst_optim::GatysConfig::default(), Some(&c), &s)?;
             let x = blobs(size, 3);
@@ -197,7 +359,13 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
             })?
         }
         "adain_train_step" => {
-            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            let vgg = Vgg::load(
+                &weights,
+                VggOptions {
+                    pooling: Pooling::Max,
+                    device: Device::Cpu,
+                },
+            )?;
             tch::manual_seed(0);
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let (c, s) = (blobs4(256, 1), blobs4(256, 2));
@@ -215,7 +383,14 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
             let threads = if case == "loader_1_thread" { 1 } else { 2 };
             let dir = tempfile::tempdir()?;
             let ds = fake_jpegs(dir.path(), 64)?;
-            let cfg = nst_data::PipelineConfig { resize_shorter: 288, crop: 256, batch_size: 8, threads, prefetch: 4, ..Default::default() };
+            let cfg = nst_data::PipelineConfig {
+                resize_shorter: 288,
+                crop: 256,
+                batch_size: 8,
+                threads,
+                prefetch: 4,
+                ..Default::default()
+            };
             let mut loader = nst_data::Loader::new(ds, cfg, 0, Default::default())?;
             loader.next_batch()?; // warm-up
             let n = 8 * repeat.max(2) * 2;
@@ -227,11 +402,24 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
             (secs, n as f64 / secs)
         }
         "train_data_wait" => {
-            let vgg = Vgg::load(&weights, VggOptions { pooling: Pooling::Max, device: Device::Cpu })?;
+            let vgg = Vgg::load(
+                &weights,
+                VggOptions {
+                    pooling: Pooling::Max,
+                    device: Device::Cpu,
+                },
+            )?;
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let dir = tempfile::tempdir()?;
             let ds = fake_jpegs(dir.path(), 32)?;
-            let cfg = nst_data::PipelineConfig { resize_shorter: 288, crop: 256, batch_size: 4, threads: 2, prefetch: 4, ..Default::default() };
+            let cfg = nst_data::PipelineConfig {
+                resize_shorter: 288,
+                crop: 256,
+                batch_size: 4,
+                threads: 2,
+                prefetch: 4,
+                ..Default::default()
+            };
             let mut lc = nst_data::Loader::new(ds.clone(), cfg.clone(), 1, Default::default())?;
             let mut ls = nst_data::Loader::new(ds, cfg, 2, Default::default())?;
             let mut adam = nst_train::Adam::new(Default::default());
@@ -256,8 +444,18 @@ fn run_child(case: &str, size: i64, repeat: usize, strotss: (usize, usize), vae_
         other => bail!("unknown case {other:?}"),
     };
     // Decoder initialisations differ between tch and PyTorch: no result to compare there.
-    let quality = if case == "adain_train_step" || case == "vae_train_step" { None } else { Some(quality) };
-    Ok(CaseResult { case: case.into(), seconds, peak_mb: peak_rss_mb(), quality })
+    // No comparable result: random initialisations (training steps) or random rotations and noise (optex).
+    let quality = if case.ends_with("train_step") || case.starts_with("optex_") {
+        None
+    } else {
+        Some(quality)
+    };
+    Ok(CaseResult {
+        case: case.into(),
+        seconds,
+        peak_mb: peak_rss_mb(),
+        quality,
+    })
 }
 
 fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
@@ -266,22 +464,41 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON result")?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON result")?;
     Ok(serde_json::from_str(line)?)
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let repeat = if cli.quick { 2 } else { cli.repeat.max(1) };
-    let strotss_steps = cli.strotss_steps.unwrap_or(if cli.quick { 20 } else { 200 });
-    let strotss_args = ["--strotss-scales".to_string(), cli.strotss_scales.to_string(), "--strotss-steps".into(), strotss_steps.to_string()];
+    let strotss_steps = cli
+        .strotss_steps
+        .unwrap_or(if cli.quick { 20 } else { 200 });
+    let strotss_args = [
+        "--strotss-scales".to_string(),
+        cli.strotss_scales.to_string(),
+        "--strotss-steps".into(),
+        strotss_steps.to_string(),
+    ];
     if let Some(case) = &cli.child {
-        let r = run_child(case, cli.size, repeat, (cli.strotss_scales, strotss_steps), cli.vae_weights.as_deref())?;
+        let r = run_child(
+            case,
+            cli.size,
+            repeat,
+            (cli.strotss_scales, strotss_steps),
+            cli.vae_weights.as_deref(),
+        )?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("NST_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
+    let python = std::env::var_os("NST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
     let weights = nst_vgg::default_weights_path()?;
     let wanted: Vec<&str> = match &cli.cases {
         Some(c) => c.split(',').map(str::trim).collect(),
@@ -289,34 +506,75 @@ fn main() -> Result<()> {
     };
     let me = std::env::current_exe()?;
     let mut rows = Vec::new();
-    eprintln!("machine: {} cores, {}; LibTorch threads {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cpu_name(), tch::get_num_threads());
+    eprintln!(
+        "machine: {} cores, {}; LibTorch threads {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_name(),
+        tch::get_num_threads()
+    );
     let mut solo = Vec::new();
     for case in wanted {
         if let Some((_, desc)) = SOLO_CASES.iter().find(|(n, _)| *n == case) {
             eprintln!("running {case} ({desc}) ...");
-            let r = spawn(Command::new(&me).args(["--child", case, "--repeat", &repeat.to_string()]), "nst")?;
+            let r = spawn(
+                Command::new(&me).args(["--child", case, "--repeat", &repeat.to_string()]),
+                "nst",
+            )?;
             solo.push((case, desc, r));
             continue;
         }
         let Some((_, desc)) = CASES.iter().find(|(n, _)| *n == case) else {
-            bail!("unknown case {case:?}; known: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+            bail!(
+                "unknown case {case:?}; known: {}",
+                CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            );
         };
         eprintln!("running {case} at {}px ({desc}) ...", cli.size);
         let vae_file = vae_weights_path();
         if case.starts_with("vae_") {
             nst_train::TrainModel::var_store(&vae_model(&weights)?).save(&vae_file)?;
         }
+        if case.starts_with("optex_") {
+            nst_train::TrainModel::var_store(&decoders_model(&weights)?).save(&vae_file)?;
+        }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let ours = spawn(
-            Command::new(&me).args(["--child", case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()]).args(&strotss_args).args(&vae_args),
+            Command::new(&me)
+                .args([
+                    "--child",
+                    case,
+                    "--size",
+                    &cli.size.to_string(),
+                    "--repeat",
+                    &repeat.to_string(),
+                ])
+                .args(&strotss_args)
+                .args(&vae_args),
             "nst",
         )?;
-        let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" { ("strotss", &["--guided"]) } else { (case, &[]) };
+        let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" {
+            ("strotss", &["--guided"])
+        } else {
+            (case, &[])
+        };
         let theirs = spawn(
             Command::new(&python)
                 .arg(root.join("bench/torch_ref.py"))
-                .args([ref_case, "--size", &cli.size.to_string(), "--repeat", &repeat.to_string()])
-                .args(["--scales", &cli.strotss_scales.to_string(), "--steps", &strotss_steps.to_string()])
+                .args([
+                    ref_case,
+                    "--size",
+                    &cli.size.to_string(),
+                    "--repeat",
+                    &repeat.to_string(),
+                ])
+                .args([
+                    "--scales",
+                    &cli.strotss_scales.to_string(),
+                    "--steps",
+                    &strotss_steps.to_string(),
+                ])
                 .args(guided)
                 .args(&vae_args)
                 .arg("--weights")
@@ -332,12 +590,21 @@ fn main() -> Result<()> {
     );
     for (case, _, o, t) in &rows {
         let qd = match (o.quality, t.quality) {
-            (Some(a), Some(b)) => format!("{a:.4e} / {b:.4e} ({:.1e})", (a - b).abs() / b.abs().max(1e-12)),
+            (Some(a), Some(b)) => format!(
+                "{a:.4e} / {b:.4e} ({:.1e})",
+                (a - b).abs() / b.abs().max(1e-12)
+            ),
             _ => "n/a".into(),
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            if case.ends_with("train_step") { 256 } else { cli.size },
+            if case.ends_with("train_step") {
+                256
+            } else if *case == "optex_pyramid" {
+                2 * cli.size
+            } else {
+                cli.size
+            },
             o.seconds,
             t.seconds,
             o.seconds / t.seconds,
@@ -349,7 +616,10 @@ fn main() -> Result<()> {
         md += "\n| nst-only case | figure | peak RSS (MB) |\n|---|---|---|\n";
         for (case, desc, r) in &solo {
             let fig = match *case {
-                "train_data_wait" => format!("{:.1}% of step time waiting for data", r.quality.unwrap_or(f64::NAN)),
+                "train_data_wait" => format!(
+                    "{:.1}% of step time waiting for data",
+                    r.quality.unwrap_or(f64::NAN)
+                ),
                 _ => format!("{:.1} images/s", r.quality.unwrap_or(f64::NAN)),
             };
             md += &format!("| {case}: {desc} | {fig} | {:.0} |\n", r.peak_mb);
@@ -372,6 +642,10 @@ fn main() -> Result<()> {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -41,7 +41,11 @@ pub fn run(args: AdainArgs) -> Result<()> {
     let device = args.runtime.init()?;
     let (side, meta) = Checkpoint::resolve(&args.checkpoint)?;
     if meta.model_kind != nst_adain::model::KIND {
-        anyhow::bail!("{} is a {:?} checkpoint; `nst-infer adain` needs an \"adain\" one", side.display(), meta.model_kind);
+        anyhow::bail!(
+            "{} is a {:?} checkpoint; `nst-infer adain` needs an \"adain\" one",
+            side.display(),
+            meta.model_kind
+        );
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
     let model = nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?;
@@ -58,7 +62,12 @@ pub fn run(args: AdainArgs) -> Result<()> {
     let out = tch::no_grad(|| model.stylize(&c, &s, args.alpha))?.clamp(0.0, 1.0);
     nst_core::save_image(&out, &args.out)?;
     if !args.runtime.quiet {
-        eprintln!("wrote {} (step {} of run {:?})", args.out.display(), meta.step, cfg.train.run);
+        eprintln!(
+            "wrote {} (step {} of run {:?})",
+            args.out.display(),
+            meta.step,
+            cfg.train.run
+        );
     }
     Ok(())
 }

@@ -116,6 +116,12 @@ pub fn check_output(path: &std::path::Path) -> Result<()> {
 }
 
 /// Loads an image for a command, naming its role in errors.
-pub fn load(path: &std::path::Path, size: nst_core::ImageSize, device: Device, role: &str) -> Result<tch::Tensor> {
-    nst_core::load_image(path, nst_core::LoadOptions { size, device }).with_context(|| format!("{role} image"))
+pub fn load(
+    path: &std::path::Path,
+    size: nst_core::ImageSize,
+    device: Device,
+    role: &str,
+) -> Result<tch::Tensor> {
+    nst_core::load_image(path, nst_core::LoadOptions { size, device })
+        .with_context(|| format!("{role} image"))
 }

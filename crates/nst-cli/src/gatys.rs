@@ -108,14 +108,20 @@ pub fn run(args: GatysArgs) -> Result<()> {
         PoolingArg::Max => Pooling::Max,
     };
     let vgg = args.vgg.load(pooling, device)?;
-    let content_layers = Tap::parse_list(&args.content_layers, vgg.arch()).context("--content-layers")?;
+    let content_layers =
+        Tap::parse_list(&args.content_layers, vgg.arch()).context("--content-layers")?;
     let style_layers = Tap::parse_list(&args.style_layers, vgg.arch()).context("--style-layers")?;
 
     let content = match &args.content {
         Some(p) => Some(common::load(p, args.size, device, "content")?),
         None => None,
     };
-    let style = common::load(&args.style, args.style_size.unwrap_or(args.size), device, "style")?;
+    let style = common::load(
+        &args.style,
+        args.style_size.unwrap_or(args.size),
+        device,
+        "style",
+    )?;
     let (height, width) = match (&content, args.out_size) {
         (Some(c), _) => (c.size()[2], c.size()[3]),
         (None, Some(s)) => {
@@ -125,8 +131,12 @@ pub fn run(args: GatysArgs) -> Result<()> {
         (None, None) => (style.size()[2], style.size()[3]),
     };
     let optimizer = match args.optimizer {
-        OptimizerArg::Lbfgs => OptimizerKind::Lbfgs { lr: args.lr.unwrap_or(1.0) },
-        OptimizerArg::Adam => OptimizerKind::Adam { lr: args.lr.unwrap_or(0.02) },
+        OptimizerArg::Lbfgs => OptimizerKind::Lbfgs {
+            lr: args.lr.unwrap_or(1.0),
+        },
+        OptimizerArg::Adam => OptimizerKind::Adam {
+            lr: args.lr.unwrap_or(0.02),
+        },
     };
     let init = match (args.init, &content) {
         (Some(InitArg::Noise), _) | (None, None) => Init::Noise,
@@ -153,7 +163,12 @@ pub fn run(args: GatysArgs) -> Result<()> {
     let out = gatys.run(&x0, |eval, t| {
         last = *t;
         pb.set_position(eval as u64);
-        pb.set_message(format!("loss {:.4e} (content {:.3e}, style {:.3e})", t.total(), t.content, t.style));
+        pb.set_message(format!(
+            "loss {:.4e} (content {:.3e}, style {:.3e})",
+            t.total(),
+            t.content,
+            t.style
+        ));
         !stop.load(Ordering::SeqCst)
     });
     pb.finish_and_clear();

@@ -129,7 +129,11 @@ fn load_decoders(path: &Path, device: Device) -> Result<Decoders> {
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
     let model = Decoders::from_config(&cfg.model, &cfg.loss, device)?;
-    Checkpoint::load_weights(&side.with_file_name(&meta.weights_file), model.var_store(), nst_decoders::KIND)?;
+    Checkpoint::load_weights(
+        &side.with_file_name(&meta.weights_file),
+        model.var_store(),
+        nst_decoders::KIND,
+    )?;
     Ok(model)
 }
 
@@ -139,7 +143,10 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         bail!("{} --mix weights for {} styles", a.mix.len(), a.style.len());
     }
     if !(0.0..=1.0).contains(&a.content_strength) {
-        bail!("--content-strength must be in [0, 1], got {}", a.content_strength);
+        bail!(
+            "--content-strength must be in [0, 1], got {}",
+            a.content_strength
+        );
     }
     if !(a.pca > 0.0 && a.pca <= 1.0) {
         bail!("--pca must be in (0, 1], got {}", a.pca);
@@ -157,13 +164,22 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         (Some(c), _) => (c.size()[2], c.size()[3]),
         (None, ImageSize::Exact { width, height }) => (height as i64, width as i64),
         (None, ImageSize::LongSide(s)) => (s as i64, s as i64),
-        (None, ImageSize::Original) => bail!("--size original needs --content; give a size such as 512 or 1024x512"),
+        (None, ImageSize::Original) => {
+            bail!("--size original needs --content; give a size such as 512 or 1024x512")
+        }
     };
     let style_size = ImageSize::LongSide(a.style_size.unwrap_or(size.0.max(size.1) as u32));
-    let weights = if a.mix.is_empty() { vec![1.0; a.style.len()] } else { a.mix.clone() };
+    let weights = if a.mix.is_empty() {
+        vec![1.0; a.style.len()]
+    } else {
+        a.mix.clone()
+    };
     let mut styles = Vec::new();
     for (i, (p, w)) in a.style.iter().zip(&weights).enumerate() {
-        styles.push((common::load(p, style_size, device, &format!("style {}", i + 1))?, *w));
+        styles.push((
+            common::load(p, style_size, device, &format!("style {}", i + 1))?,
+            *w,
+        ));
     }
     let cfg = OptexConfig {
         strategy: match a.strategy {
@@ -176,7 +192,11 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         pca: a.pca,
         levels: model.levels().into_iter().rev().collect(),
         pyramid: a.pyramid,
-        content_strength: if content.is_some() { a.content_strength } else { 0.0 },
+        content_strength: if content.is_some() {
+            a.content_strength
+        } else {
+            0.0
+        },
         color: if a.color_transfer {
             ColorMode::Transfer
         } else if a.preserve_color {
@@ -187,12 +207,23 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     };
     let t = Instant::now();
     let pb = common::progress_bar(0, "optex", a.runtime.quiet);
-    pb.set_message(format!("{:?}, {} levels × {} scales", cfg.strategy, cfg.levels.len(), cfg.pyramid));
+    pb.set_message(format!(
+        "{:?}, {} levels × {} scales",
+        cfg.strategy,
+        cfg.levels.len(),
+        cfg.pyramid
+    ));
     let out = nst_decoders::optimal_textures(&model, &styles, content.as_ref(), size, &cfg)?;
     pb.finish_and_clear();
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {
-        eprintln!("wrote {} ({}x{}) in {:.1} s", a.out.display(), out.size()[3], out.size()[2], t.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} ({}x{}) in {:.1} s",
+            a.out.display(),
+            out.size()[3],
+            out.size()[2],
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -210,7 +241,14 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     };
     let c = crop16(common::load(&a.content, a.size, device, "content")?);
     let s = common::load(&a.style, a.size, device, "style")?;
-    let out = nst_decoders::closed_form(&model, &c, &s, matches!(a.method, ClosedFormMethod::Wct), &a.levels, a.alpha)?;
+    let out = nst_decoders::closed_form(
+        &model,
+        &c,
+        &s,
+        matches!(a.method, ClosedFormMethod::Wct),
+        &a.levels,
+        a.alpha,
+    )?;
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {
         eprintln!("wrote {}", a.out.display());

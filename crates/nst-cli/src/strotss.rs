@@ -3,7 +3,7 @@ use crate::common::{self, RuntimeArgs, VggArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
-use nst_optim::{MaskMatch, StyleInput, Strotss, StrotssConfig, Tap};
+use nst_optim::{MaskMatch, Strotss, StrotssConfig, StyleInput, Tap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -75,7 +75,10 @@ pub struct StrotssArgs {
     #[arg(long, default_value_t = 5000)]
     pub style_samples: i64,
     /// VGG layers of the hypercolumn.
-    #[arg(long, default_value = "relu1_1,relu1_2,relu2_1,relu2_2,relu3_1,relu3_2,relu3_3,relu4_1,relu5_1")]
+    #[arg(
+        long,
+        default_value = "relu1_1,relu1_2,relu2_1,relu2_2,relu3_1,relu3_2,relu3_3,relu4_1,relu5_1"
+    )]
     pub layers: String,
     /// Region mask of the content (guided mode).
     #[arg(long, value_name = "PATH", requires = "style_mask")]
@@ -98,13 +101,26 @@ pub struct StrotssArgs {
 pub fn run(args: StrotssArgs) -> Result<()> {
     common::check_output(&args.out)?;
     if !args.style_weights.is_empty() && args.style_weights.len() != args.style.len() {
-        bail!("{} --style-weights for {} --style images", args.style_weights.len(), args.style.len());
+        bail!(
+            "{} --style-weights for {} --style images",
+            args.style_weights.len(),
+            args.style.len()
+        );
     }
-    if args.style_weights.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || (!args.style_weights.is_empty() && args.style_weights.iter().sum::<f64>() <= 0.0) {
+    if args
+        .style_weights
+        .iter()
+        .any(|w| !(*w >= 0.0 && w.is_finite()))
+        || (!args.style_weights.is_empty() && args.style_weights.iter().sum::<f64>() <= 0.0)
+    {
         bail!("--style-weights must be non-negative and not all zero");
     }
     if args.content_mask.is_some() && args.style_mask.len() != args.style.len() {
-        bail!("give one --style-mask per --style ({} masks for {} styles)", args.style_mask.len(), args.style.len());
+        bail!(
+            "give one --style-mask per --style ({} masks for {} styles)",
+            args.style_mask.len(),
+            args.style.len()
+        );
     }
     if args.size < 64 {
         bail!("--size must be at least 64");
@@ -112,18 +128,31 @@ pub fn run(args: StrotssArgs) -> Result<()> {
     let device = args.runtime.init()?;
     let vgg = args.vgg.load(nst_vgg::Pooling::Max, device)?;
     let layers = Tap::parse_list(&args.layers, vgg.arch()).context("--layers")?;
-    let content = common::load(&args.content, ImageSize::LongSide(args.size), device, "content")?;
+    let content = common::load(
+        &args.content,
+        ImageSize::LongSide(args.size),
+        device,
+        "content",
+    )?;
     let styles: Vec<tch::Tensor> = args
         .style
         .iter()
         .map(|p| common::load(p, ImageSize::LongSide(args.size), device, "style"))
         .collect::<Result<_>>()?;
-    let weights: Vec<f64> = if args.style_weights.is_empty() { vec![1.0; styles.len()] } else { args.style_weights.clone() };
+    let weights: Vec<f64> = if args.style_weights.is_empty() {
+        vec![1.0; styles.len()]
+    } else {
+        args.style_weights.clone()
+    };
     let size_of = |t: &tch::Tensor| (t.size()[3] as u32, t.size()[2] as u32);
     let guidance = match &args.content_mask {
         Some(cm) => {
-            let sm: Vec<(&std::path::Path, (u32, u32))> =
-                args.style_mask.iter().zip(&styles).map(|(p, s)| (p.as_path(), size_of(s))).collect();
+            let sm: Vec<(&std::path::Path, (u32, u32))> = args
+                .style_mask
+                .iter()
+                .zip(&styles)
+                .map(|(p, s)| (p.as_path(), size_of(s)))
+                .collect();
             let mode = match args.mask_match {
                 MaskMatchArg::Exact => MaskMatch::Exact,
                 MaskMatchArg::Nearest => MaskMatch::Nearest,
@@ -151,7 +180,11 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         ..Default::default()
     };
     let solver = Strotss::new(&vgg, cfg.clone())?;
-    let inputs: Vec<StyleInput> = styles.iter().zip(&weights).map(|(image, &weight)| StyleInput { image, weight }).collect();
+    let inputs: Vec<StyleInput> = styles
+        .iter()
+        .zip(&weights)
+        .map(|(image, &weight)| StyleInput { image, weight })
+        .collect();
     let stop = common::interrupt_flag();
     let start = Instant::now();
     let mut pb = common::progress_bar(args.steps as u64, "scale 1", args.runtime.quiet);
@@ -160,7 +193,11 @@ pub fn run(args: StrotssArgs) -> Result<()> {
     let results = solver.run(&content, &inputs, guidance.as_ref(), |scale, step, t| {
         if scale != cur_scale {
             pb.finish_and_clear();
-            pb = common::progress_bar(args.steps as u64, &format!("scale {}", scale + 1), args.runtime.quiet);
+            pb = common::progress_bar(
+                args.steps as u64,
+                &format!("scale {}", scale + 1),
+                args.runtime.quiet,
+            );
             cur_scale = scale;
         }
         last = *t;
@@ -182,10 +219,22 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         e => e.into(),
     })?;
     if args.save_scales {
-        let stem = args.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = args.out.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "png".into());
+        let stem = args
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = args
+            .out
+            .extension()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "png".into());
         for (i, r) in results.iter().enumerate() {
-            nst_core::save_image(r, args.out.with_file_name(format!("{stem}.scale{}.{ext}", i + 1)))?;
+            nst_core::save_image(
+                r,
+                args.out
+                    .with_file_name(format!("{stem}.scale{}.{ext}", i + 1)),
+            )?;
         }
     }
     let out = results.last().context("no scale ran")?;

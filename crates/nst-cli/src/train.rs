@@ -2,7 +2,10 @@
 use crate::common;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use nst_train::{Checkpoint, Logger, NullLogger, TensorBoard, TrainConfig, TrainModel, TrainOutcome, Trainer, TrainerHooks};
+use nst_train::{
+    Checkpoint, Logger, NullLogger, TensorBoard, TrainConfig, TrainModel, TrainOutcome, Trainer,
+    TrainerHooks,
+};
 use std::path::PathBuf;
 use tch::Device;
 
@@ -46,10 +49,19 @@ pub struct TrainArgs {
 /// Builds the model a config names.
 pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainModel>> {
     Ok(match cfg.model_kind.as_str() {
-        "adain" => Box::new(nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?),
-        "vae_adain" => Box::new(nst_vae::VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?),
-        "decoders" => Box::new(nst_decoders::Decoders::from_config(&cfg.model, &cfg.loss, device)?),
-        other => bail!("unknown model.kind {other:?}; known kinds: {}", KINDS.join(", ")),
+        "adain" => Box::new(nst_adain::AdainModel::from_config(
+            &cfg.model, &cfg.loss, device,
+        )?),
+        "vae_adain" => Box::new(nst_vae::VaeAdainModel::from_config(
+            &cfg.model, &cfg.loss, device,
+        )?),
+        "decoders" => Box::new(nst_decoders::Decoders::from_config(
+            &cfg.model, &cfg.loss, device,
+        )?),
+        other => bail!(
+            "unknown model.kind {other:?}; known kinds: {}",
+            KINDS.join(", ")
+        ),
     })
 }
 
@@ -84,13 +96,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut null = NullLogger;
     let logger: &mut dyn Logger = if cfg.log.tensorboard {
         let dir = cfg.log.dir.join(&cfg.train.run);
-        tb = TensorBoard::new(&dir).with_context(|| format!("creating the TensorBoard folder {}", dir.display()))?;
+        tb = TensorBoard::new(&dir)
+            .with_context(|| format!("creating the TensorBoard folder {}", dir.display()))?;
         &mut tb
     } else {
         &mut null
     };
     let stop = common::interrupt_flag();
-    let hooks = TrainerHooks { stop, quiet: args.quiet, on_step: None };
+    let hooks = TrainerHooks {
+        stop,
+        quiet: args.quiet,
+        on_step: None,
+    };
     if !args.quiet {
         eprintln!(
             "training {} ({}) on {device:?} for {} steps; checkpoints in {}, TensorBoard in {}",
@@ -101,11 +118,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.log.dir.join(&cfg.train.run).display()
         );
     }
-    let outcome = Trainer::new(&cfg, device).run(model.as_mut(), args.resume.as_deref(), logger, hooks)?;
+    let outcome =
+        Trainer::new(&cfg, device).run(model.as_mut(), args.resume.as_deref(), logger, hooks)?;
     match outcome {
         TrainOutcome::Finished { step, checkpoint } => {
             if !args.quiet {
-                eprintln!("finished at step {step}; checkpoint {}", checkpoint.display());
+                eprintln!(
+                    "finished at step {step}; checkpoint {}",
+                    checkpoint.display()
+                );
             }
             Ok(())
         }
@@ -114,7 +135,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(p) => format!("checkpoint {} written", p.display()),
                 None => "nothing to save yet".into(),
             };
-            bail!("interrupted at step {step}; {saved}; continue with: nst-train --resume {}", cfg.run_dir().display())
+            bail!(
+                "interrupted at step {step}; {saved}; continue with: nst-train --resume {}",
+                cfg.run_dir().display()
+            )
         }
     }
 }

@@ -22,7 +22,11 @@ use tch::{Device, Tensor};
 /// New styles drawn from the prior N(0, I):
 ///   nst-infer vae-adain sample --checkpoint ck --content c.jpg --count 8 --seed 1 --out samples.png
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct VaeArgs {
     #[command(subcommand)]
     pub action: Option<VaeAction>,
@@ -118,7 +122,9 @@ pub struct SampleArgs {
 
 /// Loads a vae_adain checkpoint, with one clear error for any other kind.
 fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
-    let Some(path) = &args.checkpoint else { bail!("--checkpoint is required (a run folder of nst-train, e.g. checkpoints/vae_adain)") };
+    let Some(path) = &args.checkpoint else {
+        bail!("--checkpoint is required (a run folder of nst-train, e.g. checkpoints/vae_adain)")
+    };
     let (side, meta) = Checkpoint::resolve(path)?;
     if meta.model_kind != nst_vae::KIND {
         bail!(
@@ -126,12 +132,20 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
             side.display(),
             meta.model_kind,
             nst_vae::KIND,
-            if meta.model_kind == "adain" { " (use `nst-infer adain` for it)" } else { "" }
+            if meta.model_kind == "adain" {
+                " (use `nst-infer adain` for it)"
+            } else {
+                ""
+            }
         );
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
     let model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?;
-    Checkpoint::load_weights(&side.with_file_name(&meta.weights_file), model.var_store(), nst_vae::KIND)?;
+    Checkpoint::load_weights(
+        &side.with_file_name(&meta.weights_file),
+        model.var_store(),
+        nst_vae::KIND,
+    )?;
     Ok(model)
 }
 
@@ -162,7 +176,11 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list folder", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str())))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+        })
         .collect();
     v.sort();
     if v.is_empty() {
@@ -258,12 +276,18 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let weights_runs: Vec<Vec<f64>> = match a.steps {
         Some(n) => {
             if a.style.len() != 2 {
-                bail!("--steps draws the path between exactly two styles, got {}", a.style.len());
+                bail!(
+                    "--steps draws the path between exactly two styles, got {}",
+                    a.style.len()
+                );
             }
             if n < 2 {
                 bail!("--steps must be at least 2 (the two ends)");
             }
-            (0..n).map(|i| i as f64 / (n - 1) as f64).map(|t| vec![1.0 - t, t]).collect()
+            (0..n)
+                .map(|i| i as f64 / (n - 1) as f64)
+                .map(|t| vec![1.0 - t, t])
+                .collect()
         }
         None if a.weights.is_empty() => vec![vec![1.0; a.style.len()]],
         None => {
@@ -285,11 +309,20 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let mut outs = Vec::new();
     for w in &weights_runs {
         let code = nst_vae::mix_codes(&codes, w)?;
-        outs.push(finish(&c, tch::no_grad(|| model.stylize_code(&c, &code, 1.0))?, m.preserve_color));
+        outs.push(finish(
+            &c,
+            tch::no_grad(|| model.stylize_code(&c, &code, 1.0))?,
+            m.preserve_color,
+        ));
     }
     nst_core::save_image(&strip(&Tensor::cat(&outs, 0)), &a.out)?;
     if !m.runtime.quiet {
-        eprintln!("wrote {} ({} image{})", a.out.display(), outs.len(), if outs.len() == 1 { "" } else { "s" });
+        eprintln!(
+            "wrote {} ({} image{})",
+            a.out.display(),
+            outs.len(),
+            if outs.len() == 1 { "" } else { "s" }
+        );
     }
     Ok(())
 }
@@ -306,7 +339,13 @@ fn sample(a: SampleArgs) -> Result<()> {
     let device = m.runtime.init()?;
     let model = load_model(m, device)?;
     let c = load8(&a.content, m.size, device, "content")?;
-    let codes = nst_vae::sample_codes(a.count, model.style_dim(), m.runtime.seed, a.temperature, device);
+    let codes = nst_vae::sample_codes(
+        a.count,
+        model.style_dim(),
+        m.runtime.seed,
+        a.temperature,
+        device,
+    );
     let mut outs = Vec::new();
     for i in 0..a.count {
         let y = tch::no_grad(|| model.stylize_code(&c, &codes.narrow(0, i, 1), 1.0))?;
@@ -314,7 +353,12 @@ fn sample(a: SampleArgs) -> Result<()> {
     }
     nst_core::save_image(&strip(&Tensor::cat(&outs, 0)), &a.out)?;
     if !m.runtime.quiet {
-        eprintln!("wrote {} ({} styles from the prior, seed {})", a.out.display(), a.count, m.runtime.seed);
+        eprintln!(
+            "wrote {} ({} styles from the prior, seed {})",
+            a.out.display(),
+            a.count,
+            m.runtime.seed
+        );
     }
     Ok(())
 }

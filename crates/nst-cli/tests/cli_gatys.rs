@@ -15,10 +15,16 @@ fn nst_infer(args: &[&str]) -> Output {
 fn write_images(dir: &Path) -> (PathBuf, PathBuf) {
     let c = dir.join("content.png");
     let s = dir.join("style.png");
-    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])).save(&c).unwrap();
-    image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([((x / 6 + y / 6) % 2 * 200) as u8, 60, (y * 5) as u8]))
-        .save(&s)
-        .unwrap();
+    image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    })
+    .save(&c)
+    .unwrap();
+    image::RgbImage::from_fn(48, 48, |x, y| {
+        image::Rgb([((x / 6 + y / 6) % 2 * 200) as u8, 60, (y * 5) as u8])
+    })
+    .save(&s)
+    .unwrap();
     (c, s)
 }
 
@@ -30,9 +36,14 @@ fn assert_one_error(o: &Output, needle: &str, out: &Path) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
     assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{err}"
+    );
     assert!(!out.exists(), "partial output left at {}", out.display());
-    let Ok(entries) = std::fs::read_dir(out.parent().unwrap()) else { return };
+    let Ok(entries) = std::fs::read_dir(out.parent().unwrap()) else {
+        return;
+    };
     let leftovers: Vec<_> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -45,10 +56,18 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let (c, s) = write_images(dir.path());
     let out = dir.path().join("out.png");
-    let (c, s, o) = (c.to_str().unwrap(), s.to_str().unwrap(), out.to_str().unwrap());
+    let (c, s, o) = (
+        c.to_str().unwrap(),
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
     let base = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> =
-            ["gatys", "--size", "64", "--steps", "2", "--device", "cpu", "-q"].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = [
+            "gatys", "--size", "64", "--steps", "2", "--device", "cpu", "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
@@ -58,22 +77,77 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     };
 
     let missing = dir.path().join("missing.jpg");
-    assert_one_error(&run(&["--content", missing.to_str().unwrap(), "--style", s, "--out", o]), "file not found", &out);
+    assert_one_error(
+        &run(&[
+            "--content",
+            missing.to_str().unwrap(),
+            "--style",
+            s,
+            "--out",
+            o,
+        ]),
+        "file not found",
+        &out,
+    );
 
     let corrupt = dir.path().join("corrupt.png");
     let bytes = std::fs::read(c).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
-    assert_one_error(&run(&["--content", corrupt.to_str().unwrap(), "--style", s, "--out", o]), "cannot read image", &out);
+    assert_one_error(
+        &run(&[
+            "--content",
+            corrupt.to_str().unwrap(),
+            "--style",
+            s,
+            "--out",
+            o,
+        ]),
+        "cannot read image",
+        &out,
+    );
 
     let tiny = dir.path().join("tiny.png");
     image::RgbImage::new(20, 64).save(&tiny).unwrap();
-    assert_one_error(&run(&["--content", c, "--style", tiny.to_str().unwrap(), "--out", o]), "at least 32 px", &out);
+    assert_one_error(
+        &run(&[
+            "--content",
+            c,
+            "--style",
+            tiny.to_str().unwrap(),
+            "--out",
+            o,
+        ]),
+        "at least 32 px",
+        &out,
+    );
 
-    assert_one_error(&run(&["--content", c, "--style", s, "--out", o, "--style-layers", "relu1_1,relu7_1"]), "relu7_1", &out);
+    assert_one_error(
+        &run(&[
+            "--content",
+            c,
+            "--style",
+            s,
+            "--out",
+            o,
+            "--style-layers",
+            "relu1_1,relu7_1",
+        ]),
+        "relu7_1",
+        &out,
+    );
 
     let no_weights = dir.path().join("none.safetensors");
     assert_one_error(
-        &run(&["--content", c, "--style", s, "--out", o, "--weights", no_weights.to_str().unwrap()]),
+        &run(&[
+            "--content",
+            c,
+            "--style",
+            s,
+            "--out",
+            o,
+            "--weights",
+            no_weights.to_str().unwrap(),
+        ]),
         "scripts/setup.sh",
         &out,
     );
@@ -81,9 +155,32 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     let blocked = dir.path().join("file-not-dir");
     std::fs::write(&blocked, b"x").unwrap();
     let unwritable = blocked.join("out.png");
-    assert_one_error(&run(&["--content", c, "--style", s, "--out", unwritable.to_str().unwrap()]), "cannot write", &unwritable);
+    assert_one_error(
+        &run(&[
+            "--content",
+            c,
+            "--style",
+            s,
+            "--out",
+            unwritable.to_str().unwrap(),
+        ]),
+        "cannot write",
+        &unwritable,
+    );
 
-    let o_tpu = nst_infer(&["gatys", "--content", c, "--style", s, "--out", o, "--device", "tpu", "--steps", "2"]);
+    let o_tpu = nst_infer(&[
+        "gatys",
+        "--content",
+        c,
+        "--style",
+        s,
+        "--out",
+        o,
+        "--device",
+        "tpu",
+        "--steps",
+        "2",
+    ]);
     assert_one_error(&o_tpu, "invalid device", &out);
 }
 
@@ -91,27 +188,63 @@ fn bad_inputs_give_one_error_line_and_no_output() {
 fn grayscale_rgba_and_16_bit_inputs_work() {
     let dir = tempfile::tempdir().unwrap();
     let gray = dir.path().join("gray.png");
-    image::GrayImage::from_fn(40, 56, |x, y| image::Luma([(x * 3 + y) as u8])).save(&gray).unwrap();
-    let rgba = dir.path().join("rgba.png");
-    image::RgbaImage::from_fn(48, 40, |x, _| image::Rgba([200, (x * 5) as u8, 30, 128])).save(&rgba).unwrap();
-    let deep = dir.path().join("deep.png");
-    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(44, 44, |x, y| image::Rgb([(x * 1400) as u16, (y * 1400) as u16, 30000]))
-        .save(&deep)
+    image::GrayImage::from_fn(40, 56, |x, y| image::Luma([(x * 3 + y) as u8]))
+        .save(&gray)
         .unwrap();
+    let rgba = dir.path().join("rgba.png");
+    image::RgbaImage::from_fn(48, 40, |x, _| image::Rgba([200, (x * 5) as u8, 30, 128]))
+        .save(&rgba)
+        .unwrap();
+    let deep = dir.path().join("deep.png");
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(44, 44, |x, y| {
+        image::Rgb([(x * 1400) as u16, (y * 1400) as u16, 30000])
+    })
+    .save(&deep)
+    .unwrap();
     let out = dir.path().join("styled.jpg");
     let o = nst_infer(&[
-        "gatys", "--content", gray.to_str().unwrap(), "--style", rgba.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--size", "48", "--steps", "3", "--device", "cpu", "-q",
+        "gatys",
+        "--content",
+        gray.to_str().unwrap(),
+        "--style",
+        rgba.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "48",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "-q",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).unwrap();
-    assert_eq!((img.width(), img.height()), (34, 48), "long side 48, aspect kept (40x56 -> 34x48)");
+    assert_eq!(
+        (img.width(), img.height()),
+        (34, 48),
+        "long side 48, aspect kept (40x56 -> 34x48)"
+    );
 
     // Texture mode from a 16-bit exemplar, output size different from the exemplar.
     let tex = dir.path().join("texture.png");
     let o = nst_infer(&[
-        "gatys", "--style", deep.to_str().unwrap(), "--out", tex.to_str().unwrap(), "--size", "44",
-        "--out-size", "80x40", "--steps", "3", "--seed", "4", "--device", "cpu", "-q",
+        "gatys",
+        "--style",
+        deep.to_str().unwrap(),
+        "--out",
+        tex.to_str().unwrap(),
+        "--size",
+        "44",
+        "--out-size",
+        "80x40",
+        "--steps",
+        "3",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+        "-q",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&tex).unwrap();
@@ -125,8 +258,20 @@ fn same_seed_same_texture() {
     let run = |name: &str, seed: &str| {
         let out = dir.path().join(name);
         let o = nst_infer(&[
-            "gatys", "--style", s.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "48", "--steps", "3",
-            "--seed", seed, "--device", "cpu", "-q",
+            "gatys",
+            "--style",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--size",
+            "48",
+            "--steps",
+            "3",
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "-q",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         image::open(out).unwrap().to_rgb8().into_raw()
@@ -140,7 +285,15 @@ fn same_seed_same_texture() {
 fn help_teaches_the_options() {
     let o = nst_infer(&["gatys", "--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
-    for needle in ["--content-weight", "--style-layers", "relu4_2", "texture synthesis", "--seed", "--device", "lbfgs"] {
+    for needle in [
+        "--content-weight",
+        "--style-layers",
+        "relu4_2",
+        "texture synthesis",
+        "--seed",
+        "--device",
+        "lbfgs",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
 }

@@ -16,18 +16,52 @@ fn bin(exe: &str, args: &[&str]) -> Output {
 #[test]
 fn synthesis_transfer_closed_form_and_kind_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck_dir = format!("train.checkpoint_dir=\"{}\"", tmp.path().join("ck").display());
+    let ck_dir = format!(
+        "train.checkpoint_dir=\"{}\"",
+        tmp.path().join("ck").display()
+    );
     let log_dir = format!("log.dir=\"{}\"", tmp.path().join("runs").display());
     let train = env!("CARGO_BIN_EXE_nst-train");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
-    let o = bin(train, &["--config", "configs/decoders_smoke.toml", "--set", "train.steps=2", "--set", "data.crop=64", "--set", "model.width=0.25", "--set", &ck_dir, "--set", &log_dir, "--device", "cpu", "-q"]);
+    let o = bin(
+        train,
+        &[
+            "--config",
+            "configs/decoders_smoke.toml",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "data.crop=64",
+            "--set",
+            "model.width=0.25",
+            "--set",
+            &ck_dir,
+            "--set",
+            &log_dir,
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ck = tmp.path().join("ck/decoders_smoke").display().to_string();
     let out = |n: &str| tmp.path().join(n).display().to_string();
     let common = ["--checkpoint", ck.as_str(), "--device", "cpu", "-q"];
 
     // Synthesis larger than the exemplar, non-square, rounded to multiples of 16.
-    let mut a = vec!["optex", "--style", "samples/texture/brick.png", "--style-size", "64", "--size", "100x60", "--pyramid", "2", "--passes", "1"];
+    let mut a = vec![
+        "optex",
+        "--style",
+        "samples/texture/brick.png",
+        "--style-size",
+        "64",
+        "--size",
+        "100x60",
+        "--pyramid",
+        "2",
+        "--passes",
+        "1",
+    ];
     let synth = out("synth.png");
     a.extend(["--out", &synth]);
     a.extend(common);
@@ -37,7 +71,26 @@ fn synthesis_transfer_closed_form_and_kind_error() {
 
     // Transfer with two mixed styles, closed-form strategy, colour preservation.
     let tr = out("transfer.png");
-    let mut a = vec!["optex", "--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--style", "samples/texture/grass.png", "--mix", "0.7,0.3", "--strategy", "cholesky", "--size", "64", "--preserve-color", "--pyramid", "1", "--out", &tr];
+    let mut a = vec![
+        "optex",
+        "--content",
+        "samples/content/chelsea.png",
+        "--style",
+        "samples/style/coffee.png",
+        "--style",
+        "samples/texture/grass.png",
+        "--mix",
+        "0.7,0.3",
+        "--strategy",
+        "cholesky",
+        "--size",
+        "64",
+        "--preserve-color",
+        "--pyramid",
+        "1",
+        "--out",
+        &tr,
+    ];
     a.extend(common);
     let o = bin(infer, &a);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -45,7 +98,19 @@ fn synthesis_transfer_closed_form_and_kind_error() {
     // WCT and AdaIN.
     for m in ["wct", "adain"] {
         let p = out(&format!("{m}.png"));
-        let mut a = vec!["adain-wct", "--method", m, "--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--size", "64", "--out", &p];
+        let mut a = vec![
+            "adain-wct",
+            "--method",
+            m,
+            "--content",
+            "samples/content/chelsea.png",
+            "--style",
+            "samples/style/coffee.png",
+            "--size",
+            "64",
+            "--out",
+            &p,
+        ];
         a.extend(common);
         let o = bin(infer, &a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -54,8 +119,26 @@ fn synthesis_transfer_closed_form_and_kind_error() {
 
     // A decoders checkpoint given to nst-infer adain: one line naming both kinds.
     let bad = out("bad.png");
-    let o = bin(infer, &["adain", "--checkpoint", &ck, "--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--out", &bad, "--device", "cpu"]);
+    let o = bin(
+        infer,
+        &[
+            "adain",
+            "--checkpoint",
+            &ck,
+            "--content",
+            "samples/content/chelsea.png",
+            "--style",
+            "samples/style/coffee.png",
+            "--out",
+            &bad,
+            "--device",
+            "cpu",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("decoders") && err.contains("adain"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("decoders") && err.contains("adain"),
+        "{err}"
+    );
     assert!(!std::path::Path::new(&bad).exists());
 }

@@ -3,7 +3,9 @@
 use std::process::Command;
 
 fn img(path: &std::path::Path, f: impl Fn(u32, u32) -> [u8; 3]) {
-    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb(f(x, y))).save(path).unwrap();
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb(f(x, y)))
+        .save(path)
+        .unwrap();
 }
 
 #[test]
@@ -12,14 +14,38 @@ fn mask_problems_give_one_error_line() {
     let p = |n: &str| d.path().join(n);
     img(&p("c.png"), |x, y| [(x * 3) as u8, (y * 4) as u8, 100]);
     img(&p("s.png"), |x, _| [200, (x * 2) as u8, 30]);
-    img(&p("cm.png"), |x, _| if x < 32 { [255, 0, 0] } else { [0, 0, 255] });
-    img(&p("sm.png"), |x, _| if x < 32 { [255, 0, 0] } else { [0, 255, 0] });
+    img(
+        &p("cm.png"),
+        |x, _| if x < 32 { [255, 0, 0] } else { [0, 0, 255] },
+    );
+    img(
+        &p("sm.png"),
+        |x, _| if x < 32 { [255, 0, 0] } else { [0, 255, 0] },
+    );
     let out = p("o.png");
     let run = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_nst-infer"))
             .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-            .args(["strotss", "--content", p("c.png").to_str().unwrap(), "--style", p("s.png").to_str().unwrap()])
-            .args(["--out", out.to_str().unwrap(), "--size", "64", "--steps", "2", "--scales", "1", "--device", "cpu", "-q"])
+            .args([
+                "strotss",
+                "--content",
+                p("c.png").to_str().unwrap(),
+                "--style",
+                p("s.png").to_str().unwrap(),
+            ])
+            .args([
+                "--out",
+                out.to_str().unwrap(),
+                "--size",
+                "64",
+                "--steps",
+                "2",
+                "--scales",
+                "1",
+                "--device",
+                "cpu",
+                "-q",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -27,7 +53,15 @@ fn mask_problems_give_one_error_line() {
     let cm = p("cm.png");
     let sm = p("sm.png");
     for (extra, needle) in [
-        (vec!["--content-mask", cm.to_str().unwrap(), "--style-mask", sm.to_str().unwrap()], "#0000ff"),
+        (
+            vec![
+                "--content-mask",
+                cm.to_str().unwrap(),
+                "--style-mask",
+                sm.to_str().unwrap(),
+            ],
+            "#0000ff",
+        ),
         (vec!["--style-weights", "1,2"], "--style-weights"),
         (vec!["--layers", "relu1_1,relu6_1"], "relu6_1"),
     ] {
@@ -36,11 +70,21 @@ fn mask_problems_give_one_error_line() {
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
         assert_eq!(lines.len(), 1, "{extra:?}: {err}");
-        assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{extra:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(needle),
+            "{extra:?}: {err}"
+        );
         assert!(!out.exists());
     }
     // `nearest` pairs blue with the nearest style colour and runs.
-    let o = run(&["--content-mask", cm.to_str().unwrap(), "--style-mask", sm.to_str().unwrap(), "--mask-match", "nearest"]);
+    let o = run(&[
+        "--content-mask",
+        cm.to_str().unwrap(),
+        "--style-mask",
+        sm.to_str().unwrap(),
+        "--mask-match",
+        "nearest",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 fn nst_train(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nst-train"));
-    c.args(args).current_dir(nst_testkit::repo_root()).env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights());
+    c.args(args)
+        .current_dir(nst_testkit::repo_root())
+        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights());
     c
 }
 
@@ -34,9 +36,18 @@ fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
         .arg(run_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["scalars"][tag].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap())).collect()
+    v["scalars"][tag]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
+        .collect()
 }
 
 /// configs/smoke.toml (the real AdaIN model, 200 steps on the sample images):
@@ -55,9 +66,18 @@ fn smoke_config_loss_falls_100x() {
     let total = scalars(&tmp.path().join("runs/smoke"), "loss/total");
     let first = total[0].1;
     let last: f64 = total[total.len() - 5..].iter().map(|p| p.1).sum::<f64>() / 5.0;
-    eprintln!("smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)", first / last);
-    assert!(last * 100.0 < first, "loss fell only from {first} to {last}");
-    assert!(tmp.path().join("ck/smoke/step_0000200.safetensors").exists());
+    eprintln!(
+        "smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)",
+        first / last
+    );
+    assert!(
+        last * 100.0 < first,
+        "loss fell only from {first} to {last}"
+    );
+    assert!(tmp
+        .path()
+        .join("ck/smoke/step_0000200.safetensors")
+        .exists());
 
     // The trained decoder stylises through nst-infer adain.
     let out = tmp.path().join("adain.png");
@@ -65,16 +85,39 @@ fn smoke_config_loss_falls_100x() {
         Command::new(env!("CARGO_BIN_EXE_nst-infer"))
             .current_dir(nst_testkit::repo_root())
             .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-            .args(["adain", "--checkpoint", tmp.path().join("ck/smoke").to_str().unwrap()])
-            .args(["--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png"])
-            .args(["--out", out.to_str().unwrap(), "--size", "100", "--alpha", alpha, "--device", "cpu", "-q"])
+            .args([
+                "adain",
+                "--checkpoint",
+                tmp.path().join("ck/smoke").to_str().unwrap(),
+            ])
+            .args([
+                "--content",
+                "samples/content/chelsea.png",
+                "--style",
+                "samples/style/coffee.png",
+            ])
+            .args([
+                "--out",
+                out.to_str().unwrap(),
+                "--size",
+                "100",
+                "--alpha",
+                alpha,
+                "--device",
+                "cpu",
+                "-q",
+            ])
             .output()
             .unwrap()
     };
     let o = infer("0.8");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).unwrap();
-    assert_eq!((img.width(), img.height()), (96, 64), "100x66 cropped to multiples of 8");
+    assert_eq!(
+        (img.width(), img.height()),
+        (96, 64),
+        "100x66 cropped to multiples of 8"
+    );
     let o = infer("1.5");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--alpha"));
@@ -83,7 +126,12 @@ fn smoke_config_loss_falls_100x() {
 #[test]
 fn ctrl_c_checkpoints_and_resume_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["--config".to_string(), "configs/smoke.toml".into(), "--set".into(), "train.run=\"intr\"".into()];
+    let mut args = vec![
+        "--config".to_string(),
+        "configs/smoke.toml".into(),
+        "--set".into(),
+        "train.run=\"intr\"".into(),
+    ];
     args.extend(dirs(tmp.path()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = nst_train(&a).stderr(Stdio::piped()).spawn().unwrap();
@@ -92,7 +140,12 @@ fn ctrl_c_checkpoints_and_resume_finishes() {
     let t = Instant::now();
     loop {
         let size: u64 = std::fs::read_dir(&events)
-            .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         if size > 2000 || t.elapsed() > Duration::from_secs(120) {
             break;
@@ -107,19 +160,34 @@ fn ctrl_c_checkpoints_and_resume_finishes() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
-    assert!(line.contains("interrupted at step") && line.contains("--resume"), "{err}");
+    assert!(
+        line.contains("interrupted at step") && line.contains("--resume"),
+        "{err}"
+    );
     let run_dir = tmp.path().join("ck/intr");
     let latest = std::fs::read_to_string(run_dir.join("latest")).unwrap();
     let step: u64 = latest.trim().trim_start_matches("step_").parse().unwrap();
     assert!(step > 0 && step < 200, "stopped at {step}");
-    assert!(run_dir.join(format!("{}.safetensors", latest.trim())).exists());
+    assert!(run_dir
+        .join(format!("{}.safetensors", latest.trim()))
+        .exists());
 
     // Resume from the run folder alone (its saved config), for 3 more steps.
     let target = step + 3;
     let ro = run(&mut nst_train(&[
-        "--resume", run_dir.to_str().unwrap(), "--set", &format!("train.steps={target}"), "--device", "cpu", "-q",
+        "--resume",
+        run_dir.to_str().unwrap(),
+        "--set",
+        &format!("train.steps={target}"),
+        "--device",
+        "cpu",
+        "-q",
     ]));
-    assert!(ro.status.success(), "{}", String::from_utf8_lossy(&ro.stderr));
+    assert!(
+        ro.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ro.stderr)
+    );
     let latest = std::fs::read_to_string(run_dir.join("latest")).unwrap();
     assert_eq!(latest.trim(), format!("step_{target:07}"));
 }
@@ -128,12 +196,53 @@ fn ctrl_c_checkpoints_and_resume_finishes() {
 fn bad_configs_give_one_error_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--config".into(), "configs/smoke.toml".into(), "--set".into(), "optim.lrate=1".into()], "lrate"),
-        (vec!["--config".into(), "configs/smoke.toml".into(), "--set".into(), "model.kind=\"nope\"".into()], "known kinds: adain"),
-        (vec!["--config".into(), "configs/smoke.toml".into(), "--set".into(), "model.widht=2".into()], "widht"),
-        (vec!["--config".into(), "configs/smoke.toml".into(), "--set".into(), "data.content.root=\"/nonexistent\"".into()], "folder not found"),
-        (vec!["--config".into(), "configs/missing.toml".into()], "cannot read"),
-        (vec!["--resume".into(), tmp.path().join("nothing").display().to_string()], "not found"),
+        (
+            vec![
+                "--config".into(),
+                "configs/smoke.toml".into(),
+                "--set".into(),
+                "optim.lrate=1".into(),
+            ],
+            "lrate",
+        ),
+        (
+            vec![
+                "--config".into(),
+                "configs/smoke.toml".into(),
+                "--set".into(),
+                "model.kind=\"nope\"".into(),
+            ],
+            "known kinds: adain",
+        ),
+        (
+            vec![
+                "--config".into(),
+                "configs/smoke.toml".into(),
+                "--set".into(),
+                "model.widht=2".into(),
+            ],
+            "widht",
+        ),
+        (
+            vec![
+                "--config".into(),
+                "configs/smoke.toml".into(),
+                "--set".into(),
+                "data.content.root=\"/nonexistent\"".into(),
+            ],
+            "folder not found",
+        ),
+        (
+            vec!["--config".into(), "configs/missing.toml".into()],
+            "cannot read",
+        ),
+        (
+            vec![
+                "--resume".into(),
+                tmp.path().join("nothing").display().to_string(),
+            ],
+            "not found",
+        ),
     ];
     for (mut args, needle) in cases {
         args.extend(dirs(tmp.path()));
@@ -143,6 +252,9 @@ fn bad_configs_give_one_error_line() {
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {err}");
-        assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(needle),
+            "{args:?}: {err}"
+        );
     }
 }

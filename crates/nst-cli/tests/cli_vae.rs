@@ -23,10 +23,27 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 fn train(tmp: &Path, config: &str, run: &str) {
-    let mut a = s(&["--config", config, "--device", "cpu", "-q", "--set", "train.steps=4", "--set", "data.crop=64", "--set"]);
+    let mut a = s(&[
+        "--config",
+        config,
+        "--device",
+        "cpu",
+        "-q",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "data.crop=64",
+        "--set",
+    ]);
     a.push(format!("train.run=\"{run}\""));
-    a.extend(["--set".into(), format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display())]);
-    a.extend(["--set".into(), format!("log.dir=\"{}\"", tmp.join("runs").display())]);
+    a.extend([
+        "--set".into(),
+        format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display()),
+    ]);
+    a.extend([
+        "--set".into(),
+        format!("log.dir=\"{}\"", tmp.join("runs").display()),
+    ]);
     let o = bin("nst-train", &a);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -44,24 +61,79 @@ fn stylise_interpolate_sample_and_kind_errors() {
     let common = |extra: &[&str]| {
         let mut a = s(&["vae-adain"]);
         a.extend(s(extra));
-        a.extend(s(&["--checkpoint", &ck, "--size", "64", "--device", "cpu", "-q"]));
+        a.extend(s(&[
+            "--checkpoint",
+            &ck,
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "-q",
+        ]));
         a
     };
 
     // One pair, with colour preservation.
-    let o = bin("nst-infer", &common(&["--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--out", &out("one.png"), "--preserve-color", "--alpha", "0.5"]));
+    let o = bin(
+        "nst-infer",
+        &common(&[
+            "--content",
+            "samples/content/chelsea.png",
+            "--style",
+            "samples/style/coffee.png",
+            "--out",
+            &out("one.png"),
+            "--preserve-color",
+            "--alpha",
+            "0.5",
+        ]),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (w, h) = image_size(&tmp.path().join("one.png"));
     assert_eq!((w % 8, h % 8, w.max(h)), (0, 0, 64));
 
     // Batch over folders: every content × style pair.
-    let o = bin("nst-infer", &common(&["--content-dir", "samples/content", "--style-dir", "samples/style", "--out-dir", &out("batch")]));
+    let o = bin(
+        "nst-infer",
+        &common(&[
+            "--content-dir",
+            "samples/content",
+            "--style-dir",
+            "samples/style",
+            "--out-dir",
+            &out("batch"),
+        ]),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read_dir(tmp.path().join("batch")).unwrap().count(), 9);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("batch")).unwrap().count(),
+        9
+    );
 
     // Interpolation strip: 4 images side by side.
-    let mut a = s(&["vae-adain", "interpolate", "--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--style", "samples/style/retina.jpg", "--steps", "4", "--out", &out("strip.png")]);
-    a.extend(s(&["--checkpoint", &ck, "--size", "64", "--device", "cpu", "-q"]));
+    let mut a = s(&[
+        "vae-adain",
+        "interpolate",
+        "--content",
+        "samples/content/chelsea.png",
+        "--style",
+        "samples/style/coffee.png",
+        "--style",
+        "samples/style/retina.jpg",
+        "--steps",
+        "4",
+        "--out",
+        &out("strip.png"),
+    ]);
+    a.extend(s(&[
+        "--checkpoint",
+        &ck,
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "-q",
+    ]));
     let o = bin("nst-infer", &a);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (sw, sh) = image_size(&tmp.path().join("strip.png"));
@@ -69,27 +141,74 @@ fn stylise_interpolate_sample_and_kind_errors() {
 
     // Samples: deterministic for a seed.
     let sample = |name: &str, seed: &str| {
-        let mut a = s(&["vae-adain", "sample", "--content", "samples/content/chelsea.png", "--count", "3", "--seed", seed, "--out", &out(name)]);
-        a.extend(s(&["--checkpoint", &ck, "--size", "64", "--device", "cpu", "-q"]));
+        let mut a = s(&[
+            "vae-adain",
+            "sample",
+            "--content",
+            "samples/content/chelsea.png",
+            "--count",
+            "3",
+            "--seed",
+            seed,
+            "--out",
+            &out(name),
+        ]);
+        a.extend(s(&[
+            "--checkpoint",
+            &ck,
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "-q",
+        ]));
         let o = bin("nst-infer", &a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(tmp.path().join(name)).unwrap()
     };
-    assert_eq!(sample("s1.png", "1"), sample("s1b.png", "1"), "same seed, same samples");
+    assert_eq!(
+        sample("s1.png", "1"),
+        sample("s1b.png", "1"),
+        "same seed, same samples"
+    );
 
     // An AdaIN checkpoint given to vae-adain: one line naming both kinds, no output file.
     train(tmp.path(), "configs/smoke.toml", "plain");
-    let mut a = common(&["--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--out", &out("bad.png")]);
+    let mut a = common(&[
+        "--content",
+        "samples/content/chelsea.png",
+        "--style",
+        "samples/style/coffee.png",
+        "--out",
+        &out("bad.png"),
+    ]);
     let i = a.iter().position(|x| x == &ck).unwrap();
     a[i] = tmp.path().join("ck/plain").display().to_string();
     let o = bin("nst-infer", &a);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("\"adain\"") && err.contains("\"vae_adain\""), "{err}");
+    assert!(
+        err.contains("\"adain\"") && err.contains("\"vae_adain\""),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!tmp.path().join("bad.png").exists());
     // And the other way round.
-    let mut a = s(&["adain", "--checkpoint", &ck, "--content", "samples/content/chelsea.png", "--style", "samples/style/coffee.png", "--out", &out("bad2.png"), "--size", "64", "--device", "cpu"]);
+    let mut a = s(&[
+        "adain",
+        "--checkpoint",
+        &ck,
+        "--content",
+        "samples/content/chelsea.png",
+        "--style",
+        "samples/style/coffee.png",
+        "--out",
+        &out("bad2.png"),
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+    ]);
     a.push("-q".into());
     let o = bin("nst-infer", &a);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -2,7 +2,11 @@
 use tch::{Kind, Tensor};
 
 /// RGB → YIQ (NTSC), rows Y, I, Q.
-const RGB_TO_YIQ: [[f64; 3]; 3] = [[0.299, 0.587, 0.114], [0.595_716, -0.274_453, -0.321_263], [0.211_456, -0.522_591, 0.311_135]];
+const RGB_TO_YIQ: [[f64; 3]; 3] = [
+    [0.299, 0.587, 0.114],
+    [0.595_716, -0.274_453, -0.321_263],
+    [0.211_456, -0.522_591, 0.311_135],
+];
 
 fn apply(m: &Tensor, x: &Tensor) -> Tensor {
     // [3, 3] × [B, 3, H, W] over the channel axis.
@@ -11,7 +15,10 @@ fn apply(m: &Tensor, x: &Tensor) -> Tensor {
 
 fn yiq_matrix(like: &Tensor) -> Tensor {
     let flat: Vec<f64> = RGB_TO_YIQ.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([3, 3]).to_kind(Kind::Float).to_device(like.device())
+    Tensor::from_slice(&flat)
+        .view([3, 3])
+        .to_kind(Kind::Float)
+        .to_device(like.device())
 }
 
 /// Colour preservation by luminance transfer (Gatys et al., "Preserving Color
@@ -46,8 +53,14 @@ mod tests {
         let m = yiq_matrix(&c);
         let (yo, ys, yc) = (apply(&m, &out), apply(&m, &s), apply(&m, &c));
         let err = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
-        assert!(err(yo.narrow(1, 0, 1), ys.narrow(1, 0, 1)) < 1e-4, "Y from the stylised image");
-        assert!(err(yo.narrow(1, 1, 2), yc.narrow(1, 1, 2)) < 1e-4, "I, Q from the content");
+        assert!(
+            err(yo.narrow(1, 0, 1), ys.narrow(1, 0, 1)) < 1e-4,
+            "Y from the stylised image"
+        );
+        assert!(
+            err(yo.narrow(1, 1, 2), yc.narrow(1, 1, 2)) < 1e-4,
+            "I, Q from the content"
+        );
         // A grey content makes a grey output.
         let grey = Tensor::ones([1, 3, 8, 8], (Kind::Float, Device::Cpu)) * 0.5;
         let g = preserve_color(&grey, &s);

@@ -13,7 +13,10 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cpu" => Device::Cpu,
         "cuda" | "gpu" => Device::Cuda(0),
         other => match other.strip_prefix("cuda:") {
-            Some(n) => Device::Cuda(n.parse().map_err(|_| Error::BadDevice { given: s.clone() })?),
+            Some(n) => Device::Cuda(
+                n.parse()
+                    .map_err(|_| Error::BadDevice { given: s.clone() })?,
+            ),
             None => return Err(Error::BadDevice { given: s }),
         },
     };
@@ -43,7 +46,10 @@ mod tests {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
         assert_eq!(parse_device(" CPU ").unwrap(), Device::Cpu);
         assert!(matches!(parse_device("tpu"), Err(Error::BadDevice { .. })));
-        assert!(matches!(parse_device("cuda:x"), Err(Error::BadDevice { .. })));
+        assert!(matches!(
+            parse_device("cuda:x"),
+            Err(Error::BadDevice { .. })
+        ));
         if !tch::Cuda::is_available() {
             assert!(matches!(parse_device("cuda:0"), Err(Error::NoCuda { .. })));
             assert_eq!(parse_device("auto").unwrap(), Device::Cpu);

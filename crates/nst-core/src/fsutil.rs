@@ -4,12 +4,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn unwritable(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Unwritable { path: path.to_path_buf(), reason: e.to_string() }
+    Error::Unwritable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Writes a file through `write` into a temporary sibling, syncs it, then
@@ -24,7 +30,9 @@ where
     }
     let tmp = temp_sibling(path);
     let result = write(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| unwritable(path, e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| unwritable(path, e))?;
         std::fs::rename(&tmp, path).map_err(|e| unwritable(path, e))
     });
     if result.is_err() {
@@ -69,11 +77,18 @@ mod tests {
         std::fs::write(&target, b"old").unwrap();
         let r = write_atomic(&target, |tmp| {
             std::fs::write(tmp, b"half").unwrap();
-            Err(Error::Unwritable { path: tmp.to_path_buf(), reason: "boom".into() })
+            Err(Error::Unwritable {
+                path: tmp.to_path_buf(),
+                reason: "boom".into(),
+            })
         });
         assert!(r.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
         write_bytes_atomic(&target, b"new").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
     }

@@ -30,14 +30,24 @@ impl std::str::FromStr for ImageSize {
     type Err = Error;
     /// Parses `512` (long side), `1024x512` (width x height) or `original`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::BadSize { given: s.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::BadSize {
+            given: s.to_string(),
+            reason: reason.to_string(),
+        };
         let s_trim = s.trim();
         if s_trim.eq_ignore_ascii_case("original") {
             return Ok(ImageSize::Original);
         }
-        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| bad("expected N, WxH or original"));
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| bad("expected N, WxH or original"))
+        };
         let size = match s_trim.split_once(['x', 'X']) {
-            Some((w, h)) => ImageSize::Exact { width: parse(w)?, height: parse(h)? },
+            Some((w, h)) => ImageSize::Exact {
+                width: parse(w)?,
+                height: parse(h)?,
+            },
             None => ImageSize::LongSide(parse(s_trim)?),
         };
         let (a, b) = match size {
@@ -80,18 +90,26 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { size: ImageSize::Original, device: Device::Cpu }
+        Self {
+            size: ImageSize::Original,
+            device: Device::Cpu,
+        }
     }
 }
 
 fn bad_image(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::BadImage { path: path.to_path_buf(), reason: e.to_string() }
+    Error::BadImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Decodes an image file to RGB f32 in [0, 1], validating its size.
 pub fn decode_rgb(path: &Path) -> Result<Rgb32FImage> {
     if !path.exists() {
-        return Err(Error::NotFound { path: path.to_path_buf() });
+        return Err(Error::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
         ImageReader::open(path)
@@ -111,7 +129,12 @@ pub fn decode_rgb(path: &Path) -> Result<Rgb32FImage> {
         });
     }
     if w.min(h) < MIN_IMAGE_SIDE {
-        return Err(Error::TooSmall { path: path.to_path_buf(), width: w, height: h, min: MIN_IMAGE_SIDE });
+        return Err(Error::TooSmall {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+            min: MIN_IMAGE_SIDE,
+        });
     }
     let mut reader = open()?;
     reader.no_limits();
@@ -153,13 +176,19 @@ pub fn load_image(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Tensor> {
     let (w, h) = img.dimensions();
     let (tw, th) = opts.size.resolve(w, h);
     if tw.min(th) < MIN_IMAGE_SIDE {
-        return Err(Error::TooSmall { path: path.to_path_buf(), width: tw, height: th, min: MIN_IMAGE_SIDE });
+        return Err(Error::TooSmall {
+            path: path.to_path_buf(),
+            width: tw,
+            height: th,
+            min: MIN_IMAGE_SIDE,
+        });
     }
     let img = if (tw, th) == (w, h) {
         img
     } else {
         let mut r = image::imageops::resize(&img, tw, th, FilterType::Lanczos3);
-        r.pixels_mut().for_each(|p| p.0.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0)));
+        r.pixels_mut()
+            .for_each(|p| p.0.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0)));
         r
     };
     Ok(rgb_to_tensor(&img, opts.device))
@@ -180,10 +209,16 @@ pub fn resize_to(x: &Tensor, height: i64, width: i64) -> Tensor {
 
 /// Converts a `[1, 3, H, W]` or `[3, H, W]` tensor in [0, 1] to 8-bit RGB.
 pub fn tensor_to_rgb8(x: &Tensor) -> Result<image::RgbImage> {
-    let x = if x.dim() == 4 { x.get(0) } else { x.shallow_clone() };
+    let x = if x.dim() == 4 {
+        x.get(0)
+    } else {
+        x.shallow_clone()
+    };
     let (c, h, w) = x.size3()?;
     if c != 3 {
-        return Err(Error::Torch(tch::TchError::Shape(format!("expected 3 channels, got {c}"))));
+        return Err(Error::Torch(tch::TchError::Shape(format!(
+            "expected 3 channels, got {c}"
+        ))));
     }
     let bytes = x
         .to_device(Device::Cpu)
@@ -207,7 +242,10 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
         reason: "unknown image extension; use .png, .jpg, .bmp, .tif or .webp".into(),
     })?;
     if !fmt.writing_enabled() {
-        return Err(Error::Unwritable { path: path.to_path_buf(), reason: format!("cannot write {fmt:?} files") });
+        return Err(Error::Unwritable {
+            path: path.to_path_buf(),
+            reason: format!("cannot write {fmt:?} files"),
+        });
     }
     Ok(fmt)
 }
@@ -219,7 +257,10 @@ pub fn save_image(x: &Tensor, path: impl AsRef<Path>) -> Result<()> {
     let img = tensor_to_rgb8(x)?;
     fsutil::write_atomic(path, |tmp| {
         img.save_with_format(tmp, fmt)
-            .map_err(|e| Error::Unwritable { path: path.to_path_buf(), reason: e.to_string() })
+            .map_err(|e| Error::Unwritable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
     })
 }
 
@@ -243,19 +284,34 @@ mod tests {
     #[test]
     fn converts_gray_rgba_and_16_bit() {
         let dir = tempfile::tempdir().unwrap();
-        let gray = write_png(dir.path(), "g.png", image::GrayImage::from_pixel(40, 50, image::Luma([128])));
+        let gray = write_png(
+            dir.path(),
+            "g.png",
+            image::GrayImage::from_pixel(40, 50, image::Luma([128])),
+        );
         let t = load_image(&gray, LoadOptions::default()).unwrap();
         assert_eq!(t.size(), [1, 3, 50, 40]);
         assert!((t.mean(Kind::Float).double_value(&[]) - 128.0 / 255.0).abs() < 1e-6);
 
-        let rgba = write_png(dir.path(), "a.png", image::RgbaImage::from_pixel(40, 40, image::Rgba([0, 0, 0, 0])));
+        let rgba = write_png(
+            dir.path(),
+            "a.png",
+            image::RgbaImage::from_pixel(40, 40, image::Rgba([0, 0, 0, 0])),
+        );
         let t = load_image(&rgba, LoadOptions::default()).unwrap();
-        assert!((t.min().double_value(&[]) - 1.0).abs() < 1e-6, "transparent pixels composite to white");
+        assert!(
+            (t.min().double_value(&[]) - 1.0).abs() < 1e-6,
+            "transparent pixels composite to white"
+        );
 
         let g16 = write_png(
             dir.path(),
             "w.png",
-            image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(64, 32, image::Rgb([65535u16, 0, 32768])),
+            image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
+                64,
+                32,
+                image::Rgb([65535u16, 0, 32768]),
+            ),
         );
         let t = load_image(&g16, LoadOptions::default()).unwrap();
         let px: Vec<f32> = Vec::try_from(t.get(0).select(1, 0).select(1, 0)).unwrap();
@@ -266,19 +322,35 @@ mod tests {
     fn rejects_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.png");
-        assert!(matches!(load_image(&missing, LoadOptions::default()), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            load_image(&missing, LoadOptions::default()),
+            Err(Error::NotFound { .. })
+        ));
 
         let tiny = write_png(dir.path(), "t.png", image::RgbImage::new(31, 64));
-        assert!(matches!(load_image(&tiny, LoadOptions::default()), Err(Error::TooSmall { .. })));
+        assert!(matches!(
+            load_image(&tiny, LoadOptions::default()),
+            Err(Error::TooSmall { .. })
+        ));
 
-        let good = write_png(dir.path(), "ok.png", image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])));
+        let good = write_png(
+            dir.path(),
+            "ok.png",
+            image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])),
+        );
         let bytes = std::fs::read(&good).unwrap();
         let trunc = dir.path().join("trunc.png");
         std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(load_image(&trunc, LoadOptions::default()), Err(Error::BadImage { .. })));
+        assert!(matches!(
+            load_image(&trunc, LoadOptions::default()),
+            Err(Error::BadImage { .. })
+        ));
         let junk = dir.path().join("junk.jpg");
         std::fs::write(&junk, b"definitely not a jpeg").unwrap();
-        assert!(matches!(load_image(&junk, LoadOptions::default()), Err(Error::BadImage { .. })));
+        assert!(matches!(
+            load_image(&junk, LoadOptions::default()),
+            Err(Error::BadImage { .. })
+        ));
     }
 
     #[test]
@@ -286,7 +358,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = image::RgbImage::from_fn(200, 100, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let p = write_png(dir.path(), "i.png", img);
-        let t = load_image(&p, LoadOptions { size: ImageSize::LongSide(64), ..Default::default() }).unwrap();
+        let t = load_image(
+            &p,
+            LoadOptions {
+                size: ImageSize::LongSide(64),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(t.size(), [1, 3, 32, 64]);
         let full = load_image(&p, LoadOptions::default()).unwrap();
         let out = dir.path().join("o.png");
@@ -298,8 +377,17 @@ mod tests {
 
     #[test]
     fn parses_sizes() {
-        assert_eq!("512".parse::<ImageSize>().unwrap(), ImageSize::LongSide(512));
-        assert_eq!("1024x512".parse::<ImageSize>().unwrap(), ImageSize::Exact { width: 1024, height: 512 });
+        assert_eq!(
+            "512".parse::<ImageSize>().unwrap(),
+            ImageSize::LongSide(512)
+        );
+        assert_eq!(
+            "1024x512".parse::<ImageSize>().unwrap(),
+            ImageSize::Exact {
+                width: 1024,
+                height: 512
+            }
+        );
         assert!("16".parse::<ImageSize>().is_err());
         assert!("abc".parse::<ImageSize>().is_err());
         assert_eq!(ImageSize::LongSide(256).resolve(512, 340), (256, 170));

@@ -17,13 +17,30 @@ pub enum Error {
     #[error("{path}: file not found")]
     NotFound { path: std::path::PathBuf },
     #[error("{path}: cannot read image: {reason}")]
-    BadImage { path: std::path::PathBuf, reason: String },
+    BadImage {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{path}: image is {width}x{height}; both sides must be at least {min} px")]
-    TooSmall { path: std::path::PathBuf, width: u32, height: u32, min: u32 },
+    TooSmall {
+        path: std::path::PathBuf,
+        width: u32,
+        height: u32,
+        min: u32,
+    },
     #[error("{path}: image is {width}x{height} ({megapixels:.0} MP), over the {limit} MP limit")]
-    TooLarge { path: std::path::PathBuf, width: u32, height: u32, megapixels: f64, limit: u64 },
+    TooLarge {
+        path: std::path::PathBuf,
+        width: u32,
+        height: u32,
+        megapixels: f64,
+        limit: u64,
+    },
     #[error("{path}: cannot write: {reason}")]
-    Unwritable { path: std::path::PathBuf, reason: String },
+    Unwritable {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("invalid device {given:?}: expected auto, cpu, cuda or cuda:N")]
     BadDevice { given: String },
     #[error("device {given} requested but CUDA is not available on this machine")]
@@ -40,7 +57,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The text of a strict weight-loading failure: `" missing [a, b]; unexpected [c]; shape mismatch [...];"`,
 /// or `None` when all three lists are empty. Lists are sorted.
-pub fn strict_report(mut missing: Vec<String>, mut unexpected: Vec<String>, mismatched: Vec<String>) -> Option<String> {
+pub fn strict_report(
+    mut missing: Vec<String>,
+    mut unexpected: Vec<String>,
+    mismatched: Vec<String>,
+) -> Option<String> {
     if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
         return None;
     }

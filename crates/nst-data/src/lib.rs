@@ -17,13 +17,28 @@ pub use sources::{Dataset, Sample, SourceConfig, SourceKind};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {reason}")]
-    Layout { path: std::path::PathBuf, reason: String },
+    Layout {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{path}:{line}: {reason}")]
-    Parse { path: std::path::PathBuf, line: usize, reason: String },
+    Parse {
+        path: std::path::PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("dataset {name} has no images{hint}")]
     Empty { name: String, hint: String },
-    #[error("{bad} of {seen} images failed to decode ({pct:.1}% > the allowed {max:.1}%); last: {last}")]
-    TooManyBad { bad: usize, seen: usize, pct: f64, max: f64, last: String },
+    #[error(
+        "{bad} of {seen} images failed to decode ({pct:.1}% > the allowed {max:.1}%); last: {last}"
+    )]
+    TooManyBad {
+        bad: usize,
+        seen: usize,
+        pct: f64,
+        max: f64,
+        last: String,
+    },
     #[error("invalid data setting: {0}")]
     Config(String),
     #[error("the data loader stopped unexpectedly")]

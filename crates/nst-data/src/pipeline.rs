@@ -42,7 +42,15 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { resize_shorter: 512, crop: 256, flip: true, batch_size: 8, threads: 2, prefetch: 4, max_bad_fraction: 0.01 }
+        Self {
+            resize_shorter: 512,
+            crop: 256,
+            flip: true,
+            batch_size: 8,
+            threads: 2,
+            prefetch: 4,
+            max_bad_fraction: 0.01,
+        }
     }
 }
 
@@ -86,11 +94,19 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<u32> {
 }
 
 /// Decodes and transforms one image to CHW f32 values.
-fn load_one(path: &std::path::Path, cfg: &PipelineConfig, rng_seed: u64) -> std::result::Result<Vec<f32>, String> {
+fn load_one(
+    path: &std::path::Path,
+    cfg: &PipelineConfig,
+    rng_seed: u64,
+) -> std::result::Result<Vec<f32>, String> {
     let img = nst_core::image_io::decode_rgb(path).map_err(|e| e.to_string())?;
     let (w, h) = img.dimensions();
     let short = w.min(h);
-    let target_short = if cfg.resize_shorter > 0 { cfg.resize_shorter.max(cfg.crop) } else { short.max(cfg.crop) };
+    let target_short = if cfg.resize_shorter > 0 {
+        cfg.resize_shorter.max(cfg.crop)
+    } else {
+        short.max(cfg.crop)
+    };
     let img = if target_short != short {
         let s = target_short as f64 / short as f64;
         let nw = ((w as f64 * s).round() as u32).max(cfg.crop);
@@ -132,7 +148,10 @@ impl Loader {
         }
         let len = dataset.samples.len();
         if len == 0 {
-            return Err(Error::Empty { name: dataset.name, hint: String::new() });
+            return Err(Error::Empty {
+                name: dataset.name,
+                hint: String::new(),
+            });
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
@@ -148,7 +167,8 @@ impl Loader {
                 let mut pos = start;
                 let mut order = epoch_order(len, seed, pos.epoch);
                 loop {
-                    let batch = Self::produce(&dataset, &cfg, seed, &mut pos, &mut order, &pool, &st);
+                    let batch =
+                        Self::produce(&dataset, &cfg, seed, &mut pos, &mut order, &pool, &st);
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return; // consumer gone, or an error reported
@@ -187,7 +207,10 @@ impl Loader {
                 pos.index += 1;
             }
             let decoded: Vec<_> = pool.install(|| {
-                claimed.par_iter().map(|&(i, s)| (i, load_one(&ds.samples[i].path, cfg, s))).collect()
+                claimed
+                    .par_iter()
+                    .map(|&(i, s)| (i, load_one(&ds.samples[i].path, cfg, s)))
+                    .collect()
             });
             for (i, r) in decoded {
                 stats.seen.fetch_add(1, Ordering::Relaxed);
@@ -222,7 +245,11 @@ impl Loader {
         }
         let flat: Vec<f32> = images.concat();
         let images = Tensor::from_slice(&flat).view([b as i64, 3, c, c]);
-        Ok(Batch { images, labels, next: *pos })
+        Ok(Batch {
+            images,
+            labels,
+            next: *pos,
+        })
     }
 
     /// The next batch (blocks until one is decoded).
@@ -239,4 +266,3 @@ impl Loader {
         self.len
     }
 }
-

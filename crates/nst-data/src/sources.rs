@@ -60,7 +60,14 @@ pub struct SourceConfig {
 
 impl SourceConfig {
     pub fn folder(root: impl Into<PathBuf>) -> Self {
-        Self { kind: SourceKind::Folder, root: root.into(), split: None, list: None, classes: None, filter: vec![] }
+        Self {
+            kind: SourceKind::Folder,
+            root: root.into(),
+            split: None,
+            list: None,
+            classes: None,
+            filter: vec![],
+        }
     }
 
     /// Reads the source into a dataset.
@@ -83,36 +90,57 @@ impl SourceConfig {
                     return Err(Error::Config(format!(
                         "filter class {f:?} is not in {} (classes: {})",
                         ds.name,
-                        ds.classes.iter().take(40).cloned().collect::<Vec<_>>().join(", ")
+                        ds.classes
+                            .iter()
+                            .take(40)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
             }
-            let keep: Vec<u32> =
-                ds.classes.iter().enumerate().filter(|(_, c)| self.filter.contains(c)).map(|(i, _)| i as u32).collect();
-            ds.samples.retain(|s| s.label.is_some_and(|l| keep.contains(&l)));
+            let keep: Vec<u32> = ds
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| self.filter.contains(c))
+                .map(|(i, _)| i as u32)
+                .collect();
+            ds.samples
+                .retain(|s| s.label.is_some_and(|l| keep.contains(&l)));
         }
         if ds.samples.is_empty() {
-            return Err(Error::Empty { name: ds.name, hint: format!(" under {}", self.root.display()) });
+            return Err(Error::Empty {
+                name: ds.name,
+                hint: format!(" under {}", self.root.display()),
+            });
         }
         Ok(ds)
     }
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn require_dir(p: &Path) -> Result<()> {
     if p.is_dir() {
         Ok(())
     } else {
-        Err(Error::Layout { path: p.to_path_buf(), reason: "folder not found".into() })
+        Err(Error::Layout {
+            path: p.to_path_buf(),
+            reason: "folder not found".into(),
+        })
     }
 }
 
 fn read_lines(p: &Path) -> Result<Vec<(usize, String)>> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| Error::Layout { path: p.to_path_buf(), reason: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(p).map_err(|e| Error::Layout {
+        path: p.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })?;
     Ok(text
         .lines()
         .enumerate()
@@ -168,10 +196,17 @@ pub fn image_folder(root: &Path) -> Result<Dataset> {
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file() && is_image(e.path()))
-        .map(|e| Sample { path: e.into_path(), label: None })
+        .map(|e| Sample {
+            path: e.into_path(),
+            label: None,
+        })
         .collect();
     samples.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Dataset { name: format!("folder {}", root.display()), samples, classes: vec![] })
+    Ok(Dataset {
+        name: format!("folder {}", root.display()),
+        samples,
+        classes: vec![],
+    })
 }
 
 /// `root/<class path>/*.ext`, labelled by the folder path relative to `root`
@@ -184,7 +219,13 @@ fn labelled_tree(name: &str, root: &Path) -> Result<Dataset> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file() && is_image(e.path()))
         .filter_map(|e| {
-            let rel = e.path().parent()?.strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/");
+            let rel = e
+                .path()
+                .parent()?
+                .strip_prefix(root)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
             (!rel.is_empty()).then(|| (rel, e.into_path()))
         })
         .collect();
@@ -193,23 +234,40 @@ fn labelled_tree(name: &str, root: &Path) -> Result<Dataset> {
     classes.dedup();
     let samples = files
         .into_iter()
-        .map(|(c, path)| Sample { label: classes.binary_search(&c).ok().map(|i| i as u32), path })
+        .map(|(c, path)| Sample {
+            label: classes.binary_search(&c).ok().map(|i| i as u32),
+            path,
+        })
         .collect();
-    Ok(Dataset { name: format!("{name} {}", root.display()), samples, classes })
+    Ok(Dataset {
+        name: format!("{name} {}", root.display()),
+        samples,
+        classes,
+    })
 }
 
 /// Places365-standard folder tree: `root/<split>/<category>/*.jpg`.
 pub fn places365_tree(root: &Path, split: &str) -> Result<Dataset> {
     if split != "train" && split != "val" {
-        return Err(Error::Config(format!("places365 split must be train or val, got {split:?}")));
+        return Err(Error::Config(format!(
+            "places365 split must be train or val, got {split:?}"
+        )));
     }
     let mut ds = labelled_tree("places365", &root.join(split))?;
-    ds.classes = ds.classes.iter().map(|c| format!("/{}", c.trim_start_matches('/'))).collect();
+    ds.classes = ds
+        .classes
+        .iter()
+        .map(|c| format!("/{}", c.trim_start_matches('/')))
+        .collect();
     Ok(ds)
 }
 
 /// Places365 list file resolved against `image_root`, with optional categories file.
-pub fn places365_list(list: &Path, image_root: &Path, categories: Option<&Path>) -> Result<Dataset> {
+pub fn places365_list(
+    list: &Path,
+    image_root: &Path,
+    categories: Option<&Path>,
+) -> Result<Dataset> {
     require_dir(image_root)?;
     let classes = match categories {
         Some(cat) => read_class_file(cat, ClassLine::NameIndex)?,
@@ -236,9 +294,16 @@ pub fn places365_list(list: &Path, image_root: &Path, categories: Option<&Path>)
                 });
             }
         }
-        samples.push(Sample { path: image_root.join(rel.trim_start_matches('/')), label });
+        samples.push(Sample {
+            path: image_root.join(rel.trim_start_matches('/')),
+            label,
+        });
     }
-    Ok(Dataset { name: format!("places365 {}", list.display()), samples, classes })
+    Ok(Dataset {
+        name: format!("places365 {}", list.display()),
+        samples,
+        classes,
+    })
 }
 
 /// WikiArt split CSV (`Style/file.jpg,label`) resolved against `root`, with optional class file.
@@ -260,9 +325,16 @@ pub fn wikiart_csv(csv: &Path, root: &Path, class_file: Option<&Path>) -> Result
             line: ln,
             reason: format!("bad label {label:?}"),
         })?;
-        samples.push(Sample { path: root.join(rel.trim()), label: Some(label) });
+        samples.push(Sample {
+            path: root.join(rel.trim()),
+            label: Some(label),
+        });
     }
-    Ok(Dataset { name: format!("wikiart {}", csv.display()), samples, classes })
+    Ok(Dataset {
+        name: format!("wikiart {}", csv.display()),
+        samples,
+        classes,
+    })
 }
 
 /// DTD: `root/images/<category>/*.jpg`, optionally restricted to a split file.
@@ -270,8 +342,10 @@ pub fn dtd(root: &Path, split: Option<&Path>) -> Result<Dataset> {
     let images = root.join("images");
     let mut ds = labelled_tree("dtd", &images)?;
     if let Some(split) = split {
-        let keep: std::collections::HashSet<PathBuf> =
-            read_lines(split)?.into_iter().map(|(_, l)| images.join(l)).collect();
+        let keep: std::collections::HashSet<PathBuf> = read_lines(split)?
+            .into_iter()
+            .map(|(_, l)| images.join(l))
+            .collect();
         ds.samples.retain(|s| keep.contains(&s.path));
         ds.name = format!("dtd {}", split.display());
     }

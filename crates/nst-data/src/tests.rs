@@ -22,19 +22,33 @@ fn places365_tree_and_list_files() {
     let root = d.path().join("places365_standard");
     for i in 0..3 {
         img(&root.join(format!("train/a/airfield/{i:08}.jpg")), i);
-        img(&root.join(format!("train/b/bakery/shop/{i:08}.jpg")), 10 + i);
+        img(
+            &root.join(format!("train/b/bakery/shop/{i:08}.jpg")),
+            10 + i,
+        );
     }
     img(&root.join("val/a/airfield/00000001.jpg"), 99);
-    let ds = SourceConfig { kind: SourceKind::Places365, root: root.clone(), split: Some("train".into()), list: None, classes: None, filter: vec![] }
-        .open()
-        .unwrap();
+    let ds = SourceConfig {
+        kind: SourceKind::Places365,
+        root: root.clone(),
+        split: Some("train".into()),
+        list: None,
+        classes: None,
+        filter: vec![],
+    }
+    .open()
+    .unwrap();
     assert_eq!(ds.samples.len(), 6);
     assert_eq!(ds.classes, vec!["/a/airfield", "/b/bakery/shop"]);
     assert_eq!(ds.samples.iter().filter(|s| s.label == Some(1)).count(), 3);
 
     // List-file layout resolved against the image root.
     let list = d.path().join("places365_train_standard.txt");
-    std::fs::write(&list, "/a/airfield/00000000.jpg 0\n/b/bakery/shop/00000002.jpg 1\n").unwrap();
+    std::fs::write(
+        &list,
+        "/a/airfield/00000000.jpg 0\n/b/bakery/shop/00000002.jpg 1\n",
+    )
+    .unwrap();
     let cats = d.path().join("categories_places365.txt");
     std::fs::write(&cats, "/a/airfield 0\n/b/bakery/shop 1\n").unwrap();
     let ds = SourceConfig {
@@ -48,14 +62,24 @@ fn places365_tree_and_list_files() {
     .open()
     .unwrap();
     assert_eq!(ds.samples.len(), 1);
-    assert_eq!(ds.samples[0].path, root.join("train/b/bakery/shop/00000002.jpg"));
+    assert_eq!(
+        ds.samples[0].path,
+        root.join("train/b/bakery/shop/00000002.jpg")
+    );
     assert_eq!(ds.samples[0].label, Some(1));
 
     std::fs::write(&list, "/a/airfield/00000000.jpg zero\n").unwrap();
-    let e = SourceConfig { kind: SourceKind::Places365, root: root.join("train"), split: None, list: Some(list), classes: None, filter: vec![] }
-        .open()
-        .unwrap_err()
-        .to_string();
+    let e = SourceConfig {
+        kind: SourceKind::Places365,
+        root: root.join("train"),
+        split: None,
+        list: Some(list),
+        classes: None,
+        filter: vec![],
+    }
+    .open()
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(":1:") && e.contains("zero"), "{e}");
 }
 
@@ -66,21 +90,50 @@ fn wikiart_tree_csv_and_filters() {
     img(&root.join("Impressionism/claude-monet_a.jpg"), 1);
     img(&root.join("Impressionism/claude-monet_b.jpg"), 2);
     img(&root.join("Cubism/pablo-picasso_c.jpg"), 3);
-    let tree = SourceConfig { kind: SourceKind::Wikiart, root: root.clone(), split: None, list: None, classes: None, filter: vec![] };
+    let tree = SourceConfig {
+        kind: SourceKind::Wikiart,
+        root: root.clone(),
+        split: None,
+        list: None,
+        classes: None,
+        filter: vec![],
+    };
     let ds = tree.open().unwrap();
     assert_eq!(ds.classes, vec!["Cubism", "Impressionism"]);
     assert_eq!(ds.samples.len(), 3);
-    let only = SourceConfig { filter: vec!["Cubism".into()], ..tree.clone() }.open().unwrap();
+    let only = SourceConfig {
+        filter: vec!["Cubism".into()],
+        ..tree.clone()
+    }
+    .open()
+    .unwrap();
     assert_eq!(only.samples.len(), 1);
-    let e = SourceConfig { filter: vec!["Fauvism".into()], ..tree }.open().unwrap_err().to_string();
+    let e = SourceConfig {
+        filter: vec!["Fauvism".into()],
+        ..tree
+    }
+    .open()
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("Fauvism") && e.contains("Cubism"), "{e}");
 
     let csv = d.path().join("style_train.csv");
-    std::fs::write(&csv, "Impressionism/claude-monet_a.jpg,12\nCubism/pablo-picasso_c.jpg,7\n").unwrap();
+    std::fs::write(
+        &csv,
+        "Impressionism/claude-monet_a.jpg,12\nCubism/pablo-picasso_c.jpg,7\n",
+    )
+    .unwrap();
     let classes = d.path().join("style_class.txt");
     let mut txt = String::new();
     for i in 0..27 {
-        txt += &format!("{i} {}\n", match i { 7 => "Cubism", 12 => "Impressionism", _ => "Other" });
+        txt += &format!(
+            "{i} {}\n",
+            match i {
+                7 => "Cubism",
+                12 => "Impressionism",
+                _ => "Other",
+            }
+        );
     }
     std::fs::write(&classes, txt).unwrap();
     let ds = SourceConfig {
@@ -95,22 +148,44 @@ fn wikiart_tree_csv_and_filters() {
     .unwrap();
     assert_eq!(ds.samples.len(), 1);
     assert_eq!(ds.samples[0].label, Some(12));
-    assert_eq!(ds.samples[0].path, root.join("Impressionism/claude-monet_a.jpg"));
+    assert_eq!(
+        ds.samples[0].path,
+        root.join("Impressionism/claude-monet_a.jpg")
+    );
 }
 
 #[test]
 fn dtd_and_plain_folders() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("dtd");
-    for (i, c) in ["banded", "banded", "braided", "zigzagged"].iter().enumerate() {
+    for (i, c) in ["banded", "banded", "braided", "zigzagged"]
+        .iter()
+        .enumerate()
+    {
         img(&root.join(format!("images/{c}/{c}_{i:04}.jpg")), i as u32);
     }
     std::fs::create_dir_all(root.join("labels")).unwrap();
-    std::fs::write(root.join("labels/train1.txt"), "banded/banded_0000.jpg\nzigzagged/zigzagged_0003.jpg\n").unwrap();
-    let all = SourceConfig { kind: SourceKind::Dtd, root: root.clone(), split: None, list: None, classes: None, filter: vec![] };
+    std::fs::write(
+        root.join("labels/train1.txt"),
+        "banded/banded_0000.jpg\nzigzagged/zigzagged_0003.jpg\n",
+    )
+    .unwrap();
+    let all = SourceConfig {
+        kind: SourceKind::Dtd,
+        root: root.clone(),
+        split: None,
+        list: None,
+        classes: None,
+        filter: vec![],
+    };
     let ds = all.open().unwrap();
     assert_eq!((ds.samples.len(), ds.classes.len()), (4, 3));
-    let split = SourceConfig { list: Some(root.join("labels/train1.txt")), ..all }.open().unwrap();
+    let split = SourceConfig {
+        list: Some(root.join("labels/train1.txt")),
+        ..all
+    }
+    .open()
+    .unwrap();
     assert_eq!(split.samples.len(), 2);
     assert_eq!(split.samples[1].label, Some(2));
 
@@ -119,10 +194,17 @@ fn dtd_and_plain_folders() {
     let f = SourceConfig::folder(&root).open().unwrap();
     assert_eq!(f.samples.len(), 4);
     assert!(f.samples.windows(2).all(|w| w[0].path < w[1].path));
-    assert!(SourceConfig::folder(d.path().join("missing")).open().unwrap_err().to_string().contains("folder not found"));
+    assert!(SourceConfig::folder(d.path().join("missing"))
+        .open()
+        .unwrap_err()
+        .to_string()
+        .contains("folder not found"));
     let empty = d.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    assert!(matches!(SourceConfig::folder(&empty).open(), Err(Error::Empty { .. })));
+    assert!(matches!(
+        SourceConfig::folder(&empty).open(),
+        Err(Error::Empty { .. })
+    ));
 }
 
 fn folder_with(n: u32, bad: &[u32]) -> (tempfile::TempDir, Dataset) {
@@ -140,11 +222,21 @@ fn folder_with(n: u32, bad: &[u32]) -> (tempfile::TempDir, Dataset) {
 }
 
 fn cfg(batch: usize, max_bad: f64) -> PipelineConfig {
-    PipelineConfig { resize_shorter: 40, crop: 32, flip: true, batch_size: batch, threads: 2, prefetch: 2, max_bad_fraction: max_bad }
+    PipelineConfig {
+        resize_shorter: 40,
+        crop: 32,
+        flip: true,
+        batch_size: batch,
+        threads: 2,
+        prefetch: 2,
+        max_bad_fraction: max_bad,
+    }
 }
 
 fn take(loader: &mut Loader, n: usize) -> Vec<tch::Tensor> {
-    (0..n).map(|_| loader.next_batch().unwrap().images).collect()
+    (0..n)
+        .map(|_| loader.next_batch().unwrap().images)
+        .collect()
 }
 
 #[test]
@@ -153,9 +245,15 @@ fn batches_skip_bad_images_and_are_deterministic() {
     let mut a = Loader::new(ds.clone(), cfg(4, 0.5), 42, Position::default()).unwrap();
     let first = a.next_batch().unwrap();
     assert_eq!(first.images.size(), [4, 3, 32, 32]);
-    assert!(first.images.min().double_value(&[]) >= 0.0 && first.images.max().double_value(&[]) <= 1.0);
+    assert!(
+        first.images.min().double_value(&[]) >= 0.0 && first.images.max().double_value(&[]) <= 1.0
+    );
     let rest = take(&mut a, 5); // crosses epochs: 8 good images per epoch
-    assert_eq!(a.stats().bad.load(std::sync::atomic::Ordering::Relaxed) % 2, 0, "two bad files per epoch");
+    assert_eq!(
+        a.stats().bad.load(std::sync::atomic::Ordering::Relaxed) % 2,
+        0,
+        "two bad files per epoch"
+    );
     assert!(a.stats().bad.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 
     // Same seed, same stream.

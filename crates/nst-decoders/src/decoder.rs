@@ -32,17 +32,29 @@ impl LevelDecoder {
         let ch = |b: usize| ((BLOCKS[b].1 as f64 * width).round() as i64).max(4);
         let mut layers = Vec::new();
         let mut cin = BLOCKS[level as usize - 1].1; // VGG's channels at relu{level}_1
-        // Mirror of conv{b+1}_1 (C_{b+1} → C_b, then upsample), then of conv{b}_{n}..conv{b}_2.
+                                                    // Mirror of conv{b+1}_1 (C_{b+1} → C_b, then upsample), then of conv{b}_{n}..conv{b}_2.
         for b in (0..level as usize - 1).rev() {
             let name = format!("conv{}_1", b + 2);
-            layers.push(Layer { conv: nn::conv2d(vs / name, cin, ch(b), 3, Default::default()), relu: true, upsample: true });
+            layers.push(Layer {
+                conv: nn::conv2d(vs / name, cin, ch(b), 3, Default::default()),
+                relu: true,
+                upsample: true,
+            });
             cin = ch(b);
             for k in (2..=BLOCKS[b].0).rev() {
                 let name = format!("conv{}_{k}", b + 1);
-                layers.push(Layer { conv: nn::conv2d(vs / name, cin, ch(b), 3, Default::default()), relu: true, upsample: false });
+                layers.push(Layer {
+                    conv: nn::conv2d(vs / name, cin, ch(b), 3, Default::default()),
+                    relu: true,
+                    upsample: false,
+                });
             }
         }
-        layers.push(Layer { conv: nn::conv2d(vs / "conv1_1", cin, 3, 3, Default::default()), relu: false, upsample: false });
+        layers.push(Layer {
+            conv: nn::conv2d(vs / "conv1_1", cin, 3, 3, Default::default()),
+            relu: false,
+            upsample: false,
+        });
         Self { level, layers }
     }
 

@@ -21,7 +21,10 @@ pub mod model;
 pub mod transforms;
 
 pub use decoder::{LevelDecoder, LEVELS};
-pub use model::{closed_form, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig, DecodersLoss, OptexConfig, KIND};
+pub use model::{
+    closed_form, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig,
+    DecodersLoss, OptexConfig, KIND,
+};
 pub use transforms::Strategy;
 
 #[cfg(test)]

@@ -46,13 +46,20 @@ fn all_levels() -> Vec<u8> {
 
 impl Default for DecodersConfig {
     fn default() -> Self {
-        Self { vgg_weights: None, width: 1.0, levels: all_levels() }
+        Self {
+            vgg_weights: None,
+            width: 1.0,
+            levels: all_levels(),
+        }
     }
 }
 
 impl Default for DecodersLoss {
     fn default() -> Self {
-        Self { pixel_weight: 1.0, feature_weight: 1.0 }
+        Self {
+            pixel_weight: 1.0,
+            feature_weight: 1.0,
+        }
     }
 }
 
@@ -69,10 +76,16 @@ pub struct Decoders {
 impl Decoders {
     pub fn new(vgg: Vgg, config: DecodersConfig, loss: DecodersLoss) -> Result<Self> {
         if config.levels.is_empty() || config.levels.iter().any(|l| !(1..=5).contains(l)) {
-            return Err(Error::Config(format!("model.levels must be a non-empty subset of 1..=5, got {:?}", config.levels)));
+            return Err(Error::Config(format!(
+                "model.levels must be a non-empty subset of 1..=5, got {:?}",
+                config.levels
+            )));
         }
         if !(config.width > 0.0 && config.width <= 4.0) {
-            return Err(Error::Config(format!("model.width must be in (0, 4], got {}", config.width)));
+            return Err(Error::Config(format!(
+                "model.width must be in (0, 4], got {}",
+                config.width
+            )));
         }
         let p = vgg.preprocessing();
         let feature_scale = p.std.iter().sum::<f64>() / 3.0 / p.scale;
@@ -80,8 +93,18 @@ impl Decoders {
         let mut levels = config.levels.clone();
         levels.sort_unstable();
         levels.dedup();
-        let decoders = levels.iter().map(|&l| LevelDecoder::new(&(vs.root() / format!("relu{l}_1")), l, config.width)).collect();
-        Ok(Self { vs, vgg, config, loss, decoders, feature_scale })
+        let decoders = levels
+            .iter()
+            .map(|&l| LevelDecoder::new(&(vs.root() / format!("relu{l}_1")), l, config.width))
+            .collect();
+        Ok(Self {
+            vs,
+            vgg,
+            config,
+            loss,
+            decoders,
+            feature_scale,
+        })
     }
 
     /// Builds from the `[model]` and `[loss]` sections of a training config.
@@ -92,7 +115,14 @@ impl Decoders {
             Some(p) => p.clone(),
             None => nst_vgg::default_weights_path().map_err(|e| Error::Model(e.to_string()))?,
         };
-        let vgg = Vgg::load(&path, nst_vgg::VggOptions { pooling: nst_vgg::Pooling::Max, device }).map_err(|e| Error::Model(e.to_string()))?;
+        let vgg = Vgg::load(
+            &path,
+            nst_vgg::VggOptions {
+                pooling: nst_vgg::Pooling::Max,
+                device,
+            },
+        )
+        .map_err(|e| Error::Model(e.to_string()))?;
         Self::new(vgg, m, l)
     }
 
@@ -105,13 +135,21 @@ impl Decoders {
         self.decoders
             .iter()
             .find(|d| d.level == level)
-            .ok_or_else(|| Error::Config(format!("this checkpoint has no decoder for relu{level}_1 (it has {:?})", self.levels())))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "this checkpoint has no decoder for relu{level}_1 (it has {:?})",
+                    self.levels()
+                ))
+            })
     }
 
     /// VGG19 `relu{level}_1` features of `x`, per unit of [0, 1] input.
     pub fn encode(&self, x: &Tensor, level: u8) -> Result<Tensor> {
         let t = Tap::relu(level, 1);
-        let f = self.vgg.encode(x, &[t]).map_err(|e| Error::Model(e.to_string()))?;
+        let f = self
+            .vgg
+            .encode(x, &[t])
+            .map_err(|e| Error::Model(e.to_string()))?;
         Ok(&f[t] * self.feature_scale)
     }
 
@@ -209,7 +247,15 @@ pub struct OptexConfig {
 
 impl Default for OptexConfig {
     fn default() -> Self {
-        Self { strategy: Strategy::Cdf, passes: 4, pca: 0.9, levels: vec![5, 4, 3, 2, 1], pyramid: 3, content_strength: 0.5, color: ColorMode::Keep }
+        Self {
+            strategy: Strategy::Cdf,
+            passes: 4,
+            pca: 0.9,
+            levels: vec![5, 4, 3, 2, 1],
+            pyramid: 3,
+            content_strength: 0.5,
+            color: ColorMode::Keep,
+        }
     }
 }
 
@@ -250,18 +296,28 @@ fn round16(v: i64) -> i64 {
 /// `content` turns synthesis into transfer (and starts from it); otherwise
 /// the start is uniform noise. Returns RGB `[1, 3, h, w]` with (h, w) the
 /// requested size rounded to multiples of 16.
-pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Option<&Tensor>, size: (i64, i64), cfg: &OptexConfig) -> Result<Tensor> {
+pub fn optimal_textures(
+    model: &Decoders,
+    styles: &[(Tensor, f64)],
+    content: Option<&Tensor>,
+    size: (i64, i64),
+    cfg: &OptexConfig,
+) -> Result<Tensor> {
     if styles.is_empty() {
         return Err(Error::Config("at least one style is needed".into()));
     }
     if cfg.color == ColorMode::Preserve && content.is_none() {
-        return Err(Error::Config("colour preservation needs a content image".into()));
+        return Err(Error::Config(
+            "colour preservation needs a content image".into(),
+        ));
     }
     let device = model.vgg.device();
     let (h_out, w_out) = (round16(size.0), round16(size.1));
     let wsum: f64 = styles.iter().map(|s| s.1).sum();
-    if !(wsum > 0.0) || styles.iter().any(|s| !(s.1 >= 0.0)) {
-        return Err(Error::Config("style weights must be ≥ 0 with a positive sum".into()));
+    if wsum.is_nan() || wsum <= 0.0 || styles.iter().any(|s| s.1.is_nan() || s.1 < 0.0) {
+        return Err(Error::Config(
+            "style weights must be ≥ 0 with a positive sum".into(),
+        ));
     }
     tch::no_grad(|| {
         let mut x: Option<Tensor> = None;
@@ -280,7 +336,10 @@ pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Opt
                 .map(|(s, wt)| {
                     let (sh, sw) = (s.size()[2], s.size()[3]);
                     let (th, tw) = (((sh / div).max(32)), ((sw / div).max(32)));
-                    (nst_core::resize_to(&s.to_device(device), th, tw), *wt / wsum)
+                    (
+                        nst_core::resize_to(&s.to_device(device), th, tw),
+                        *wt / wsum,
+                    )
                 })
                 .collect();
             for &level in &cfg.levels {
@@ -289,10 +348,14 @@ pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Opt
                 let rows = to_rows(&f);
                 // Target samples: each style contributes in proportion to its weight.
                 let mut parts = Vec::new();
-                let per_style: Vec<Tensor> = s_imgs.iter().map(|(s, _)| model.encode(s, level).map(|t| to_rows(&t))).collect::<Result<_>>()?;
+                let per_style: Vec<Tensor> = s_imgs
+                    .iter()
+                    .map(|(s, _)| model.encode(s, level).map(|t| to_rows(&t)))
+                    .collect::<Result<_>>()?;
                 let budget = per_style.iter().map(|t| t.size()[0]).min().unwrap_or(1);
                 for (t, (_, wt)) in per_style.iter().zip(&s_imgs) {
-                    let k = ((budget as f64 * wt * s_imgs.len() as f64).round() as i64).clamp(1, t.size()[0]);
+                    let k = ((budget as f64 * wt * s_imgs.len() as f64).round() as i64)
+                        .clamp(1, t.size()[0]);
                     let idx = Tensor::randperm(t.size()[0], (Kind::Int64, device)).narrow(0, 0, k);
                     parts.push(t.index_select(0, &idx));
                 }
@@ -309,12 +372,19 @@ pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Opt
             }
             x = Some(cur);
         }
-        let mut out = x.unwrap_or_else(|| Tensor::zeros([1, 3, h_out, w_out], (Kind::Float, device)));
+        let mut out =
+            x.unwrap_or_else(|| Tensor::zeros([1, 3, h_out, w_out], (Kind::Float, device)));
         match cfg.color {
             ColorMode::Keep => {}
             ColorMode::Transfer => {
                 let px = to_rows(&out);
-                let target = Tensor::cat(&styles.iter().map(|(s, _)| to_rows(&s.to_device(device))).collect::<Vec<_>>(), 0);
+                let target = Tensor::cat(
+                    &styles
+                        .iter()
+                        .map(|(s, _)| to_rows(&s.to_device(device)))
+                        .collect::<Vec<_>>(),
+                    0,
+                );
                 let (h, w) = (out.size()[2], out.size()[3]);
                 out = from_rows(&sliced_ot(&px, &target, cfg.passes.max(4)), h, w).clamp(0.0, 1.0);
             }
@@ -332,7 +402,14 @@ pub fn optimal_textures(model: &Decoders, styles: &[(Tensor, f64)], content: Opt
 /// features of the current image are replaced by AdaIN's (channel mean and
 /// std of the style) or WCT's (whitening–colouring to the style's covariance),
 /// blended with the unmodified features by `alpha`, then decoded.
-pub fn closed_form(model: &Decoders, content: &Tensor, style: &Tensor, wct: bool, levels: &[u8], alpha: f64) -> Result<Tensor> {
+pub fn closed_form(
+    model: &Decoders,
+    content: &Tensor,
+    style: &Tensor,
+    wct: bool,
+    levels: &[u8],
+    alpha: f64,
+) -> Result<Tensor> {
     let device = model.vgg.device();
     tch::no_grad(|| {
         let mut x = content.to_device(device);
@@ -342,7 +419,11 @@ pub fn closed_form(model: &Decoders, content: &Tensor, style: &Tensor, wct: bool
             let fs = model.encode(&s, level)?;
             let (fh, fw) = (f.size()[2], f.size()[3]);
             let t = if wct {
-                from_rows(&match_moments(&to_rows(&f), &to_rows(&fs), Strategy::Symmetric), fh, fw)
+                from_rows(
+                    &match_moments(&to_rows(&f), &to_rows(&fs), Strategy::Symmetric),
+                    fh,
+                    fw,
+                )
             } else {
                 nst_adain::adain(&f, &fs)
             };

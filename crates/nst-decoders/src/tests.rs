@@ -29,7 +29,14 @@ fn histogram_matching_lands_exactly_on_the_target_values() {
     // …in the source's order.
     let (_, rank_src) = src.sort(0, false);
     let (_, rank_out) = out.sort(0, false);
-    assert_eq!(max_abs(&rank_src.to_kind(Kind::Float), &rank_out.to_kind(Kind::Float)), 0.0, "order preserved");
+    assert_eq!(
+        max_abs(
+            &rank_src.to_kind(Kind::Float),
+            &rank_out.to_kind(Kind::Float)
+        ),
+        0.0,
+        "order preserved"
+    );
     // Different sizes: quantiles interpolated, still within the target's range and ordered.
     let tgt2 = Tensor::rand([173, 4], F32);
     let out2 = histogram_match(&src, &tgt2);
@@ -43,7 +50,10 @@ fn rotations_are_orthogonal() {
     for d in [2, 16, 128] {
         let r = random_rotation(d, Device::Cpu);
         let eye = Tensor::eye(d, F32);
-        assert!(max_abs(&r.matmul(&r.transpose(0, 1)), &eye) < 1e-5, "R Rᵀ = I at d = {d}");
+        assert!(
+            max_abs(&r.matmul(&r.transpose(0, 1)), &eye) < 1e-5,
+            "R Rᵀ = I at d = {d}"
+        );
         assert!(max_abs(&r.transpose(0, 1).matmul(&r), &eye) < 1e-5);
     }
 }
@@ -65,7 +75,10 @@ fn closed_form_matching_reproduces_the_target_covariance() {
         let out = match_moments(&src, &tgt, s);
         let err = max_abs(&cov(&out), &cov(&tgt)) / cov(&tgt).abs().max().double_value(&[]);
         assert!(err < 1e-4, "{s:?}: covariance error {err:e}");
-        let mean_err = max_abs(&out.mean_dim([0i64].as_slice(), false, Kind::Float), &tgt.mean_dim([0i64].as_slice(), false, Kind::Float));
+        let mean_err = max_abs(
+            &out.mean_dim([0i64].as_slice(), false, Kind::Float),
+            &tgt.mean_dim([0i64].as_slice(), false, Kind::Float),
+        );
         assert!(mean_err < 1e-4, "{s:?}: mean error {mean_err}");
     }
     // Sliced OT moves the whole distribution: after enough passes the covariance is close too.
@@ -79,8 +92,23 @@ fn closed_form_matching_reproduces_the_target_covariance() {
 }
 
 fn model(width: f64) -> Decoders {
-    let vgg = Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Max, device: Device::Cpu }).unwrap();
-    Decoders::new(vgg, DecodersConfig { width, ..Default::default() }, DecodersLoss::default()).unwrap()
+    let vgg = Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    Decoders::new(
+        vgg,
+        DecodersConfig {
+            width,
+            ..Default::default()
+        },
+        DecodersLoss::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -98,9 +126,15 @@ fn decoders_invert_each_level_shape() {
         }
     }
     let names: Vec<String> = m.var_store().variables().into_keys().collect();
-    assert!(names.iter().any(|n| n == "relu4_1.conv4_1.weight"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "relu4_1.conv4_1.weight"),
+        "{names:?}"
+    );
     let d = LevelDecoder::new(&tch::nn::VarStore::new(Device::Cpu).root(), 1, 1.0);
-    assert_eq!(d.forward(&Tensor::rand([1, 64, 8, 8], F32)).size(), [1, 3, 8, 8]);
+    assert_eq!(
+        d.forward(&Tensor::rand([1, 64, 8, 8], F32)).size(),
+        [1, 3, 8, 8]
+    );
 }
 
 #[test]
@@ -110,14 +144,37 @@ fn untrained_end_to_end_at_64px() {
     let m = model(0.125);
     let style = Tensor::rand([1, 3, 64, 64], F32);
     let content = Tensor::rand([1, 3, 64, 48], F32);
-    for strategy in [Strategy::Cdf, Strategy::Symmetric, Strategy::Pca, Strategy::Cholesky] {
-        let cfg = OptexConfig { strategy, passes: 2, pyramid: 2, ..Default::default() };
-        let y = optimal_textures(&m, &[(style.shallow_clone(), 1.0)], None, (64, 96), &cfg).unwrap();
+    for strategy in [
+        Strategy::Cdf,
+        Strategy::Symmetric,
+        Strategy::Pca,
+        Strategy::Cholesky,
+    ] {
+        let cfg = OptexConfig {
+            strategy,
+            passes: 2,
+            pyramid: 2,
+            ..Default::default()
+        };
+        let y =
+            optimal_textures(&m, &[(style.shallow_clone(), 1.0)], None, (64, 96), &cfg).unwrap();
         assert_eq!(y.size(), [1, 3, 64, 96], "{strategy:?}");
         assert!(y.isfinite().all().int64_value(&[]) == 1);
     }
-    let cfg = OptexConfig { passes: 1, pyramid: 1, color: ColorMode::Preserve, ..Default::default() };
-    let y = optimal_textures(&m, &[(style.shallow_clone(), 0.5), (content.shallow_clone(), 0.5)], Some(&content), (64, 48), &cfg).unwrap();
+    let cfg = OptexConfig {
+        passes: 1,
+        pyramid: 1,
+        color: ColorMode::Preserve,
+        ..Default::default()
+    };
+    let y = optimal_textures(
+        &m,
+        &[(style.shallow_clone(), 0.5), (content.shallow_clone(), 0.5)],
+        Some(&content),
+        (64, 48),
+        &cfg,
+    )
+    .unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);
     let y = closed_form(&m, &content, &style, true, &[5, 4, 3, 2, 1], 0.8).unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);

@@ -28,7 +28,9 @@ impl std::str::FromStr for Strategy {
             "symmetric" => Ok(Self::Symmetric),
             "pca" => Ok(Self::Pca),
             "cholesky" => Ok(Self::Cholesky),
-            other => Err(format!("unknown strategy {other:?}: expected cdf, symmetric, pca or cholesky")),
+            other => Err(format!(
+                "unknown strategy {other:?}: expected cdf, symmetric, pca or cholesky"
+            )),
         }
     }
 }
@@ -47,7 +49,9 @@ pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
         tsorted
     } else {
         // Positions in the sorted target of the source ranks' quantiles.
-        let pos = ((Tensor::arange(n, (Kind::Float, src.device())) + 0.5) * (m as f64 / n as f64) - 0.5).clamp(0.0, (m - 1) as f64);
+        let pos = ((Tensor::arange(n, (Kind::Float, src.device())) + 0.5) * (m as f64 / n as f64)
+            - 0.5)
+            .clamp(0.0, (m - 1) as f64);
         let lo = pos.floor().to_kind(Kind::Int64);
         let hi = (&lo + 1).clamp_max(m - 1);
         let frac = (&pos - lo.to_kind(Kind::Float)).unsqueeze(1);
@@ -66,7 +70,9 @@ pub fn random_rotation(d: i64, device: tch::Device) -> Tensor {
     let g = Tensor::randn([d, d], (Kind::Double, tch::Device::Cpu));
     let (q, r) = Tensor::linalg_qr(&g, "reduced");
     let signs = r.diagonal(0, 0, 1).sign();
-    (q * signs.unsqueeze(0)).to_kind(Kind::Float).to_device(device)
+    (q * signs.unsqueeze(0))
+        .to_kind(Kind::Float)
+        .to_device(device)
 }
 
 /// Sliced optimal transport of `src` towards `tgt` (both `[·, D]`): `passes`
@@ -111,18 +117,27 @@ pub fn match_moments(src: &Tensor, tgt: &Tensor, strategy: Strategy) -> Tensor {
         Strategy::Symmetric | Strategy::Cdf => {
             let (ls, es) = eig(&cs);
             let (lt, et) = eig(&ct);
-            let white = es.matmul(&ls.rsqrt().diag_embed(0, -2, -1)).matmul(&es.transpose(0, 1));
-            let colour = et.matmul(&lt.sqrt().diag_embed(0, -2, -1)).matmul(&et.transpose(0, 1));
+            let white = es
+                .matmul(&ls.rsqrt().diag_embed(0, -2, -1))
+                .matmul(&es.transpose(0, 1));
+            let colour = et
+                .matmul(&lt.sqrt().diag_embed(0, -2, -1))
+                .matmul(&et.transpose(0, 1));
             xc.matmul(&white).matmul(&colour)
         }
         Strategy::Pca => {
             let (ls, es) = eig(&cs);
             let (lt, et) = eig(&ct);
             // rows: x ↦ Λs^{-1/2} Esᵀ x ↦ Et Λt^{1/2} (·), eigenvalues in the same (ascending) order.
-            xc.matmul(&es).g_mul(&ls.rsqrt().unsqueeze(0)).g_mul(&lt.sqrt().unsqueeze(0)).matmul(&et.transpose(0, 1))
+            xc.matmul(&es)
+                .g_mul(&ls.rsqrt().unsqueeze(0))
+                .g_mul(&lt.sqrt().unsqueeze(0))
+                .matmul(&et.transpose(0, 1))
         }
         Strategy::Cholesky => {
-            let floor = |c: &Tensor| c + &eye * (c.diagonal(0, 0, 1).max().double_value(&[]).max(1e-12) * 1e-8);
+            let floor = |c: &Tensor| {
+                c + &eye * (c.diagonal(0, 0, 1).max().double_value(&[]).max(1e-12) * 1e-8)
+            };
             let ls = floor(&cs).linalg_cholesky(false);
             let lt = floor(&ct).linalg_cholesky(false);
             // white: L_s^{-1} x (columns) ⇒ rows: x L_s^{-ᵀ}; colour: rows · L_tᵀ.
@@ -149,13 +164,23 @@ pub fn pca_basis(x: &Tensor, fraction: f64) -> (Tensor, Tensor, i64) {
         let below = cum.lt(fraction).sum(Kind::Int64).int64_value(&[]);
         (below + 1).clamp(1, d)
     };
-    (mu.to_kind(Kind::Float), vecs.narrow(1, 0, k).to_kind(Kind::Float), k)
+    (
+        mu.to_kind(Kind::Float),
+        vecs.narrow(1, 0, k).to_kind(Kind::Float),
+        k,
+    )
 }
 
 /// Matches `src` to `tgt` by `strategy`; with `pca < 1`, inside the target's
 /// PCA subspace that keeps that variance fraction (the discarded directions of
 /// the source are replaced by the target's mean there).
-pub fn match_features(src: &Tensor, tgt: &Tensor, strategy: Strategy, passes: usize, pca: f64) -> Tensor {
+pub fn match_features(
+    src: &Tensor,
+    tgt: &Tensor,
+    strategy: Strategy,
+    passes: usize,
+    pca: f64,
+) -> Tensor {
     let run = |s: &Tensor, t: &Tensor| match strategy {
         Strategy::Cdf => sliced_ot(s, t, passes),
         other => match_moments(s, t, other),

@@ -16,7 +16,9 @@ pub fn content_loss(features: &Tensor, target: &Tensor) -> Tensor {
 /// # Shapes
 /// `features: [B, C, H, W]` → `[B, C, C]`
 pub fn gram(features: &Tensor) -> Tensor {
-    let (b, c, h, w) = features.size4().unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", features.size()));
+    let (b, c, h, w) = features
+        .size4()
+        .unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", features.size()));
     let f = features.to_kind(Kind::Float).reshape([b, c, h * w]);
     f.bmm(&f.transpose(1, 2)) / (c * h * w) as f64
 }

@@ -17,8 +17,8 @@ pub mod strotss;
 pub use basic::{content_loss, gram, gram_loss, total_variation};
 pub use sampling::{hypercolumns, random_coords};
 pub use strotss::{
-    cosine_distance, euclidean_distance, moment_loss, palette_loss, remd, remd_loss, self_similarity_loss,
-    strotss_total,
+    cosine_distance, euclidean_distance, moment_loss, palette_loss, remd, remd_loss,
+    self_similarity_loss, strotss_total,
 };
 
 #[cfg(test)]

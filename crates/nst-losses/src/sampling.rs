@@ -15,7 +15,10 @@ pub fn random_coords(height: i64, width: i64, n: i64, device: Device) -> Tensor 
     } else {
         Tensor::randperm(total, (Kind::Int64, device)).narrow(0, 0, n)
     };
-    Tensor::stack(&[idx.divide_scalar_mode(width, "floor"), idx.remainder(width)], 1)
+    Tensor::stack(
+        &[idx.divide_scalar_mode(width, "floor"), idx.remainder(width)],
+        1,
+    )
 }
 
 /// Hypercolumns at the given pixels of an `image_hw` image.

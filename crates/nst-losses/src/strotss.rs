@@ -12,8 +12,12 @@ const EPS: f64 = 1e-8;
 /// # Shapes
 /// `a: [N, C]`, `b: [M, C]` → `[N, M]`
 pub fn cosine_distance(a: &Tensor, b: &Tensor) -> Tensor {
-    let an = a / a.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(EPS);
-    let bn = b / b.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(EPS);
+    let an = a / a
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(EPS);
+    let bn = b / b
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(EPS);
     1.0 - an.matmul(&bn.transpose(0, 1))
 }
 
@@ -22,9 +26,16 @@ pub fn cosine_distance(a: &Tensor, b: &Tensor) -> Tensor {
 /// # Shapes
 /// `a: [N, C]`, `b: [M, C]` → `[N, M]`
 pub fn euclidean_distance(a: &Tensor, b: &Tensor) -> Tensor {
-    let aa = a.square().sum_dim_intlist([1i64].as_slice(), true, a.kind());
-    let bb = b.square().sum_dim_intlist([1i64].as_slice(), true, b.kind()).transpose(0, 1);
-    (aa + bb - a.matmul(&b.transpose(0, 1)) * 2.0).clamp_min(1e-12).sqrt()
+    let aa = a
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), true, a.kind());
+    let bb = b
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), true, b.kind())
+        .transpose(0, 1);
+    (aa + bb - a.matmul(&b.transpose(0, 1)) * 2.0)
+        .clamp_min(1e-12)
+        .sqrt()
 }
 
 /// Relaxed earth mover's distance of a cost matrix:
@@ -88,20 +99,33 @@ pub fn moment_loss_to(mu_s: &Tensor, cov_s: &Tensor, output: &Tensor) -> Tensor 
 pub fn self_similarity_loss(content: &Tensor, output: &Tensor) -> Tensor {
     let dc = cosine_distance(content, content);
     let d_o = cosine_distance(output, output);
-    let dc = &dc / dc.sum_dim_intlist([0i64].as_slice(), true, Kind::Float).clamp_min(EPS);
-    let d_o = &d_o / d_o.sum_dim_intlist([0i64].as_slice(), true, Kind::Float).clamp_min(EPS);
+    let dc = &dc
+        / dc.sum_dim_intlist([0i64].as_slice(), true, Kind::Float)
+            .clamp_min(EPS);
+    let d_o = &d_o
+        / d_o
+            .sum_dim_intlist([0i64].as_slice(), true, Kind::Float)
+            .clamp_min(EPS);
     (dc - d_o).abs().mean(Kind::Float)
 }
 
 /// The STROTSS objective L = (α·ℓc + ℓm + ℓr + α⁻¹·ℓp) / (2 + α + α⁻¹),
 /// with α the content weight.
-pub fn strotss_total(alpha: f64, content: &Tensor, moments: &Tensor, remd: &Tensor, palette: &Tensor) -> Tensor {
+pub fn strotss_total(
+    alpha: f64,
+    content: &Tensor,
+    moments: &Tensor,
+    remd: &Tensor,
+    palette: &Tensor,
+) -> Tensor {
     (content * alpha + moments + remd + palette / alpha) / (2.0 + alpha + 1.0 / alpha)
 }
 
 /// Rows of `x` scaled to unit length (the cosine distance's normalisation).
 pub fn unit_rows(x: &Tensor) -> Tensor {
-    x / x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(EPS)
+    x / x
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(EPS)
 }
 
 /// ℓr = REMD under the cosine distance, between output hypercolumns
@@ -123,12 +147,18 @@ pub fn remd_cosine(output: &Tensor, style_unit: &Tensor, extra: Option<&Tensor>)
         }
         let (vr, ir) = d.min_dim(1, false);
         let (vc, ic) = d.min_dim(0, false);
-        (vr.mean(Kind::Float).double_value(&[]), ir, vc.mean(Kind::Float).double_value(&[]), ic)
+        (
+            vr.mean(Kind::Float).double_value(&[]),
+            ir,
+            vc.mean(Kind::Float).double_value(&[]),
+            ic,
+        )
     });
     if rows >= cols {
         // mean over outputs i of d(i, argmin_j)
         let matched = style_unit.index_select(0, &idx_r);
-        let mut d: Tensor = 1.0 - (&out_unit * matched).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let mut d: Tensor =
+            1.0 - (&out_unit * matched).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         if let Some(e) = extra {
             d += e.gather(1, &idx_r.unsqueeze(1), false).squeeze_dim(1);
         }
@@ -136,7 +166,8 @@ pub fn remd_cosine(output: &Tensor, style_unit: &Tensor, extra: Option<&Tensor>)
     } else {
         // mean over style samples j of d(argmin_i, j)
         let matched = out_unit.index_select(0, &idx_c);
-        let mut d: Tensor = 1.0 - (matched * style_unit).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let mut d: Tensor =
+            1.0 - (matched * style_unit).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         if let Some(e) = extra {
             d += e.gather(0, &idx_c.unsqueeze(0), false).squeeze_dim(0);
         }

@@ -40,9 +40,20 @@ fn all_losses_match_pytorch_reference() {
     let want = torch_reference(
         "losses_ref.py",
         &[
-            ("f0", &f0), ("t0", &t0), ("f1", &f1), ("t1", &t1), ("x", &x),
-            ("A", &a), ("B", &b), ("C", &c), ("O", &o),
-            ("m0", &m0), ("m1", &m1), ("m2", &m2), ("coords", &coords), ("hw", &hw),
+            ("f0", &f0),
+            ("t0", &t0),
+            ("f1", &f1),
+            ("t1", &t1),
+            ("x", &x),
+            ("A", &a),
+            ("B", &b),
+            ("C", &c),
+            ("O", &o),
+            ("m0", &m0),
+            ("m1", &m1),
+            ("m2", &m2),
+            ("coords", &coords),
+            ("hw", &hw),
         ],
         &[&alpha.to_string()],
     );
@@ -53,7 +64,12 @@ fn all_losses_match_pytorch_reference() {
     assert_close(&style, &want["style"], RTOL, "weighted gram style");
     assert_close(&total_variation(&x), &want["tv"], RTOL, "total variation");
 
-    assert_close(&cosine_distance(&a, &b), &want["cos"], RTOL, "cosine distance");
+    assert_close(
+        &cosine_distance(&a, &b),
+        &want["cos"],
+        RTOL,
+        "cosine distance",
+    );
     let lr = remd_loss(&a, &b);
     let lp = palette_loss(&a.narrow(1, 0, 3), &b.narrow(1, 0, 3));
     let lm = moment_loss(&a, &b);
@@ -62,7 +78,12 @@ fn all_losses_match_pytorch_reference() {
     assert_close(&lp, &want["palette"], RTOL, "palette");
     assert_close(&lm, &want["moments"], RTOL, "moments");
     assert_close(&lc, &want["selfsim"], RTOL, "self-similarity");
-    assert_close(&strotss_total(alpha, &lc, &lm, &lr, &lp), &want["total"], RTOL, "STROTSS total");
+    assert_close(
+        &strotss_total(alpha, &lc, &lm, &lr, &lp),
+        &want["total"],
+        RTOL,
+        "STROTSS total",
+    );
 
     let hc = hypercolumns(&[&m0, &m1, &m2], &coords, (h, w));
     assert_eq!(hc.size(), [60, 15]);
@@ -79,9 +100,17 @@ fn losses_vanish_on_identical_inputs_and_grow_otherwise() {
         ("remd", remd_loss(&a, &a), 1e-5),
         ("moments", moment_loss(&a, &a), 1e-5),
         ("selfsim", self_similarity_loss(&a, &a), 1e-5),
-        ("palette", palette_loss(&a.narrow(1, 0, 3), &a.narrow(1, 0, 3)), 1e-3),
+        (
+            "palette",
+            palette_loss(&a.narrow(1, 0, 3), &a.narrow(1, 0, 3)),
+            1e-3,
+        ),
     ] {
-        assert!(l.double_value(&[]).abs() < tol, "{name} of identical sets is {}", l.double_value(&[]));
+        assert!(
+            l.double_value(&[]).abs() < tol,
+            "{name} of identical sets is {}",
+            l.double_value(&[])
+        );
     }
     let b = Tensor::rand([50, 8], F32) + 1.0;
     assert!(moment_loss(&a, &b).double_value(&[]) > 0.5);
@@ -91,7 +120,12 @@ fn losses_vanish_on_identical_inputs_and_grow_otherwise() {
     let d2 = remd_loss(&sub, &a).double_value(&[]);
     assert!((d1 - d2).abs() < 1e-6 && d1 > 0.0);
     // Constant image has zero total variation.
-    assert!(total_variation(&Tensor::ones([1, 3, 8, 8], F32)).double_value(&[]).abs() < 1e-12);
+    assert!(
+        total_variation(&Tensor::ones([1, 3, 8, 8], F32))
+            .double_value(&[])
+            .abs()
+            < 1e-12
+    );
 }
 
 #[test]
@@ -101,10 +135,20 @@ fn random_coords_are_distinct_and_in_range() {
     let c = random_coords(10, 7, 30, Device::Cpu);
     assert_eq!(c.size(), [30, 2]);
     let flat = c.select(1, 0) * 7 + c.select(1, 1);
-    assert_eq!(flat.unique_dim(0, false, false, false).0.size()[0], 30, "coords must be distinct");
-    assert!(c.select(1, 0).max().int64_value(&[]) < 10 && c.select(1, 1).max().int64_value(&[]) < 7);
+    assert_eq!(
+        flat.unique_dim(0, false, false, false).0.size()[0],
+        30,
+        "coords must be distinct"
+    );
+    assert!(
+        c.select(1, 0).max().int64_value(&[]) < 10 && c.select(1, 1).max().int64_value(&[]) < 7
+    );
     assert!(c.min().int64_value(&[]) >= 0);
-    assert_eq!(random_coords(4, 4, 100, Device::Cpu).size(), [16, 2], "n is capped at the pixel count");
+    assert_eq!(
+        random_coords(4, 4, 100, Device::Cpu).size(),
+        [16, 2],
+        "n is capped at the pixel count"
+    );
     // Same seed, same sample.
     tch::manual_seed(5);
     let a = random_coords(50, 50, 20, Device::Cpu);
@@ -118,7 +162,9 @@ fn gradients_flow_through_every_loss() {
     let _serial = serial();
     let x = Tensor::rand([20, 6], F32).set_requires_grad(true);
     let y = Tensor::rand([25, 6], F32);
-    let l = remd_loss(&y, &x) + moment_loss(&y, &x) + self_similarity_loss(&y.narrow(0, 0, 20), &x)
+    let l = remd_loss(&y, &x)
+        + moment_loss(&y, &x)
+        + self_similarity_loss(&y.narrow(0, 0, 20), &x)
         + palette_loss(&y.narrow(1, 0, 3), &x.narrow(1, 0, 3));
     l.backward();
     let g = x.grad();
@@ -148,13 +194,16 @@ fn fast_remd_matches_autograd_remd_in_value_and_gradient() {
             let slow = |o: &Tensor| {
                 let mut d = strotss::cosine_distance(o, &style);
                 if let Some(e) = e {
-                    d = d + e;
+                    d += e;
                 }
                 strotss::remd(&d)
             };
             let (v1, g1) = value_and_grad(&out, slow);
             let (v2, g2) = value_and_grad(&out, |o| strotss::remd_cosine(o, &unit, e));
-            assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2} (n = {n})");
+            assert!(
+                (v1 - v2).abs() <= 1e-5 * v1.abs(),
+                "value {v1} vs {v2} (n = {n})"
+            );
             assert_close(&g2, &g1, 1e-4, "REMD gradient");
         }
     }

@@ -96,11 +96,18 @@ impl<'a> Gatys<'a> {
     ///
     /// # Shapes
     /// `content: [1, 3, H, W]`, `style: [1, 3, H', W']`, both RGB in [0, 1].
-    pub fn new(vgg: &'a Vgg, cfg: GatysConfig, content: Option<&Tensor>, style: &Tensor) -> Result<Self> {
+    pub fn new(
+        vgg: &'a Vgg,
+        cfg: GatysConfig,
+        content: Option<&Tensor>,
+        style: &Tensor,
+    ) -> Result<Self> {
         if cfg.style_layers.is_empty() {
             return Err(Error::Config("at least one style layer is needed".into()));
         }
-        if !cfg.style_layer_weights.is_empty() && cfg.style_layer_weights.len() != cfg.style_layers.len() {
+        if !cfg.style_layer_weights.is_empty()
+            && cfg.style_layer_weights.len() != cfg.style_layers.len()
+        {
             return Err(Error::Config(format!(
                 "{} style layer weights for {} style layers",
                 cfg.style_layer_weights.len(),
@@ -152,14 +159,24 @@ impl<'a> Gatys<'a> {
         let f = self.vgg.encode(x, &self.taps)?;
         let zero = || Tensor::zeros([], (Kind::Float, x.device()));
         let mut style = zero();
-        for ((&t, g), w) in self.cfg.style_layers.iter().zip(&self.style_grams).zip(&self.style_weights) {
+        for ((&t, g), w) in self
+            .cfg
+            .style_layers
+            .iter()
+            .zip(&self.style_grams)
+            .zip(&self.style_weights)
+        {
             style += gram_loss(&f[t], g) * *w;
         }
         let mut content = zero();
         for (&t, target) in self.cfg.content_layers.iter().zip(&self.content_targets) {
             content += content_loss(&f[t], target);
         }
-        let tv = if self.cfg.tv_weight > 0.0 { total_variation(x) } else { zero() };
+        let tv = if self.cfg.tv_weight > 0.0 {
+            total_variation(x)
+        } else {
+            zero()
+        };
         let style = style * self.cfg.style_weight;
         let content = content * self.cfg.content_weight;
         let tv = tv * self.cfg.tv_weight;
@@ -188,12 +205,23 @@ impl<'a> Gatys<'a> {
     where
         F: FnMut(usize, &LossTerms) -> bool,
     {
-        let mut x = init.detach().to_kind(Kind::Float).to_device(self.vgg.device());
+        let mut x = init
+            .detach()
+            .to_kind(Kind::Float)
+            .to_device(self.vgg.device());
         let mut eval = 0usize;
         let mut check = |terms: &LossTerms, eval: usize| -> Result<()> {
-            for (name, v) in [("content", terms.content), ("style", terms.style), ("tv", terms.tv)] {
+            for (name, v) in [
+                ("content", terms.content),
+                ("style", terms.style),
+                ("tv", terms.tv),
+            ] {
                 if !v.is_finite() {
-                    return Err(Error::NonFinite { eval, term: name.into(), value: v });
+                    return Err(Error::NonFinite {
+                        eval,
+                        term: name.into(),
+                        value: v,
+                    });
                 }
             }
             if !observe(eval, terms) {
@@ -203,7 +231,10 @@ impl<'a> Gatys<'a> {
         };
         match self.cfg.optimizer {
             OptimizerKind::Lbfgs { lr } => {
-                let lbfgs = Lbfgs { lr, ..Default::default() };
+                let lbfgs = Lbfgs {
+                    lr,
+                    ..Default::default()
+                };
                 lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
                     let xv = x.detach().set_requires_grad(true);
                     let (loss, terms) = self.loss(&xv)?;

@@ -20,7 +20,12 @@ pub struct Lbfgs {
 
 impl Default for Lbfgs {
     fn default() -> Self {
-        Self { history: 100, lr: 1.0, tolerance_grad: 1e-7, tolerance_change: 1e-9 }
+        Self {
+            history: 100,
+            lr: 1.0,
+            tolerance_grad: 1e-7,
+            tolerance_change: 1e-9,
+        }
     }
 }
 
@@ -126,7 +131,10 @@ mod tests {
         let evals = Lbfgs::default()
             .minimize::<(), _>(&mut x, 200, |x| {
                 let diff = x - &c;
-                Ok(((&a * diff.square()).sum(Kind::Double).double_value(&[]), &a * diff * 2.0))
+                Ok((
+                    (&a * diff.square()).sum(Kind::Double).double_value(&[]),
+                    &a * diff * 2.0,
+                ))
             })
             .unwrap_or(0);
         assert!(evals < 200, "did not converge early ({evals} evals)");
@@ -142,11 +150,18 @@ mod tests {
             let v: Vec<f64> = Vec::try_from(x).unwrap_or_default();
             let (p, q) = (v[0], v[1]);
             let f = (1.0 - p).powi(2) + 100.0 * (q - p * p).powi(2);
-            let g = [-2.0 * (1.0 - p) - 400.0 * p * (q - p * p), 200.0 * (q - p * p)];
+            let g = [
+                -2.0 * (1.0 - p) - 400.0 * p * (q - p * p),
+                200.0 * (q - p * p),
+            ];
             (f, Tensor::from_slice(&g))
         };
-        let lb = Lbfgs { lr: 0.1, ..Default::default() };
-        lb.minimize::<(), _>(&mut x, 2000, |x| Ok(rosen(x))).unwrap_or(0);
+        let lb = Lbfgs {
+            lr: 0.1,
+            ..Default::default()
+        };
+        lb.minimize::<(), _>(&mut x, 2000, |x| Ok(rosen(x)))
+            .unwrap_or(0);
         let (f, _) = rosen(&x);
         assert!(f < 1e-6, "rosenbrock value {f} at {x:?}");
     }

@@ -13,10 +13,10 @@ pub mod masks;
 pub mod strotss;
 
 pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind};
-pub use nst_vgg::Tap;
 pub use lbfgs::Lbfgs;
 pub use masks::{load_guidance, MaskMatch};
-pub use strotss::{Guidance, StrotssOptimizer, StyleInput, Strotss, StrotssConfig, StrotssTerms};
+pub use nst_vgg::Tap;
+pub use strotss::{Guidance, Strotss, StrotssConfig, StrotssOptimizer, StrotssTerms, StyleInput};
 
 /// Errors of the optimisation methods.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,11 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     Config(String),
     #[error("the loss became {value} at evaluation {eval} ({term}); try a lower learning rate or weights")]
-    NonFinite { eval: usize, term: String, value: f64 },
+    NonFinite {
+        eval: usize,
+        term: String,
+        value: f64,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

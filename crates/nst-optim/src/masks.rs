@@ -47,7 +47,8 @@ struct Snapped {
 }
 
 fn load_snapped(path: &Path, size: (u32, u32), warnings: &mut Vec<String>) -> Result<Snapped> {
-    let img = nst_core::image_io::decode_rgb(path).map_err(|e| Error::Config(format!("mask: {e}")))?;
+    let img =
+        nst_core::image_io::decode_rgb(path).map_err(|e| Error::Config(format!("mask: {e}")))?;
     let (mw, mh) = img.dimensions();
     let img = if (mw, mh) != size {
         warnings.push(format!(
@@ -60,28 +61,50 @@ fn load_snapped(path: &Path, size: (u32, u32), warnings: &mut Vec<String>) -> Re
     } else {
         img
     };
-    let px: Vec<Rgb> = img.pixels().map(|p| p.0.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)).collect();
+    let px: Vec<Rgb> = img
+        .pixels()
+        .map(|p| p.0.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
+        .collect();
     let mut counts: HashMap<Rgb, usize> = HashMap::new();
     for p in &px {
         *counts.entry(*p).or_default() += 1;
     }
-    let mut colours: Vec<(Rgb, usize)> = counts.into_iter().filter(|(_, n)| *n as f64 >= MIN_SHARE * px.len() as f64).collect();
+    let mut colours: Vec<(Rgb, usize)> = counts
+        .into_iter()
+        .filter(|(_, n)| *n as f64 >= MIN_SHARE * px.len() as f64)
+        .collect();
     colours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     // Merge dominant colours that are near-duplicates of a larger one.
     let mut kept: Vec<Rgb> = Vec::new();
     for (c, _) in colours {
-        if !kept.iter().any(|k| (0..3).all(|i| (k[i] as i32 - c[i] as i32).abs() <= TOLERANCE)) {
+        if !kept
+            .iter()
+            .any(|k| (0..3).all(|i| (k[i] as i32 - c[i] as i32).abs() <= TOLERANCE))
+        {
             kept.push(c);
         }
     }
     if kept.is_empty() {
-        return Err(Error::Config(format!("{}: mask has no colour covering {:.0}% of it", path.display(), MIN_SHARE * 100.0)));
+        return Err(Error::Config(format!(
+            "{}: mask has no colour covering {:.0}% of it",
+            path.display(),
+            MIN_SHARE * 100.0
+        )));
     }
     let index = px
         .iter()
-        .map(|p| (0..kept.len()).min_by_key(|&i| dist2(kept[i], *p)).unwrap_or(0))
+        .map(|p| {
+            (0..kept.len())
+                .min_by_key(|&i| dist2(kept[i], *p))
+                .unwrap_or(0)
+        })
         .collect();
-    Ok(Snapped { colours: kept, index, width: size.0, height: size.1 })
+    Ok(Snapped {
+        colours: kept,
+        index,
+        width: size.0,
+        height: size.1,
+    })
 }
 
 fn labels_tensor(index: &[usize], map: &[i64], width: u32, height: u32) -> Tensor {
@@ -107,9 +130,12 @@ pub fn load_guidance(
         let mut map = vec![regions; s.colours.len()];
         for (r, cc) in c.colours.iter().enumerate() {
             let partner = match mode {
-                MaskMatch::Exact => (0..s.colours.len())
-                    .find(|&i| (0..3).all(|k| (s.colours[i][k] as i32 - cc[k] as i32).abs() <= TOLERANCE)),
-                MaskMatch::Nearest => (0..s.colours.len()).min_by_key(|&i| dist2(s.colours[i], *cc)),
+                MaskMatch::Exact => (0..s.colours.len()).find(|&i| {
+                    (0..3).all(|k| (s.colours[i][k] as i32 - cc[k] as i32).abs() <= TOLERANCE)
+                }),
+                MaskMatch::Nearest => {
+                    (0..s.colours.len()).min_by_key(|&i| dist2(s.colours[i], *cc))
+                }
             };
             match partner {
                 Some(i) => {
@@ -129,12 +155,23 @@ pub fn load_guidance(
         }
         for (i, m) in map.iter().enumerate() {
             if *m == regions {
-                warnings.push(format!("{}: style region {} has no partner in the content mask; it is not used", path.display(), hex(s.colours[i])));
+                warnings.push(format!(
+                    "{}: style region {} has no partner in the content mask; it is not used",
+                    path.display(),
+                    hex(s.colours[i])
+                ));
             }
         }
         styles.push(labels_tensor(&s.index, &map, s.width, s.height));
     }
     let identity: Vec<i64> = (0..regions).collect();
     let content = labels_tensor(&c.index, &identity, c.width, c.height);
-    Ok((Guidance { content, styles, regions }, warnings))
+    Ok((
+        Guidance {
+            content,
+            styles,
+            regions,
+        },
+        warnings,
+    ))
 }

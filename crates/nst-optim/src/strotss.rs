@@ -45,11 +45,12 @@ pub const ALPHA_GAIN: f64 = 16.0;
 /// scale. ℓc and ℓr use cosine distances and do not depend on it, but ℓm's pull
 /// grows with the square of the feature scale, so it sets the balance between
 /// content and style. Our weights (Keras/Caffe VGG19) are not the torchvision
-/// network the published code used, so the input-gain conversion alone left ℓm
-/// about 4× too strong: at α = 1 the skyline of `chicago` vanished under
-/// `la_muse`. 0.5 was calibrated by eye on that pair (0.25 loses the style's
-/// colours, 1.0 loses the content), then checked on the other pairs.
-pub const FEATURE_CALIBRATION: f64 = 0.5;
+/// VGG16 the published code used, and the input-gain conversion alone left ℓm
+/// too strong: at α = 1 the skyline of `chicago` vanished under `la_muse`.
+/// Calibrated by eye on that pair at 256 px (3 scales × 100 steps): 1.0 loses
+/// the content, 0.5 keeps the skyline's outline, 0.35 keeps it recognisable
+/// with la_muse's palette and strokes, 0.25 loses most of the style's colours.
+pub const FEATURE_CALIBRATION: f64 = 0.35;
 
 /// Settings of a STROTSS run.
 #[derive(Debug, Clone)]
@@ -83,7 +84,17 @@ impl Default for StrotssConfig {
             output_samples: 1024,
             style_samples: 5000,
             pyramid_levels: 5,
-            layers: vec![t(1, 1), t(1, 2), t(2, 1), t(2, 2), t(3, 1), t(3, 2), t(3, 3), t(4, 1), t(5, 1)],
+            layers: vec![
+                t(1, 1),
+                t(1, 2),
+                t(2, 1),
+                t(2, 2),
+                t(3, 1),
+                t(3, 2),
+                t(3, 3),
+                t(4, 1),
+                t(5, 1),
+            ],
             region_penalty: 2.0,
         }
     }
@@ -196,13 +207,23 @@ struct PyramidOpt {
 impl PyramidOpt {
     fn new(kind: StrotssOptimizer, params: &[Tensor], lr: f64) -> Self {
         let z = || params.iter().map(|p| p.zeros_like()).collect();
-        Self { kind, lr, t: 0, m: z(), v: z() }
+        Self {
+            kind,
+            lr,
+            t: 0,
+            m: z(),
+            v: z(),
+        }
     }
 
     fn step(&mut self, params: &mut [Tensor]) {
         self.t += 1;
         tch::no_grad(|| {
-            for ((p, m), v) in params.iter_mut().zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+            for ((p, m), v) in params
+                .iter_mut()
+                .zip(self.m.iter_mut())
+                .zip(self.v.iter_mut())
+            {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
@@ -249,19 +270,34 @@ pub struct Strotss<'a> {
 fn label_at(labels: &Tensor, coords: &Tensor, h: i64, w: i64) -> Tensor {
     // Nearest label at each sampled pixel of an h×w image.
     let (lh, lw) = (labels.size()[0], labels.size()[1]);
-    let r = ((coords.select(1, 0).to_kind(Kind::Double) + 0.5) * (lh as f64 / h as f64)).floor().clamp(0.0, (lh - 1) as f64);
-    let c = ((coords.select(1, 1).to_kind(Kind::Double) + 0.5) * (lw as f64 / w as f64)).floor().clamp(0.0, (lw - 1) as f64);
+    let r = ((coords.select(1, 0).to_kind(Kind::Double) + 0.5) * (lh as f64 / h as f64))
+        .floor()
+        .clamp(0.0, (lh - 1) as f64);
+    let c = ((coords.select(1, 1).to_kind(Kind::Double) + 0.5) * (lw as f64 / w as f64))
+        .floor()
+        .clamp(0.0, (lw - 1) as f64);
     let idx = r.to_kind(Kind::Int64) * lw + c.to_kind(Kind::Int64);
-    labels.flatten(0, -1).index_select(0, &idx.to_device(labels.device()))
+    labels
+        .flatten(0, -1)
+        .index_select(0, &idx.to_device(labels.device()))
 }
 
 impl<'a> Strotss<'a> {
     pub fn new(vgg: &'a Vgg, cfg: StrotssConfig) -> Result<Self> {
-        if cfg.scales == 0 || cfg.steps_per_scale == 0 || cfg.output_samples < 2 || cfg.style_samples < 2 {
-            return Err(Error::Config("scales, steps, and sample counts must be positive".into()));
+        if cfg.scales == 0
+            || cfg.steps_per_scale == 0
+            || cfg.output_samples < 2
+            || cfg.style_samples < 2
+        {
+            return Err(Error::Config(
+                "scales, steps, and sample counts must be positive".into(),
+            ));
         }
         if !(cfg.alpha > 0.0 && cfg.alpha.is_finite()) {
-            return Err(Error::Config(format!("alpha must be positive, got {}", cfg.alpha)));
+            return Err(Error::Config(format!(
+                "alpha must be positive, got {}",
+                cfg.alpha
+            )));
         }
         if cfg.layers.is_empty() {
             return Err(Error::Config("at least one VGG layer is needed".into()));
@@ -299,7 +335,10 @@ impl<'a> Strotss<'a> {
     fn guided(&self, d: Tensor, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Tensor {
         match (lo, ls) {
             (Some(lo), Some(ls)) => {
-                let cross = lo.unsqueeze(1).ne_tensor(&ls.unsqueeze(0)).to_kind(d.kind());
+                let cross = lo
+                    .unsqueeze(1)
+                    .ne_tensor(&ls.unsqueeze(0))
+                    .to_kind(d.kind());
                 d + cross * self.cfg.region_penalty
             }
             _ => d,
@@ -309,18 +348,30 @@ impl<'a> Strotss<'a> {
     /// The region penalty `[N, M]` between output samples (labels `lo`) and style samples (`ls`).
     fn cross_penalty(&self, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Option<Tensor> {
         match (lo, ls) {
-            (Some(lo), Some(ls)) => Some(lo.unsqueeze(1).ne_tensor(&ls.unsqueeze(0)).to_kind(Kind::Float) * self.cfg.region_penalty),
+            (Some(lo), Some(ls)) => Some(
+                lo.unsqueeze(1)
+                    .ne_tensor(&ls.unsqueeze(0))
+                    .to_kind(Kind::Float)
+                    * self.cfg.region_penalty,
+            ),
             _ => None,
         }
     }
 
     /// The style pool's moments: all samples, then each region's (None if too few samples).
-    fn pool_moments(feats: &Tensor, labels: Option<&Tensor>, regions: i64) -> Vec<Option<(Tensor, Tensor)>> {
+    fn pool_moments(
+        feats: &Tensor,
+        labels: Option<&Tensor>,
+        regions: i64,
+    ) -> Vec<Option<(Tensor, Tensor)>> {
         let mut m = vec![Some(nst_losses::strotss::mean_and_cov(feats))];
         if let Some(ls) = labels {
             for r in 0..regions {
                 let is = ls.eq(r).nonzero().squeeze_dim(1);
-                m.push((is.size()[0] >= 2).then(|| nst_losses::strotss::mean_and_cov(&feats.index_select(0, &is))));
+                m.push(
+                    (is.size()[0] >= 2)
+                        .then(|| nst_losses::strotss::mean_and_cov(&feats.index_select(0, &is))),
+                );
             }
         }
         m
@@ -341,7 +392,8 @@ impl<'a> Strotss<'a> {
                         continue;
                     }
                     let share = io.size()[0] as f64 / n;
-                    total += moment_to(&pool.moments[r as usize + 1], &out.index_select(0, &io)) * share;
+                    total +=
+                        moment_to(&pool.moments[r as usize + 1], &out.index_select(0, &io)) * share;
                 }
                 total
             }
@@ -355,7 +407,13 @@ impl<'a> Strotss<'a> {
     ///
     /// # Shapes
     /// `content: [1, 3, H, W]`; each style `[1, 3, H', W']`; RGB in [0, 1].
-    pub fn run<F>(&self, content: &Tensor, styles: &[StyleInput], guidance: Option<&Guidance>, mut observe: F) -> Result<Vec<Tensor>>
+    pub fn run<F>(
+        &self,
+        content: &Tensor,
+        styles: &[StyleInput],
+        guidance: Option<&Guidance>,
+        mut observe: F,
+    ) -> Result<Vec<Tensor>>
     where
         F: FnMut(usize, usize, &StrotssTerms) -> bool,
     {
@@ -365,7 +423,11 @@ impl<'a> Strotss<'a> {
         }
         if let Some(g) = guidance {
             if g.styles.len() != styles.len() {
-                return Err(Error::Config(format!("{} style masks for {} styles", g.styles.len(), styles.len())));
+                return Err(Error::Config(format!(
+                    "{} style masks for {} styles",
+                    g.styles.len(),
+                    styles.len()
+                )));
             }
         }
         let device = self.vgg.device();
@@ -390,21 +452,38 @@ impl<'a> Strotss<'a> {
                     let (sh, sw) = (s_img.size()[2], s_img.size()[3]);
                     let s_long = sh.max(sw) as f64;
                     let scale = side as f64 / s_long;
-                    let (th, tw) = (((sh as f64 * scale).round() as i64).max(16), ((sw as f64 * scale).round() as i64).max(16));
+                    let (th, tw) = (
+                        ((sh as f64 * scale).round() as i64).max(16),
+                        ((sw as f64 * scale).round() as i64).max(16),
+                    );
                     let s = resize(&s_img, th, tw);
                     let sf = self.features(&s)?;
                     let coords = random_coords(th, tw, cfg.style_samples, device);
                     let (feats, pixels) = self.sample(&sf, &s, &coords);
                     let labels = guidance.map(|g| label_at(&g.styles[k], &coords, th, tw));
-                    let moments = Self::pool_moments(&feats, labels.as_ref(), guidance.map_or(0, |g| g.regions));
-                    pools.push(StylePool { unit: unit_rows(&feats), pixels, labels, moments, weight: st.weight / wsum });
+                    let moments = Self::pool_moments(
+                        &feats,
+                        labels.as_ref(),
+                        guidance.map_or(0, |g| g.regions),
+                    );
+                    pools.push(StylePool {
+                        unit: unit_rows(&feats),
+                        pixels,
+                        labels,
+                        moments,
+                        weight: st.weight / wsum,
+                    });
                 }
                 Ok((cf, pools))
             })?;
             let style_mean = tch::no_grad(|| {
                 let mut m = Tensor::zeros([1, 3, 1, 1], (Kind::Float, device));
                 for (st, p) in styles.iter().zip(&pools) {
-                    m += st.image.to_device(device).mean_dim([2i64, 3].as_slice(), true, Kind::Float) * p.weight;
+                    m += st.image.to_device(device).mean_dim(
+                        [2i64, 3].as_slice(),
+                        true,
+                        Kind::Float,
+                    ) * p.weight;
                 }
                 m
             });
@@ -426,7 +505,9 @@ impl<'a> Strotss<'a> {
                 let coords = random_coords(h, w, cfg.output_samples, device);
                 let (of, op) = self.sample(&xf, &x, &coords);
                 let (cf, _) = tch::no_grad(|| self.sample(&content_feats, &c, &coords));
-                let lo = content_labels_full.as_ref().map(|l| label_at(l, &coords, h, w));
+                let lo = content_labels_full
+                    .as_ref()
+                    .map(|l| label_at(l, &coords, h, w));
                 let lc = self_similarity_loss(&cf, &of) * coords.size()[0] as f64;
                 let mut lr = Tensor::zeros([], (Kind::Float, device));
                 let mut lm = Tensor::zeros([], (Kind::Float, device));
@@ -435,8 +516,10 @@ impl<'a> Strotss<'a> {
                     let ls = p.labels.as_ref();
                     let penalty = self.cross_penalty(lo.as_ref(), ls);
                     lr += remd_cosine(&of, &p.unit, penalty.as_ref()) * p.weight;
-                    lm += self.moments(&of, p, lo.as_ref(), guidance.map_or(0, |g| g.regions)) * p.weight;
-                    lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref())) * p.weight;
+                    lm += self.moments(&of, p, lo.as_ref(), guidance.map_or(0, |g| g.regions))
+                        * p.weight;
+                    lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref()))
+                        * p.weight;
                 }
                 let total = nst_losses::strotss_total(alpha, &lc, &lm, &lr, &lp);
                 let terms = StrotssTerms {
@@ -447,7 +530,11 @@ impl<'a> Strotss<'a> {
                     total: total.double_value(&[]),
                 };
                 if !terms.total.is_finite() {
-                    return Err(Error::NonFinite { eval: step, term: format!("total at scale {}", si + 1), value: terms.total });
+                    return Err(Error::NonFinite {
+                        eval: step,
+                        term: format!("total at scale {}", si + 1),
+                        value: terms.total,
+                    });
                 }
                 total.backward();
                 opt.step(&mut bands);

@@ -8,8 +8,15 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn alpha_halves_and_sizes_double() {
-    let cfg = StrotssConfig { alpha: 0.5, scales: 4, ..Default::default() };
-    assert_eq!((0..4).map(|s| cfg.alpha_at(s)).collect::<Vec<_>>(), vec![8.0, 4.0, 2.0, 1.0]);
+    let cfg = StrotssConfig {
+        alpha: 0.5,
+        scales: 4,
+        ..Default::default()
+    };
+    assert_eq!(
+        (0..4).map(|s| cfg.alpha_at(s)).collect::<Vec<_>>(),
+        vec![8.0, 4.0, 2.0, 1.0]
+    );
     assert_eq!(cfg.scale_sizes(512), vec![64, 128, 256, 512]);
 }
 
@@ -27,7 +34,9 @@ fn pyramid_folds_back_exactly() {
 }
 
 fn write_mask(path: &std::path::Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))).save(path).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
+        .save(path)
+        .unwrap();
 }
 
 #[test]
@@ -36,72 +45,177 @@ fn masks_snap_noise_pair_colours_and_report_problems() {
     let cm = d.path().join("c.png");
     let sm = d.path().join("s.png");
     // Content: left red, right green, with a few noisy edge pixels.
-    write_mask(&cm, 40, 34, |x, y| if x < 20 { if y == 0 && x == 19 { [250, 3, 2] } else { [255, 0, 0] } } else { [0, 255, 0] });
+    write_mask(&cm, 40, 34, |x, y| {
+        if x < 20 {
+            if y == 0 && x == 19 {
+                [250, 3, 2]
+            } else {
+                [255, 0, 0]
+            }
+        } else {
+            [0, 255, 0]
+        }
+    });
     // Style: top green (slightly off), bottom red, different size (resized with a warning).
-    write_mask(&sm, 40, 40, |_, y| if y < 20 { [0, 254, 1] } else { [255, 0, 0] });
+    write_mask(
+        &sm,
+        40,
+        40,
+        |_, y| if y < 20 { [0, 254, 1] } else { [255, 0, 0] },
+    );
     let (g, warnings) = load_guidance(&cm, (40, 34), &[(&sm, (30, 30))], MaskMatch::Exact).unwrap();
     assert_eq!(g.regions, 2);
-    assert!(warnings.iter().any(|w| w.contains("resized")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("resized")),
+        "{warnings:?}"
+    );
     assert_eq!(g.content.size(), [34, 40]);
     assert_eq!(g.styles[0].size(), [30, 30]);
     let c_left = g.content.int64_value(&[5, 5]);
     let c_right = g.content.int64_value(&[5, 35]);
     assert_ne!(c_left, c_right);
-    assert_eq!(g.content.int64_value(&[0, 19]), c_left, "noise pixel snapped to its region");
-    assert_eq!(g.styles[0].int64_value(&[25, 5]), c_left, "style red pairs with content red");
-    assert_eq!(g.styles[0].int64_value(&[2, 5]), c_right, "(0,254,1) pairs with (0,255,0)");
+    assert_eq!(
+        g.content.int64_value(&[0, 19]),
+        c_left,
+        "noise pixel snapped to its region"
+    );
+    assert_eq!(
+        g.styles[0].int64_value(&[25, 5]),
+        c_left,
+        "style red pairs with content red"
+    );
+    assert_eq!(
+        g.styles[0].int64_value(&[2, 5]),
+        c_right,
+        "(0,254,1) pairs with (0,255,0)"
+    );
 
     // A content colour the style lacks is an error naming it; `nearest` pairs it anyway.
     let blue = d.path().join("b.png");
-    write_mask(&blue, 40, 34, |x, _| if x < 20 { [255, 0, 0] } else { [0, 0, 255] });
-    let e = load_guidance(&blue, (40, 34), &[(&sm, (40, 40))], MaskMatch::Exact).unwrap_err().to_string();
+    write_mask(&blue, 40, 34, |x, _| {
+        if x < 20 {
+            [255, 0, 0]
+        } else {
+            [0, 0, 255]
+        }
+    });
+    let e = load_guidance(&blue, (40, 34), &[(&sm, (40, 40))], MaskMatch::Exact)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("#0000ff"), "{e}");
     assert!(load_guidance(&blue, (40, 34), &[(&sm, (40, 40))], MaskMatch::Nearest).is_ok());
 }
 
 fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
     tch::manual_seed(seed);
-    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d([h, w], false, None, None)
+    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [h, w],
+        false,
+        None,
+        None,
+    )
 }
 
 #[test]
 fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
-    let vgg = Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Max, device: Device::Cpu }).unwrap();
-    let cfg = StrotssConfig { scales: 2, steps_per_scale: 25, output_samples: 256, style_samples: 600, lr: 2e-2, ..Default::default() };
+    let vgg = Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    let cfg = StrotssConfig {
+        scales: 2,
+        steps_per_scale: 25,
+        output_samples: 256,
+        style_samples: 600,
+        lr: 2e-2,
+        ..Default::default()
+    };
     let solver = Strotss::new(&vgg, cfg).unwrap();
     let c = blobs(48, 64, 1);
     let s = blobs(64, 64, 2);
     let mut first = None;
     let mut last = 0.0;
     let out = solver
-        .run(&c, &[StyleInput { image: &s, weight: 1.0 }], None, |scale, _, t| {
-            if scale == 1 {
-                first.get_or_insert(t.total);
-                last = t.total;
-            }
-            true
-        })
+        .run(
+            &c,
+            &[StyleInput {
+                image: &s,
+                weight: 1.0,
+            }],
+            None,
+            |scale, _, t| {
+                if scale == 1 {
+                    first.get_or_insert(t.total);
+                    last = t.total;
+                }
+                true
+            },
+        )
         .unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].size(), [1, 3, 48, 64]);
     let first = first.unwrap();
-    assert!(last < first * 0.9, "scale-2 loss fell only from {first} to {last}");
+    assert!(
+        last < first * 0.9,
+        "scale-2 loss fell only from {first} to {last}"
+    );
 
     // Guided: left half of the output must take the red style region, right half the blue one.
     let d = tempfile::tempdir().unwrap();
-    let style = Tensor::cat(&[Tensor::from_slice(&[0.9f32, 0.1, 0.1]).view([1, 3, 1, 1]).expand([1, 3, 64, 32], false),
-                             Tensor::from_slice(&[0.1f32, 0.1, 0.9]).view([1, 3, 1, 1]).expand([1, 3, 64, 32], false)], 3)
-        + Tensor::rand([1, 3, 64, 64], (Kind::Float, Device::Cpu)) * 0.1;
+    let style = Tensor::cat(
+        &[
+            Tensor::from_slice(&[0.9f32, 0.1, 0.1])
+                .view([1, 3, 1, 1])
+                .expand([1, 3, 64, 32], false),
+            Tensor::from_slice(&[0.1f32, 0.1, 0.9])
+                .view([1, 3, 1, 1])
+                .expand([1, 3, 64, 32], false),
+        ],
+        3,
+    ) + Tensor::rand([1, 3, 64, 64], (Kind::Float, Device::Cpu)) * 0.1;
     let cm = d.path().join("cm.png");
     let sm = d.path().join("sm.png");
-    write_mask(&cm, 64, 48, |x, _| if x < 32 { [255, 255, 255] } else { [0, 0, 0] });
-    write_mask(&sm, 64, 64, |x, _| if x < 32 { [255, 255, 255] } else { [0, 0, 0] });
+    write_mask(&cm, 64, 48, |x, _| {
+        if x < 32 {
+            [255, 255, 255]
+        } else {
+            [0, 0, 0]
+        }
+    });
+    write_mask(&sm, 64, 64, |x, _| {
+        if x < 32 {
+            [255, 255, 255]
+        } else {
+            [0, 0, 0]
+        }
+    });
     let (g, _) = load_guidance(&cm, (64, 48), &[(&sm, (64, 64))], MaskMatch::Exact).unwrap();
-    let out = solver.run(&c, &[StyleInput { image: &style, weight: 1.0 }], Some(&g), |_, _, _| true).unwrap();
+    let out = solver
+        .run(
+            &c,
+            &[StyleInput {
+                image: &style,
+                weight: 1.0,
+            }],
+            Some(&g),
+            |_, _, _| true,
+        )
+        .unwrap();
     let o = out.last().unwrap();
-    let left = o.narrow(3, 0, 32).mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
-    let right = o.narrow(3, 32, 32).mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+    let left = o
+        .narrow(3, 0, 32)
+        .mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+    let right = o
+        .narrow(3, 32, 32)
+        .mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
     let (lr, lb) = (left.double_value(&[0]), left.double_value(&[2]));
     let (rr, rb) = (right.double_value(&[0]), right.double_value(&[2]));
-    assert!(lr > lb && rb > rr, "left (r {lr:.2}, b {lb:.2}) should be red, right (r {rr:.2}, b {rb:.2}) blue");
+    assert!(
+        lr > lb && rb > rr,
+        "left (r {lr:.2}, b {lb:.2}) should be red, right (r {rr:.2}, b {rb:.2}) blue"
+    );
 }

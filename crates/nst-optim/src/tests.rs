@@ -7,12 +7,24 @@ use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{Device, Kind, Tensor};
 
 fn vgg() -> Vgg {
-    Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Avg, device: Device::Cpu }).unwrap()
+    Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
 }
 
 /// Smooth random images: VGG features of white noise are atypical.
 fn blobs(h: i64, w: i64) -> Tensor {
-    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d([h, w], false, None, None)
+    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [h, w],
+        false,
+        None,
+        None,
+    )
 }
 
 #[test]
@@ -20,7 +32,10 @@ fn objective_and_gradient_match_pytorch() {
     let vgg = vgg();
     tch::manual_seed(11);
     let (c, s, x) = (blobs(48, 64), blobs(56, 40), blobs(48, 64));
-    let cfg = GatysConfig { tv_weight: 10.0, ..Default::default() };
+    let cfg = GatysConfig {
+        tv_weight: 10.0,
+        ..Default::default()
+    };
     let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
     let xv = x.copy().set_requires_grad(true);
     let (loss, terms) = g.loss(&xv).unwrap();
@@ -32,9 +47,24 @@ fn objective_and_gradient_match_pytorch() {
         &["--weights", w.to_str().unwrap(), "--tv", "10"],
     );
     assert_close(&loss, &want["loss"], 1e-4, "total loss");
-    assert_close(&Tensor::from(terms.content), &want["content"].to_kind(Kind::Double), 1e-4, "content term");
-    assert_close(&Tensor::from(terms.style), &want["style"].to_kind(Kind::Double), 1e-4, "style term");
-    assert_close(&Tensor::from(terms.tv), &want["tv"].to_kind(Kind::Double), 1e-4, "tv term");
+    assert_close(
+        &Tensor::from(terms.content),
+        &want["content"].to_kind(Kind::Double),
+        1e-4,
+        "content term",
+    );
+    assert_close(
+        &Tensor::from(terms.style),
+        &want["style"].to_kind(Kind::Double),
+        1e-4,
+        "style term",
+    );
+    assert_close(
+        &Tensor::from(terms.tv),
+        &want["tv"].to_kind(Kind::Double),
+        1e-4,
+        "tv term",
+    );
     assert_close(&grad, &want["grad"], 1e-4, "gradient");
 }
 
@@ -49,7 +79,12 @@ fn lbfgs_follows_torch_optim_lbfgs() {
     let iters = 8i64;
     let lr = 0.5;
     let mut x = x0.copy();
-    let lb = Lbfgs { lr, tolerance_grad: 1e-12, tolerance_change: 1e-15, ..Default::default() };
+    let lb = Lbfgs {
+        lr,
+        tolerance_grad: 1e-12,
+        tolerance_change: 1e-15,
+        ..Default::default()
+    };
     lb.minimize::<(), _>(&mut x, iters as usize, |x| {
         let ax = a.matmul(x);
         let f = (x.dot(&ax) * 0.5 - b.dot(x)).double_value(&[]);
@@ -58,7 +93,12 @@ fn lbfgs_follows_torch_optim_lbfgs() {
     .unwrap();
     let want = torch_reference(
         "lbfgs_ref.py",
-        &[("A", &a), ("b", &b), ("x0", &x0), ("iters", &Tensor::from(iters))],
+        &[
+            ("A", &a),
+            ("b", &b),
+            ("x0", &x0),
+            ("iters", &Tensor::from(iters)),
+        ],
         &[&lr.to_string()],
     );
     assert_close(&x, &want["x"], 1e-8, "L-BFGS iterate after 8 iterations");
@@ -69,7 +109,10 @@ fn short_gatys_run_lowers_the_loss_and_stays_in_range() {
     let vgg = vgg();
     tch::manual_seed(0);
     let (c, s) = (blobs(64, 64), blobs(64, 64));
-    let cfg = GatysConfig { steps: 30, ..Default::default() };
+    let cfg = GatysConfig {
+        steps: 30,
+        ..Default::default()
+    };
     let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
     let mut first = None;
     let mut last = 0.0;
@@ -91,7 +134,12 @@ fn texture_mode_and_adam_and_interrupt() {
     let vgg = vgg();
     tch::manual_seed(0);
     let s = blobs(64, 64);
-    let cfg = GatysConfig { steps: 15, init: Init::Noise, optimizer: OptimizerKind::Adam { lr: 0.05 }, ..Default::default() };
+    let cfg = GatysConfig {
+        steps: 15,
+        init: Init::Noise,
+        optimizer: OptimizerKind::Adam { lr: 0.05 },
+        ..Default::default()
+    };
     let g = Gatys::new(&vgg, cfg, None, &s).unwrap();
     let init = g.initial_image(48, 80);
     let mut losses = vec![];
@@ -113,12 +161,28 @@ fn texture_mode_and_adam_and_interrupt() {
 fn bad_settings_are_errors() {
     let vgg = vgg();
     let s = blobs(32, 32);
-    let cfg = GatysConfig { style_layer_weights: vec![1.0], ..Default::default() };
-    assert!(matches!(Gatys::new(&vgg, cfg, None, &s), Err(Error::Config(_))));
-    let cfg = GatysConfig { steps: 0, ..Default::default() };
-    assert!(matches!(Gatys::new(&vgg, cfg, None, &s), Err(Error::Config(_))));
+    let cfg = GatysConfig {
+        style_layer_weights: vec![1.0],
+        ..Default::default()
+    };
+    assert!(matches!(
+        Gatys::new(&vgg, cfg, None, &s),
+        Err(Error::Config(_))
+    ));
+    let cfg = GatysConfig {
+        steps: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Gatys::new(&vgg, cfg, None, &s),
+        Err(Error::Config(_))
+    ));
     // A huge learning rate diverges: the run stops with a NonFinite error naming the term.
-    let cfg = GatysConfig { optimizer: OptimizerKind::Adam { lr: f64::INFINITY }, steps: 3, ..Default::default() };
+    let cfg = GatysConfig {
+        optimizer: OptimizerKind::Adam { lr: f64::INFINITY },
+        steps: 3,
+        ..Default::default()
+    };
     let g = Gatys::new(&vgg, cfg, Some(&s), &s).unwrap();
     let r = g.run(&g.initial_image(32, 32), |_, _| true);
     assert!(matches!(r, Err(Error::NonFinite { .. })), "{r:?}");

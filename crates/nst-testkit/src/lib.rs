@@ -12,7 +12,10 @@ use tch::Tensor;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The project venv's python (`$NST_PYTHON`, set by .cargo/config.toml).
@@ -20,25 +23,39 @@ pub fn python() -> PathBuf {
     let p = std::env::var_os("NST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-    assert!(p.exists(), "no python at {} - run scripts/setup.sh first", p.display());
+    assert!(
+        p.exists(),
+        "no python at {} - run scripts/setup.sh first",
+        p.display()
+    );
     p
 }
 
 /// Path of the real VGG19 weights made by scripts/setup.sh.
 pub fn vgg19_weights() -> PathBuf {
     let p = repo_root().join("checkpoints/vgg19.safetensors");
-    assert!(p.exists(), "{} missing - run scripts/setup.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} missing - run scripts/setup.sh first",
+        p.display()
+    );
     p
 }
 
 /// Runs `tests/torch_ref/<script> <inputs.safetensors> <outputs.safetensors> [args…]`
 /// and returns the tensors it wrote.
-pub fn torch_reference(script: &str, inputs: &[(&str, &Tensor)], args: &[&str]) -> HashMap<String, Tensor> {
+pub fn torch_reference(
+    script: &str,
+    inputs: &[(&str, &Tensor)],
+    args: &[&str],
+) -> HashMap<String, Tensor> {
     let dir = tempfile::tempdir().unwrap();
     let inp = dir.path().join("in.safetensors");
     let out = dir.path().join("out.safetensors");
-    let owned: Vec<(&str, Tensor)> =
-        inputs.iter().map(|(n, t)| (*n, t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    let owned: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(n, t)| (*n, t.detach().to_device(tch::Device::Cpu).contiguous()))
+        .collect();
     Tensor::write_safetensors(&owned, &inp).unwrap();
     let script_path = repo_root().join("tests/torch_ref").join(script);
     let output = Command::new(python())
@@ -54,13 +71,22 @@ pub fn torch_reference(script: &str, inputs: &[(&str, &Tensor)], args: &[&str]) 
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Tensor::read_safetensors(&out).unwrap().into_iter().collect()
+    Tensor::read_safetensors(&out)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// max|a − b| / max(max|b|, 1e-12): the error relative to the reference's scale.
 pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
-    let b = b.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
+    let a = a
+        .detach()
+        .to_device(tch::Device::Cpu)
+        .to_kind(tch::Kind::Double);
+    let b = b
+        .detach()
+        .to_device(tch::Device::Cpu)
+        .to_kind(tch::Kind::Double);
     assert_eq!(a.size(), b.size(), "shape mismatch");
     let diff = (&a - &b).abs().max().double_value(&[]);
     let scale = b.abs().max().double_value(&[]).max(1e-12);

@@ -14,7 +14,12 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -30,7 +35,12 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(cfg: AdamConfig) -> Self {
-        Self { cfg, t: 0, m: BTreeMap::new(), v: BTreeMap::new() }
+        Self {
+            cfg,
+            t: 0,
+            m: BTreeMap::new(),
+            v: BTreeMap::new(),
+        }
     }
 
     /// Clears the gradients of every trainable variable.
@@ -55,7 +65,11 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = if self.cfg.weight_decay > 0.0 { &g + &p * self.cfg.weight_decay } else { g };
+                let g = if self.cfg.weight_decay > 0.0 {
+                    &g + &p * self.cfg.weight_decay
+                } else {
+                    g
+                };
                 let m = self.m.entry(name.clone()).or_insert_with(|| p.zeros_like());
                 *m *= b1;
                 *m += &g * (1.0 - b1);
@@ -70,8 +84,16 @@ impl Adam {
 
     /// The moment buffers as named tensors (`m.<var>`, `v.<var>`).
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self.m.iter().map(|(k, t)| (format!("m.{k}"), t.shallow_clone())).collect();
-        out.extend(self.v.iter().map(|(k, t)| (format!("v.{k}"), t.shallow_clone())));
+        let mut out: Vec<(String, Tensor)> = self
+            .m
+            .iter()
+            .map(|(k, t)| (format!("m.{k}"), t.shallow_clone()))
+            .collect();
+        out.extend(
+            self.v
+                .iter()
+                .map(|(k, t)| (format!("v.{k}"), t.shallow_clone())),
+        );
         out
     }
 

@@ -38,26 +38,49 @@ pub struct CheckpointMeta {
 pub struct Checkpoint;
 
 fn ck_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Checkpoint { path: path.display().to_string(), reason: reason.to_string() }
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Writes named tensors (as f32, or their own float kind) with metadata, atomically.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let t = t
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
         let n = t.numel();
         let mut bytes = vec![0u8; n * 4];
         t.f_copy_data_u8(&mut bytes, n)?;
-        owned.push((name.clone(), Dtype::F32, t.size().iter().map(|&d| d as usize).collect(), bytes));
+        owned.push((
+            name.clone(),
+            Dtype::F32,
+            t.size().iter().map(|&d| d as usize).collect(),
+            bytes,
+        ));
     }
     let mut views = Vec::with_capacity(owned.len());
     for (name, dt, shape, bytes) in &owned {
-        views.push((name.clone(), TensorView::new(*dt, shape.clone(), bytes).map_err(|e| ck_err(path, e))?));
+        views.push((
+            name.clone(),
+            TensorView::new(*dt, shape.clone(), bytes).map_err(|e| ck_err(path, e))?,
+        ));
     }
     nst_core::write_atomic(path, |tmp| {
-        safetensors::serialize_to_file(views, Some(metadata), tmp)
-            .map_err(|e| nst_core::Error::Unwritable { path: path.to_path_buf(), reason: e.to_string() })
+        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
+            nst_core::Error::Unwritable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })
     })?;
     Ok(())
 }
@@ -65,16 +88,24 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: Ha
 /// Reads named tensors and the metadata of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(ck_err(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            return Err(ck_err(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
         }
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        out.push((name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?));
+        out.push((
+            name,
+            Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?,
+        ));
     }
     Ok((out, meta))
 }
@@ -89,7 +120,9 @@ pub fn load_into(vs: &VarStore, tensors: Vec<(String, Tensor)>, origin: &Path) -
     for (name, t) in tensors {
         match vars.get(&name) {
             None => unexpected.push(name),
-            Some(v) if v.size() != t.size() => mismatched.push(format!("{name}: file {:?}, model {:?}", t.size(), v.size())),
+            Some(v) if v.size() != t.size() => {
+                mismatched.push(format!("{name}: file {:?}, model {:?}", t.size(), v.size()))
+            }
             Some(_) => found.push((name, t)),
         }
     }
@@ -98,7 +131,10 @@ pub fn load_into(vs: &VarStore, tensors: Vec<(String, Tensor)>, origin: &Path) -
     }
     let missing: Vec<String> = vars.into_keys().collect();
     if let Some(d) = nst_core::strict_report(missing, unexpected, mismatched) {
-        return Err(ck_err(origin, format!("weights do not match the model:{d}")));
+        return Err(ck_err(
+            origin,
+            format!("weights do not match the model:{d}"),
+        ));
     }
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {
@@ -117,7 +153,13 @@ impl Checkpoint {
     }
 
     /// Saves a checkpoint and points `latest` at it, then keeps only the last `keep` checkpoints.
-    pub fn save(run_dir: &Path, vs: &VarStore, adam: &Adam, meta: &CheckpointMeta, keep: usize) -> Result<PathBuf> {
+    pub fn save(
+        run_dir: &Path,
+        vs: &VarStore,
+        adam: &Adam,
+        meta: &CheckpointMeta,
+        keep: usize,
+    ) -> Result<PathBuf> {
         std::fs::create_dir_all(run_dir).map_err(|e| ck_err(run_dir, e))?;
         let stem = Self::stem(meta.step);
         let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -128,11 +170,18 @@ impl Checkpoint {
             ("step".to_string(), meta.step.to_string()),
         ]);
         write_safetensors(&run_dir.join(&meta.weights_file), &weights, wmeta)?;
-        write_safetensors(&run_dir.join(&meta.optimizer_file), &adam.state_tensors(), HashMap::new())?;
+        write_safetensors(
+            &run_dir.join(&meta.optimizer_file),
+            &adam.state_tensors(),
+            HashMap::new(),
+        )?;
         let json = serde_json::to_vec_pretty(meta).map_err(|e| ck_err(run_dir, e))?;
         let side = run_dir.join(format!("{stem}.json"));
         nst_core::fsutil::write_bytes_atomic(&side, &json)?;
-        nst_core::fsutil::write_bytes_atomic(&run_dir.join("latest"), format!("{stem}\n").as_bytes())?;
+        nst_core::fsutil::write_bytes_atomic(
+            &run_dir.join("latest"),
+            format!("{stem}\n").as_bytes(),
+        )?;
         Self::prune(run_dir, keep)?;
         Ok(side)
     }
@@ -140,7 +189,10 @@ impl Checkpoint {
     /// The metadata a new checkpoint at `step` gets (file names filled in).
     pub fn meta_for(step: u64) -> (String, String) {
         let stem = Self::stem(step);
-        (format!("{stem}.safetensors"), format!("{stem}.optim.safetensors"))
+        (
+            format!("{stem}.safetensors"),
+            format!("{stem}.optim.safetensors"),
+        )
     }
 
     fn steps_in(run_dir: &Path) -> Result<Vec<u64>> {
@@ -173,23 +225,36 @@ impl Checkpoint {
     /// file to the sidecar path and its metadata.
     pub fn resolve(path: &Path) -> Result<(PathBuf, CheckpointMeta)> {
         let side = if path.is_dir() {
-            let latest = std::fs::read_to_string(path.join("latest"))
-                .map_err(|_| ck_err(path, "no `latest` file: not a run folder, or no checkpoint written yet"))?;
+            let latest = std::fs::read_to_string(path.join("latest")).map_err(|_| {
+                ck_err(
+                    path,
+                    "no `latest` file: not a run folder, or no checkpoint written yet",
+                )
+            })?;
             path.join(format!("{}.json", latest.trim()))
         } else if path.extension().is_some_and(|e| e == "json") {
             path.to_path_buf()
         } else {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let stem = name.trim_end_matches(".safetensors").trim_end_matches(".optim");
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = name
+                .trim_end_matches(".safetensors")
+                .trim_end_matches(".optim");
             path.with_file_name(format!("{stem}.json"))
         };
         if !side.exists() {
             return Err(ck_err(&side, "not found"));
         }
         let text = std::fs::read_to_string(&side).map_err(|e| ck_err(&side, e))?;
-        let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| ck_err(&side, format!("not a checkpoint sidecar: {e}")))?;
+        let meta: CheckpointMeta = serde_json::from_str(&text)
+            .map_err(|e| ck_err(&side, format!("not a checkpoint sidecar: {e}")))?;
         if meta.format != FORMAT {
-            return Err(ck_err(&side, format!("format {:?}, expected {FORMAT:?}", meta.format)));
+            return Err(ck_err(
+                &side,
+                format!("format {:?}, expected {FORMAT:?}", meta.format),
+            ));
         }
         Ok((side, meta))
     }
@@ -199,9 +264,17 @@ impl Checkpoint {
         let (tensors, meta) = read_safetensors(weights)?;
         match meta.get("model_kind") {
             Some(k) if k != expected_kind => {
-                return Err(ck_err(weights, format!("is a {k:?} checkpoint, but the model is {expected_kind:?}")))
+                return Err(ck_err(
+                    weights,
+                    format!("is a {k:?} checkpoint, but the model is {expected_kind:?}"),
+                ))
             }
-            None => return Err(ck_err(weights, "has no model_kind metadata: not an nst checkpoint")),
+            None => {
+                return Err(ck_err(
+                    weights,
+                    "has no model_kind metadata: not an nst checkpoint",
+                ))
+            }
             _ => {}
         }
         load_into(vs, tensors, weights)

@@ -152,7 +152,12 @@ fn d_image_every() -> u64 {
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { dir: d_log_dir(), scalar_every: d_scalar_every(), image_every: d_image_every(), tensorboard: true }
+        Self {
+            dir: d_log_dir(),
+            scalar_every: d_scalar_every(),
+            image_every: d_image_every(),
+            tensorboard: true,
+        }
     }
 }
 
@@ -187,7 +192,9 @@ pub struct TrainConfig {
 fn parse_value(v: &str) -> toml::Value {
     let doc = format!("v = {v}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(v.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(v.to_string())),
         Err(_) => toml::Value::String(v.to_string()),
     }
 }
@@ -199,30 +206,39 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
         .ok_or_else(|| Error::Config(format!("--set {assignment:?}: expected key=value")))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::Config(format!("--set {assignment:?}: bad key {key:?}")));
+        return Err(Error::Config(format!(
+            "--set {assignment:?}: bad key {key:?}"
+        )));
     }
     let mut t = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         t = entry
             .as_table_mut()
             .ok_or_else(|| Error::Config(format!("--set {key}: {p} is not a table")))?;
     }
-    t.insert(parts[parts.len() - 1].to_string(), parse_value(value.trim()));
+    t.insert(
+        parts[parts.len() - 1].to_string(),
+        parse_value(value.trim()),
+    );
     Ok(())
 }
 
 impl TrainConfig {
     /// Parses TOML text, applies `--set` overrides, and validates the generic sections.
     pub fn parse(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
-        let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {}", one_line(&e.to_string()))))?;
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::Config(format!("{origin}: {}", one_line(&e.to_string())))
+        })?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
         let resolved = toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?;
-        let raw: Raw = toml::from_str(&resolved)
-            .map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {}", one_line(&e.to_string()))))?;
+        let raw: Raw = toml::from_str(&resolved).map_err(|e: toml::de::Error| {
+            Error::Config(format!("{origin}: {}", one_line(&e.to_string())))
+        })?;
         let model_kind = raw
             .model
             .get("kind")
@@ -298,18 +314,28 @@ impl TrainConfig {
 }
 
 /// Parses a model family's own section strictly (unknown keys named in the error).
-pub fn parse_section<T: serde::de::DeserializeOwned>(table: &toml::Table, section: &str, skip: &[&str]) -> Result<T> {
+pub fn parse_section<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    section: &str,
+    skip: &[&str],
+) -> Result<T> {
     let mut t = table.clone();
     for k in skip {
         t.remove(*k);
     }
     toml::Value::Table(t)
         .try_into()
-        .map_err(|e: toml::de::Error| Error::Config(format!("[{section}]: {}", one_line(&e.to_string()))))
+        .map_err(|e: toml::de::Error| {
+            Error::Config(format!("[{section}]: {}", one_line(&e.to_string())))
+        })
 }
 
 fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -333,8 +359,16 @@ device = "cpu"
 
     #[test]
     fn parses_defaults_and_overrides() {
-        let c = TrainConfig::parse(BASE, &["optim.lr=2e-4".into(), "train.steps=5".into(), "data.style.root=/s".into()], "t")
-            .unwrap();
+        let c = TrainConfig::parse(
+            BASE,
+            &[
+                "optim.lr=2e-4".into(),
+                "train.steps=5".into(),
+                "data.style.root=/s".into(),
+            ],
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.model_kind, "adain");
         assert_eq!(c.optim.lr, 2e-4);
         assert_eq!(c.train.steps, 5);
@@ -348,17 +382,29 @@ device = "cpu"
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = TrainConfig::parse(&BASE.replace("crop = 64", "crop = 64\ncorp = 3"), &[], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse(&BASE.replace("crop = 64", "crop = 64\ncorp = 3"), &[], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("corp"), "{e}");
-        let e = TrainConfig::parse(BASE, &["optim.lrr=1".into()], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse(BASE, &["optim.lrr=1".into()], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lrr"), "{e}");
-        let e = TrainConfig::parse(BASE, &["optim.lr=-1".into()], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse(BASE, &["optim.lr=-1".into()], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("optim.lr"), "{e}");
-        let e = TrainConfig::parse(BASE, &["train.device=tpu".into()], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse(BASE, &["train.device=tpu".into()], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tpu"), "{e}");
-        let e = TrainConfig::parse(BASE, &["nokey".into()], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse(BASE, &["nokey".into()], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key=value"), "{e}");
-        let e = TrainConfig::parse("[model]\n", &[], "t").unwrap_err().to_string();
+        let e = TrainConfig::parse("[model]\n", &[], "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing field"), "{e}");
     }
 }

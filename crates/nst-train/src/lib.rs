@@ -15,7 +15,7 @@ pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{DataSection, LogSection, OptimSection, TrainConfig, TrainSection};
 pub use logger::{Logger, NullLogger, TensorBoard};
-pub use trainer::{StepOutput, TrainModel, Trainer, TrainerHooks, TrainOutcome};
+pub use trainer::{StepOutput, TrainModel, TrainOutcome, Trainer, TrainerHooks};
 
 /// Errors of the training engine; each names the key, file, step or term at fault.
 #[derive(Debug, thiserror::Error)]

@@ -28,8 +28,23 @@ impl Tiny {
     fn new(seed: i64) -> Self {
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(Device::Cpu);
-        let conv = nn::conv2d(vs.root() / "conv", 3, 3, 3, nn::ConvConfig { padding: 1, ..Default::default() });
-        Self { vs, conv, calls: 0, nan_at: None, kind: "tiny" }
+        let conv = nn::conv2d(
+            vs.root() / "conv",
+            3,
+            3,
+            3,
+            nn::ConvConfig {
+                padding: 1,
+                ..Default::default()
+            },
+        );
+        Self {
+            vs,
+            conv,
+            calls: 0,
+            nan_at: None,
+            kind: "tiny",
+        }
     }
 }
 
@@ -48,8 +63,14 @@ impl TrainModel for Tiny {
         if self.nan_at == Some(self.calls) {
             fit = fit * f64::NAN;
         }
-        let tv = (out.narrow(3, 1, 31) - out.narrow(3, 0, 31)).square().mean(tch::Kind::Float) * 0.1;
-        Ok(StepOutput { loss: &fit + &tv, terms: vec![("fit".into(), fit), ("tv".into(), tv)] })
+        let tv = (out.narrow(3, 1, 31) - out.narrow(3, 0, 31))
+            .square()
+            .mean(tch::Kind::Float)
+            * 0.1;
+        Ok(StepOutput {
+            loss: &fit + &tv,
+            terms: vec![("fit".into(), fit), ("tv".into(), tv)],
+        })
     }
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let out = self.conv.forward(content).clamp(0.0, 1.0);
@@ -60,9 +81,15 @@ impl TrainModel for Tiny {
 fn images(dir: &Path, n: u32, salt: u32) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..n {
-        image::RgbImage::from_fn(40, 36, |x, y| image::Rgb([(x * 6 + i * 20) as u8, (y * 7 + salt) as u8, (i * 30 + salt) as u8]))
-            .save(dir.join(format!("{i}.png")))
-            .unwrap();
+        image::RgbImage::from_fn(40, 36, |x, y| {
+            image::Rgb([
+                (x * 6 + i * 20) as u8,
+                (y * 7 + salt) as u8,
+                (i * 30 + salt) as u8,
+            ])
+        })
+        .save(dir.join(format!("{i}.png")))
+        .unwrap();
     }
 }
 
@@ -108,7 +135,9 @@ fn recording() -> (TrainerHooks, Arc<Mutex<Vec<(u64, f64)>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     let hooks = TrainerHooks {
-        on_step: Some(Box::new(move |s: u64, t: &BTreeMap<String, f64>| l.lock().unwrap().push((s, t["total"])))),
+        on_step: Some(Box::new(move |s: u64, t: &BTreeMap<String, f64>| {
+            l.lock().unwrap().push((s, t["total"]))
+        })),
         ..Default::default()
     };
     (hooks, log)
@@ -122,7 +151,9 @@ fn resume_continues_exactly_and_the_loss_falls() {
     let cfg = config(d.path(), "full", 8, &[]);
     let mut m = Tiny::new(1);
     let (hooks, full) = recording();
-    let out = Trainer::new(&cfg, Device::Cpu).run(&mut m, None, &mut NullLogger, hooks).unwrap();
+    let out = Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, hooks)
+        .unwrap();
     assert!(matches!(out, TrainOutcome::Finished { step: 8, .. }));
     let full = full.lock().unwrap().clone();
     // Random content/style pairs cannot be fitted exactly; the loss still falls clearly.
@@ -131,15 +162,25 @@ fn resume_continues_exactly_and_the_loss_falls() {
     // Same run in two parts: 3 steps, then resume to 8.
     let cfg3 = config(d.path(), "split", 3, &[]);
     let mut m = Tiny::new(1);
-    Trainer::new(&cfg3, Device::Cpu).run(&mut m, None, &mut NullLogger, TrainerHooks::default()).unwrap();
+    Trainer::new(&cfg3, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .unwrap();
     let cfg8 = config(d.path(), "split", 8, &[]);
     let mut fresh = Tiny::new(99); // different init: everything must come from the checkpoint
     let (hooks, resumed) = recording();
-    Trainer::new(&cfg8, Device::Cpu).run(&mut fresh, Some(&cfg8.run_dir()), &mut NullLogger, hooks).unwrap();
+    Trainer::new(&cfg8, Device::Cpu)
+        .run(&mut fresh, Some(&cfg8.run_dir()), &mut NullLogger, hooks)
+        .unwrap();
     let resumed = resumed.lock().unwrap().clone();
-    assert_eq!(resumed.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
+    assert_eq!(
+        resumed.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8]
+    );
     for (a, b) in resumed.iter().zip(&full[3..]) {
-        assert_eq!(a, b, "resumed loss curve differs from the uninterrupted one");
+        assert_eq!(
+            a, b,
+            "resumed loss curve differs from the uninterrupted one"
+        );
     }
 }
 
@@ -156,9 +197,14 @@ fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
             stop.store(true, Ordering::SeqCst);
         }
     }));
-    let out = Trainer::new(&cfg, Device::Cpu).run(&mut m, None, &mut NullLogger, hooks).unwrap();
+    let out = Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, hooks)
+        .unwrap();
     match out {
-        TrainOutcome::Interrupted { step: 4, checkpoint: Some(p) } => assert!(p.ends_with("step_0000004.json")),
+        TrainOutcome::Interrupted {
+            step: 4,
+            checkpoint: Some(p),
+        } => assert!(p.ends_with("step_0000004.json")),
         o => panic!("{o:?}"),
     }
     let latest = std::fs::read_to_string(cfg.run_dir().join("latest")).unwrap();
@@ -169,24 +215,48 @@ fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
     let mut m = Tiny::new(1);
     m.nan_at = Some(5);
     let e = Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, Some(&cfg.run_dir()), &mut NullLogger, TrainerHooks::default())
+        .run(
+            &mut m,
+            Some(&cfg.run_dir()),
+            &mut NullLogger,
+            TrainerHooks::default(),
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("step 9") && e.contains("\"fit\"") && e.contains("NaN"), "{e}");
+    assert!(
+        e.contains("step 9") && e.contains("\"fit\"") && e.contains("NaN"),
+        "{e}"
+    );
     let latest = std::fs::read_to_string(cfg.run_dir().join("latest")).unwrap();
-    assert_eq!(latest.trim(), "step_0000006", "the last good checkpoint stays `latest`");
-    let names: Vec<String> =
-        std::fs::read_dir(cfg.run_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!names.iter().any(|n| n.contains(".tmp-")), "temporary files left: {names:?}");
+    assert_eq!(
+        latest.trim(),
+        "step_0000006",
+        "the last good checkpoint stays `latest`"
+    );
+    let names: Vec<String> = std::fs::read_dir(cfg.run_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains(".tmp-")),
+        "temporary files left: {names:?}"
+    );
 }
 
 #[test]
 fn keeps_the_last_k_and_refuses_other_models() {
     let _serial = serial();
     let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path(), "keep", 5, &["train.checkpoint_every=1", "train.keep_last=2"]);
+    let cfg = config(
+        d.path(),
+        "keep",
+        5,
+        &["train.checkpoint_every=1", "train.keep_last=2"],
+    );
     let mut m = Tiny::new(1);
-    Trainer::new(&cfg, Device::Cpu).run(&mut m, None, &mut NullLogger, TrainerHooks::default()).unwrap();
+    Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .unwrap();
     let mut jsons: Vec<String> = std::fs::read_dir(cfg.run_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -196,12 +266,17 @@ fn keeps_the_last_k_and_refuses_other_models() {
     assert_eq!(
         jsons,
         vec![
-            "step_0000004.json", "step_0000004.optim.safetensors", "step_0000004.safetensors",
-            "step_0000005.json", "step_0000005.optim.safetensors", "step_0000005.safetensors"
+            "step_0000004.json",
+            "step_0000004.optim.safetensors",
+            "step_0000004.safetensors",
+            "step_0000005.json",
+            "step_0000005.optim.safetensors",
+            "step_0000005.safetensors"
         ]
     );
     // The weights file names its model kind.
-    let (_, meta) = checkpoint::read_safetensors(&cfg.run_dir().join("step_0000005.safetensors")).unwrap();
+    let (_, meta) =
+        checkpoint::read_safetensors(&cfg.run_dir().join("step_0000005.safetensors")).unwrap();
     assert_eq!(meta["model_kind"], "tiny");
 
     // A checkpoint of another model kind is refused, naming both kinds.
@@ -209,15 +284,26 @@ fn keeps_the_last_k_and_refuses_other_models() {
     other.kind = "adain";
     let cfg_other = config(d.path(), "keep", 6, &["model.kind=\"adain\""]);
     let e = Trainer::new(&cfg_other, Device::Cpu)
-        .run(&mut other, Some(&cfg.run_dir()), &mut NullLogger, TrainerHooks::default())
+        .run(
+            &mut other,
+            Some(&cfg.run_dir()),
+            &mut NullLogger,
+            TrainerHooks::default(),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("\"tiny\"") && e.contains("\"adain\""), "{e}");
     // Mismatched weights are listed.
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = nn::linear(vs.root() / "fc", 2, 2, Default::default());
-    let e = Checkpoint::load_weights(&cfg.run_dir().join("step_0000005.safetensors"), &vs, "tiny").unwrap_err().to_string();
-    assert!(e.contains("missing [fc.bias, fc.weight]") && e.contains("unexpected [conv.bias, conv.weight]"), "{e}");
+    let e = Checkpoint::load_weights(&cfg.run_dir().join("step_0000005.safetensors"), &vs, "tiny")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing [fc.bias, fc.weight]")
+            && e.contains("unexpected [conv.bias, conv.weight]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -228,23 +314,44 @@ fn tensorboard_events_are_read_by_the_official_reader() {
     let mut m = Tiny::new(1);
     let tb_dir = cfg.log.dir.join(&cfg.train.run);
     let mut tb = TensorBoard::new(&tb_dir).unwrap();
-    Trainer::new(&cfg, Device::Cpu).run(&mut m, None, &mut tb, TrainerHooks::default()).unwrap();
+    Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut tb, TrainerHooks::default())
+        .unwrap();
     drop(tb);
     let out = std::process::Command::new(nst_testkit::python())
         .arg(nst_testkit::repo_root().join("tests/tools/read_tensorboard.py"))
         .arg(&tb_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for tag in ["loss/total", "loss/fit", "loss/tv", "optim/lr", "perf/images_per_s", "perf/data_wait_s", "perf/compute_s"] {
-        let pts = v["scalars"][tag].as_array().unwrap_or_else(|| panic!("no scalar {tag}: {v}"));
+    for tag in [
+        "loss/total",
+        "loss/fit",
+        "loss/tv",
+        "optim/lr",
+        "perf/images_per_s",
+        "perf/data_wait_s",
+        "perf/compute_s",
+    ] {
+        let pts = v["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no scalar {tag}: {v}"));
         assert_eq!(pts.len(), 4, "{tag}: {pts:?}");
     }
     let lr = &v["scalars"]["optim/lr"];
     assert!((lr[0][1].as_f64().unwrap() - 0.01).abs() < 1e-6);
-    let imgs = v["images"]["samples/content_style_output"].as_array().unwrap();
+    let imgs = v["images"]["samples/content_style_output"]
+        .as_array()
+        .unwrap();
     // Steps 2 and 4; the 96x32 grid is padded to a 96x96 square.
     assert_eq!(imgs.len(), 2, "{imgs:?}");
-    assert_eq!(imgs[0].as_array().unwrap()[1..], [serde_json::json!(96), serde_json::json!(96)]);
+    assert_eq!(
+        imgs[0].as_array().unwrap()[1..],
+        [serde_json::json!(96), serde_json::json!(96)]
+    );
 }

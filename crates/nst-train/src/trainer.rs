@@ -39,8 +39,14 @@ pub trait TrainModel {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainOutcome {
-    Finished { step: u64, checkpoint: PathBuf },
-    Interrupted { step: u64, checkpoint: Option<PathBuf> },
+    Finished {
+        step: u64,
+        checkpoint: PathBuf,
+    },
+    Interrupted {
+        step: u64,
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 /// Control from the outside: a stop flag (set by SIGINT/SIGTERM), the progress
@@ -53,7 +59,11 @@ pub struct TrainerHooks {
 
 impl Default for TrainerHooks {
     fn default() -> Self {
-        Self { stop: Arc::new(AtomicBool::new(false)), quiet: true, on_step: None }
+        Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            quiet: true,
+            on_step: None,
+        }
     }
 }
 
@@ -89,10 +99,20 @@ impl<'a> Trainer<'a> {
     ) -> Result<TrainOutcome> {
         let cfg = self.cfg;
         let run_dir = cfg.run_dir();
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::Checkpoint { path: run_dir.display().to_string(), reason: e.to_string() })?;
-        nst_core::fsutil::write_bytes_atomic(&run_dir.join("config.toml"), cfg.resolved.as_bytes())?;
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::Checkpoint {
+            path: run_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        nst_core::fsutil::write_bytes_atomic(
+            &run_dir.join("config.toml"),
+            cfg.resolved.as_bytes(),
+        )?;
         if model.kind() != cfg.model_kind {
-            return Err(Error::Config(format!("model.kind is {:?} but the model is {:?}", cfg.model_kind, model.kind())));
+            return Err(Error::Config(format!(
+                "model.kind is {:?} but the model is {:?}",
+                cfg.model_kind,
+                model.kind()
+            )));
         }
         let mut adam = Adam::new(AdamConfig {
             beta1: cfg.optim.beta1,
@@ -100,18 +120,27 @@ impl<'a> Trainer<'a> {
             weight_decay: cfg.optim.weight_decay,
             ..Default::default()
         });
-        let (mut step, mut content_pos, mut style_pos) = (0u64, Position::default(), Position::default());
+        let (mut step, mut content_pos, mut style_pos) =
+            (0u64, Position::default(), Position::default());
         let mut last_ckpt: Option<PathBuf> = None;
         if let Some(path) = resume {
             let (side, meta) = Checkpoint::resolve(path)?;
             if meta.model_kind != model.kind() {
                 return Err(Error::Checkpoint {
                     path: side.display().to_string(),
-                    reason: format!("is a {:?} checkpoint, but the config trains {:?}", meta.model_kind, model.kind()),
+                    reason: format!(
+                        "is a {:?} checkpoint, but the config trains {:?}",
+                        meta.model_kind,
+                        model.kind()
+                    ),
                 });
             }
             let dir = side.parent().unwrap_or(Path::new("."));
-            Checkpoint::load_weights(&dir.join(&meta.weights_file), model.var_store(), model.kind())?;
+            Checkpoint::load_weights(
+                &dir.join(&meta.weights_file),
+                model.var_store(),
+                model.kind(),
+            )?;
             let (opt, _) = crate::checkpoint::read_safetensors(&dir.join(&meta.optimizer_file))?;
             adam.load_state(meta.optimizer_step, opt, self.device);
             step = meta.step;
@@ -121,11 +150,20 @@ impl<'a> Trainer<'a> {
         }
         let pipeline = cfg.data.pipeline();
         let seed = cfg.train.seed;
-        let mut content = Loader::new(cfg.data.content.open()?, pipeline.clone(), mix(seed, 1), content_pos)?;
+        let mut content = Loader::new(
+            cfg.data.content.open()?,
+            pipeline.clone(),
+            mix(seed, 1),
+            content_pos,
+        )?;
         let mut style = Loader::new(cfg.data.style.open()?, pipeline, mix(seed, 2), style_pos)?;
 
         let total = cfg.train.steps;
-        let pb = if hooks.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+        let pb = if hooks.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
         if let Ok(st) = ProgressStyle::with_template(
             "{prefix} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} {msg} (ETA {eta})",
         ) {
@@ -136,7 +174,12 @@ impl<'a> Trainer<'a> {
         pb.enable_steady_tick(Duration::from_millis(500));
 
         let mut last_terms: BTreeMap<String, f64> = BTreeMap::new();
-        let save = |step: u64, adam: &Adam, cpos: Position, spos: Position, terms: &BTreeMap<String, f64>, model: &dyn TrainModel| {
+        let save = |step: u64,
+                    adam: &Adam,
+                    cpos: Position,
+                    spos: Position,
+                    terms: &BTreeMap<String, f64>,
+                    model: &dyn TrainModel| {
             let (weights_file, optimizer_file) = Checkpoint::meta_for(step);
             let meta = CheckpointMeta {
                 format: FORMAT.into(),
@@ -153,19 +196,39 @@ impl<'a> Trainer<'a> {
                 weights_file,
                 optimizer_file,
             };
-            Checkpoint::save(&run_dir, model.var_store(), adam, &meta, cfg.train.keep_last)
+            Checkpoint::save(
+                &run_dir,
+                model.var_store(),
+                adam,
+                &meta,
+                cfg.train.keep_last,
+            )
         };
 
         while step < total {
             if hooks.stop.load(Ordering::SeqCst) {
                 pb.finish_and_clear();
-                let ck = if last_ckpt.as_ref().is_some_and(|p| p.ends_with(format!("step_{step:07}.json"))) || step == 0 && last_ckpt.is_none() {
+                let ck = if last_ckpt
+                    .as_ref()
+                    .is_some_and(|p| p.ends_with(format!("step_{step:07}.json")))
+                    || step == 0 && last_ckpt.is_none()
+                {
                     last_ckpt.clone()
                 } else {
-                    Some(save(step, &adam, content_pos, style_pos, &last_terms, &*model)?)
+                    Some(save(
+                        step,
+                        &adam,
+                        content_pos,
+                        style_pos,
+                        &last_terms,
+                        &*model,
+                    )?)
                 };
                 logger.flush();
-                return Ok(TrainOutcome::Interrupted { step, checkpoint: ck });
+                return Ok(TrainOutcome::Interrupted {
+                    step,
+                    checkpoint: ck,
+                });
             }
             let t0 = Instant::now();
             let cb = content.next_batch()?;
@@ -188,7 +251,11 @@ impl<'a> Trainer<'a> {
                 if !v.is_finite() {
                     pb.finish_and_clear();
                     logger.flush();
-                    return Err(Error::NonFinite { step: next, term: name.clone(), value: *v });
+                    return Err(Error::NonFinite {
+                        step: next,
+                        term: name.clone(),
+                        value: *v,
+                    });
                 }
             }
             Adam::zero_grad(model.var_store());
@@ -205,11 +272,19 @@ impl<'a> Trainer<'a> {
                     logger.scalar(&format!("loss/{name}"), *v, step);
                 }
                 logger.scalar("optim/lr", lr, step);
-                logger.scalar("perf/images_per_s", cfg.data.batch_size as f64 / (wait + compute), step);
+                logger.scalar(
+                    "perf/images_per_s",
+                    cfg.data.batch_size as f64 / (wait + compute),
+                    step,
+                );
                 logger.scalar("perf/data_wait_s", wait, step);
                 logger.scalar("perf/compute_s", compute, step);
                 let st = content.stats();
-                logger.scalar("data/bad_images", st.bad.load(Ordering::Relaxed) as f64, step);
+                logger.scalar(
+                    "data/bad_images",
+                    st.bad.load(Ordering::Relaxed) as f64,
+                    step,
+                );
             }
             if step % cfg.log.image_every == 0 || step == total {
                 let grid = tch::no_grad(|| model.sample_grid(&c, &s))?;
@@ -227,7 +302,14 @@ impl<'a> Trainer<'a> {
             }
             last_terms = terms;
             if step % cfg.train.checkpoint_every == 0 || step == total {
-                last_ckpt = Some(save(step, &adam, content_pos, style_pos, &last_terms, &*model)?);
+                last_ckpt = Some(save(
+                    step,
+                    &adam,
+                    content_pos,
+                    style_pos,
+                    &last_terms,
+                    &*model,
+                )?);
             }
         }
         pb.finish_and_clear();

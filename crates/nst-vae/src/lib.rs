@@ -28,7 +28,10 @@
 pub mod model;
 pub mod ops;
 
-pub use model::{mix_codes, sample_codes, ContentEncoderKind, ContentTarget, StyleEncoderKind, VaeAdainModel, VaeLoss, VaeModelConfig, KIND};
+pub use model::{
+    mix_codes, sample_codes, ContentEncoderKind, ContentTarget, StyleEncoderKind, VaeAdainModel,
+    VaeLoss, VaeModelConfig, KIND,
+};
 pub use ops::{adain_with, disentanglement_loss, kl_divergence, reparameterize};
 
 #[cfg(test)]

@@ -115,7 +115,10 @@ fn style_weight() -> f64 {
     3e4
 }
 fn style_layers() -> Vec<String> {
-    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"].iter().map(|s| s.to_string()).collect()
+    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 fn kl_weight() -> f64 {
     1e-3
@@ -166,8 +169,15 @@ struct LearnedContentEncoder {
 
 impl LearnedContentEncoder {
     fn new(vs: &nn::Path) -> Self {
-        let c3 = nn::ConvConfig { padding: 1, ..Default::default() };
-        let c4 = nn::ConvConfig { stride: 2, padding: 1, ..Default::default() };
+        let c3 = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let c4 = nn::ConvConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
         let convs = vec![
             nn::conv2d(vs / "conv1", 3, 64, 3, c3),
             nn::conv2d(vs / "conv2", 64, 128, 4, c4),
@@ -183,7 +193,16 @@ impl LearnedContentEncoder {
         for (i, c) in self.convs.iter().enumerate() {
             h = c.forward(&h);
             if i + 1 < n {
-                h = h.instance_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
+                h = h.instance_norm(
+                    None::<Tensor>,
+                    None::<Tensor>,
+                    None::<Tensor>,
+                    None::<Tensor>,
+                    true,
+                    0.1,
+                    1e-5,
+                    false,
+                );
             }
             h = h.relu();
         }
@@ -214,7 +233,9 @@ impl Mlp {
     /// input, whatever the code, so the untrained decoder's output stays
     /// tame; the code's influence is learnt from there.
     fn init_as_identity_adain(&self, channels: &[i64]) {
-        let Some(last) = self.layers.last() else { return };
+        let Some(last) = self.layers.last() else {
+            return;
+        };
         let mut bias = Vec::new();
         for &c in channels {
             bias.extend(std::iter::repeat_n(0.5413f32, c as usize));
@@ -225,7 +246,7 @@ impl Mlp {
             let _ = ws.zero_();
             if let Some(bs) = &last.bs {
                 let mut bs = bs.shallow_clone();
-                let _ = bs.copy_(&Tensor::from_slice(&bias).to_device(bs.device()));
+                bs.copy_(&Tensor::from_slice(&bias).to_device(bs.device()));
             }
         });
     }
@@ -255,16 +276,27 @@ struct StyleEncoder {
 
 impl StyleEncoder {
     fn new(vs: &nn::Path, kind: StyleEncoderKind, hidden: i64, style_dim: i64) -> Self {
-        let c4 = nn::ConvConfig { stride: 2, padding: 1, ..Default::default() };
+        let c4 = nn::ConvConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
         let (convs, input) = match kind {
             StyleEncoderKind::VggStats => (Vec::new(), 2 * (64 + 128 + 256 + 512)),
             StyleEncoderKind::Conv => {
                 let ch = [3, 32, 64, 128, 256];
-                let convs = (0..4).map(|i| nn::conv2d(vs / format!("conv{}", i + 1), ch[i], ch[i + 1], 4, c4)).collect();
+                let convs = (0..4)
+                    .map(|i| nn::conv2d(vs / format!("conv{}", i + 1), ch[i], ch[i + 1], 4, c4))
+                    .collect();
                 (convs, 2 * 256)
             }
         };
-        Self { kind, convs, head: Mlp::new(&(vs / "head"), input, hidden, 2 * style_dim), style_dim }
+        Self {
+            kind,
+            convs,
+            head: Mlp::new(&(vs / "head"), input, hidden, 2 * style_dim),
+            style_dim,
+        }
     }
 
     /// (μ, log σ²) from per-channel statistics `[B, F]` (all ≥ 0: means and
@@ -274,7 +306,9 @@ impl StyleEncoder {
         let out = self.head.forward(&stats.clamp_min(0.0).log1p());
         let mu = out.narrow(1, 0, self.style_dim);
         // Keep σ² within e^±10: an untrained head cannot produce an overflowing exp.
-        let logvar = out.narrow(1, self.style_dim, self.style_dim).clamp(-10.0, 10.0);
+        let logvar = out
+            .narrow(1, self.style_dim, self.style_dim)
+            .clamp(-10.0, 10.0);
         (mu, logvar)
     }
 
@@ -325,23 +359,38 @@ pub struct VaeAdainModel {
 impl VaeAdainModel {
     pub fn new(vgg: Vgg, config: VaeModelConfig, loss: VaeLoss) -> Result<Self> {
         let parse = |v: &[String], what: &str| -> Result<Vec<Tap>> {
-            v.iter().map(|s| Tap::parse_for(s, vgg.arch())).collect::<Result<Vec<_>, _>>().map_err(|e| Error::Config(format!("loss.{what}: {e}")))
+            v.iter()
+                .map(|s| Tap::parse_for(s, vgg.arch()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Config(format!("loss.{what}: {e}")))
         };
         let content_taps = parse(&loss.content_layers, "content_layers")?;
         let style_taps = parse(&loss.style_layers, "style_layers")?;
         if content_taps.is_empty() || style_taps.is_empty() {
-            return Err(Error::Config("loss.content_layers and loss.style_layers need at least one layer each".into()));
+            return Err(Error::Config(
+                "loss.content_layers and loss.style_layers need at least one layer each".into(),
+            ));
         }
         if loss.content_target == ContentTarget::Adain && content_taps != [Tap::relu(4, 1)] {
             return Err(Error::Config("loss.content_target = \"adain\" compares at relu4_1 only: set content_layers = [\"relu4_1\"]".into()));
         }
         if !(config.width > 0.0 && config.width <= 4.0) {
-            return Err(Error::Config(format!("model.width must be in (0, 4], got {}", config.width)));
+            return Err(Error::Config(format!(
+                "model.width must be in (0, 4], got {}",
+                config.width
+            )));
         }
         if !(1..=4096).contains(&config.style_dim) || !(8..=8192).contains(&config.hidden) {
-            return Err(Error::Config("model.style_dim must be in 1..=4096 and model.hidden in 8..=8192".into()));
+            return Err(Error::Config(
+                "model.style_dim must be in 1..=4096 and model.hidden in 8..=8192".into(),
+            ));
         }
-        for (name, w) in [("content_weight", loss.content_weight), ("style_weight", loss.style_weight), ("kl_weight", loss.kl_weight), ("disentangle_weight", loss.disentangle_weight)] {
+        for (name, w) in [
+            ("content_weight", loss.content_weight),
+            ("style_weight", loss.style_weight),
+            ("kl_weight", loss.kl_weight),
+            ("disentangle_weight", loss.disentangle_weight),
+        ] {
             if !(w >= 0.0 && w.is_finite()) {
                 return Err(Error::Config(format!("loss.{name} must be ≥ 0, got {w}")));
             }
@@ -351,8 +400,14 @@ impl VaeAdainModel {
         let feature_scale = std / p.scale;
         let vs = nn::VarStore::new(vgg.device());
         let root = vs.root();
-        let content_enc = (config.content_encoder == ContentEncoderKind::Learned).then(|| LearnedContentEncoder::new(&(&root / "content_encoder")));
-        let style_enc = StyleEncoder::new(&(&root / "style_encoder"), config.style_encoder, config.hidden, config.style_dim);
+        let content_enc = (config.content_encoder == ContentEncoderKind::Learned)
+            .then(|| LearnedContentEncoder::new(&(&root / "content_encoder")));
+        let style_enc = StyleEncoder::new(
+            &(&root / "style_encoder"),
+            config.style_encoder,
+            config.hidden,
+            config.style_dim,
+        );
         // The VGG code is divided by the input gain inside the decoder; a learned code is used as is.
         let input_scale = match config.content_encoder {
             ContentEncoderKind::Vgg => 1.0 / feature_scale,
@@ -360,9 +415,28 @@ impl VaeAdainModel {
         };
         let decoder = Decoder::new(&(&root / "decoder"), config.width, input_scale);
         let channels = decoder.level_channels();
-        let code_mlp = Mlp::new(&(&root / "code_mlp"), config.style_dim, config.hidden, 2 * channels.iter().sum::<i64>());
+        let code_mlp = Mlp::new(
+            &(&root / "code_mlp"),
+            config.style_dim,
+            config.hidden,
+            2 * channels.iter().sum::<i64>(),
+        );
         code_mlp.init_as_identity_adain(&channels);
-        Ok(Self { vs, vgg, config, loss, content_enc, style_enc, code_mlp, decoder, channels, content_taps, style_taps, feature_scale, step: 0 })
+        Ok(Self {
+            vs,
+            vgg,
+            config,
+            loss,
+            content_enc,
+            style_enc,
+            code_mlp,
+            decoder,
+            channels,
+            content_taps,
+            style_taps,
+            feature_scale,
+            step: 0,
+        })
     }
 
     /// Builds from the `[model]` and `[loss]` sections of a training config.
@@ -373,7 +447,14 @@ impl VaeAdainModel {
             Some(p) => p.clone(),
             None => nst_vgg::default_weights_path().map_err(|e| Error::Model(e.to_string()))?,
         };
-        let vgg = Vgg::load(&path, nst_vgg::VggOptions { pooling: nst_vgg::Pooling::Max, device }).map_err(|e| Error::Model(e.to_string()))?;
+        let vgg = Vgg::load(
+            &path,
+            nst_vgg::VggOptions {
+                pooling: nst_vgg::Pooling::Max,
+                device,
+            },
+        )
+        .map_err(|e| Error::Model(e.to_string()))?;
         Self::new(vgg, m, l)
     }
 
@@ -382,7 +463,9 @@ impl VaeAdainModel {
     }
 
     fn encode_vgg(&self, x: &Tensor, taps: &[Tap]) -> Result<Features> {
-        self.vgg.encode(x, taps).map_err(|e| Error::Model(e.to_string()))
+        self.vgg
+            .encode(x, taps)
+            .map_err(|e| Error::Model(e.to_string()))
     }
 
     /// VGG features at `tap`, per unit of [0, 1] input.
@@ -414,7 +497,10 @@ impl VaeAdainModel {
                         &owned
                     }
                 };
-                let fs: Vec<Tensor> = stats_taps().into_iter().map(|t| self.scaled(f, t)).collect();
+                let fs: Vec<Tensor> = stats_taps()
+                    .into_iter()
+                    .map(|t| self.scaled(f, t))
+                    .collect();
                 vgg_stats(&fs)
             }
         };
@@ -475,10 +561,21 @@ impl VaeAdainModel {
     /// (weight 1 − alpha): 0 reconstructs the content in its own style.
     pub fn stylize_code(&self, content: &Tensor, s: &Tensor, alpha: f64) -> Result<Tensor> {
         let b = content.size()[0];
-        if s.dim() != 2 || s.size()[1] != self.config.style_dim || !(s.size()[0] == 1 || s.size()[0] == b) {
-            return Err(Error::Model(format!("style code of shape {:?} does not fit a batch of {b} and style_dim {}", s.size(), self.config.style_dim)));
+        if s.dim() != 2
+            || s.size()[1] != self.config.style_dim
+            || !(s.size()[0] == 1 || s.size()[0] == b)
+        {
+            return Err(Error::Model(format!(
+                "style code of shape {:?} does not fit a batch of {b} and style_dim {}",
+                s.size(),
+                self.config.style_dim
+            )));
         }
-        let s = if s.size()[0] == 1 && b > 1 { s.expand([b, s.size()[1]], false) } else { s.shallow_clone() };
+        let s = if s.size()[0] == 1 && b > 1 {
+            s.expand([b, s.size()[1]], false)
+        } else {
+            s.shallow_clone()
+        };
         let code = self.encode_content(content)?;
         let ps = self.adain_params(&s);
         if alpha >= 1.0 {
@@ -537,10 +634,18 @@ impl TrainModel for VaeAdainModel {
         // Fixed targets: VGG features of the style (Grams, and E_s's input) and of the content.
         let (style_feats, target_grams, content_targets) = tch::no_grad(|| -> Result<_> {
             let fs = self.encode_vgg(style, &taps)?;
-            let grams: Vec<Tensor> = self.style_taps.iter().map(|&t| gram(&self.scaled(&fs, t))).collect();
+            let grams: Vec<Tensor> = self
+                .style_taps
+                .iter()
+                .map(|&t| gram(&self.scaled(&fs, t)))
+                .collect();
             let fc = self.encode_vgg(content, &taps)?;
             let targets: Vec<Tensor> = match self.loss.content_target {
-                ContentTarget::Content => self.content_taps.iter().map(|&t| self.scaled(&fc, t)).collect(),
+                ContentTarget::Content => self
+                    .content_taps
+                    .iter()
+                    .map(|&t| self.scaled(&fc, t))
+                    .collect(),
                 ContentTarget::Adain => {
                     let t = Tap::relu(4, 1);
                     vec![nst_adain::adain(&self.scaled(&fc, t), &self.scaled(&fs, t))]
@@ -567,18 +672,31 @@ impl TrainModel for VaeAdainModel {
         }
         let kl = kl_divergence(&mu, &logvar);
         let mut terms = vec![
-            ("content".to_string(), content_loss * self.loss.content_weight),
+            (
+                "content".to_string(),
+                content_loss * self.loss.content_weight,
+            ),
             ("style".to_string(), style_loss * self.loss.style_weight),
             ("kl".to_string(), &kl * self.kl_weight_now()),
         ];
         if self.loss.disentangle_weight > 0.0 && content.size()[0] > 1 {
             // y₂: other contents (the batch rolled by one) in the same codes.
-            let y2 = self.decode_blend(&code.roll([1i64].as_slice(), [0i64].as_slice()), &[(&params, 1.0)]);
+            let y2 = self.decode_blend(
+                &code.roll([1i64].as_slice(), [0i64].as_slice()),
+                &[(&params, 1.0)],
+            );
             let (e1, _) = self.encode_style_from(&y, Some(&fy))?;
             let (e2, _) = self.encode_style(&y2)?;
-            terms.push(("disentangle".to_string(), disentanglement_loss(&e1, &e2, &s) * self.loss.disentangle_weight));
+            terms.push((
+                "disentangle".to_string(),
+                disentanglement_loss(&e1, &e2, &s) * self.loss.disentangle_weight,
+            ));
         }
-        let loss = terms.iter().map(|(_, t)| t.shallow_clone()).reduce(|a, b| a + b).unwrap_or_else(|| Tensor::zeros([], (Kind::Float, device)));
+        let loss = terms
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, device)));
         terms.push(("kl_unweighted".to_string(), kl.detach()));
         Ok(StepOutput { loss, terms })
     }
@@ -607,11 +725,17 @@ impl TrainModel for VaeAdainModel {
 /// `codes: [1, D]` each → `[1, D]`
 pub fn mix_codes(codes: &[Tensor], weights: &[f64]) -> Result<Tensor> {
     if codes.is_empty() || codes.len() != weights.len() {
-        return Err(Error::Config(format!("{} style codes but {} weights", codes.len(), weights.len())));
+        return Err(Error::Config(format!(
+            "{} style codes but {} weights",
+            codes.len(),
+            weights.len()
+        )));
     }
     let sum: f64 = weights.iter().sum();
     if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || sum <= 0.0 {
-        return Err(Error::Config(format!("weights must be ≥ 0 with a positive sum, got {weights:?}")));
+        return Err(Error::Config(format!(
+            "weights must be ≥ 0 with a positive sum, got {weights:?}"
+        )));
     }
     let mut acc = codes[0].zeros_like();
     for (c, w) in codes.iter().zip(weights) {
@@ -624,7 +748,13 @@ pub fn mix_codes(codes: &[Tensor], weights: &[f64]) -> Result<Tensor> {
 
 /// `count` codes drawn from the prior N(0, I), scaled by `temperature`;
 /// deterministic for a seed (it reseeds LibTorch's generator).
-pub fn sample_codes(count: i64, style_dim: i64, seed: u64, temperature: f64, device: Device) -> Tensor {
+pub fn sample_codes(
+    count: i64,
+    style_dim: i64,
+    seed: u64,
+    temperature: f64,
+    device: Device,
+) -> Tensor {
     tch::manual_seed(seed as i64);
     Tensor::randn([count, style_dim], (Kind::Float, Device::Cpu)).to_device(device) * temperature
 }

@@ -17,7 +17,11 @@ pub fn reparameterize(mu: &Tensor, logvar: &Tensor, eps: &Tensor) -> Tensor {
 /// # Shapes
 /// `mu, logvar: [B, D]` → scalar
 pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Tensor {
-    let per = (mu.square() + logvar.exp() - logvar - 1.0).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) * 0.5;
+    let per = (mu.square() + logvar.exp() - logvar - 1.0).sum_dim_intlist(
+        [1i64].as_slice(),
+        false,
+        Kind::Float,
+    ) * 0.5;
     per.mean(Kind::Float)
 }
 
@@ -35,8 +39,12 @@ pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Tensor {
 /// # Shapes
 /// `e1, e2, s: [B, D]` → scalar
 pub fn disentanglement_loss(e1: &Tensor, e2: &Tensor, s: &Tensor) -> Tensor {
-    let d12 = (e1 - e2).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    let d1s = (e1 - s).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let d12 = (e1 - e2)
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let d1s = (e1 - s)
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
     (d12 - d1s).relu().mean(Kind::Float)
 }
 

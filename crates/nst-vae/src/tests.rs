@@ -12,11 +12,25 @@ use tch::{Device, Kind, Tensor};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn vgg() -> Vgg {
-    Vgg::load(vgg19_weights(), VggOptions { pooling: Pooling::Max, device: Device::Cpu }).unwrap()
+    Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Max,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
 }
 
 fn small(content_encoder: ContentEncoderKind, style_encoder: StyleEncoderKind) -> VaeAdainModel {
-    let cfg = VaeModelConfig { width: 0.25, style_dim: 8, hidden: 32, content_encoder, style_encoder, ..Default::default() };
+    let cfg = VaeModelConfig {
+        width: 0.25,
+        style_dim: 8,
+        hidden: 32,
+        content_encoder,
+        style_encoder,
+        ..Default::default()
+    };
     VaeAdainModel::new(vgg(), cfg, VaeLoss::default()).unwrap()
 }
 
@@ -33,16 +47,51 @@ fn operators_match_pytorch() {
     let (sigma, mean) = (r(&[2, 4]).abs() + 0.1, r(&[2, 4]));
     let want = torch_reference(
         "vae_ref.py",
-        &[("mu", &mu), ("logvar", &logvar), ("eps", &eps), ("e1", &e1), ("e2", &e2), ("s", &s), ("x", &x), ("sigma", &sigma), ("mean", &mean)],
+        &[
+            ("mu", &mu),
+            ("logvar", &logvar),
+            ("eps", &eps),
+            ("e1", &e1),
+            ("e2", &e2),
+            ("s", &s),
+            ("x", &x),
+            ("sigma", &sigma),
+            ("mean", &mean),
+        ],
         &[],
     );
-    assert_close(&reparameterize(&mu, &logvar, &eps), &want["z"], 1e-6, "reparameterisation");
-    assert_close(&kl_divergence(&mu, &logvar).reshape([1]), &want["kl"], 1e-5, "KL");
-    assert_close(&disentanglement_loss(&e1, &e2, &s).reshape([1]), &want["hinge"], 1e-5, "disentanglement");
-    assert_close(&adain_with(&x, &sigma, &mean), &want["adain"], 1e-5, "AdaIN with given parameters");
+    assert_close(
+        &reparameterize(&mu, &logvar, &eps),
+        &want["z"],
+        1e-6,
+        "reparameterisation",
+    );
+    assert_close(
+        &kl_divergence(&mu, &logvar).reshape([1]),
+        &want["kl"],
+        1e-5,
+        "KL",
+    );
+    assert_close(
+        &disentanglement_loss(&e1, &e2, &s).reshape([1]),
+        &want["hinge"],
+        1e-5,
+        "disentanglement",
+    );
+    assert_close(
+        &adain_with(&x, &sigma, &mean),
+        &want["adain"],
+        1e-5,
+        "AdaIN with given parameters",
+    );
     // The hinge is zero when both stylisations coincide, and KL is zero at the prior.
     assert_eq!(disentanglement_loss(&e1, &e1, &s).double_value(&[]), 0.0);
-    assert!(kl_divergence(&mu.zeros_like(), &logvar.zeros_like()).double_value(&[]).abs() < 1e-7);
+    assert!(
+        kl_divergence(&mu.zeros_like(), &logvar.zeros_like())
+            .double_value(&[])
+            .abs()
+            < 1e-7
+    );
 }
 
 #[test]
@@ -64,8 +113,15 @@ fn shapes_for_every_encoder_choice() {
             assert_eq!(logvar.size(), [2, 8]);
             let params = m.adain_params(&mu);
             let chans: Vec<i64> = params.iter().map(|(s, _)| s.size()[1]).collect();
-            assert_eq!(chans, [512, 64, 32, 16], "AdaIN channels at each decoder level");
-            assert!(params.iter().all(|(s, _)| s.min().double_value(&[]) > 0.0), "σ̂ must be positive");
+            assert_eq!(
+                chans,
+                [512, 64, 32, 16],
+                "AdaIN channels at each decoder level"
+            );
+            assert!(
+                params.iter().all(|(s, _)| s.min().double_value(&[]) > 0.0),
+                "σ̂ must be positive"
+            );
             let y = m.stylize(&c, &s, 1.0).unwrap();
             assert_eq!(y.size(), [2, 3, h, w]);
             let y = m.stylize(&c, &s, 0.5).unwrap();
@@ -88,9 +144,19 @@ fn interpolation_endpoints_reproduce_each_style() {
     let with_a = m.stylize(&c, &a, 1.0).unwrap();
     let mixed = mix_codes(&[ma.shallow_clone(), mb.shallow_clone()], &[1.0, 0.0]).unwrap();
     let via_mix = m.stylize_code(&c, &mixed, 1.0).unwrap();
-    assert_close(&via_mix, &with_a, 1e-6, "weight 1.0 on style a = stylisation with a");
+    assert_close(
+        &via_mix,
+        &with_a,
+        1e-6,
+        "weight 1.0 on style a = stylisation with a",
+    );
     let half = mix_codes(&[ma.shallow_clone(), mb.shallow_clone()], &[0.3, 0.3]).unwrap();
-    assert_close(&half, &((&ma + &mb) * 0.5), 1e-6, "equal weights = midpoint");
+    assert_close(
+        &half,
+        &((&ma + &mb) * 0.5),
+        1e-6,
+        "equal weights = midpoint",
+    );
     assert!(mix_codes(&[ma.shallow_clone()], &[1.0, 2.0]).is_err());
     assert!(mix_codes(&[ma, mb], &[0.0, 0.0]).is_err());
 }
@@ -109,14 +175,31 @@ fn sampling_is_deterministic_for_a_seed() {
     let y1 = m.stylize_code(&x.repeat([8, 1, 1, 1]), &a, 1.0).unwrap();
     let y2 = m.stylize_code(&x.repeat([8, 1, 1, 1]), &b, 1.0).unwrap();
     assert_eq!((&y1 - &y2).abs().max().double_value(&[]), 0.0);
-    assert!(m.stylize_code(&x, &sample_codes(1, 9, 1, 1.0, Device::Cpu), 1.0).is_err(), "a code of the wrong size is an error");
+    assert!(
+        m.stylize_code(&x, &sample_codes(1, 9, 1, 1.0, Device::Cpu), 1.0)
+            .is_err(),
+        "a code of the wrong size is an error"
+    );
 }
 
 #[test]
 fn kl_weight_anneals_linearly() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let loss = VaeLoss { kl_weight: 0.5, kl_anneal_steps: 100, ..Default::default() };
-    let mut m = VaeAdainModel::new(vgg(), VaeModelConfig { width: 0.25, hidden: 16, ..Default::default() }, loss).unwrap();
+    let loss = VaeLoss {
+        kl_weight: 0.5,
+        kl_anneal_steps: 100,
+        ..Default::default()
+    };
+    let mut m = VaeAdainModel::new(
+        vgg(),
+        VaeModelConfig {
+            width: 0.25,
+            hidden: 16,
+            ..Default::default()
+        },
+        loss,
+    )
+    .unwrap();
     m.set_step(0);
     assert_eq!(m.kl_weight_now(), 0.0);
     m.set_step(50);
@@ -131,12 +214,16 @@ fn write_images(dir: &std::path::Path, style: bool) {
         let img = if style {
             image::RgbImage::from_fn(64, 64, move |x, y| {
                 let band = ((x + 2 * y + 7 * i) / 6) % 3;
-                let pal = [[[220, 40, 30], [250, 200, 20], [20, 30, 160]], [[20, 160, 60], [240, 240, 240], [120, 20, 140]]];
+                let pal = [
+                    [[220, 40, 30], [250, 200, 20], [20, 30, 160]],
+                    [[20, 160, 60], [240, 240, 240], [120, 20, 140]],
+                ];
                 image::Rgb(pal[i as usize][band as usize])
             })
         } else {
             image::RgbImage::from_fn(64, 64, move |x, y| {
-                let d = ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
+                let d =
+                    ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
                 let v = if d < 18.0 { 200 } else { (x * 2) as u8 };
                 image::Rgb([v, (y * 3) as u8, 128 - v / 2])
             })
@@ -194,8 +281,13 @@ checkpoint_every = 1000
     let mut model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
     let log: Arc<Mutex<Vec<BTreeMap<String, f64>>>> = Arc::default();
     let l = log.clone();
-    let hooks = TrainerHooks { on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))), ..Default::default() };
-    Trainer::new(&cfg, Device::Cpu).run(&mut model, None, &mut NullLogger, hooks).unwrap();
+    let hooks = TrainerHooks {
+        on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))),
+        ..Default::default()
+    };
+    Trainer::new(&cfg, Device::Cpu)
+        .run(&mut model, None, &mut NullLogger, hooks)
+        .unwrap();
     let log = log.lock().unwrap();
     for key in ["content", "style", "kl", "disentangle", "total"] {
         assert!(log[0].contains_key(key), "term {key} is logged");
@@ -204,21 +296,48 @@ checkpoint_every = 1000
         eprintln!("step {i}: {:?}", log[i]);
     }
     let first = log[0]["total"];
-    let last10: f64 = log[log.len() - 10..].iter().map(|t| t["total"]).sum::<f64>() / 10.0;
-    eprintln!("overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}", first / last10);
-    assert!(last10 * 3.0 < first, "total loss fell only from {first} to {last10}");
+    let last10: f64 = log[log.len() - 10..]
+        .iter()
+        .map(|t| t["total"])
+        .sum::<f64>()
+        / 10.0;
+    eprintln!(
+        "overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}",
+        first / last10
+    );
+    assert!(
+        last10 * 3.0 < first,
+        "total loss fell only from {first} to {last10}"
+    );
 
     let load = |p: std::path::PathBuf| nst_core::load_image(p, Default::default()).unwrap();
-    let c = Tensor::cat(&[load(d.path().join("c/0.png")), load(d.path().join("c/1.png"))], 0);
-    let s = Tensor::cat(&[load(d.path().join("s/0.png")), load(d.path().join("s/1.png"))], 0);
+    let c = Tensor::cat(
+        &[
+            load(d.path().join("c/0.png")),
+            load(d.path().join("c/1.png")),
+        ],
+        0,
+    );
+    let s = Tensor::cat(
+        &[
+            load(d.path().join("s/0.png")),
+            load(d.path().join("s/1.png")),
+        ],
+        0,
+    );
     let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
     let style_loss = |x: &Tensor| -> f64 {
         let taps: Vec<Tap> = (1..=4).map(|b| Tap::relu(b, 1)).collect();
         let fx = model.vgg.encode(x, &taps).unwrap();
         let fs = model.vgg.encode(&s, &taps).unwrap();
-        taps.iter().map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[])).sum()
+        taps.iter()
+            .map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[]))
+            .sum()
     };
     let (lo, lc) = tch::no_grad(|| (style_loss(&out), style_loss(&c)));
     eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");
-    assert!(lo < lc, "stylised outputs ({lo}) must be closer in style than the contents ({lc})");
+    assert!(
+        lo < lc,
+        "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
+    );
 }

@@ -30,13 +30,25 @@ pub enum Error {
     #[error("{path}: not a VGG weights file: {reason}")]
     BadWeights { path: String, reason: String },
     #[error("{path}: weights do not match {arch}:{detail}")]
-    Strict { path: String, arch: Arch, detail: String },
+    Strict {
+        path: String,
+        arch: Arch,
+        detail: String,
+    },
     #[error("unknown layer {name:?} for {arch}; valid names: {valid}")]
-    UnknownTap { name: String, arch: Arch, valid: String },
+    UnknownTap {
+        name: String,
+        arch: Arch,
+        valid: String,
+    },
     #[error("input must be an RGB batch [B, 3, H, W]; got {shape:?}")]
     BadInput { shape: Vec<i64> },
     #[error("input {shape:?} is too small to reach {tap}: both sides must be at least {need} px")]
-    TooSmall { shape: Vec<i64>, tap: Tap, need: i64 },
+    TooSmall {
+        shape: Vec<i64>,
+        tap: Tap,
+        need: i64,
+    },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
@@ -93,7 +105,11 @@ impl Arch {
 
     /// Names of the convolution layers (`conv1_1`, …), the keys of the weights file.
     pub fn conv_names(self) -> Vec<String> {
-        self.taps().iter().filter(|t| t.kind == LayerKind::Conv).map(Tap::to_string).collect()
+        self.taps()
+            .iter()
+            .filter(|t| t.kind == LayerKind::Conv)
+            .map(Tap::to_string)
+            .collect()
     }
 
     pub fn parse(s: &str) -> Option<Arch> {
@@ -111,7 +127,11 @@ impl Arch {
 
     /// Spatial downsampling factor of a tap's output relative to the input.
     pub fn stride(self, tap: Tap) -> i64 {
-        let pools_before = if tap.kind == LayerKind::Pool { tap.block } else { tap.block - 1 };
+        let pools_before = if tap.kind == LayerKind::Pool {
+            tap.block
+        } else {
+            tap.block - 1
+        };
         1 << pools_before
     }
 }
@@ -144,7 +164,10 @@ pub struct VggOptions {
 
 impl Default for VggOptions {
     fn default() -> Self {
-        Self { pooling: Pooling::Max, device: Device::cuda_if_available() }
+        Self {
+            pooling: Pooling::Max,
+            device: Device::cuda_if_available(),
+        }
     }
 }
 
@@ -213,7 +236,13 @@ impl Vgg {
     /// mismatches are one error that lists them.
     pub fn load(path: impl AsRef<std::path::Path>, opts: VggOptions) -> Result<Self> {
         let file = WeightsFile::read(path.as_ref())?;
-        Self::from_tensors(file.arch, file.tensors, file.preprocessing, opts, &file.path)
+        Self::from_tensors(
+            file.arch,
+            file.tensors,
+            file.preprocessing,
+            opts,
+            &file.path,
+        )
     }
 
     /// Builds the network from named tensors (`conv1_1.weight`, `conv1_1.bias`, …).
@@ -256,9 +285,19 @@ impl Vgg {
         }
         let unexpected: Vec<String> = tensors.into_keys().collect();
         if let Some(detail) = nst_core::strict_report(missing, unexpected, mismatched) {
-            return Err(Error::Strict { path: origin.to_string(), arch, detail });
+            return Err(Error::Strict {
+                path: origin.to_string(),
+                arch,
+                detail,
+            });
         }
-        Ok(Self { arch, pooling: opts.pooling, preprocessing, convs, device: opts.device })
+        Ok(Self {
+            arch,
+            pooling: opts.pooling,
+            preprocessing,
+            convs,
+            device: opts.device,
+        })
     }
 
     pub fn arch(&self) -> Arch {
@@ -310,7 +349,11 @@ impl Vgg {
         let need = self.arch.stride(order[deepest]);
         let size = x.size();
         if size.len() != 4 || size[2].min(size[3]) < need {
-            return Err(Error::TooSmall { shape: size, tap: order[deepest], need });
+            return Err(Error::TooSmall {
+                shape: size,
+                tap: order[deepest],
+                need,
+            });
         }
         let mut h = x.shallow_clone();
         let mut conv_i = 0;
@@ -334,7 +377,11 @@ impl Vgg {
         // Return in the caller's order (duplicates allowed).
         let maps = taps
             .iter()
-            .filter_map(|t| maps.iter().find(|(m, _)| m == t).map(|(m, x)| (*m, x.shallow_clone())))
+            .filter_map(|t| {
+                maps.iter()
+                    .find(|(m, _)| m == t)
+                    .map(|(m, x)| (*m, x.shallow_clone()))
+            })
             .collect();
         Ok(Features { maps })
     }

@@ -22,13 +22,25 @@ pub struct Tap {
 
 impl Tap {
     pub const fn conv(block: u8, index: u8) -> Self {
-        Self { kind: LayerKind::Conv, block, index }
+        Self {
+            kind: LayerKind::Conv,
+            block,
+            index,
+        }
     }
     pub const fn relu(block: u8, index: u8) -> Self {
-        Self { kind: LayerKind::Relu, block, index }
+        Self {
+            kind: LayerKind::Relu,
+            block,
+            index,
+        }
     }
     pub const fn pool(block: u8) -> Self {
-        Self { kind: LayerKind::Pool, block, index: 0 }
+        Self {
+            kind: LayerKind::Pool,
+            block,
+            index: 0,
+        }
     }
 
     /// Parses a list such as `relu1_1,relu2_1, relu3_1` and checks every name against `arch`.
@@ -44,7 +56,11 @@ impl Tap {
     pub fn parse_for(s: &str, arch: Arch) -> Result<Tap, Error> {
         let tap: Tap = s.parse()?;
         if arch.position(tap).is_none() {
-            return Err(Error::UnknownTap { name: s.to_string(), arch, valid: arch.tap_names().join(", ") });
+            return Err(Error::UnknownTap {
+                name: s.to_string(),
+                arch,
+                valid: arch.tap_names().join(", "),
+            });
         }
         Ok(tap)
     }
@@ -81,7 +97,11 @@ impl std::str::FromStr for Tap {
                 return Err(unknown());
             };
             let (b, i) = rest.split_once('_').ok_or_else(unknown)?;
-            Tap { kind, block: num(b).ok_or_else(unknown)?, index: num(i).ok_or_else(unknown)? }
+            Tap {
+                kind,
+                block: num(b).ok_or_else(unknown)?,
+                index: num(i).ok_or_else(unknown)?,
+            }
         };
         if Arch::Vgg19.position(tap).is_none() {
             return Err(unknown());
@@ -105,7 +125,9 @@ mod tests {
         }
         assert!(Tap::parse_for("relu5_4", Arch::Vgg16).is_err());
         assert!(Tap::parse_for("relu5_3", Arch::Vgg16).is_ok());
-        let e = Tap::parse_list("relu1_1, relu9_9", Arch::Vgg19).unwrap_err().to_string();
+        let e = Tap::parse_list("relu1_1, relu9_9", Arch::Vgg19)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("relu9_9") && e.contains("relu5_4"), "{e}");
     }
 }

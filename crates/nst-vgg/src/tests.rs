@@ -16,37 +16,71 @@ fn random_weights(arch: Arch) -> HashMap<String, Tensor> {
         let cout = arch.channels(name.parse().unwrap());
         // He init keeps activations O(1) through 16 layers.
         let std = (2.0 / (9.0 * cin as f64)).sqrt();
-        m.insert(format!("{name}.weight"), Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu)) * std);
-        m.insert(format!("{name}.bias"), Tensor::randn([cout], (Kind::Float, Device::Cpu)) * 0.1);
+        m.insert(
+            format!("{name}.weight"),
+            Tensor::randn([cout, cin, 3, 3], (Kind::Float, Device::Cpu)) * std,
+        );
+        m.insert(
+            format!("{name}.bias"),
+            Tensor::randn([cout], (Kind::Float, Device::Cpu)) * 0.1,
+        );
         cin = cout;
     }
     m
 }
 
 fn opts(pooling: Pooling) -> VggOptions {
-    VggOptions { pooling, device: Device::Cpu }
+    VggOptions {
+        pooling,
+        device: Device::Cpu,
+    }
 }
 
 fn check_against_reference(arch: Arch, pooling: Pooling, prep: Preprocessing, prep_name: &str) {
     let weights = random_weights(arch);
-    let vgg = Vgg::from_tensors(arch, weights.iter().map(|(k, v)| (k.clone(), v.copy())).collect(), prep, opts(pooling), "test")
-        .unwrap();
+    let vgg = Vgg::from_tensors(
+        arch,
+        weights.iter().map(|(k, v)| (k.clone(), v.copy())).collect(),
+        prep,
+        opts(pooling),
+        "test",
+    )
+    .unwrap();
     let x = Tensor::rand([2, 3, 36, 44], (Kind::Float, Device::Cpu));
     let taps: Vec<Tap> = arch.taps();
     let names: Vec<String> = taps.iter().map(Tap::to_string).collect();
     let got = vgg.encode(&x, &taps).unwrap();
-    let mut inputs: Vec<(String, &Tensor)> = weights.iter().map(|(k, v)| (format!("w.{k}"), v)).collect();
+    let mut inputs: Vec<(String, &Tensor)> =
+        weights.iter().map(|(k, v)| (format!("w.{k}"), v)).collect();
     inputs.push(("x".into(), &x));
     let inputs: Vec<(&str, &Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let pool = if pooling == Pooling::Max { "max" } else { "avg" };
+    let pool = if pooling == Pooling::Max {
+        "max"
+    } else {
+        "avg"
+    };
     let joined = names.join(",");
     let want = torch_reference(
         "vgg_ref.py",
         &inputs,
-        &["--arch", &arch.to_string(), "--pooling", pool, "--taps", &joined, "--prep", prep_name],
+        &[
+            "--arch",
+            &arch.to_string(),
+            "--pooling",
+            pool,
+            "--taps",
+            &joined,
+            "--prep",
+            prep_name,
+        ],
     );
     for (tap, t) in got.iter() {
-        assert_close(t, &want[&tap.to_string()], RTOL, &format!("{arch} {pool} {tap}"));
+        assert_close(
+            t,
+            &want[&tap.to_string()],
+            RTOL,
+            &format!("{arch} {pool} {tap}"),
+        );
     }
 }
 
@@ -57,7 +91,12 @@ fn vgg19_random_weights_match_pytorch_all_taps_avg_pool() {
 
 #[test]
 fn vgg16_random_weights_match_pytorch_all_taps_max_pool() {
-    check_against_reference(Arch::Vgg16, Pooling::Max, Preprocessing::torchvision(), "torchvision");
+    check_against_reference(
+        Arch::Vgg16,
+        Pooling::Max,
+        Preprocessing::torchvision(),
+        "torchvision",
+    );
 }
 
 #[test]
@@ -65,18 +104,34 @@ fn real_vgg19_weights_match_pytorch() {
     let path = vgg19_weights();
     let vgg = Vgg::load(&path, opts(Pooling::Max)).unwrap();
     assert_eq!(vgg.arch(), Arch::Vgg19);
-    assert_eq!(vgg.preprocessing(), &Preprocessing::caffe(), "metadata must record Caffe preprocessing");
+    assert_eq!(
+        vgg.preprocessing(),
+        &Preprocessing::caffe(),
+        "metadata must record Caffe preprocessing"
+    );
     tch::manual_seed(1);
     let x = Tensor::rand([1, 3, 64, 48], (Kind::Float, Device::Cpu));
-    let taps = vgg.taps("relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1").unwrap();
+    let taps = vgg
+        .taps("relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1")
+        .unwrap();
     let got = vgg.encode(&x, &taps).unwrap();
     let want = torch_reference(
         "vgg_ref.py",
         &[("x", &x)],
-        &["--weights", path.to_str().unwrap(), "--taps", "relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1"],
+        &[
+            "--weights",
+            path.to_str().unwrap(),
+            "--taps",
+            "relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1",
+        ],
     );
     for (tap, t) in got.iter() {
-        assert_close(t, &want[&tap.to_string()], RTOL, &format!("real vgg19 {tap}"));
+        assert_close(
+            t,
+            &want[&tap.to_string()],
+            RTOL,
+            &format!("real vgg19 {tap}"),
+        );
     }
 }
 
@@ -84,51 +139,101 @@ fn real_vgg19_weights_match_pytorch() {
 fn strict_loading_lists_missing_unexpected_and_mismatched() {
     let mut w = random_weights(Arch::Vgg19);
     w.remove("conv3_2.bias");
-    w.insert("fc6.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu)));
-    w.insert("conv1_1.weight".into(), Tensor::zeros([64, 3, 5, 5], (Kind::Float, Device::Cpu)));
-    let e = Vgg::from_tensors(Arch::Vgg19, w, Preprocessing::caffe(), opts(Pooling::Max), "x.safetensors")
-        .unwrap_err()
-        .to_string();
+    w.insert(
+        "fc6.weight".into(),
+        Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    );
+    w.insert(
+        "conv1_1.weight".into(),
+        Tensor::zeros([64, 3, 5, 5], (Kind::Float, Device::Cpu)),
+    );
+    let e = Vgg::from_tensors(
+        Arch::Vgg19,
+        w,
+        Preprocessing::caffe(),
+        opts(Pooling::Max),
+        "x.safetensors",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("missing [conv3_2.bias]"), "{e}");
     assert!(e.contains("unexpected [fc6.weight]"), "{e}");
-    assert!(e.contains("conv1_1.weight: file [64, 3, 5, 5], expected [64, 3, 3, 3]"), "{e}");
+    assert!(
+        e.contains("conv1_1.weight: file [64, 3, 5, 5], expected [64, 3, 3, 3]"),
+        "{e}"
+    );
     // A VGG16 file is not a VGG19.
-    let e = Vgg::from_tensors(Arch::Vgg19, random_weights(Arch::Vgg16), Preprocessing::caffe(), opts(Pooling::Max), "v16")
-        .unwrap_err()
-        .to_string();
+    let e = Vgg::from_tensors(
+        Arch::Vgg19,
+        random_weights(Arch::Vgg16),
+        Preprocessing::caffe(),
+        opts(Pooling::Max),
+        "v16",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("missing [conv3_4.bias, conv3_4.weight"), "{e}");
 }
 
 #[test]
 fn missing_and_foreign_weight_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Vgg::load(dir.path().join("nope.safetensors"), opts(Pooling::Max)).unwrap_err().to_string();
+    let e = Vgg::load(dir.path().join("nope.safetensors"), opts(Pooling::Max))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("scripts/setup.sh"), "{e}");
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"\x08\0\0\0\0\0\0\0{}garbage").unwrap();
-    assert!(matches!(Vgg::load(&junk, opts(Pooling::Max)), Err(Error::BadWeights { .. })));
+    assert!(matches!(
+        Vgg::load(&junk, opts(Pooling::Max)),
+        Err(Error::BadWeights { .. })
+    ));
     // A safetensors file without the preprocessing metadata is refused, not guessed.
     let plain = dir.path().join("plain.safetensors");
-    Tensor::write_safetensors(&[("conv1_1.weight", Tensor::zeros([64, 3, 3, 3], (Kind::Float, Device::Cpu)))], &plain)
-        .unwrap();
-    let e = Vgg::load(&plain, opts(Pooling::Max)).unwrap_err().to_string();
+    Tensor::write_safetensors(
+        &[(
+            "conv1_1.weight",
+            Tensor::zeros([64, 3, 3, 3], (Kind::Float, Device::Cpu)),
+        )],
+        &plain,
+    )
+    .unwrap();
+    let e = Vgg::load(&plain, opts(Pooling::Max))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nst-vgg"), "{e}");
 }
 
 #[test]
 fn encode_runs_only_as_deep_as_needed_and_keeps_order() {
-    let vgg = Vgg::from_tensors(Arch::Vgg19, random_weights(Arch::Vgg19), Preprocessing::caffe(), opts(Pooling::Max), "t")
-        .unwrap();
+    let vgg = Vgg::from_tensors(
+        Arch::Vgg19,
+        random_weights(Arch::Vgg19),
+        Preprocessing::caffe(),
+        opts(Pooling::Max),
+        "t",
+    )
+    .unwrap();
     // 4x4 is enough for block 1-3 but pool3 and deeper would need 8 px: a full
     // forward pass would fail, a truncated one succeeds.
     let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu));
-    let f = vgg.encode(&x, &[Tap::relu(3, 1), Tap::relu(1, 1), Tap::relu(3, 1)]).unwrap();
+    let f = vgg
+        .encode(&x, &[Tap::relu(3, 1), Tap::relu(1, 1), Tap::relu(3, 1)])
+        .unwrap();
     let order: Vec<Tap> = f.iter().map(|(t, _)| t).collect();
-    assert_eq!(order, vec![Tap::relu(3, 1), Tap::relu(1, 1), Tap::relu(3, 1)]);
+    assert_eq!(
+        order,
+        vec![Tap::relu(3, 1), Tap::relu(1, 1), Tap::relu(3, 1)]
+    );
     assert_eq!(f[Tap::relu(3, 1)].size(), [1, 256, 1, 1]);
     let e = vgg.encode(&x, &[Tap::relu(4, 1)]).unwrap_err().to_string();
     assert!(e.contains("at least 8 px"), "{e}");
-    assert!(vgg.encode(&Tensor::rand([1, 4, 8, 8], (Kind::Float, Device::Cpu)), &[Tap::relu(1, 1)]).is_err());
+    assert!(vgg
+        .encode(
+            &Tensor::rand([1, 4, 8, 8], (Kind::Float, Device::Cpu)),
+            &[Tap::relu(1, 1)]
+        )
+        .is_err());
 }
 
 #[test]
@@ -159,9 +264,19 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let fake = root.join("tests/torch_ref/fake_torchvision.py");
-    run(&[fake.as_os_str(), "-".as_ref(), pth.as_os_str(), "vgg16".as_ref()]);
+    run(&[
+        fake.as_os_str(),
+        "-".as_ref(),
+        pth.as_os_str(),
+        "vgg16".as_ref(),
+    ]);
     let conv = root.join("scripts/convert_vgg.py");
-    run(&[conv.as_os_str(), "torchvision".as_ref(), pth.as_os_str(), st.as_os_str()]);
+    run(&[
+        conv.as_os_str(),
+        "torchvision".as_ref(),
+        pth.as_os_str(),
+        st.as_os_str(),
+    ]);
 
     let vgg = Vgg::load(&st, opts(Pooling::Max)).unwrap();
     assert_eq!(vgg.arch(), Arch::Vgg16);
@@ -172,9 +287,21 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
     let want = torch_reference(
         "vgg_ref.py",
         &[("x", &x)],
-        &["--arch", "vgg16", "--weights", st.to_str().unwrap(), "--taps", taps],
+        &[
+            "--arch",
+            "vgg16",
+            "--weights",
+            st.to_str().unwrap(),
+            "--taps",
+            taps,
+        ],
     );
     for (tap, t) in got.iter() {
-        assert_close(t, &want[&tap.to_string()], RTOL, &format!("torchvision vgg16 {tap}"));
+        assert_close(
+            t,
+            &want[&tap.to_string()],
+            RTOL,
+            &format!("torchvision vgg16 {tap}"),
+        );
     }
 }

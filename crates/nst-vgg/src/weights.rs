@@ -76,16 +76,28 @@ impl Preprocessing {
             ChannelOrder::Bgr => x.flip([1]),
         };
         let opts = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&self.mean).to_kind(opts.0).to_device(opts.1).view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std).to_kind(opts.0).to_device(opts.1).view([1, 3, 1, 1]);
+        let mean = Tensor::from_slice(&self.mean)
+            .to_kind(opts.0)
+            .to_device(opts.1)
+            .view([1, 3, 1, 1]);
+        let std = Tensor::from_slice(&self.std)
+            .to_kind(opts.0)
+            .to_device(opts.1)
+            .view([1, 3, 1, 1]);
         (x * self.scale - mean) / std
     }
 
     /// Inverse of [`Preprocessing::apply`].
     pub fn unapply(&self, y: &Tensor) -> Tensor {
         let opts = (y.kind(), y.device());
-        let mean = Tensor::from_slice(&self.mean).to_kind(opts.0).to_device(opts.1).view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std).to_kind(opts.0).to_device(opts.1).view([1, 3, 1, 1]);
+        let mean = Tensor::from_slice(&self.mean)
+            .to_kind(opts.0)
+            .to_device(opts.1)
+            .view([1, 3, 1, 1]);
+        let std = Tensor::from_slice(&self.std)
+            .to_kind(opts.0)
+            .to_device(opts.1)
+            .view([1, 3, 1, 1]);
         let x = (y * std + mean) / self.scale;
         match self.channel_order {
             ChannelOrder::Rgb => x,
@@ -94,18 +106,31 @@ impl Preprocessing {
     }
 
     fn from_metadata(meta: &HashMap<String, String>, path: &str) -> Result<Self> {
-        let bad = |reason: String| Error::BadWeights { path: path.to_string(), reason };
-        let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata has no {k:?} (preprocessing is never guessed)")));
+        let bad = |reason: String| Error::BadWeights {
+            path: path.to_string(),
+            reason,
+        };
+        let get = |k: &str| {
+            meta.get(k).ok_or_else(|| {
+                bad(format!(
+                    "metadata has no {k:?} (preprocessing is never guessed)"
+                ))
+            })
+        };
         let triple = |k: &str| -> Result<[f64; 3]> {
-            let v: Vec<f64> = serde_json::from_str(get(k)?).map_err(|e| bad(format!("metadata {k:?}: {e}")))?;
-            v.try_into().map_err(|_| bad(format!("metadata {k:?} must hold 3 numbers")))
+            let v: Vec<f64> =
+                serde_json::from_str(get(k)?).map_err(|e| bad(format!("metadata {k:?}: {e}")))?;
+            v.try_into()
+                .map_err(|_| bad(format!("metadata {k:?} must hold 3 numbers")))
         };
         let channel_order = match get("channel_order")?.as_str() {
             "RGB" => ChannelOrder::Rgb,
             "BGR" => ChannelOrder::Bgr,
             o => return Err(bad(format!("unknown channel_order {o:?}"))),
         };
-        let scale: f64 = get("input_scale")?.parse().map_err(|_| bad("input_scale is not a number".into()))?;
+        let scale: f64 = get("input_scale")?
+            .parse()
+            .map_err(|_| bad("input_scale is not a number".into()))?;
         Ok(Self {
             name: get("preprocessing")?.clone(),
             channel_order,
@@ -146,22 +171,31 @@ pub struct WeightsFile {
 impl WeightsFile {
     pub fn read(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(Error::WeightsMissing { path: path.to_path_buf() });
+            return Err(Error::WeightsMissing {
+                path: path.to_path_buf(),
+            });
         }
         let shown = path.display().to_string();
-        let bad = |reason: String| Error::BadWeights { path: shown.clone(), reason };
+        let bad = |reason: String| Error::BadWeights {
+            path: shown.clone(),
+            reason,
+        };
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         if metadata.get("format").map(String::as_str) != Some("nst-vgg") {
-            return Err(bad("metadata format is not \"nst-vgg\"; convert with scripts/convert_vgg.py".into()));
+            return Err(bad(
+                "metadata format is not \"nst-vgg\"; convert with scripts/convert_vgg.py".into(),
+            ));
         }
         let arch = metadata
             .get("arch")
             .and_then(|a| Arch::parse(a))
             .ok_or_else(|| bad("metadata \"arch\" must be vgg16 or vgg19".into()))?;
         let preprocessing = Preprocessing::from_metadata(&metadata, &shown)?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
+        let st =
+            SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             let kind = match view.dtype() {
@@ -174,6 +208,12 @@ impl WeightsFile {
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, kind)?);
         }
-        Ok(Self { path: shown, arch, preprocessing, metadata, tensors })
+        Ok(Self {
+            path: shown,
+            arch,
+            preprocessing,
+            metadata,
+            tensors,
+        })
     }
 }
