@@ -255,3 +255,54 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Reconstruction quality of trained decoders: for each level, the PSNR of
+/// decode(encode(x)) against x over the images of a folder.
+///
+/// Example:
+///   nst-infer decoders-psnr --checkpoint checkpoints/decoders --images samples/content --size 256
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct PsnrArgs {
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Folder of images (PNG, JPEG, …).
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    #[arg(long, default_value = "256")]
+    pub size: ImageSize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+pub fn run_psnr(a: PsnrArgs) -> Result<()> {
+    let device = a.runtime.init()?;
+    let model = load_decoders(&a.checkpoint, device)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut sums = vec![0.0; 5];
+    let mut n = 0;
+    for p in &files {
+        let Ok(x) = common::load(p, a.size, device, "image") else {
+            eprintln!("warning: skipping {}", p.display());
+            continue;
+        };
+        let (h, w) = (x.size()[2] / 16 * 16, x.size()[3] / 16 * 16);
+        let x = x.narrow(2, 0, h).narrow(3, 0, w);
+        for (l, psnr) in nst_decoders::psnr_per_level(&model, &x)? {
+            sums[l as usize - 1] += psnr;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        bail!("{}: no readable images", a.images.display());
+    }
+    println!("level    mean PSNR (dB) over {n} images");
+    for l in model.levels() {
+        println!("relu{l}_1  {:.2}", sums[l as usize - 1] / n as f64);
+    }
+    Ok(())
+}

@@ -117,6 +117,30 @@ fn synthesis_transfer_closed_form_and_kind_error() {
         assert!(std::path::Path::new(&p).exists());
     }
 
+    // Reconstruction PSNR: one line per level.
+    let o = bin(
+        infer,
+        &[
+            "decoders-psnr",
+            "--checkpoint",
+            &ck,
+            "--images",
+            "samples/content",
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("relu")).count(),
+        5,
+        "{table}"
+    );
+
     // A decoders checkpoint given to nst-infer adain: one line naming both kinds.
     let bad = out("bad.png");
     let o = bin(

@@ -28,6 +28,8 @@ enum Method {
     Optex(optex::OptexArgs),
     /// AdaIN or WCT at one or several levels, with the decoders of `nst-train` (model.kind = "decoders").
     AdainWct(optex::AdainWctArgs),
+    /// Reconstruction PSNR of trained decoders, per level, over a folder of images.
+    DecodersPsnr(optex::PsnrArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,5 +41,6 @@ fn main() -> std::process::ExitCode {
         Method::VaeAdain(a) => vae::run(a),
         Method::Optex(a) => optex::run_optex(a),
         Method::AdainWct(a) => optex::run_adain_wct(a),
+        Method::DecodersPsnr(a) => optex::run_psnr(a),
     })
 }
