@@ -40,40 +40,14 @@ fn decoder_mirrors_the_encoder_shapes() {
     );
 }
 
-fn write_images(dir: &std::path::Path, style: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..2u32 {
-        let img = if style {
-            // Bold coloured stripes, a different palette per style.
-            image::RgbImage::from_fn(64, 64, move |x, y| {
-                let band = ((x + 2 * y + 7 * i) / 6) % 3;
-                let pal = [
-                    [[220, 40, 30], [250, 200, 20], [20, 30, 160]],
-                    [[20, 160, 60], [240, 240, 240], [120, 20, 140]],
-                ];
-                image::Rgb(pal[i as usize][band as usize])
-            })
-        } else {
-            // Smooth content: a disc on a gradient.
-            image::RgbImage::from_fn(64, 64, move |x, y| {
-                let d =
-                    ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
-                let v = if d < 18.0 { 200 } else { (x * 2) as u8 };
-                image::Rgb([v, (y * 3) as u8, 128 - v / 2])
-            })
-        };
-        img.save(dir.join(format!("{i}.png"))).unwrap();
-    }
-}
-
 /// Overfit: 2 contents × 2 styles at 64 px; the total loss must fall at least
 /// 3× within 150 steps, and the outputs' style loss must end below that of
 /// the unstylised content images.
 #[test]
 fn overfits_two_contents_and_two_styles() {
     let d = tempfile::tempdir().unwrap();
-    write_images(&d.path().join("c"), false);
-    write_images(&d.path().join("s"), true);
+    nst_testkit::write_tiny_images(&d.path().join("c"), false);
+    nst_testkit::write_tiny_images(&d.path().join("s"), true);
     let text = format!(
         r#"
 [model]

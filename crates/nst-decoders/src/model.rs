@@ -111,12 +111,8 @@ impl Decoders {
     pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
         let m: DecodersConfig = parse_section(model, "model", &["kind"])?;
         let l: DecodersLoss = parse_section(loss, "loss", &[])?;
-        let path = match &m.vgg_weights {
-            Some(p) => p.clone(),
-            None => nst_vgg::default_weights_path().map_err(|e| Error::Model(e.to_string()))?,
-        };
-        let vgg = Vgg::load(
-            &path,
+        let vgg = Vgg::load_or_default(
+            m.vgg_weights.as_deref(),
             nst_vgg::VggOptions {
                 pooling: nst_vgg::Pooling::Max,
                 device,

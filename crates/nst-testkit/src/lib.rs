@@ -99,3 +99,30 @@ pub fn assert_close(got: &Tensor, want: &Tensor, rtol: f64, what: &str) {
     let e = rel_err(got, want);
     assert!(e <= rtol, "{what}: relative error {e:.3e} > {rtol:.0e}");
 }
+
+/// Writes two 64×64 PNGs (`0.png`, `1.png`) into `dir` for overfit tests:
+/// smooth content (a disc on a gradient), or, with `style`, bold coloured
+/// stripes with a different palette per image.
+pub fn write_tiny_images(dir: &Path, style: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..2u32 {
+        let img = if style {
+            image::RgbImage::from_fn(64, 64, move |x, y| {
+                let band = ((x + 2 * y + 7 * i) / 6) % 3;
+                let pal = [
+                    [[220, 40, 30], [250, 200, 20], [20, 30, 160]],
+                    [[20, 160, 60], [240, 240, 240], [120, 20, 140]],
+                ];
+                image::Rgb(pal[i as usize][band as usize])
+            })
+        } else {
+            image::RgbImage::from_fn(64, 64, move |x, y| {
+                let d =
+                    ((x as f32 - 32.0).powi(2) + (y as f32 - 30.0 - i as f32 * 4.0).powi(2)).sqrt();
+                let v = if d < 18.0 { 200 } else { (x * 2) as u8 };
+                image::Rgb([v, (y * 3) as u8, 128 - v / 2])
+            })
+        };
+        img.save(dir.join(format!("{i}.png"))).unwrap();
+    }
+}

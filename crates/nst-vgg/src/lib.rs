@@ -245,6 +245,15 @@ impl Vgg {
         )
     }
 
+    /// [`Vgg::load`] from `path`, or from [`default_weights_path`] when it is `None`
+    /// (a model config's optional `vgg_weights`).
+    pub fn load_or_default(path: Option<&std::path::Path>, opts: VggOptions) -> Result<Self> {
+        match path {
+            Some(p) => Self::load(p, opts),
+            None => Self::load(default_weights_path()?, opts),
+        }
+    }
+
     /// Builds the network from named tensors (`conv1_1.weight`, `conv1_1.bias`, …).
     pub fn from_tensors(
         arch: Arch,
