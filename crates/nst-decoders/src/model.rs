@@ -88,7 +88,7 @@ impl Decoders {
             )));
         }
         let p = vgg.preprocessing();
-        let feature_scale = p.std.iter().sum::<f64>() / 3.0 / p.scale;
+        let feature_scale = 1.0 / p.input_gain();
         let vs = nn::VarStore::new(vgg.device());
         let mut levels = config.levels.clone();
         levels.sort_unstable();

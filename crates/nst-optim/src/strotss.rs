@@ -313,8 +313,7 @@ impl<'a> Strotss<'a> {
     /// 1/0.226 (ImageNet std), Caffe's is 255.
     fn feature_gain(&self) -> f64 {
         let p = self.vgg.preprocessing();
-        let std = p.std.iter().sum::<f64>() / 3.0;
-        (1.0 / 0.226) / (p.scale / std) * FEATURE_CALIBRATION
+        (1.0 / 0.226) / p.input_gain() * FEATURE_CALIBRATION
     }
 
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {

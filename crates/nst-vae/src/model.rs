@@ -396,8 +396,7 @@ impl VaeAdainModel {
             }
         }
         let p = vgg.preprocessing();
-        let std = p.std.iter().sum::<f64>() / 3.0;
-        let feature_scale = std / p.scale;
+        let feature_scale = 1.0 / p.input_gain();
         let vs = nn::VarStore::new(vgg.device());
         let root = vs.root();
         let content_enc = (config.content_encoder == ContentEncoderKind::Learned)

@@ -305,3 +305,10 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
         );
     }
 }
+
+#[test]
+fn input_gain_of_each_preprocessing() {
+    assert!((Preprocessing::caffe().input_gain() - 255.0).abs() < 1e-9);
+    let tv = Preprocessing::torchvision().input_gain();
+    assert!((tv - 3.0 / (0.229 + 0.224 + 0.225)).abs() < 1e-9, "{tv}");
+}

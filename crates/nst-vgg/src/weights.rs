@@ -47,6 +47,14 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// How many feature units one unit of [0, 1] input becomes at the network's
+    /// input: `scale / mean(std)` (255 for Caffe weights, about 4.4 for
+    /// torchvision's). Dividing features by it makes loss weights independent
+    /// of the weights' preprocessing.
+    pub fn input_gain(&self) -> f64 {
+        self.scale / (self.std.iter().sum::<f64>() / 3.0)
+    }
+
     /// Keras/Caffe ImageNet: BGR, 0..255, minus [103.939, 116.779, 123.68].
     pub fn caffe() -> Self {
         Self {
