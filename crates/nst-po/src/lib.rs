@@ -1,0 +1,38 @@
+//! Pseudo-optimizers for texture synthesis (Shi & Qiao, "Fast Texture
+//! Synthesis via Pseudo Optimizer", CVPR 2020), with Gatys et al.'s
+//! optimisation as the reference.
+//!
+//! * [`texture`]: the Gram texture loss L_tex over VGG19 (average pooling)
+//!   `conv1_1, pool1 … pool4`, and its closed-form gradient with respect to
+//!   each layer's feature map — the pseudo-optimizer's input.
+//! * [`net::PoNet`]: the network that maps those gradient maps to an image
+//!   update Δ, built like back-propagation through VGG (deepest layer first,
+//!   upsampling towards the image, each layer's gradient added at its stride).
+//! * [`PseudoOptimizer`] (`model.kind = "po"`): the image is a pre-activation
+//!   z with x = sigmoid(z); z⁽⁰⁾ ~ U[−1, 1]; a stage computes
+//!   z⁽ˢ⁺¹⁾ = z⁽ˢ⁾ + PO_s({∂L_tex(x⁽ˢ⁾, x̃)/∂F_l}_{l ≤ k_s}).
+//!   - **PO**: one stage over all layers, trained on one target;
+//!   - **AdaPO**: the same network trained over many targets, so it adapts
+//!     to new ones (the target only enters through the gradients);
+//!   - **ProPO**: stage s = 1 … 5 sees the first s layers (shallow to deep:
+//!     `conv1_1` alone first, then `pool1`, …), so low-level statistics
+//!     (colour) are matched first and the deeper, structural ones last; the
+//!     loss is Σ_s λ_s S^[s](x⁽ˢ⁾), each stage judged on the layers it sees.
+//!   Training minimises S(x̃) = E_z L_tex(x⁽ᴸᵃˢᵗ⁾, x̃) with Adam.
+//! * [`gatys`]: L-BFGS on the pixels (in the same sigmoid parameterisation)
+//!   from the same noise: slow, strong.
+//! * [`eval`]: the paper's quality (texture loss) and diversity
+//!   (E_{i≠j} ‖F_div(x_i) − F_div(x_j)‖₁) measures.
+
+pub mod eval;
+pub mod gatys;
+pub mod model;
+pub mod net;
+pub mod texture;
+
+pub use model::{stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, Variant, KIND};
+pub use net::{NetShape, Norm, PoNet};
+pub use texture::{gram, TargetGrams, TextureLoss};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! PO, AdaPO and ProPO as one trainable model family (`model.kind = "po"`).
+use crate::net::{NetShape, Norm, PoNet};
+use crate::texture::{TargetGrams, TextureLoss, DEFAULT_LAYERS, DEFAULT_LAYER_WEIGHT};
+use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_vgg::{Tap, Vgg};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+/// The `model.kind` of the pseudo-optimizers.
+pub const KIND: &str = "po";
+
+/// Which of the three solvers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// One network per target (train it on a single image).
+    Po,
+    /// One network over a set of targets; new targets at inference.
+    Adapo,
+    /// One network per layer-prefix, applied in sequence (5 stages for 5 layers).
+    Propo,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Po => "po",
+            Variant::Adapo => "adapo",
+            Variant::Propo => "propo",
+        }
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "po" => Ok(Variant::Po),
+            "adapo" => Ok(Variant::Adapo),
+            "propo" => Ok(Variant::Propo),
+            _ => Err(format!("unknown pseudo-optimizer {s:?}: expected po, adapo or propo")),
+        }
+    }
+}
+
+/// `[model]` for `kind = "po"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoConfig {
+    pub variant: Variant,
+    /// VGG19 weights (default: checkpoints/vgg19.safetensors). Average pooling is used.
+    #[serde(default)]
+    pub vgg_weights: Option<std::path::PathBuf>,
+    /// Texture layers, shallow to deep (ProPO's stage s uses the first s+1).
+    #[serde(default = "d_layers")]
+    pub layers: Vec<String>,
+    /// Weight w_l of each layer in L_tex (images in [0, 1]).
+    #[serde(default = "d_layer_weights")]
+    pub layer_weights: Vec<f64>,
+    /// Network channels at stride 1, 2, 4, 8, 16.
+    #[serde(default = "d_channels")]
+    pub channels: Vec<i64>,
+    /// Residual blocks per level.
+    #[serde(default = "d_res")]
+    pub res_blocks: usize,
+    #[serde(default = "d_norm")]
+    pub norm: Norm,
+    /// Noise inputs per target in a batch (AdaPO: "many noise inputs per target").
+    #[serde(default = "d_noise")]
+    pub noise_per_target: i64,
+}
+
+fn d_layers() -> Vec<String> {
+    DEFAULT_LAYERS.split(',').map(String::from).collect()
+}
+fn d_layer_weights() -> Vec<f64> {
+    vec![DEFAULT_LAYER_WEIGHT; 5]
+}
+fn d_channels() -> Vec<i64> {
+    vec![32, 64, 128, 128, 128]
+}
+fn d_res() -> usize {
+    2
+}
+fn d_norm() -> Norm {
+    Norm::Batch
+}
+fn d_noise() -> i64 {
+    1
+}
+
+/// `[loss]` for `kind = "po"`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoLoss {
+    /// ProPO: the weight λ_s of stage s's loss S^[s+1](x^(s+1)) (default 1 each).
+    /// PO/AdaPO have one stage.
+    #[serde(default)]
+    pub stage_weights: Vec<f64>,
+}
+
+impl PoConfig {
+    pub fn new(variant: Variant) -> Self {
+        Self {
+            variant,
+            vgg_weights: None,
+            layers: d_layers(),
+            layer_weights: d_layer_weights(),
+            channels: d_channels(),
+            res_blocks: d_res(),
+            norm: d_norm(),
+            noise_per_target: d_noise(),
+        }
+    }
+}
+
+/// The frozen VGG19 texture loss and the trained stage networks.
+pub struct PseudoOptimizer {
+    vs: nn::VarStore,
+    pub loss: TextureLoss,
+    pub config: PoConfig,
+    stage_weights: Vec<f64>,
+    stages: Vec<PoNet>,
+}
+
+/// The result of running the solver: the pre-activation after each stage.
+#[derive(Debug)]
+pub struct Run {
+    /// z⁽⁰⁾ (the noise) … z⁽ˢ⁾.
+    pub z: Vec<Tensor>,
+}
+
+impl Run {
+    /// The images x⁽ˢ⁾ = sigmoid(z⁽ˢ⁾), s = 0 … stages.
+    pub fn images(&self) -> Vec<Tensor> {
+        self.z.iter().map(|z| z.sigmoid()).collect()
+    }
+    /// The final image.
+    pub fn output(&self) -> Tensor {
+        self.z.last().expect("a run has at least its input").sigmoid()
+    }
+}
+
+impl PseudoOptimizer {
+    pub fn new(vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {
+        if vgg.pooling() != nst_vgg::Pooling::Avg {
+            return Err(Error::Config("the texture loss uses VGG19 with average pooling".into()));
+        }
+        let taps = config
+            .layers
+            .iter()
+            .map(|s| Tap::parse_for(s, vgg.arch()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("model.layers: {e}")))?;
+        if config.channels.is_empty() || config.channels.iter().any(|&c| c < 1) {
+            return Err(Error::Config(format!(
+                "model.channels must be positive, got {:?}",
+                config.channels
+            )));
+        }
+        if config.noise_per_target < 1 {
+            return Err(Error::Config("model.noise_per_target must be at least 1".into()));
+        }
+        let tex = TextureLoss::new(vgg, taps, config.layer_weights.clone())
+            .map_err(|e| Error::Config(format!("model.layers/layer_weights: {e}")))?;
+        let n = tex.layers.len();
+        let counts = stage_layer_counts(config.variant, n);
+        let stage_weights = if loss.stage_weights.is_empty() {
+            vec![1.0; counts.len()]
+        } else {
+            loss.stage_weights.clone()
+        };
+        if stage_weights.len() != counts.len() || stage_weights.iter().any(|w| !(*w >= 0.0)) {
+            return Err(Error::Config(format!(
+                "loss.stage_weights needs {} non-negative values for {} ({} stages), got {:?}",
+                counts.len(),
+                config.variant.name(),
+                counts.len(),
+                loss.stage_weights
+            )));
+        }
+        let shape = NetShape {
+            channels: config.channels.clone(),
+            res_blocks: config.res_blocks,
+            norm: config.norm,
+        };
+        let vs = nn::VarStore::new(tex.vgg.device());
+        let chans = tex.channels();
+        let strides: Vec<i64> = tex.layers.iter().map(|t| tex.vgg.arch().stride(*t)).collect();
+        let stages = counts
+            .iter()
+            .enumerate()
+            .map(|(s, &k)| {
+                let layers: Vec<(i64, i64)> = (0..k).map(|i| (chans[i], strides[i])).collect();
+                PoNet::new(&(vs.root() / format!("stage{}", s + 1)), &layers, &shape)
+            })
+            .collect();
+        Ok(Self {
+            vs,
+            loss: tex,
+            config,
+            stage_weights,
+            stages,
+        })
+    }
+
+    /// Builds from the `[model]` and `[loss]` sections of a training config.
+    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
+        let m: PoConfig = parse_section(model, "model", &["kind"])?;
+        let l: PoLoss = parse_section(loss, "loss", &[])?;
+        let vgg = Vgg::load_or_default(
+            m.vgg_weights.as_deref(),
+            nst_vgg::VggOptions {
+                pooling: nst_vgg::Pooling::Avg,
+                device,
+            },
+        )
+        .map_err(|e| Error::Model(e.to_string()))?;
+        Self::new(vgg, m, l)
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.config.variant
+    }
+
+    /// How many layers each stage sees.
+    pub fn stage_layer_counts(&self) -> Vec<usize> {
+        self.stages.iter().map(|s| s.n_layers()).collect()
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Mutable access for loading weights.
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Uniform noise in [−1, 1] pre-activation space, `[n, 3, h, w]`.
+    pub fn noise(n: i64, h: i64, w: i64, device: Device) -> Tensor {
+        Tensor::rand([n, 3, h, w], (Kind::Float, device)) * 2.0 - 1.0
+    }
+
+    /// Runs every stage from `z0` against `target`, one target row per `z0` row.
+    ///
+    /// In training mode the graph is kept through z and the returned
+    /// features of each stage's output (for the loss); the gradient maps fed
+    /// to the networks are always detached inputs.
+    fn run_inner(&self, z0: &Tensor, target: &TargetGrams, train: bool) -> Result<(Run, Vec<Vec<Tensor>>, Vec<Tensor>)> {
+        let (_, _, h, w) = z0.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let min = self.loss.min_side();
+        if h.min(w) < min {
+            return Err(Error::Model(format!(
+                "the texture layers need images of at least {min}×{min} pixels, got {h}×{w}"
+            )));
+        }
+        let vgg_err = |e: nst_vgg::Error| Error::Model(e.to_string());
+        let mut zs = vec![z0.shallow_clone()];
+        let mut stage_feats = Vec::new();
+        let mut feats = tch::no_grad(|| self.loss.features(&z0.sigmoid())).map_err(vgg_err)?;
+        let input_losses = tch::no_grad(|| self.loss.layer_losses(&feats, target, feats.len()));
+        for net in &self.stages {
+            let k = net.n_layers();
+            let detached: Vec<Tensor> = feats.iter().take(k).map(|f| f.detach()).collect();
+            let grads = self.loss.feature_gradients(&detached, target);
+            let delta = net.forward_t(&grads, h, w, train);
+            let z = zs.last().expect("non-empty") + delta;
+            feats = if train {
+                self.loss.features(&z.sigmoid()).map_err(vgg_err)?
+            } else {
+                tch::no_grad(|| self.loss.features(&z.sigmoid())).map_err(vgg_err)?
+            };
+            stage_feats.push(feats.iter().map(|f| f.shallow_clone()).collect());
+            zs.push(z);
+        }
+        Ok((Run { z: zs }, stage_feats, input_losses))
+    }
+
+    /// Synthesises from the noise `z0: [B, 3, H, W]` against `target` (one
+    /// target row, or one per `z0` row), without gradients, in inference mode.
+    pub fn run(&self, z0: &Tensor, target: &TargetGrams) -> Result<Run> {
+        let b = z0.size()[0];
+        let t = if target.0[0].size()[0] == 1 && b > 1 {
+            TargetGrams(target.0.iter().map(|g| g.expand([b, g.size()[1], g.size()[2]], false)).collect())
+        } else {
+            TargetGrams(target.0.iter().map(|g| g.shallow_clone()).collect())
+        };
+        tch::no_grad(|| self.run_inner(z0, &t, false).map(|r| r.0))
+    }
+}
+
+/// The layers each stage sees: PO/AdaPO one stage with all `n`; ProPO stage
+/// s (1-based) the first s layers, s = 1 … n.
+pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
+    match variant {
+        Variant::Po | Variant::Adapo => vec![n],
+        Variant::Propo => (1..=n).collect(),
+    }
+}
+
+impl TrainModel for PseudoOptimizer {
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Only the style stream is read: its images are the targets x̃. Each
+    /// target gets `noise_per_target` noise inputs z⁽⁰⁾ ~ U[−1, 1]; the loss
+    /// is Σ_s λ_s · mean_b L_tex(sigmoid(z⁽ˢ⁾), x̃; first k_s layers).
+    fn step(&mut self, _content: &Tensor, style: &Tensor) -> Result<StepOutput> {
+        let k = self.config.noise_per_target;
+        let (b, _, h, w) = style.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let target = self
+            .loss
+            .target(style)
+            .map_err(|e| Error::Model(e.to_string()))?
+            .repeat_interleave(k);
+        let z0 = Self::noise(b * k, h, w, style.device());
+        let (_, stage_feats, input_losses) = self.run_inner(&z0, &target, true)?;
+        let mut terms = Vec::new();
+        let n_all = self.loss.layers.len();
+        let noise_loss = Tensor::stack(&input_losses, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+        terms.push(("tex_noise_input".to_string(), noise_loss));
+        let mut total = Tensor::zeros([], (Kind::Float, style.device()));
+        let counts = self.stage_layer_counts();
+        for (s, feats) in stage_feats.iter().enumerate() {
+            let per = self.loss.layer_losses(feats, &target, counts[s]);
+            let l = Tensor::stack(&per, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+            total = total + &l * self.stage_weights[s];
+            if self.stages.len() > 1 {
+                terms.push((format!("tex_stage{}", s + 1), l));
+            }
+        }
+        // The full-layer loss of the output, comparable across variants.
+        let last = stage_feats.last().expect("at least one stage");
+        let full = tch::no_grad(|| {
+            let per = self.loss.layer_losses(last, &target, n_all);
+            Tensor::stack(&per, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float)
+        });
+        terms.push(("tex_output".to_string(), full));
+        Ok(StepOutput { loss: total, terms })
+    }
+
+    /// Rows: target | noise input | each stage's output.
+    fn sample_grid(&self, _content: &Tensor, style: &Tensor) -> Result<Tensor> {
+        let n = style.size()[0].min(4);
+        let t = style.narrow(0, 0, n);
+        let (_, _, h, w) = t.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let target = self.loss.target(&t).map_err(|e| Error::Model(e.to_string()))?;
+        let run = self.run(&Self::noise(n, h, w, t.device()), &target)?;
+        let mut cols = vec![t];
+        cols.extend(run.images());
+        let rows = Tensor::cat(&cols, 3);
+        Ok(Tensor::cat(&rows.unbind(0), 1))
+    }
+}
+
+impl PseudoOptimizer {
+    /// The parameter names (`stage{s}.s{stride}.…`), sorted.
+    pub fn var_store_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.vs.variables().into_keys().collect();
+        v.sort();
+        v
+    }
+}

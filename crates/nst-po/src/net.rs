@@ -1,0 +1,239 @@
+//! The pseudo-optimizer network: gradient maps at VGG layers in, an image
+//! update out, shaped like back-propagation through VGG.
+//!
+//! For the layers it is given (each with a stride 2^k relative to the image):
+//!
+//! 1. at the deepest stride, every layer's gradient map goes through an input
+//!    block (two 3×3 convs, each with a norm and a leaky ReLU) and the
+//!    results are summed; residual blocks follow;
+//! 2. at each shallower stride, the running map is upsampled (nearest, to the
+//!    exact size VGG's floor-pooling gives, then conv + norm + leaky ReLU); the
+//!    input blocks of that stride's layers are added, then residual blocks;
+//!    strides with no layer only upsample;
+//! 3. at full resolution a last 3×3 conv gives the 3-channel update Δ.
+//!
+//! Every gradient map is divided by its own root-mean-square (per sample,
+//! detached) before the input block: the network sees each layer's direction
+//! of descent, not its scale, which differs by orders of magnitude between
+//! layers and between targets.
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, nn::ModuleT, Tensor};
+
+/// The normalisation inside the blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Batch norm (the published choice); running statistics at inference.
+    Batch,
+    /// Instance norm with a learned affine (no batch dependence).
+    Instance,
+}
+
+#[derive(Debug)]
+enum NormLayer {
+    Batch(nn::BatchNorm),
+    Instance(nn::GroupNorm),
+}
+
+impl NormLayer {
+    fn new(vs: &nn::Path, kind: Norm, c: i64) -> Self {
+        match kind {
+            Norm::Batch => NormLayer::Batch(nn::batch_norm2d(vs, c, Default::default())),
+            Norm::Instance => NormLayer::Instance(nn::group_norm(vs, c, c, Default::default())),
+        }
+    }
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            NormLayer::Batch(b) => b.forward_t(x, train),
+            NormLayer::Instance(g) => g.forward(x),
+        }
+    }
+}
+
+const SLOPE: f64 = 0.2;
+
+/// Leaky ReLU with slope 0.2 (tch's `leaky_relu` has LibTorch's 0.01).
+fn leaky_relu(x: &Tensor) -> Tensor {
+    x.maximum(&(x * SLOPE))
+}
+
+/// conv 3×3 (zero padding) → norm → leaky ReLU.
+#[derive(Debug)]
+struct ConvNormAct {
+    conv: nn::Conv2D,
+    norm: NormLayer,
+}
+
+impl ConvNormAct {
+    fn new(vs: &nn::Path, cin: i64, cout: i64, norm: Norm) -> Self {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Self {
+            conv: nn::conv2d(vs / "conv", cin, cout, 3, cfg),
+            norm: NormLayer::new(&(vs / "norm"), norm, cout),
+        }
+    }
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        leaky_relu(&self.norm.forward_t(&x.apply(&self.conv), train))
+    }
+}
+
+/// x + (conv-norm-act → conv-norm)(x).
+#[derive(Debug)]
+struct ResBlock {
+    a: ConvNormAct,
+    conv: nn::Conv2D,
+    norm: NormLayer,
+}
+
+impl ResBlock {
+    fn new(vs: &nn::Path, c: i64, norm: Norm) -> Self {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Self {
+            a: ConvNormAct::new(&(vs / "a"), c, c, norm),
+            conv: nn::conv2d(vs / "b" / "conv", c, c, 3, cfg),
+            norm: NormLayer::new(&(vs / "b" / "norm"), norm, c),
+        }
+    }
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self.a.forward_t(x, train).apply(&self.conv);
+        x + self.norm.forward_t(&h, train)
+    }
+}
+
+#[derive(Debug)]
+struct InputBlock {
+    /// Index into the layers the network was built for.
+    layer: usize,
+    a: ConvNormAct,
+    b: ConvNormAct,
+}
+
+#[derive(Debug)]
+struct Level {
+    /// log2 of the stride of this level.
+    k: usize,
+    up: Option<ConvNormAct>,
+    inputs: Vec<InputBlock>,
+    res: Vec<ResBlock>,
+}
+
+/// Shape of a [`PoNet`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetShape {
+    /// Channels at stride 1, 2, 4, … (the last entry serves deeper strides too).
+    pub channels: Vec<i64>,
+    /// Residual blocks after each level that takes a gradient.
+    pub res_blocks: usize,
+    pub norm: Norm,
+}
+
+/// One pseudo-optimizer network over a fixed list of layers.
+#[derive(Debug)]
+pub struct PoNet {
+    levels: Vec<Level>,
+    out: nn::Conv2D,
+    n_layers: usize,
+}
+
+fn log2_stride(stride: i64) -> usize {
+    assert!(stride >= 1 && (stride & (stride - 1)) == 0, "strides are powers of two");
+    stride.trailing_zeros() as usize
+}
+
+impl PoNet {
+    /// `layers`: (channels, stride) of each gradient map the network takes.
+    pub fn new(vs: &nn::Path, layers: &[(i64, i64)], shape: &NetShape) -> Self {
+        assert!(!layers.is_empty() && !shape.channels.is_empty());
+        let width = |k: usize| shape.channels[k.min(shape.channels.len() - 1)];
+        let deepest = layers.iter().map(|l| log2_stride(l.1)).max().unwrap_or(0);
+        let mut levels = Vec::new();
+        for k in (0..=deepest).rev() {
+            let lv = vs / format!("s{}", 1i64 << k);
+            let c = width(k);
+            let up = (k != deepest).then(|| ConvNormAct::new(&(&lv / "up"), width(k + 1), c, shape.norm));
+            let inputs: Vec<InputBlock> = layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| log2_stride(l.1) == k)
+                .map(|(i, &(cin, _))| {
+                    let p = &lv / format!("in{i}");
+                    InputBlock {
+                        layer: i,
+                        a: ConvNormAct::new(&(&p / "a"), cin, c, shape.norm),
+                        b: ConvNormAct::new(&(&p / "b"), c, c, shape.norm),
+                    }
+                })
+                .collect();
+            let res = if inputs.is_empty() {
+                vec![]
+            } else {
+                (0..shape.res_blocks)
+                    .map(|r| ResBlock::new(&(&lv / format!("res{r}")), c, shape.norm))
+                    .collect()
+            };
+            levels.push(Level { k, up, inputs, res });
+        }
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let out = nn::conv2d(vs / "out", width(0), 3, 3, cfg);
+        Self {
+            levels,
+            out,
+            n_layers: layers.len(),
+        }
+    }
+
+    /// The number of gradient maps the network takes.
+    pub fn n_layers(&self) -> usize {
+        self.n_layers
+    }
+
+    /// Δ `[B, 3, H, W]` from the gradient maps (in the order the network was
+    /// built with) of an image of size `h × w`.
+    pub fn forward_t(&self, grads: &[Tensor], h: i64, w: i64, train: bool) -> Tensor {
+        assert_eq!(grads.len(), self.n_layers, "one gradient map per layer");
+        let size_at = |k: usize| {
+            let (mut a, mut b) = (h, w);
+            for _ in 0..k {
+                a /= 2;
+                b /= 2;
+            }
+            [a, b]
+        };
+        let mut x: Option<Tensor> = None;
+        for lv in &self.levels {
+            let mut h_map = x.take().map(|prev| {
+                let up = prev.upsample_nearest2d(size_at(lv.k), None, None);
+                lv.up.as_ref().map_or(up.shallow_clone(), |u| u.forward_t(&up, train))
+            });
+            for ib in &lv.inputs {
+                let g = &grads[ib.layer];
+                let rms = g
+                    .detach()
+                    .square()
+                    .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
+                    .sqrt()
+                    + 1e-20;
+                let gi = ib.b.forward_t(&ib.a.forward_t(&(g / rms), train), train);
+                h_map = Some(match h_map {
+                    Some(m) => m + gi,
+                    None => gi,
+                });
+            }
+            let mut m = h_map.expect("the deepest level has an input");
+            for r in &lv.res {
+                m = r.forward_t(&m, train);
+            }
+            x = Some(m);
+        }
+        x.expect("at least one level").apply(&self.out)
+    }
+}

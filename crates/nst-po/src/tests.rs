@@ -1,0 +1,150 @@
+#![allow(clippy::unwrap_used)]
+use crate::*;
+use nst_testkit::{assert_close, torch_reference, vgg19_weights};
+use nst_vgg::{Pooling, Vgg, VggOptions};
+use tch::{Device, Kind, Tensor};
+
+fn vgg() -> Vgg {
+    Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
+}
+
+/// Red/yellow/blue diagonal stripes with a period of 12 pixels.
+fn stripes(size: i64) -> Tensor {
+    let i = Tensor::arange(size, (Kind::Float, Device::Cpu));
+    let phase = (i.view([1, size]) + i.view([size, 1]) * 2.0) / 12.0 * std::f64::consts::TAU;
+    let r = phase.sin() * 0.4 + 0.5;
+    let g = (phase.shallow_clone() + 2.0).sin() * 0.3 + 0.4;
+    let b = (phase * 2.0).cos() * 0.2 + 0.3;
+    Tensor::stack(&[r, g, b], 0).unsqueeze(0)
+}
+
+fn model(variant: Variant, norm: Norm) -> PseudoOptimizer {
+    let mut cfg = PoConfig::new(variant);
+    cfg.channels = vec![8, 8, 16, 16, 16];
+    cfg.res_blocks = 1;
+    cfg.norm = norm;
+    PseudoOptimizer::new(vgg(), cfg, PoLoss::default()).unwrap()
+}
+
+#[test]
+fn texture_loss_and_feature_gradients_match_pytorch_autograd() {
+    tch::manual_seed(3);
+    let loss = TextureLoss::published(vgg()).unwrap();
+    let x = Tensor::rand([2, 3, 48, 40], (Kind::Float, Device::Cpu));
+    let t = Tensor::cat(&[stripes(48).narrow(3, 0, 40), stripes(48).flip([2]).narrow(3, 0, 40)], 0);
+    let w = vgg19_weights();
+    let r = torch_reference("po_ref.py", &[("x", &x), ("t", &t)], &["--weights", w.to_str().unwrap()]);
+    let target = loss.target(&t).unwrap();
+    let feats = loss.features(&x).unwrap();
+    let got = loss.loss_per_sample(&x, &target, 5).unwrap();
+    assert_close(&got, &r["loss"], 1e-3, "L_tex per sample");
+    let grads = loss.feature_gradients(&feats, &target);
+    for (tap, g) in loss.layers.iter().zip(&grads) {
+        assert_close(g, &r[&format!("grad.{tap}")], 2e-3, &format!("dL/dF at {tap}"));
+    }
+    // And the pixel gradient Gatys descends on.
+    let xr = x.detach().set_requires_grad(true);
+    loss.loss_per_sample(&xr, &target, 5).unwrap().sum(Kind::Float).backward();
+    assert_close(&xr.grad(), &r["grad_x"], 2e-3, "dL/dx");
+}
+
+#[test]
+fn propo_stages_see_growing_layer_prefixes() {
+    assert_eq!(stage_layer_counts(Variant::Propo, 5), vec![1, 2, 3, 4, 5]);
+    assert_eq!(stage_layer_counts(Variant::Po, 5), vec![5]);
+    assert_eq!(stage_layer_counts(Variant::Adapo, 5), vec![5]);
+    let m = model(Variant::Propo, Norm::Batch);
+    assert_eq!(m.stage_layer_counts(), vec![1, 2, 3, 4, 5]);
+    let names: Vec<String> = m.var_store_names();
+    // Stage 1 sees conv1_1 only (stride 1): no coarser level exists in it.
+    assert!(names.iter().any(|n| n.starts_with("stage1.s1.in0.")));
+    assert!(!names.iter().any(|n| n.starts_with("stage1.s2.")));
+    // Stage 5 starts at pool4 (stride 16) and takes pool3 at stride 8.
+    assert!(names.iter().any(|n| n.starts_with("stage5.s16.in4.")));
+    assert!(names.iter().any(|n| n.starts_with("stage5.s8.in3.")));
+    assert!(names.iter().any(|n| n.starts_with("stage5.s8.up.")));
+    let bad = PseudoOptimizer::new(
+        vgg(),
+        PoConfig::new(Variant::Propo),
+        PoLoss {
+            stage_weights: vec![1.0, 2.0],
+        },
+    );
+    assert!(bad.err().unwrap().to_string().contains("5 non-negative values"));
+}
+
+#[test]
+fn outputs_have_the_input_shape_at_any_size_and_stay_in_range() {
+    let m = model(Variant::Propo, Norm::Batch);
+    for (h, w) in [(32, 32), (48, 80), (70, 45)] {
+        let t = loss_target(&m, h, w);
+        let run = m.run(&PseudoOptimizer::noise(3, h, w, Device::Cpu), &t).unwrap();
+        assert_eq!(run.z.len(), 6);
+        for x in run.images() {
+            assert_eq!(x.size(), vec![3, 3, h, w]);
+            assert!(x.min().double_value(&[]) >= 0.0 && x.max().double_value(&[]) <= 1.0);
+        }
+    }
+    let e = m.run(&PseudoOptimizer::noise(1, 8, 8, Device::Cpu), &loss_target(&m, 32, 32));
+    assert!(e.err().unwrap().to_string().contains("at least 16×16"));
+}
+
+fn loss_target(m: &PseudoOptimizer, h: i64, w: i64) -> TargetGrams {
+    m.loss
+        .target(&nst_core::image_io::resize_to(&stripes(64), h, w))
+        .unwrap()
+}
+
+#[test]
+fn a_seed_gives_the_same_textures() {
+    let m = model(Variant::Adapo, Norm::Instance);
+    let t = loss_target(&m, 32, 32);
+    let go = |seed: i64| {
+        tch::manual_seed(seed);
+        m.run(&PseudoOptimizer::noise(2, 32, 32, Device::Cpu), &t).unwrap().output()
+    };
+    let (a, b, c) = (go(5), go(5), go(6));
+    assert_eq!(f64::try_from((&a - &b).abs().max()).unwrap(), 0.0);
+    assert!(f64::try_from((&a - &c).abs().max()).unwrap() > 1e-3);
+}
+
+#[test]
+fn po_overfits_one_target_five_fold() {
+    use nst_train::{Adam, AdamConfig, TrainModel};
+    tch::manual_seed(0);
+    let mut m = model(Variant::Po, Norm::Batch);
+    let target = stripes(64);
+    let batch = target.repeat([4, 1, 1, 1]);
+    let mut adam = Adam::new(AdamConfig {
+        beta1: 0.5,
+        ..Default::default()
+    });
+    let mut first = None;
+    for step in 0..90 {
+        let out = m.step(&batch, &batch).unwrap();
+        let noise = out.terms.iter().find(|t| t.0 == "tex_noise_input").unwrap().1.double_value(&[]);
+        first.get_or_insert(noise);
+        Adam::zero_grad(m.var_store());
+        out.loss.backward();
+        adam.step(m.var_store(), 2e-3);
+        if step % 30 == 0 {
+            eprintln!("step {step}: output {:.3e} noise {noise:.3e}", out.loss.double_value(&[]));
+        }
+    }
+    // Inference mode on fresh noise.
+    let t = m.loss.target(&target).unwrap();
+    tch::manual_seed(99);
+    let z0 = PseudoOptimizer::noise(4, 64, 64, Device::Cpu);
+    let run = m.run(&z0, &t).unwrap();
+    let q_noise = eval::quality(&m.loss, &z0.sigmoid(), &t).unwrap();
+    let q_out = eval::quality(&m.loss, &run.output(), &t).unwrap();
+    eprintln!("noise {q_noise:.3e} → output {q_out:.3e}");
+    assert!(q_out * 5.0 <= q_noise, "texture loss {q_noise:.3e} → {q_out:.3e}: less than 5×");
+}

@@ -1,0 +1,155 @@
+//! The Gatys texture loss the pseudo-optimizers are trained on, and its
+//! gradient with respect to each layer's feature map.
+//!
+//! With F_l the VGG19 (average pooling) map of layer l, divided by the
+//! weights' input gain so that it is "per unit of [0, 1] input", flattened to
+//! `[N_l, C_l]`:
+//!
+//! * G_l = F_lᵀF_l / N_l
+//! * L_tex(x, x̃) = Σ_l w_l · mean_ij (G_l(x) − G_l(x̃))²_ij  (mean over the C_l² entries)
+//! * ∂L_tex/∂F_l = 4 w_l / (N_l C_l²) · F_l (G_l(x) − G_l(x̃))
+//!
+//! The default layers are `conv1_1, pool1, pool2, pool3, pool4` with
+//! w_l = 1e5 each, the published setup.
+use nst_vgg::{Tap, Vgg};
+use tch::{Kind, Tensor};
+
+/// The published texture layers, shallow to deep.
+pub const DEFAULT_LAYERS: &str = "conv1_1,pool1,pool2,pool3,pool4";
+/// The published per-layer weight (images in [0, 1]).
+pub const DEFAULT_LAYER_WEIGHT: f64 = 1e5;
+
+/// A Gram texture loss over named VGG layers.
+#[derive(Debug)]
+pub struct TextureLoss {
+    pub vgg: Vgg,
+    /// Shallow to deep (the order ProPO's stages add them in).
+    pub layers: Vec<Tap>,
+    pub weights: Vec<f64>,
+    gain: f64,
+}
+
+/// The target statistics: one Gram matrix per layer, `[B, C_l, C_l]`.
+#[derive(Debug)]
+pub struct TargetGrams(pub Vec<Tensor>);
+
+impl TargetGrams {
+    /// Repeats every target `k` times along the batch (target i → rows i·k … i·k+k−1).
+    pub fn repeat_interleave(&self, k: i64) -> TargetGrams {
+        TargetGrams(
+            self.0
+                .iter()
+                .map(|g| g.repeat_interleave_self_int(k, Some(0), None))
+                .collect(),
+        )
+    }
+}
+
+/// Gram matrices G = FᵀF / N of `[B, C, H, W]` maps, in fp32: `[B, C, C]`.
+pub fn gram(f: &Tensor) -> Tensor {
+    let (b, c, h, w) = f.size4().unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", f.size()));
+    let f = f.to_kind(Kind::Float).reshape([b, c, h * w]);
+    f.bmm(&f.transpose(1, 2)) / (h * w) as f64
+}
+
+impl TextureLoss {
+    /// `layers` must be taps of `vgg` (shallow to deep); `weights` one per layer.
+    pub fn new(vgg: Vgg, layers: Vec<Tap>, weights: Vec<f64>) -> Result<Self, String> {
+        if layers.is_empty() {
+            return Err("the texture loss needs at least one layer".into());
+        }
+        if layers.len() != weights.len() {
+            return Err(format!(
+                "{} texture layers but {} layer weights",
+                layers.len(),
+                weights.len()
+            ));
+        }
+        let pos: Vec<usize> = layers
+            .iter()
+            .map(|t| vgg.arch().position(*t).ok_or_else(|| format!("{t} is not a layer of {}", vgg.arch())))
+            .collect::<Result<_, _>>()?;
+        if pos.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "texture layers must be listed shallow to deep without repeats, got {}",
+                layers.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+            ));
+        }
+        let gain = vgg.preprocessing().input_gain();
+        Ok(Self { vgg, layers, weights, gain })
+    }
+
+    /// The published setup: `conv1_1, pool1 … pool4`, weight 1e5 each.
+    pub fn published(vgg: Vgg) -> Result<Self, String> {
+        let layers = Tap::parse_list(DEFAULT_LAYERS, vgg.arch()).map_err(|e| e.to_string())?;
+        let n = layers.len();
+        Self::new(vgg, layers, vec![DEFAULT_LAYER_WEIGHT; n])
+    }
+
+    /// Channels of each layer.
+    pub fn channels(&self) -> Vec<i64> {
+        self.layers.iter().map(|t| self.vgg.arch().channels(*t)).collect()
+    }
+
+    /// The smallest image side the layers accept.
+    pub fn min_side(&self) -> i64 {
+        self.layers.iter().map(|t| self.vgg.arch().stride(*t)).max().unwrap_or(1)
+    }
+
+    /// Feature maps per unit of [0, 1] input, one per layer, for `x: [B, 3, H, W]` in [0, 1].
+    pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>, nst_vgg::Error> {
+        let f = self.vgg.encode(x, &self.layers)?;
+        Ok(self.layers.iter().map(|t| &f[*t] / self.gain).collect())
+    }
+
+    /// The target statistics of `target: [B, 3, H, W]` (no gradient).
+    pub fn target(&self, target: &Tensor) -> Result<TargetGrams, nst_vgg::Error> {
+        tch::no_grad(|| Ok(TargetGrams(self.features(target)?.iter().map(gram).collect())))
+    }
+
+    /// Per-sample, per-layer weighted losses `[B]` for the first `n_layers`
+    /// layers, from features already computed.
+    pub fn layer_losses(&self, feats: &[Tensor], target: &TargetGrams, n_layers: usize) -> Vec<Tensor> {
+        feats
+            .iter()
+            .zip(&target.0)
+            .zip(&self.weights)
+            .take(n_layers)
+            .map(|((f, t), w)| {
+                let d = gram(f) - t.expand(gram_shape(f), false);
+                d.square().mean_dim([1i64, 2].as_slice(), false, Kind::Float) * *w
+            })
+            .collect()
+    }
+
+    /// L_tex over the first `n_layers` layers, per sample: `[B]`.
+    pub fn loss_per_sample(&self, x: &Tensor, target: &TargetGrams, n_layers: usize) -> Result<Tensor, nst_vgg::Error> {
+        let feats = self.features(x)?;
+        Ok(Tensor::stack(&self.layer_losses(&feats, target, n_layers), 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float))
+    }
+
+    /// ∂L_tex/∂F_l for every layer, in closed form (no autograd, no graph):
+    /// 4 w_l / (N_l C_l²) · (G_l − G̃_l) F_l in the `[C, N]` layout.
+    pub fn feature_gradients(&self, feats: &[Tensor], target: &TargetGrams) -> Vec<Tensor> {
+        tch::no_grad(|| {
+            feats
+                .iter()
+                .zip(&target.0)
+                .zip(&self.weights)
+                .map(|((f, t), w)| {
+                    let (b, c, h, wd) = f.size4().expect("feature maps are [B, C, H, W]");
+                    let n = h * wd;
+                    let ff = f.to_kind(Kind::Float).reshape([b, c, n]);
+                    let g = ff.bmm(&ff.transpose(1, 2)) / n as f64;
+                    let d = g - t.expand([b, c, c], false);
+                    (d.bmm(&ff) * (4.0 * w / (n * c * c) as f64)).reshape([b, c, h, wd])
+                })
+                .collect()
+        })
+    }
+}
+
+fn gram_shape(f: &Tensor) -> [i64; 3] {
+    let s = f.size();
+    [s[0], s[1], s[1]]
+}
