@@ -7,5 +7,6 @@ pub mod common;
 pub mod gatys;
 pub mod optex;
 pub mod strotss;
+pub mod texture;
 pub mod train;
 pub mod vae;

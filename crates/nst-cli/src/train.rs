@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// Model families `model.kind` can name.
-pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders"];
+pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders", "po"];
 
 /// Train a style-transfer model from a TOML config.
 ///
@@ -56,6 +56,9 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainMod
             &cfg.model, &cfg.loss, device,
         )?),
         "decoders" => Box::new(nst_decoders::Decoders::from_config(
+            &cfg.model, &cfg.loss, device,
+        )?),
+        "po" => Box::new(nst_po::PseudoOptimizer::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
         other => bail!(

@@ -2,7 +2,7 @@
 //!
 //! | kind | layout read |
 //! |---|---|
-//! | `folder` | any folder, scanned recursively for .jpg/.jpeg/.png/.bmp/.webp/.tif(f) |
+//! | `folder` | any folder, scanned recursively for .jpg/.jpeg/.png/.bmp/.webp/.tif(f); or a single image file |
 //! | `places365` | `root/{train,val}/<category…>/*.jpg` (places365_standard), or a list file (`places365_train_standard.txt`: `/a/airfield/00000001.jpg 0`; `places365_val.txt`: `Places365_val_00000001.jpg 165`) resolved against `root`, with `categories_places365.txt` (`/a/airfield 0`) |
 //! | `wikiart` | `root/<Style>/<artist_title>.jpg`, or the ArtGAN split file (`style_train.csv`: `Impressionism/claude-monet_x.jpg,12`) with its class file (`style_class.txt`: `12 Impressionism`); `filter` keeps the listed classes |
 //! | `dtd` | `root/images/<category>/*.jpg`, optionally a split file `root/labels/train1.txt` (`banded/banded_0002.jpg`) |
@@ -190,6 +190,17 @@ fn read_class_file(path: &Path, order: ClassLine) -> Result<Vec<String>> {
 
 /// Every image below `root`, recursively, in sorted path order; no labels.
 pub fn image_folder(root: &Path) -> Result<Dataset> {
+    if root.is_file() && is_image(root) {
+        // One image (e.g. the single target of a texture pseudo-optimizer).
+        return Ok(Dataset {
+            name: format!("image {}", root.display()),
+            samples: vec![Sample {
+                path: root.to_path_buf(),
+                label: None,
+            }],
+            classes: vec![],
+        });
+    }
     require_dir(root)?;
     let mut samples: Vec<Sample> = walkdir::WalkDir::new(root)
         .follow_links(true)

@@ -13,10 +13,20 @@ use tch::{Kind, Tensor};
 pub const DIVERSITY_LAYER: Tap = Tap::relu(4, 1);
 
 /// Mean L_tex of `outputs: [B, 3, H, W]` against one target.
-pub fn quality(loss: &TextureLoss, outputs: &Tensor, target: &TargetGrams) -> Result<f64, nst_vgg::Error> {
+pub fn quality(
+    loss: &TextureLoss,
+    outputs: &Tensor,
+    target: &TargetGrams,
+) -> Result<f64, nst_vgg::Error> {
     tch::no_grad(|| {
         let b = outputs.size()[0];
-        let t = TargetGrams(target.0.iter().map(|g| g.expand([b, g.size()[1], g.size()[2]], false)).collect());
+        let t = TargetGrams(
+            target
+                .0
+                .iter()
+                .map(|g| g.expand([b, g.size()[1], g.size()[2]], false))
+                .collect(),
+        );
         Ok(loss
             .loss_per_sample(outputs, &t, loss.layers.len())?
             .mean(Kind::Float)
@@ -38,7 +48,10 @@ pub fn diversity(loss: &TextureLoss, outputs: &Tensor) -> Result<f64, nst_vgg::E
         for i in 0..b {
             for j in 0..b {
                 if i != j {
-                    sum += (f.get(i) - f.get(j)).abs().mean(Kind::Float).double_value(&[]);
+                    sum += (f.get(i) - f.get(j))
+                        .abs()
+                        .mean(Kind::Float)
+                        .double_value(&[]);
                 }
             }
         }

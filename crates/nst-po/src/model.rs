@@ -38,7 +38,9 @@ impl std::str::FromStr for Variant {
             "po" => Ok(Variant::Po),
             "adapo" => Ok(Variant::Adapo),
             "propo" => Ok(Variant::Propo),
-            _ => Err(format!("unknown pseudo-optimizer {s:?}: expected po, adapo or propo")),
+            _ => Err(format!(
+                "unknown pseudo-optimizer {s:?}: expected po, adapo or propo"
+            )),
         }
     }
 }
@@ -137,14 +139,19 @@ impl Run {
     }
     /// The final image.
     pub fn output(&self) -> Tensor {
-        self.z.last().expect("a run has at least its input").sigmoid()
+        self.z
+            .last()
+            .expect("a run has at least its input")
+            .sigmoid()
     }
 }
 
 impl PseudoOptimizer {
     pub fn new(vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {
         if vgg.pooling() != nst_vgg::Pooling::Avg {
-            return Err(Error::Config("the texture loss uses VGG19 with average pooling".into()));
+            return Err(Error::Config(
+                "the texture loss uses VGG19 with average pooling".into(),
+            ));
         }
         let taps = config
             .layers
@@ -159,7 +166,9 @@ impl PseudoOptimizer {
             )));
         }
         if config.noise_per_target < 1 {
-            return Err(Error::Config("model.noise_per_target must be at least 1".into()));
+            return Err(Error::Config(
+                "model.noise_per_target must be at least 1".into(),
+            ));
         }
         let tex = TextureLoss::new(vgg, taps, config.layer_weights.clone())
             .map_err(|e| Error::Config(format!("model.layers/layer_weights: {e}")))?;
@@ -186,7 +195,11 @@ impl PseudoOptimizer {
         };
         let vs = nn::VarStore::new(tex.vgg.device());
         let chans = tex.channels();
-        let strides: Vec<i64> = tex.layers.iter().map(|t| tex.vgg.arch().stride(*t)).collect();
+        let strides: Vec<i64> = tex
+            .layers
+            .iter()
+            .map(|t| tex.vgg.arch().stride(*t))
+            .collect();
         let stages = counts
             .iter()
             .enumerate()
@@ -247,7 +260,12 @@ impl PseudoOptimizer {
     /// In training mode the graph is kept through z and the returned
     /// features of each stage's output (for the loss); the gradient maps fed
     /// to the networks are always detached inputs.
-    fn run_inner(&self, z0: &Tensor, target: &TargetGrams, train: bool) -> Result<(Run, Vec<Vec<Tensor>>, Vec<Tensor>)> {
+    fn run_inner(
+        &self,
+        z0: &Tensor,
+        target: &TargetGrams,
+        train: bool,
+    ) -> Result<(Run, Vec<Vec<Tensor>>, Vec<Tensor>)> {
         let (_, _, h, w) = z0.size4().map_err(|e| Error::Model(e.to_string()))?;
         let min = self.loss.min_side();
         if h.min(w) < min {
@@ -282,7 +300,13 @@ impl PseudoOptimizer {
     pub fn run(&self, z0: &Tensor, target: &TargetGrams) -> Result<Run> {
         let b = z0.size()[0];
         let t = if target.0[0].size()[0] == 1 && b > 1 {
-            TargetGrams(target.0.iter().map(|g| g.expand([b, g.size()[1], g.size()[2]], false)).collect())
+            TargetGrams(
+                target
+                    .0
+                    .iter()
+                    .map(|g| g.expand([b, g.size()[1], g.size()[2]], false))
+                    .collect(),
+            )
         } else {
             TargetGrams(target.0.iter().map(|g| g.shallow_clone()).collect())
         };
@@ -308,6 +332,10 @@ impl TrainModel for PseudoOptimizer {
         &self.vs
     }
 
+    fn uses_content(&self) -> bool {
+        false
+    }
+
     /// Only the style stream is read: its images are the targets x̃. Each
     /// target gets `noise_per_target` noise inputs z⁽⁰⁾ ~ U[−1, 1]; the loss
     /// is Σ_s λ_s · mean_b L_tex(sigmoid(z⁽ˢ⁾), x̃; first k_s layers).
@@ -323,13 +351,17 @@ impl TrainModel for PseudoOptimizer {
         let (_, stage_feats, input_losses) = self.run_inner(&z0, &target, true)?;
         let mut terms = Vec::new();
         let n_all = self.loss.layers.len();
-        let noise_loss = Tensor::stack(&input_losses, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+        let noise_loss = Tensor::stack(&input_losses, 0)
+            .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+            .mean(Kind::Float);
         terms.push(("tex_noise_input".to_string(), noise_loss));
         let mut total = Tensor::zeros([], (Kind::Float, style.device()));
         let counts = self.stage_layer_counts();
         for (s, feats) in stage_feats.iter().enumerate() {
             let per = self.loss.layer_losses(feats, &target, counts[s]);
-            let l = Tensor::stack(&per, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+            let l = Tensor::stack(&per, 0)
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+                .mean(Kind::Float);
             total = total + &l * self.stage_weights[s];
             if self.stages.len() > 1 {
                 terms.push((format!("tex_stage{}", s + 1), l));
@@ -339,7 +371,9 @@ impl TrainModel for PseudoOptimizer {
         let last = stage_feats.last().expect("at least one stage");
         let full = tch::no_grad(|| {
             let per = self.loss.layer_losses(last, &target, n_all);
-            Tensor::stack(&per, 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float).mean(Kind::Float)
+            Tensor::stack(&per, 0)
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
+                .mean(Kind::Float)
         });
         terms.push(("tex_output".to_string(), full));
         Ok(StepOutput { loss: total, terms })
@@ -350,7 +384,10 @@ impl TrainModel for PseudoOptimizer {
         let n = style.size()[0].min(4);
         let t = style.narrow(0, 0, n);
         let (_, _, h, w) = t.size4().map_err(|e| Error::Model(e.to_string()))?;
-        let target = self.loss.target(&t).map_err(|e| Error::Model(e.to_string()))?;
+        let target = self
+            .loss
+            .target(&t)
+            .map_err(|e| Error::Model(e.to_string()))?;
         let run = self.run(&Self::noise(n, h, w, t.device()), &target)?;
         let mut cols = vec![t];
         cols.extend(run.images());

@@ -142,7 +142,10 @@ pub struct PoNet {
 }
 
 fn log2_stride(stride: i64) -> usize {
-    assert!(stride >= 1 && (stride & (stride - 1)) == 0, "strides are powers of two");
+    assert!(
+        stride >= 1 && (stride & (stride - 1)) == 0,
+        "strides are powers of two"
+    );
     stride.trailing_zeros() as usize
 }
 
@@ -156,7 +159,8 @@ impl PoNet {
         for k in (0..=deepest).rev() {
             let lv = vs / format!("s{}", 1i64 << k);
             let c = width(k);
-            let up = (k != deepest).then(|| ConvNormAct::new(&(&lv / "up"), width(k + 1), c, shape.norm));
+            let up = (k != deepest)
+                .then(|| ConvNormAct::new(&(&lv / "up"), width(k + 1), c, shape.norm));
             let inputs: Vec<InputBlock> = layers
                 .iter()
                 .enumerate()
@@ -212,7 +216,9 @@ impl PoNet {
         for lv in &self.levels {
             let mut h_map = x.take().map(|prev| {
                 let up = prev.upsample_nearest2d(size_at(lv.k), None, None);
-                lv.up.as_ref().map_or(up.shallow_clone(), |u| u.forward_t(&up, train))
+                lv.up
+                    .as_ref()
+                    .map_or(up.shallow_clone(), |u| u.forward_t(&up, train))
             });
             for ib in &lv.inputs {
                 let g = &grads[ib.layer];

@@ -38,20 +38,38 @@ fn texture_loss_and_feature_gradients_match_pytorch_autograd() {
     tch::manual_seed(3);
     let loss = TextureLoss::published(vgg()).unwrap();
     let x = Tensor::rand([2, 3, 48, 40], (Kind::Float, Device::Cpu));
-    let t = Tensor::cat(&[stripes(48).narrow(3, 0, 40), stripes(48).flip([2]).narrow(3, 0, 40)], 0);
+    let t = Tensor::cat(
+        &[
+            stripes(48).narrow(3, 0, 40),
+            stripes(48).flip([2]).narrow(3, 0, 40),
+        ],
+        0,
+    );
     let w = vgg19_weights();
-    let r = torch_reference("po_ref.py", &[("x", &x), ("t", &t)], &["--weights", w.to_str().unwrap()]);
+    let r = torch_reference(
+        "po_ref.py",
+        &[("x", &x), ("t", &t)],
+        &["--weights", w.to_str().unwrap()],
+    );
     let target = loss.target(&t).unwrap();
     let feats = loss.features(&x).unwrap();
     let got = loss.loss_per_sample(&x, &target, 5).unwrap();
     assert_close(&got, &r["loss"], 1e-3, "L_tex per sample");
     let grads = loss.feature_gradients(&feats, &target);
     for (tap, g) in loss.layers.iter().zip(&grads) {
-        assert_close(g, &r[&format!("grad.{tap}")], 2e-3, &format!("dL/dF at {tap}"));
+        assert_close(
+            g,
+            &r[&format!("grad.{tap}")],
+            2e-3,
+            &format!("dL/dF at {tap}"),
+        );
     }
     // And the pixel gradient Gatys descends on.
     let xr = x.detach().set_requires_grad(true);
-    loss.loss_per_sample(&xr, &target, 5).unwrap().sum(Kind::Float).backward();
+    loss.loss_per_sample(&xr, &target, 5)
+        .unwrap()
+        .sum(Kind::Float)
+        .backward();
     assert_close(&xr.grad(), &r["grad_x"], 2e-3, "dL/dx");
 }
 
@@ -77,7 +95,11 @@ fn propo_stages_see_growing_layer_prefixes() {
             stage_weights: vec![1.0, 2.0],
         },
     );
-    assert!(bad.err().unwrap().to_string().contains("5 non-negative values"));
+    assert!(bad
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("5 non-negative values"));
 }
 
 #[test]
@@ -85,14 +107,19 @@ fn outputs_have_the_input_shape_at_any_size_and_stay_in_range() {
     let m = model(Variant::Propo, Norm::Batch);
     for (h, w) in [(32, 32), (48, 80), (70, 45)] {
         let t = loss_target(&m, h, w);
-        let run = m.run(&PseudoOptimizer::noise(3, h, w, Device::Cpu), &t).unwrap();
+        let run = m
+            .run(&PseudoOptimizer::noise(3, h, w, Device::Cpu), &t)
+            .unwrap();
         assert_eq!(run.z.len(), 6);
         for x in run.images() {
             assert_eq!(x.size(), vec![3, 3, h, w]);
             assert!(x.min().double_value(&[]) >= 0.0 && x.max().double_value(&[]) <= 1.0);
         }
     }
-    let e = m.run(&PseudoOptimizer::noise(1, 8, 8, Device::Cpu), &loss_target(&m, 32, 32));
+    let e = m.run(
+        &PseudoOptimizer::noise(1, 8, 8, Device::Cpu),
+        &loss_target(&m, 32, 32),
+    );
     assert!(e.err().unwrap().to_string().contains("at least 16×16"));
 }
 
@@ -108,7 +135,9 @@ fn a_seed_gives_the_same_textures() {
     let t = loss_target(&m, 32, 32);
     let go = |seed: i64| {
         tch::manual_seed(seed);
-        m.run(&PseudoOptimizer::noise(2, 32, 32, Device::Cpu), &t).unwrap().output()
+        m.run(&PseudoOptimizer::noise(2, 32, 32, Device::Cpu), &t)
+            .unwrap()
+            .output()
     };
     let (a, b, c) = (go(5), go(5), go(6));
     assert_eq!(f64::try_from((&a - &b).abs().max()).unwrap(), 0.0);
@@ -129,13 +158,22 @@ fn po_overfits_one_target_five_fold() {
     let mut first = None;
     for step in 0..90 {
         let out = m.step(&batch, &batch).unwrap();
-        let noise = out.terms.iter().find(|t| t.0 == "tex_noise_input").unwrap().1.double_value(&[]);
+        let noise = out
+            .terms
+            .iter()
+            .find(|t| t.0 == "tex_noise_input")
+            .unwrap()
+            .1
+            .double_value(&[]);
         first.get_or_insert(noise);
         Adam::zero_grad(m.var_store());
         out.loss.backward();
         adam.step(m.var_store(), 2e-3);
         if step % 30 == 0 {
-            eprintln!("step {step}: output {:.3e} noise {noise:.3e}", out.loss.double_value(&[]));
+            eprintln!(
+                "step {step}: output {:.3e} noise {noise:.3e}",
+                out.loss.double_value(&[])
+            );
         }
     }
     // Inference mode on fresh noise.
@@ -146,5 +184,8 @@ fn po_overfits_one_target_five_fold() {
     let q_noise = eval::quality(&m.loss, &z0.sigmoid(), &t).unwrap();
     let q_out = eval::quality(&m.loss, &run.output(), &t).unwrap();
     eprintln!("noise {q_noise:.3e} → output {q_out:.3e}");
-    assert!(q_out * 5.0 <= q_noise, "texture loss {q_noise:.3e} → {q_out:.3e}: less than 5×");
+    assert!(
+        q_out * 5.0 <= q_noise,
+        "texture loss {q_noise:.3e} → {q_out:.3e}: less than 5×"
+    );
 }

@@ -47,7 +47,9 @@ impl TargetGrams {
 
 /// Gram matrices G = FᵀF / N of `[B, C, H, W]` maps, in fp32: `[B, C, C]`.
 pub fn gram(f: &Tensor) -> Tensor {
-    let (b, c, h, w) = f.size4().unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", f.size()));
+    let (b, c, h, w) = f
+        .size4()
+        .unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", f.size()));
     let f = f.to_kind(Kind::Float).reshape([b, c, h * w]);
     f.bmm(&f.transpose(1, 2)) / (h * w) as f64
 }
@@ -67,16 +69,29 @@ impl TextureLoss {
         }
         let pos: Vec<usize> = layers
             .iter()
-            .map(|t| vgg.arch().position(*t).ok_or_else(|| format!("{t} is not a layer of {}", vgg.arch())))
+            .map(|t| {
+                vgg.arch()
+                    .position(*t)
+                    .ok_or_else(|| format!("{t} is not a layer of {}", vgg.arch()))
+            })
             .collect::<Result<_, _>>()?;
         if pos.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!(
                 "texture layers must be listed shallow to deep without repeats, got {}",
-                layers.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+                layers
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
         let gain = vgg.preprocessing().input_gain();
-        Ok(Self { vgg, layers, weights, gain })
+        Ok(Self {
+            vgg,
+            layers,
+            weights,
+            gain,
+        })
     }
 
     /// The published setup: `conv1_1, pool1 … pool4`, weight 1e5 each.
@@ -88,12 +103,19 @@ impl TextureLoss {
 
     /// Channels of each layer.
     pub fn channels(&self) -> Vec<i64> {
-        self.layers.iter().map(|t| self.vgg.arch().channels(*t)).collect()
+        self.layers
+            .iter()
+            .map(|t| self.vgg.arch().channels(*t))
+            .collect()
     }
 
     /// The smallest image side the layers accept.
     pub fn min_side(&self) -> i64 {
-        self.layers.iter().map(|t| self.vgg.arch().stride(*t)).max().unwrap_or(1)
+        self.layers
+            .iter()
+            .map(|t| self.vgg.arch().stride(*t))
+            .max()
+            .unwrap_or(1)
     }
 
     /// Feature maps per unit of [0, 1] input, one per layer, for `x: [B, 3, H, W]` in [0, 1].
@@ -104,12 +126,21 @@ impl TextureLoss {
 
     /// The target statistics of `target: [B, 3, H, W]` (no gradient).
     pub fn target(&self, target: &Tensor) -> Result<TargetGrams, nst_vgg::Error> {
-        tch::no_grad(|| Ok(TargetGrams(self.features(target)?.iter().map(gram).collect())))
+        tch::no_grad(|| {
+            Ok(TargetGrams(
+                self.features(target)?.iter().map(gram).collect(),
+            ))
+        })
     }
 
     /// Per-sample, per-layer weighted losses `[B]` for the first `n_layers`
     /// layers, from features already computed.
-    pub fn layer_losses(&self, feats: &[Tensor], target: &TargetGrams, n_layers: usize) -> Vec<Tensor> {
+    pub fn layer_losses(
+        &self,
+        feats: &[Tensor],
+        target: &TargetGrams,
+        n_layers: usize,
+    ) -> Vec<Tensor> {
         feats
             .iter()
             .zip(&target.0)
@@ -117,15 +148,28 @@ impl TextureLoss {
             .take(n_layers)
             .map(|((f, t), w)| {
                 let d = gram(f) - t.expand(gram_shape(f), false);
-                d.square().mean_dim([1i64, 2].as_slice(), false, Kind::Float) * *w
+                d.square()
+                    .mean_dim([1i64, 2].as_slice(), false, Kind::Float)
+                    * *w
             })
             .collect()
     }
 
     /// L_tex over the first `n_layers` layers, per sample: `[B]`.
-    pub fn loss_per_sample(&self, x: &Tensor, target: &TargetGrams, n_layers: usize) -> Result<Tensor, nst_vgg::Error> {
+    pub fn loss_per_sample(
+        &self,
+        x: &Tensor,
+        target: &TargetGrams,
+        n_layers: usize,
+    ) -> Result<Tensor, nst_vgg::Error> {
         let feats = self.features(x)?;
-        Ok(Tensor::stack(&self.layer_losses(&feats, target, n_layers), 0).sum_dim_intlist([0i64].as_slice(), false, Kind::Float))
+        Ok(
+            Tensor::stack(&self.layer_losses(&feats, target, n_layers), 0).sum_dim_intlist(
+                [0i64].as_slice(),
+                false,
+                Kind::Float,
+            ),
+        )
     }
 
     /// ∂L_tex/∂F_l for every layer, in closed form (no autograd, no graph):

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    pub content: SourceConfig,
+    /// The content stream; texture models (which read only `style`) may omit it.
+    #[serde(default)]
+    pub content: Option<SourceConfig>,
     pub style: SourceConfig,
     #[serde(default = "d_resize")]
     pub resize_shorter: u32,

@@ -22,6 +22,7 @@ struct Tiny {
     calls: u64,
     nan_at: Option<u64>,
     kind: &'static str,
+    uses_content: bool,
 }
 
 impl Tiny {
@@ -44,6 +45,7 @@ impl Tiny {
             calls: 0,
             nan_at: None,
             kind: "tiny",
+            uses_content: true,
         }
     }
 }
@@ -54,6 +56,9 @@ impl TrainModel for Tiny {
     }
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
+    }
+    fn uses_content(&self) -> bool {
+        self.uses_content
     }
     fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput> {
         self.calls += 1;
@@ -354,4 +359,22 @@ fn tensorboard_events_are_read_by_the_official_reader() {
         imgs[0].as_array().unwrap()[1..],
         [serde_json::json!(96), serde_json::json!(96)]
     );
+}
+
+#[test]
+fn a_model_without_content_trains_on_the_style_stream_alone() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), "nocontent", 2, &[]);
+    cfg.data.content = None;
+    let mut m = Tiny::new(1);
+    let e = Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("data.content is missing"), "{e}");
+    m.uses_content = false;
+    let out = Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .unwrap();
+    assert!(matches!(out, TrainOutcome::Finished { step: 2, .. }));
 }

@@ -29,6 +29,12 @@ pub trait TrainModel {
     /// # Shapes
     /// `content: [B, 3, S, S]`, `style: [B, 3, S, S]`, RGB in [0, 1], on the model's device.
     fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput>;
+    /// Whether [`TrainModel::step`] reads the content batch. Models that do not
+    /// (texture synthesis) train without a `data.content` source; they are
+    /// then handed the style batch in its place.
+    fn uses_content(&self) -> bool {
+        true
+    }
     /// Told the (1-based) number of the step about to run, before [`TrainModel::step`],
     /// for schedules such as KL annealing. The default ignores it.
     fn set_step(&mut self, _step: u64) {}
@@ -150,12 +156,21 @@ impl<'a> Trainer<'a> {
         }
         let pipeline = cfg.data.pipeline();
         let seed = cfg.train.seed;
-        let mut content = Loader::new(
-            cfg.data.content.open()?,
-            pipeline.clone(),
-            mix(seed, 1),
-            content_pos,
-        )?;
+        let mut content = match &cfg.data.content {
+            Some(src) => Some(Loader::new(
+                src.open()?,
+                pipeline.clone(),
+                mix(seed, 1),
+                content_pos,
+            )?),
+            None if model.uses_content() => {
+                return Err(Error::Config(format!(
+                    "data.content is missing: model.kind {:?} trains on a content stream",
+                    model.kind()
+                )))
+            }
+            None => None,
+        };
         let mut style = Loader::new(cfg.data.style.open()?, pipeline, mix(seed, 2), style_pos)?;
 
         let total = cfg.train.steps;
@@ -231,14 +246,17 @@ impl<'a> Trainer<'a> {
                 });
             }
             let t0 = Instant::now();
-            let cb = content.next_batch()?;
+            let cb = content.as_mut().map(|l| l.next_batch()).transpose()?;
             let sb = style.next_batch()?;
             let wait = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let next = step + 1;
             tch::manual_seed(mix(seed, next) as i64);
-            let c = cb.images.to_device(self.device);
             let s = sb.images.to_device(self.device);
+            let c = match &cb {
+                Some(cb) => cb.images.to_device(self.device),
+                None => s.shallow_clone(),
+            };
             model.set_step(next);
             let out = model.step(&c, &s)?;
             let mut terms = BTreeMap::new();
@@ -264,7 +282,9 @@ impl<'a> Trainer<'a> {
             adam.step(model.var_store(), lr);
             let compute = t1.elapsed().as_secs_f64();
             step = next;
-            content_pos = cb.next;
+            if let Some(cb) = &cb {
+                content_pos = cb.next;
+            }
             style_pos = sb.next;
 
             if step % cfg.log.scalar_every == 0 || step == 1 {
@@ -279,7 +299,9 @@ impl<'a> Trainer<'a> {
                 );
                 logger.scalar("perf/data_wait_s", wait, step);
                 logger.scalar("perf/compute_s", compute, step);
-                let st = content.stats();
+                let st = content
+                    .as_ref()
+                    .map_or_else(|| style.stats(), |c| c.stats());
                 logger.scalar(
                     "data/bad_images",
                     st.bad.load(Ordering::Relaxed) as f64,

@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{adain, common::run_main, gatys, optex, strotss, vae};
+use nst_cli::{adain, common::run_main, gatys, optex, strotss, texture, vae};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -30,6 +30,10 @@ enum Method {
     AdainWct(optex::AdainWctArgs),
     /// Reconstruction PSNR of trained decoders, per level, over a folder of images.
     DecodersPsnr(optex::PsnrArgs),
+    /// Texture synthesis: Gatys, or the pseudo-optimizers PO / AdaPO / ProPO trained by nst-train (model.kind = "po").
+    Texture(texture::TextureArgs),
+    /// Quality vs diversity vs time of texture methods on a folder of targets (table + CSV).
+    EvalTexture(texture::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,5 +46,7 @@ fn main() -> std::process::ExitCode {
         Method::Optex(a) => optex::run_optex(a),
         Method::AdainWct(a) => optex::run_adain_wct(a),
         Method::DecodersPsnr(a) => optex::run_psnr(a),
+        Method::Texture(a) => texture::run_texture(a),
+        Method::EvalTexture(a) => texture::run_eval(a),
     })
 }

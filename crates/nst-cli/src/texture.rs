@@ -1,0 +1,485 @@
+//! `nst-infer texture` (Gatys, PO, AdaPO, ProPO) and `nst-infer eval-texture`.
+use crate::common::{self, RuntimeArgs, VggArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use nst_core::ImageSize;
+use nst_po::{PseudoOptimizer, TargetGrams, TextureLoss, Variant};
+use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextureMethod {
+    /// L-BFGS on the pixels from noise (Gatys et al. 2015): slow, the quality reference.
+    Gatys,
+    /// Pseudo-optimizer trained on this one target.
+    Po,
+    /// Adaptive pseudo-optimizer: trained on many targets, works on new ones.
+    Adapo,
+    /// Progressive pseudo-optimizer: 5 stages, shallow layers first.
+    Propo,
+}
+
+impl TextureMethod {
+    fn variant(self) -> Option<Variant> {
+        match self {
+            TextureMethod::Gatys => None,
+            TextureMethod::Po => Some(Variant::Po),
+            TextureMethod::Adapo => Some(Variant::Adapo),
+            TextureMethod::Propo => Some(Variant::Propo),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            TextureMethod::Gatys => "gatys",
+            TextureMethod::Po => "po",
+            TextureMethod::Adapo => "adapo",
+            TextureMethod::Propo => "propo",
+        }
+    }
+}
+
+/// Texture synthesis: many different textures of one target.
+///
+/// The pseudo-optimizers (Shi & Qiao 2020) map texture-loss gradients at the
+/// VGG19 layers to an image update in one forward pass per stage; train them
+/// with nst-train (configs/po.toml, adapo.toml, propo.toml). Gatys optimises
+/// each image by L-BFGS against the same loss. Every output starts from its
+/// own uniform noise, drawn from --seed.
+///
+/// Examples:
+///   nst-infer texture --method propo --checkpoint checkpoints/propo --target bricks.jpg --count 8 --out-dir out/
+///   nst-infer texture --method gatys --target bricks.jpg --size 256 --count 2 --out-dir out/
+///   nst-infer texture --method propo --checkpoint ck --target t.png --save-stages --out-dir out/
+///   nst-infer texture --method adapo --checkpoint ck --target t.png --interpolate 7 --count 8 --out-dir out/
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct TextureArgs {
+    #[arg(long, value_enum)]
+    pub method: TextureMethod,
+    /// The target texture (exemplar) image.
+    #[arg(long, value_name = "PATH")]
+    pub target: PathBuf,
+    /// A po run folder (its `latest`), step_XXXXXXX.json or weights file (learned methods).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Output size: a side in px (square) or WxH. Any size works; the networks are fully convolutional.
+    #[arg(long, default_value = "256")]
+    pub size: ImageSize,
+    /// Long side the target is read at, for its statistics (default: the output's long side).
+    #[arg(long)]
+    pub target_size: Option<u32>,
+    /// Number of textures.
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// Folder for `<target>_<method>_<i>.png`.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// ProPO: also write each stage's image x⁽¹⁾…x⁽⁵⁾ (`…_<i>_stage<s>.png`).
+    #[arg(long)]
+    pub save_stages: bool,
+    /// Blend the noise from --seed to this second seed over the --count outputs.
+    #[arg(long, value_name = "SEED")]
+    pub interpolate: Option<u64>,
+    /// Gatys: L-BFGS loss evaluations per image.
+    #[arg(long, default_value_t = 500)]
+    pub steps: usize,
+    /// Images per forward pass (learned methods).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub vgg: VggArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Loads a `kind = "po"` checkpoint and checks it is the `want` variant.
+pub fn load_po(path: &Path, want: Variant, device: Device) -> Result<PseudoOptimizer> {
+    let (side, meta) = Checkpoint::resolve(path)?;
+    if meta.model_kind != nst_po::KIND {
+        bail!(
+            "{} is a {:?} checkpoint; --method {} needs a {:?} one (nst-train --config configs/{}.toml)",
+            side.display(),
+            meta.model_kind,
+            want.name(),
+            nst_po::KIND,
+            want.name()
+        );
+    }
+    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let model = PseudoOptimizer::from_config(&cfg.model, &cfg.loss, device)?;
+    if model.variant() != want {
+        bail!(
+            "{} holds a {} network, not {}; use --method {}",
+            side.display(),
+            model.variant().name(),
+            want.name(),
+            model.variant().name()
+        );
+    }
+    Checkpoint::load_weights(
+        &side.with_file_name(&meta.weights_file),
+        model.var_store(),
+        nst_po::KIND,
+    )?;
+    Ok(model)
+}
+
+fn out_size(size: ImageSize) -> Result<(i64, i64)> {
+    Ok(match size {
+        ImageSize::Exact { width, height } => (height as i64, width as i64),
+        ImageSize::LongSide(s) => (s as i64, s as i64),
+        ImageSize::Original => bail!("give --size as a side (256) or WxH (512x256)"),
+    })
+}
+
+/// The solver a command runs: a trained network, or Gatys with its VGG.
+enum Solver {
+    Learned(PseudoOptimizer),
+    Gatys(TextureLoss, usize),
+}
+
+impl Solver {
+    fn loss(&self) -> &TextureLoss {
+        match self {
+            Solver::Learned(m) => &m.loss,
+            Solver::Gatys(l, _) => l,
+        }
+    }
+
+    /// Every stage's images for the noise `z0` (Gatys: just the result).
+    fn synthesize(&self, z0: &Tensor, target: &TargetGrams, batch: usize) -> Result<Vec<Tensor>> {
+        match self {
+            Solver::Learned(m) => {
+                let mut stages: Vec<Vec<Tensor>> = Vec::new();
+                for chunk in z0.split(batch.max(1) as i64, 0) {
+                    let imgs = m.run(&chunk, target)?.images();
+                    if stages.is_empty() {
+                        stages = imgs.into_iter().map(|t| vec![t]).collect();
+                    } else {
+                        for (s, t) in stages.iter_mut().zip(imgs) {
+                            s.push(t);
+                        }
+                    }
+                }
+                Ok(stages.iter().skip(1).map(|v| Tensor::cat(v, 0)).collect())
+            }
+            Solver::Gatys(loss, steps) => {
+                let mut outs = Vec::new();
+                for i in 0..z0.size()[0] {
+                    let (x, _) = nst_po::gatys::synthesize(
+                        loss,
+                        target,
+                        &z0.narrow(0, i, 1),
+                        *steps,
+                        |_, _| true,
+                    )?;
+                    outs.push(x);
+                }
+                Ok(vec![Tensor::cat(&outs, 0)])
+            }
+        }
+    }
+}
+
+fn build_solver(
+    method: TextureMethod,
+    checkpoint: Option<&Path>,
+    steps: usize,
+    vgg: &VggArgs,
+    device: Device,
+) -> Result<Solver> {
+    Ok(match method.variant() {
+        Some(v) => {
+            let Some(ck) = checkpoint else {
+                bail!("--method {} needs --checkpoint (train one with nst-train --config configs/{}.toml)", method.name(), method.name())
+            };
+            Solver::Learned(load_po(ck, v, device)?)
+        }
+        None => {
+            if steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            let loss = TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device)?)
+                .map_err(anyhow::Error::msg)?;
+            Solver::Gatys(loss, steps)
+        }
+    })
+}
+
+fn noise(seed: u64, n: i64, h: i64, w: i64, device: Device) -> Tensor {
+    tch::manual_seed(seed as i64);
+    PseudoOptimizer::noise(n, h, w, device)
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned())
+}
+
+pub fn run_texture(a: TextureArgs) -> Result<()> {
+    if a.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if a.save_stages && a.method != TextureMethod::Propo {
+        bail!("--save-stages is for --method propo (the only multi-stage solver)");
+    }
+    let (h, w) = out_size(a.size)?;
+    let device = a.runtime.init()?;
+    let solver = build_solver(a.method, a.checkpoint.as_deref(), a.steps, &a.vgg, device)?;
+    let min = solver.loss().min_side();
+    if h.min(w) < min {
+        bail!("--size {w}x{h} is too small: the texture layers need at least {min}×{min}");
+    }
+    let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
+    let target_img = common::load(&a.target, tsize, device, "target")?;
+    let target = solver
+        .loss()
+        .target(&target_img)
+        .context("target statistics")?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let n = a.count as i64;
+    let z0 = match a.interpolate {
+        None => noise(a.runtime.seed, n, h, w, device),
+        Some(seed_b) => {
+            let za = noise(a.runtime.seed, 1, h, w, device);
+            let zb = noise(seed_b, 1, h, w, device);
+            let t = Tensor::linspace(0.0, 1.0, n, (tch::Kind::Float, device)).view([n, 1, 1, 1]);
+            &za * (1.0 - &t) + &zb * &t
+        }
+    };
+    let name = stem(&a.target);
+    let pb = common::progress_bar(a.count as u64, a.method.name(), a.runtime.quiet);
+    let t0 = Instant::now();
+    let mut stages_all: Vec<Vec<Tensor>> = Vec::new();
+    // Gatys: one image at a time (progress per image); networks: in batches.
+    let step = if a.method == TextureMethod::Gatys {
+        1
+    } else {
+        a.batch.max(1) as i64
+    };
+    let mut i = 0;
+    while i < n {
+        let k = step.min(n - i);
+        let st = solver.synthesize(&z0.narrow(0, i, k), &target, a.batch)?;
+        stages_all.push(st);
+        i += k;
+        pb.set_position(i as u64);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let n_stages = stages_all[0].len();
+    let stages: Vec<Tensor> = (0..n_stages)
+        .map(|s| {
+            Tensor::cat(
+                &stages_all
+                    .iter()
+                    .map(|v| v[s].shallow_clone())
+                    .collect::<Vec<_>>(),
+                0,
+            )
+        })
+        .collect();
+    let out = stages.last().expect("one stage at least");
+    let quality = nst_po::eval::quality(solver.loss(), out, &target)?;
+    for j in 0..n {
+        let p = a
+            .out_dir
+            .join(format!("{name}_{}_{j}.png", a.method.name()));
+        nst_core::save_image(&out.get(j), &p)?;
+        if a.save_stages {
+            for (s, img) in stages.iter().enumerate() {
+                let p =
+                    a.out_dir
+                        .join(format!("{name}_{}_{j}_stage{}.png", a.method.name(), s + 1));
+                nst_core::save_image(&img.get(j), &p)?;
+            }
+        }
+    }
+    if !a.runtime.quiet {
+        eprintln!(
+            "wrote {n} textures ({w}x{h}) to {} in {secs:.2} s ({:.1} ms/image); mean texture loss {quality:.4e}",
+            a.out_dir.display(),
+            1e3 * secs / n as f64
+        );
+    }
+    Ok(())
+}
+
+/// The paper's comparison: texture quality against diversity, per method,
+/// on a folder of target textures (ideally held out of training).
+///
+/// quality   = mean L_tex(output, target) over conv1_1, pool1…pool4 (weights 1e5, images in [0, 1]); lower is better
+/// diversity = E_{i≠j} mean |F(x_i) − F(x_j)| with F = VGG19 relu4_1, over the --count outputs of a target; higher is more diverse
+/// time      = wall-clock seconds per image
+/// The "noise" row is the solvers' common input, for scale.
+///
+/// Example:
+///   nst-infer eval-texture --targets textures/ --methods gatys,propo --checkpoint propo=checkpoints/propo --count 4 --csv eval.csv
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalArgs {
+    /// Folder of target textures.
+    #[arg(long, value_name = "DIR")]
+    pub targets: PathBuf,
+    /// Methods to compare (comma-separated): gatys, po, adapo, propo.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gatys,propo")]
+    pub methods: Vec<TextureMethod>,
+    /// Checkpoints: METHOD=PATH per learned method (or just PATH when one learned method is listed).
+    #[arg(long, value_name = "METHOD=PATH")]
+    pub checkpoint: Vec<String>,
+    /// Outputs per target (≥ 2 for diversity).
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// Side of the square outputs and of the targets.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Gatys: L-BFGS loss evaluations per image.
+    #[arg(long, default_value_t = 500)]
+    pub steps: usize,
+    /// The per-target table (CSV), written atomically.
+    #[arg(long, value_name = "PATH", default_value = "eval_texture.csv")]
+    pub csv: PathBuf,
+    /// Also save the outputs here.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub vgg: VggArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+fn checkpoint_for(
+    method: TextureMethod,
+    specs: &[String],
+    learned: usize,
+) -> Result<Option<PathBuf>> {
+    if method == TextureMethod::Gatys {
+        return Ok(None);
+    }
+    for s in specs {
+        match s.split_once('=') {
+            Some((m, p)) if m == method.name() => return Ok(Some(PathBuf::from(p))),
+            None if learned == 1 => return Ok(Some(PathBuf::from(s))),
+            _ => {}
+        }
+    }
+    bail!(
+        "no checkpoint for {}: give --checkpoint {}=PATH",
+        method.name(),
+        method.name()
+    )
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    if a.count < 2 {
+        bail!("--count must be at least 2 (diversity compares outputs pairwise)");
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.targets)
+        .with_context(|| format!("reading --targets {}", a.targets.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && nst_core::image_io::output_format(p).is_ok())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no images", a.targets.display());
+    }
+    let device = a.runtime.init()?;
+    let learned = a.methods.iter().filter(|m| m.variant().is_some()).count();
+    let mut solvers = Vec::new();
+    for &m in &a.methods {
+        let ck = checkpoint_for(m, &a.checkpoint, learned)?;
+        solvers.push((m, build_solver(m, ck.as_deref(), a.steps, &a.vgg, device)?));
+    }
+    if let Some(d) = &a.out_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    // The reference loss: the published one (the learned models are checked to use it).
+    let reference = TextureLoss::published(a.vgg.load(nst_vgg::Pooling::Avg, device)?)
+        .map_err(anyhow::Error::msg)?;
+    let s = a.size as i64;
+    let n = a.count as i64;
+    let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
+    let pb = common::progress_bar(
+        (files.len() * solvers.len()) as u64,
+        "eval",
+        a.runtime.quiet,
+    );
+    for (ti, f) in files.iter().enumerate() {
+        let Ok(img) = common::load(
+            f,
+            ImageSize::Exact {
+                width: a.size,
+                height: a.size,
+            },
+            device,
+            "target",
+        ) else {
+            eprintln!("warning: skipping unreadable {}", f.display());
+            continue;
+        };
+        let target = reference.target(&img)?;
+        let z0 = noise(a.runtime.seed.wrapping_add(ti as u64), n, s, s, device);
+        let noise_img = z0.sigmoid();
+        rows.push((
+            stem(f),
+            "noise".into(),
+            nst_po::eval::quality(&reference, &noise_img, &target)?,
+            nst_po::eval::diversity(&reference, &noise_img)?,
+            0.0,
+        ));
+        for (m, solver) in &solvers {
+            let t0 = Instant::now();
+            let st = solver.synthesize(&z0, &solver.loss().target(&img)?, 4)?;
+            let secs = t0.elapsed().as_secs_f64() / n as f64;
+            let out = st.last().expect("a stage");
+            let q = nst_po::eval::quality(&reference, out, &target)?;
+            let d = nst_po::eval::diversity(&reference, out)?;
+            if let Some(dir) = &a.out_dir {
+                for j in 0..n {
+                    nst_core::save_image(
+                        &out.get(j),
+                        dir.join(format!("{}_{}_{j}.png", stem(f), m.name())),
+                    )?;
+                }
+            }
+            rows.push((stem(f), m.name().into(), q, d, secs));
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let mut csv = String::from("target,method,quality,diversity,seconds_per_image\n");
+    for r in &rows {
+        csv.push_str(&format!(
+            "{},{},{:.6e},{:.6e},{:.6}\n",
+            r.0, r.1, r.2, r.3, r.4
+        ));
+    }
+    nst_core::fsutil::write_bytes_atomic(&a.csv, csv.as_bytes())?;
+    let n_targets = rows.iter().filter(|r| r.1 == "noise").count();
+    println!("{n_targets} targets, {} outputs each, {}x{} px; quality = mean L_tex (lower is better), diversity = E|relu4_1(x_i) - relu4_1(x_j)| (higher is more diverse)", a.count, a.size, a.size);
+    println!(
+        "{:<8} {:>12} {:>12} {:>14}",
+        "method", "quality", "diversity", "s/image"
+    );
+    let mut names = vec!["noise".to_string()];
+    names.extend(a.methods.iter().map(|m| m.name().to_string()));
+    for name in names {
+        let sel: Vec<_> = rows.iter().filter(|r| r.1 == name).collect();
+        let k = sel.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&&(String, String, f64, f64, f64)) -> f64| {
+            sel.iter().map(f).sum::<f64>() / k
+        };
+        println!(
+            "{:<8} {:>12.4e} {:>12.4e} {:>14.4}",
+            name,
+            mean(&|r| r.2),
+            mean(&|r| r.3),
+            mean(&|r| r.4)
+        );
+    }
+    println!("per-target rows: {}", a.csv.display());
+    Ok(())
+}

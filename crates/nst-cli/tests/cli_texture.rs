@@ -1,0 +1,232 @@
+//! `nst-train` on a pseudo-optimizer config and `nst-infer texture` /
+//! `eval-texture` as a user runs them: output files and sizes, ProPO stages,
+//! seed determinism, and the errors for a wrong method or missing checkpoint.
+#![allow(clippy::unwrap_used)]
+use std::process::{Command, Output};
+
+fn bin(exe: &str, args: &[&str]) -> Output {
+    Command::new(exe)
+        .args(args)
+        .current_dir(nst_testkit::repo_root())
+        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn err(o: &Output) -> String {
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+#[test]
+fn train_synthesize_stages_and_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    let train = env!("CARGO_BIN_EXE_nst-train");
+    let infer = env!("CARGO_BIN_EXE_nst-infer");
+    let set = |k: &str, v: String| format!("{k}={v}");
+    // A two-step ProPO on a single target image given as the folder root.
+    let o = bin(
+        train,
+        &[
+            "--config",
+            "configs/propo_smoke.toml",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "data.crop=32",
+            "--set",
+            "data.resize_shorter=48",
+            "--set",
+            "data.style.root=\"samples/texture/brick.png\"",
+            "--set",
+            "model.channels=[4, 4, 8, 8, 8]",
+            "--set",
+            &set("train.checkpoint_dir", format!("\"{}\"", p("ck"))),
+            "--set",
+            &set("log.dir", format!("\"{}\"", p("runs"))),
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
+    ok(&o);
+    let ck = p("ck/propo_smoke");
+    let common = [
+        "--checkpoint",
+        ck.as_str(),
+        "--target",
+        "samples/texture/gravel.png",
+        "--device",
+        "cpu",
+        "-q",
+    ];
+
+    // Non-square output, stages, seed.
+    let out1 = p("a");
+    let mut a = vec![
+        "texture",
+        "--method",
+        "propo",
+        "--size",
+        "48x40",
+        "--count",
+        "3",
+        "--save-stages",
+        "--seed",
+        "4",
+        "--out-dir",
+        &out1,
+    ];
+    a.extend(common);
+    ok(&bin(infer, &a));
+    for j in 0..3 {
+        let f = format!("{out1}/gravel_propo_{j}.png");
+        assert_eq!(image::image_dimensions(&f).unwrap(), (48, 40));
+        for s in 1..=5 {
+            assert!(
+                std::path::Path::new(&format!("{out1}/gravel_propo_{j}_stage{s}.png")).exists()
+            );
+        }
+    }
+    // Same seed → same files; the final image is stage 5.
+    let out2 = p("b");
+    let mut a = vec![
+        "texture",
+        "--method",
+        "propo",
+        "--size",
+        "48x40",
+        "--count",
+        "1",
+        "--seed",
+        "4",
+        "--out-dir",
+        &out2,
+    ];
+    a.extend(common);
+    ok(&bin(infer, &a));
+    let read = |f: String| std::fs::read(f).unwrap();
+    assert_eq!(
+        read(format!("{out1}/gravel_propo_0.png")),
+        read(format!("{out2}/gravel_propo_0.png"))
+    );
+    assert_eq!(
+        read(format!("{out1}/gravel_propo_0.png")),
+        read(format!("{out1}/gravel_propo_0_stage5.png"))
+    );
+
+    // The wrong variant for the checkpoint, a missing checkpoint, stages for a one-stage method.
+    let mut a = vec!["texture", "--method", "adapo", "--out-dir", &out2];
+    a.extend(common);
+    assert!(err(&bin(infer, &a)).contains("holds a propo network"));
+    let e = err(&bin(
+        infer,
+        &[
+            "texture",
+            "--method",
+            "po",
+            "--target",
+            "samples/texture/gravel.png",
+            "--out-dir",
+            &out2,
+        ],
+    ));
+    assert!(e.contains("needs --checkpoint"), "{e}");
+    let e = err(&bin(
+        infer,
+        &[
+            "texture",
+            "--method",
+            "gatys",
+            "--save-stages",
+            "--target",
+            "samples/texture/gravel.png",
+            "--out-dir",
+            &out2,
+        ],
+    ));
+    assert!(e.contains("--save-stages is for --method propo"), "{e}");
+
+    // Gatys (a few L-BFGS evaluations) and the evaluation table + CSV.
+    let out3 = p("g");
+    ok(&bin(
+        infer,
+        &[
+            "texture",
+            "--method",
+            "gatys",
+            "--target",
+            "samples/texture/gravel.png",
+            "--size",
+            "32",
+            "--count",
+            "1",
+            "--steps",
+            "3",
+            "--out-dir",
+            &out3,
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    ));
+    assert_eq!(
+        image::image_dimensions(format!("{out3}/gravel_gatys_0.png")).unwrap(),
+        (32, 32)
+    );
+    let targets = p("targets");
+    std::fs::create_dir_all(&targets).unwrap();
+    std::fs::copy(
+        nst_testkit::repo_root().join("samples/texture/grass.png"),
+        format!("{targets}/grass.png"),
+    )
+    .unwrap();
+    let csv = p("eval.csv");
+    let o = bin(
+        infer,
+        &[
+            "eval-texture",
+            "--targets",
+            &targets,
+            "--methods",
+            "gatys,propo",
+            "--checkpoint",
+            &ck,
+            "--count",
+            "2",
+            "--size",
+            "32",
+            "--steps",
+            "3",
+            "--csv",
+            &csv,
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("gatys") && table.contains("propo") && table.contains("relu4_1"),
+        "{table}"
+    );
+    let rows: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(rows[0], "target,method,quality,diversity,seconds_per_image");
+    assert_eq!(rows.len(), 4, "{rows:?}"); // noise, gatys, propo
+    for r in &rows[1..] {
+        let q: f64 = r.split(',').nth(2).unwrap().parse().unwrap();
+        assert!(q.is_finite() && q > 0.0, "{r}");
+    }
+}
