@@ -272,6 +272,116 @@ elif a.case in ("vae_infer", "vae_train_step"):
             opt.step()
             return None
 
+elif a.case == "propo_train_step":
+    # nst_po::PseudoOptimizer (ProPO, default config) rebuilt with torch.nn from
+    # the same weights: 5 stages; stage s takes the Gram-loss gradients (by
+    # autograd) at the first s texture layers; Adam(2e-4, betas 0.5/0.999).
+    net = build("avg")
+    with safe_open(a.vae_weights, "pt") as f:
+        P = {k: f.get_tensor(k) for k in f.keys()}
+    std = json.loads(meta.get("std", "[1, 1, 1]"))
+    GAIN = SCALE / (sum(std) / 3)
+    LAYERS = ["conv1_1", "pool1", "pool2", "pool3", "pool4"]
+    STRIDE = [1, 2, 4, 8, 16]
+    CH_IN = [64, 64, 128, 256, 512]
+    WIDTH = [32, 64, 128, 128, 128]
+    params = []
+
+    def conv(prefix, cin, cout):
+        c = nn.Conv2d(cin, cout, 3, padding=1)
+        c.weight.data.copy_(P[prefix + ".weight"])
+        c.bias.data.copy_(P[prefix + ".bias"])
+        params.extend(c.parameters())
+        return c
+
+    def bn(prefix, c):
+        b = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+        b.weight.data.copy_(P[prefix + ".weight"])
+        b.bias.data.copy_(P[prefix + ".bias"])
+        b.running_mean.copy_(P[prefix + ".running_mean"])
+        b.running_var.copy_(P[prefix + ".running_var"])
+        params.extend(b.parameters())
+        return b
+
+    class CNA(nn.Module):
+        def __init__(self, p, cin, cout):
+            super().__init__()
+            self.c, self.n = conv(p + ".conv", cin, cout), bn(p + ".norm", cout)
+
+        def forward(self, x):
+            return F.leaky_relu(self.n(self.c(x)), 0.2)
+
+    class Res(nn.Module):
+        def __init__(self, p, c):
+            super().__init__()
+            self.a = CNA(p + ".a", c, c)
+            self.c, self.n = conv(p + ".b.conv", c, c), bn(p + ".b.norm", c)
+
+        def forward(self, x):
+            return x + self.n(self.c(self.a(x)))
+
+    class Stage(nn.Module):
+        def __init__(self, s, k):
+            super().__init__()
+            self.k = k
+            deepest = k - 1  # log2 stride of the deepest layer seen (one layer per stride here)
+            self.levels = []
+            for lv in range(deepest, -1, -1):
+                p = f"stage{s}.s{1 << lv}"
+                up = CNA(p + ".up", WIDTH[lv + 1], WIDTH[lv]) if lv != deepest else None
+                inp = (CNA(f"{p}.in{lv}.a", CH_IN[lv], WIDTH[lv]), CNA(f"{p}.in{lv}.b", WIDTH[lv], WIDTH[lv]))
+                res = [Res(f"{p}.res{r}", WIDTH[lv]) for r in range(2)]
+                self.levels.append((lv, up, inp, res))
+            self.out = conv(f"stage{s}.out", WIDTH[0], 3)
+
+        def forward(self, grads, h, w):
+            x = None
+            for lv, up, inp, res in self.levels:
+                size = (h >> lv, w >> lv)
+                g = grads[lv]
+                g = g / (g.detach().pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-20)
+                gi = inp[1](inp[0](g))
+                x = gi if x is None else up(F.interpolate(x, size=size, mode="nearest")) + gi
+                for r in res:
+                    x = r(x)
+            return self.out(x)
+
+    stages = [Stage(s, s) for s in range(1, 6)]
+
+    def tex_feats(img):
+        f = feats(net, img, LAYERS)
+        return [f[k] / GAIN for k in LAYERS]
+
+    def gram_n(f):
+        b, c, hh, ww = f.shape
+        m = f.reshape(b, c, hh * ww)
+        return m @ m.transpose(1, 2) / (hh * ww)
+
+    def layer_losses(fs, tg, k):
+        return [1e5 * ((gram_n(f) - t) ** 2).mean(dim=(1, 2)) for f, t in zip(fs[:k], tg[:k])]
+
+    opt = torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+    tgt = torch.cat([blobs(128, 20 + i) for i in range(4)], 0)
+
+    def run():
+        with torch.no_grad():
+            tg = [gram_n(f) for f in tex_feats(tgt)]
+        z = torch.rand(4, 3, 128, 128) * 2 - 1
+        with torch.no_grad():
+            fs = tex_feats(torch.sigmoid(z))
+        total = 0
+        for st in stages:
+            leaf = [f.detach().requires_grad_(True) for f in fs[: st.k]]
+            gl = sum(l.sum() for l in layer_losses(leaf, tg, st.k))
+            grads = torch.autograd.grad(gl, leaf)
+            z = z + st(grads, 128, 128)
+            fs = tex_feats(torch.sigmoid(z))
+            total = total + sum(layer_losses(fs, tg, st.k)).mean()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        return None
+
 elif a.case.startswith("optex_"):
     # nst_decoders::optimal_textures (synthesis from noise), rebuilt with torch
     # from the same decoder weights (exported by nst-bench).

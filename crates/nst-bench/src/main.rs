@@ -25,6 +25,7 @@ const CASES: &[(&str, &str)] = &[
     ("optex_pca", "the same with closed-form matching through eigenbases"),
     ("optex_cholesky", "the same with closed-form matching through Cholesky factors"),
     ("optex_pyramid", "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)"),
+    ("propo_train_step", "ProPO training step (5 stages, Gram-gradient inputs, texture losses, backward, Adam), batch 4, 128² (same weights both sides)"),
 ];
 
 /// Cases with no PyTorch counterpart: measured in nst only.
@@ -40,6 +41,14 @@ const SOLO_CASES: &[(&str, &str)] = &[
     (
         "train_data_wait",
         "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)",
+    ),
+    (
+        "propo_vs_gatys_256",
+        "ProPO (--po-checkpoint) synthesis of one 256² texture vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
+    ),
+    (
+        "propo_vs_gatys_512",
+        "the same at 512²",
     ),
 ];
 
@@ -70,6 +79,17 @@ struct Cli {
     /// RMSprop steps per scale of the STROTSS cases (--quick: 20).
     #[arg(long)]
     strotss_steps: Option<usize>,
+    /// A trained ProPO run (nst-train, model.kind = "po", variant = "propo") for
+    /// the propo_vs_gatys cases; they are skipped without it.
+    #[arg(long, value_name = "PATH")]
+    po_checkpoint: Option<PathBuf>,
+    /// Target texture of the propo_vs_gatys cases.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "samples/texture/gravel.png"
+    )]
+    po_target: PathBuf,
     /// Internal: the VAE weights file shared with the reference.
     #[arg(long, hide = true)]
     vae_weights: Option<PathBuf>,
@@ -85,6 +105,9 @@ struct CaseResult {
     peak_mb: f64,
     #[serde(default)]
     quality: Option<f64>,
+    /// A sentence for the nst-only table.
+    #[serde(default)]
+    detail: Option<String>,
 }
 
 fn peak_rss_mb() -> f64 {
@@ -243,15 +266,138 @@ fn decoders_model(weights: &std::path::Path) -> Result<nst_decoders::Decoders> {
     )?)
 }
 
+fn po_model(weights: &std::path::Path) -> Result<nst_po::PseudoOptimizer> {
+    let vgg = Vgg::load(
+        weights,
+        VggOptions {
+            pooling: Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )?;
+    tch::manual_seed(0);
+    Ok(nst_po::PseudoOptimizer::new(
+        vgg,
+        nst_po::PoConfig::new(nst_po::Variant::Propo),
+        Default::default(),
+    )?)
+}
+
+/// ProPO once (median of `repeat`) against Gatys from the same noise until
+/// its loss reaches ProPO's (at most 2,000 evaluations).
+fn propo_vs_gatys(
+    size: i64,
+    repeat: usize,
+    ck: &std::path::Path,
+    target: &std::path::Path,
+) -> Result<(f64, f64, String)> {
+    let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
+    let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
+    if model.variant() != nst_po::Variant::Propo {
+        bail!("--po-checkpoint must be a ProPO run");
+    }
+    nst_train::Checkpoint::load_weights(
+        &side.with_file_name(&meta.weights_file),
+        nst_train::TrainModel::var_store(&model),
+        nst_po::KIND,
+    )?;
+    let img = nst_core::load_image(
+        target,
+        nst_core::LoadOptions {
+            size: nst_core::ImageSize::Exact {
+                width: size as u32,
+                height: size as u32,
+            },
+            device: Device::Cpu,
+        },
+    )?;
+    let tg = model.loss.target(&img)?;
+    tch::manual_seed(1);
+    let z0 = nst_po::PseudoOptimizer::noise(1, size, size, Device::Cpu);
+    let (t_po, _) = time_it(repeat, || {
+        Ok(model
+            .run(&z0, &tg)?
+            .output()
+            .sum(Kind::Double)
+            .double_value(&[]))
+    })?;
+    let out = model.run(&z0, &tg)?.output();
+    let q_po = nst_po::eval::quality(&model.loss, &out, &tg)?;
+    let q_noise = nst_po::eval::quality(&model.loss, &z0.sigmoid(), &tg)?;
+    let t = Instant::now();
+    let mut reached: Option<(usize, f64)> = None;
+    let mut last = f64::NAN;
+    let _ = nst_po::gatys::synthesize(&model.loss, &tg, &z0, 2000, |e, l| {
+        last = l;
+        if l <= q_po {
+            reached = Some((e, t.elapsed().as_secs_f64()));
+            false
+        } else {
+            true
+        }
+    })?;
+    let (t_g, what) = match reached {
+        Some((e, secs)) => (
+            secs,
+            format!("Gatys reached it after {e} L-BFGS evaluations in {secs:.1} s"),
+        ),
+        None => {
+            let secs = t.elapsed().as_secs_f64();
+            (secs, format!("Gatys did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e})"))
+        }
+    };
+    Ok((
+        t_po,
+        t_g / t_po,
+        format!("ProPO {:.3} s/image, texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
+    ))
+}
+
 fn run_child(
     case: &str,
     size: i64,
     repeat: usize,
     strotss: (usize, usize),
     vae_weights: Option<&std::path::Path>,
+    po: (Option<&std::path::Path>, &std::path::Path),
 ) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
+    let mut detail = None;
     let (seconds, quality) = match case {
+        c if c.starts_with("propo_vs_gatys_") => {
+            let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
+            match po.0 {
+                Some(ck) => {
+                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1)?;
+                    detail = Some(d);
+                    (secs, speedup)
+                }
+                None => {
+                    detail =
+                        Some("skipped: give --po-checkpoint (a ProPO run from nst-train)".into());
+                    (0.0, f64::NAN)
+                }
+            }
+        }
+        "propo_train_step" => {
+            use nst_train::TrainModel;
+            let mut model = po_model(&weights)?;
+            let path = vae_weights.context("--vae-weights")?;
+            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
+            nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
+            let t = Tensor::cat(&(0..4).map(|i| blobs(128, 20 + i)).collect::<Vec<_>>(), 0);
+            let mut adam = nst_train::Adam::new(nst_train::AdamConfig {
+                beta1: 0.5,
+                ..Default::default()
+            });
+            time_it(repeat, || {
+                let out = model.step(&t, &t)?;
+                nst_train::Adam::zero_grad(model.var_store());
+                out.loss.backward();
+                adam.step(model.var_store(), 2e-4);
+                Ok(out.loss.double_value(&[]))
+            })?
+        }
         c if c.starts_with("optex_") => {
             let model = decoders_model(&weights)?;
             let path = vae_weights.context("--vae-weights")?;
@@ -455,6 +601,7 @@ fn run_child(
         seconds,
         peak_mb: peak_rss_mb(),
         quality,
+        detail,
     })
 }
 
@@ -491,6 +638,7 @@ fn main() -> Result<()> {
             repeat,
             (cli.strotss_scales, strotss_steps),
             cli.vae_weights.as_deref(),
+            (cli.po_checkpoint.as_deref(), &cli.po_target),
         )?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
@@ -518,10 +666,13 @@ fn main() -> Result<()> {
     for case in wanted {
         if let Some((_, desc)) = SOLO_CASES.iter().find(|(n, _)| *n == case) {
             eprintln!("running {case} ({desc}) ...");
-            let r = spawn(
-                Command::new(&me).args(["--child", case, "--repeat", &repeat.to_string()]),
-                "nst",
-            )?;
+            let mut cmd = Command::new(&me);
+            cmd.args(["--child", case, "--repeat", &repeat.to_string()]);
+            if let Some(ck) = &cli.po_checkpoint {
+                cmd.arg("--po-checkpoint").arg(ck);
+            }
+            cmd.arg("--po-target").arg(&cli.po_target);
+            let r = spawn(&mut cmd, "nst")?;
             solo.push((case, desc, r));
             continue;
         }
@@ -538,6 +689,9 @@ fn main() -> Result<()> {
         }
         if case.starts_with("optex_") {
             nst_train::TrainModel::var_store(&decoders_model(&weights)?).save(&vae_file)?;
+        }
+        if case == "propo_train_step" {
+            nst_train::TrainModel::var_store(&po_model(&weights)?).save(&vae_file)?;
         }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let ours = spawn(
@@ -598,7 +752,9 @@ fn main() -> Result<()> {
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            if case.ends_with("train_step") {
+            if *case == "propo_train_step" {
+                128
+            } else if case.ends_with("train_step") {
                 256
             } else if *case == "optex_pyramid" {
                 2 * cli.size
@@ -616,6 +772,7 @@ fn main() -> Result<()> {
         md += "\n| nst-only case | figure | peak RSS (MB) |\n|---|---|---|\n";
         for (case, desc, r) in &solo {
             let fig = match *case {
+                _ if r.detail.is_some() => r.detail.clone().unwrap_or_default(),
                 "train_data_wait" => format!(
                     "{:.1}% of step time waiting for data",
                     r.quality.unwrap_or(f64::NAN)

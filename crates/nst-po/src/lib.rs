@@ -18,7 +18,8 @@
 //!     `conv1_1` alone first, then `pool1`, …), so low-level statistics
 //!     (colour) are matched first and the deeper, structural ones last; the
 //!     loss is Σ_s λ_s S^[s](x⁽ˢ⁾), each stage judged on the layers it sees.
-//!   Training minimises S(x̃) = E_z L_tex(x⁽ᴸᵃˢᵗ⁾, x̃) with Adam.
+//!
+//!   Training minimises S(x̃) = E_z Σ_s λ_s L_tex(x⁽ˢ⁾, x̃; first k_s layers) with Adam.
 //! * [`gatys`]: L-BFGS on the pixels (in the same sigmoid parameterisation)
 //!   from the same noise: slow, strong.
 //! * [`eval`]: the paper's quality (texture loss) and diversity

@@ -179,7 +179,9 @@ impl PseudoOptimizer {
         } else {
             loss.stage_weights.clone()
         };
-        if stage_weights.len() != counts.len() || stage_weights.iter().any(|w| !(*w >= 0.0)) {
+        if stage_weights.len() != counts.len()
+            || stage_weights.iter().any(|w| w.is_nan() || *w < 0.0)
+        {
             return Err(Error::Config(format!(
                 "loss.stage_weights needs {} non-negative values for {} ({} stages), got {:?}",
                 counts.len(),
