@@ -189,3 +189,42 @@ fn po_overfits_one_target_five_fold() {
         "texture loss {q_noise:.3e} → {q_out:.3e}: less than 5×"
     );
 }
+
+#[test]
+fn propo_stages_match_an_independent_pytorch_solver() {
+    use nst_train::TrainModel;
+    tch::manual_seed(11);
+    let m = model(Variant::Propo, Norm::Batch);
+    // Non-trivial batch-norm statistics and affines, so eval mode is exercised.
+    tch::no_grad(|| {
+        for (name, mut v) in m.var_store().variables() {
+            if name.ends_with("running_var") {
+                v.copy_(&(Tensor::rand_like(&v) + 0.5));
+            } else if name.ends_with("running_mean") || name.ends_with("norm.bias") {
+                v.copy_(&(Tensor::randn_like(&v) * 0.1));
+            } else if name.ends_with("norm.weight") {
+                v.copy_(&(Tensor::rand_like(&v) + 0.5));
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net.safetensors");
+    m.var_store().save(&net).unwrap();
+    let (h, w) = (48, 40);
+    let t = nst_core::image_io::resize_to(&stripes(64), h, w);
+    let z0 = PseudoOptimizer::noise(2, h, w, Device::Cpu);
+    let run = m.run(&z0, &m.loss.target(&t).unwrap()).unwrap();
+    let wpath = vgg19_weights();
+    let r = torch_reference(
+        "po_ref.py",
+        &[("z0", &z0), ("t", &t)],
+        &["--weights", wpath.to_str().unwrap(), "--net", net.to_str().unwrap()],
+    );
+    for s in 1..=5 {
+        // The update only: z(s) − z(s−1), relative to its own scale.
+        let got = &run.z[s] - &run.z[s - 1];
+        let prev = if s == 1 { z0.shallow_clone() } else { r[&format!("z{}", s - 1)].shallow_clone() };
+        let want = &r[&format!("z{s}")] - prev;
+        assert_close(&got, &want, 2e-3, &format!("stage {s} update"));
+    }
+}
