@@ -218,12 +218,21 @@ fn propo_stages_match_an_independent_pytorch_solver() {
     let r = torch_reference(
         "po_ref.py",
         &[("z0", &z0), ("t", &t)],
-        &["--weights", wpath.to_str().unwrap(), "--net", net.to_str().unwrap()],
+        &[
+            "--weights",
+            wpath.to_str().unwrap(),
+            "--net",
+            net.to_str().unwrap(),
+        ],
     );
     for s in 1..=5 {
         // The update only: z(s) − z(s−1), relative to its own scale.
         let got = &run.z[s] - &run.z[s - 1];
-        let prev = if s == 1 { z0.shallow_clone() } else { r[&format!("z{}", s - 1)].shallow_clone() };
+        let prev = if s == 1 {
+            z0.shallow_clone()
+        } else {
+            r[&format!("z{}", s - 1)].shallow_clone()
+        };
         let want = &r[&format!("z{s}")] - prev;
         assert_close(&got, &want, 2e-3, &format!("stage {s} update"));
     }
