@@ -364,7 +364,7 @@ impl TrainModel for PseudoOptimizer {
             let l = Tensor::stack(&per, 0)
                 .sum_dim_intlist([0i64].as_slice(), false, Kind::Float)
                 .mean(Kind::Float);
-            total = total + &l * self.stage_weights[s];
+            total += &l * self.stage_weights[s];
             if self.stages.len() > 1 {
                 terms.push((format!("tex_stage{}", s + 1), l));
             }

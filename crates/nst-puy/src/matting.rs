@@ -158,7 +158,7 @@ impl MattingLaplacian {
         let mut lambda = 0.0;
         for _ in 0..iters {
             let norm = v.norm().double_value(&[]);
-            v = v / norm.max(1e-300);
+            v /= norm.max(1e-300);
             let lv = self.apply(&v);
             lambda = (&v * &lv).sum(Kind::Double).double_value(&[]);
             v = lv;
