@@ -5,18 +5,25 @@ use crate::texture::{TargetGrams, TextureLoss};
 use nst_optim::lbfgs::Lbfgs;
 use tch::Tensor;
 
-/// Why the optimisation stopped early.
+/// Why a L-BFGS run stopped early.
 #[derive(Debug)]
-pub enum Stop {
+enum Stop {
     /// The observer asked to stop.
     Observer,
+    /// The loss rose above twice the best so far: restart from the best point.
+    Diverged,
     Vgg(nst_vgg::Error),
 }
 
 /// Minimises L_tex(sigmoid(z), target) over z from `z0: [1, 3, H, W]` within
 /// `max_evals` loss evaluations. `observe(eval, loss)` sees every evaluation
-/// and may return `false` to stop. Returns the image in [0, 1] and the
-/// number of evaluations.
+/// and may return `false` to stop. Returns the best image found (in [0, 1])
+/// and the number of evaluations.
+///
+/// L-BFGS runs without line search (as PyTorch's default); in the sigmoid
+/// parameterisation a quasi-Newton step occasionally overshoots, so when
+/// the loss exceeds twice the best so far the run restarts from the best
+/// point with a fresh history and half the step length.
 pub fn synthesize<F>(
     loss: &TextureLoss,
     target: &TargetGrams,
@@ -28,24 +35,40 @@ where
     F: FnMut(usize, f64) -> bool,
 {
     let n = loss.layers.len();
-    let mut z = z0.detach().copy();
+    let mut best = (f64::INFINITY, z0.detach().copy());
     let mut evals = 0usize;
-    let res = Lbfgs::default().minimize(&mut z, max_evals, |z: &Tensor| {
-        let zz = z.detach().set_requires_grad(true);
-        let l = loss
-            .loss_per_sample(&zz.sigmoid(), target, n)
-            .map_err(Stop::Vgg)?
-            .sum(tch::Kind::Float);
-        l.backward();
-        let v = l.double_value(&[]);
-        evals += 1;
-        if !observe(evals, v) {
-            return Err(Stop::Observer);
+    let mut restarts = 0;
+    let mut lbfgs = Lbfgs::default();
+    while evals < max_evals && restarts < 30 {
+        let mut z = best.1.copy();
+        let res = lbfgs.minimize(&mut z, max_evals - evals, |z: &Tensor| {
+            let zz = z.detach().set_requires_grad(true);
+            let l = loss
+                .loss_per_sample(&zz.sigmoid(), target, n)
+                .map_err(Stop::Vgg)?
+                .sum(tch::Kind::Float);
+            l.backward();
+            let v = l.double_value(&[]);
+            evals += 1;
+            if v < best.0 {
+                best = (v, zz.detach().copy());
+            }
+            if !observe(evals, v) {
+                return Err(Stop::Observer);
+            }
+            if v > 2.0 * best.0 || !v.is_finite() {
+                return Err(Stop::Diverged);
+            }
+            Ok((v, zz.grad().detach()))
+        });
+        match res {
+            Ok(_) | Err(Stop::Observer) => break,
+            Err(Stop::Diverged) => {
+                restarts += 1;
+                lbfgs.lr = (lbfgs.lr * 0.5).max(1e-3);
+            }
+            Err(Stop::Vgg(e)) => return Err(e),
         }
-        Ok((v, zz.grad().detach()))
-    });
-    match res {
-        Ok(_) | Err(Stop::Observer) => Ok((z.sigmoid(), evals)),
-        Err(Stop::Vgg(e)) => Err(e),
     }
+    Ok((best.1.sigmoid(), evals))
 }
