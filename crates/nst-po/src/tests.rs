@@ -237,3 +237,23 @@ fn propo_stages_match_an_independent_pytorch_solver() {
         assert_close(&got, &want, 2e-3, &format!("stage {s} update"));
     }
 }
+
+#[test]
+fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
+    let loss = TextureLoss::published(vgg()).unwrap();
+    let target = loss.target(&stripes(32)).unwrap();
+    tch::manual_seed(2);
+    let z0 = PseudoOptimizer::noise(1, 32, 32, Device::Cpu);
+    let before = eval::quality(&loss, &z0.sigmoid(), &target).unwrap();
+    let mut seen = Vec::new();
+    let (x, evals) = gatys::synthesize(&loss, &target, &z0, 60, |_, l| {
+        seen.push(l);
+        true
+    })
+    .unwrap();
+    let after = eval::quality(&loss, &x, &target).unwrap();
+    let best = seen.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!(evals <= 60 && evals == seen.len());
+    assert!((after - best).abs() <= 1e-3 * best, "returned {after:.4e}, best seen {best:.4e}");
+    assert!(after * 100.0 <= before, "texture loss {before:.3e} → {after:.3e}");
+}
