@@ -52,9 +52,11 @@ impl NormLayer {
 
 const SLOPE: f64 = 0.2;
 
-/// Leaky ReLU with slope 0.2 (tch's `leaky_relu` has LibTorch's 0.01).
+/// Leaky ReLU with slope 0.2 (tch's `leaky_relu` has LibTorch's fixed 0.01),
+/// as a PReLU with a constant weight: one fused kernel forward and backward.
 fn leaky_relu(x: &Tensor) -> Tensor {
-    x.maximum(&(x * SLOPE))
+    let w = Tensor::from_slice(&[SLOPE as f32]).to_device(x.device()).to_kind(x.kind());
+    x.prelu(&w)
 }
 
 /// conv 3×3 (zero padding) → norm → leaky ReLU.
