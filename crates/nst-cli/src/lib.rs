@@ -6,6 +6,7 @@ pub mod adain;
 pub mod common;
 pub mod gatys;
 pub mod optex;
+pub mod puy;
 pub mod strotss;
 pub mod texture;
 pub mod train;

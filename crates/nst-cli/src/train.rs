@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// Model families `model.kind` can name.
-pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders", "po"];
+pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders", "po", "puy_perez"];
 
 /// Train a style-transfer model from a TOML config.
 ///
@@ -59,6 +59,9 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainMod
             &cfg.model, &cfg.loss, device,
         )?),
         "po" => Box::new(nst_po::PseudoOptimizer::from_config(
+            &cfg.model, &cfg.loss, device,
+        )?),
+        "puy_perez" => Box::new(nst_puy::FlexibleSolver::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
         other => bail!(

@@ -249,9 +249,9 @@ fn batches_skip_bad_images_and_are_deterministic() {
         first.images.min().double_value(&[]) >= 0.0 && first.images.max().double_value(&[]) <= 1.0
     );
     let rest = take(&mut a, 5); // crosses epochs: 8 good images per epoch
-    // 24 good images consumed = three epochs of 8, so at least the two bad
-    // files of epochs 0 and 1 were tried. Prefetching workers may have tried
-    // more, so only the lower bound is deterministic.
+                                // 24 good images consumed = three epochs of 8, so at least the two bad
+                                // files of epochs 0 and 1 were tried. Prefetching workers may have tried
+                                // more, so only the lower bound is deterministic.
     let bad = a.stats().bad.load(std::sync::atomic::Ordering::Relaxed);
     assert!(bad >= 4, "two bad files per epoch, got {bad}");
 

@@ -71,13 +71,18 @@ pub struct LossTerms {
     pub content: f64,
     pub style: f64,
     pub tv: f64,
+    /// The extra regulariser of [`Gatys::with_regularizer`] (e.g. Luan's matting term).
+    pub reg: f64,
 }
 
 impl LossTerms {
     pub fn total(&self) -> f64 {
-        self.content + self.style + self.tv
+        self.content + self.style + self.tv + self.reg
     }
 }
+
+/// An extra differentiable term R(x) added to the loss with a weight.
+pub type Regularizer<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
 
 /// A Gatys problem: VGG, settings, and the targets computed once.
 pub struct Gatys<'a> {
@@ -88,6 +93,7 @@ pub struct Gatys<'a> {
     style_grams: Vec<Tensor>,
     style_weights: Vec<f64>,
     content: Option<Tensor>,
+    regularizer: Option<(f64, Regularizer<'a>)>,
 }
 
 impl<'a> Gatys<'a> {
@@ -147,7 +153,16 @@ impl<'a> Gatys<'a> {
             style_grams,
             style_weights,
             content: content.map(|c| c.to_device(device)),
+            regularizer: None,
         })
+    }
+
+    /// Adds `weight · r(x)` to the loss, e.g. Luan et al.'s photorealism
+    /// term λ·Tr(XᵀLX) with L the content's matting Laplacian. `r` must be
+    /// differentiable with respect to `x: [1, 3, H, W]` and return a scalar.
+    pub fn with_regularizer(mut self, weight: f64, r: Regularizer<'a>) -> Self {
+        self.regularizer = Some((weight, r));
+        self
     }
 
     pub fn config(&self) -> &GatysConfig {
@@ -180,12 +195,17 @@ impl<'a> Gatys<'a> {
         let style = style * self.cfg.style_weight;
         let content = content * self.cfg.content_weight;
         let tv = tv * self.cfg.tv_weight;
+        let reg = match &self.regularizer {
+            Some((w, r)) => r(x).to_kind(Kind::Float) * *w,
+            None => zero(),
+        };
         let terms = LossTerms {
             content: content.double_value(&[]),
             style: style.double_value(&[]),
             tv: tv.double_value(&[]),
+            reg: reg.double_value(&[]),
         };
-        Ok((content + style + tv, terms))
+        Ok((content + style + tv + reg, terms))
     }
 
     /// The starting image for an output of `height x width`.
@@ -215,6 +235,7 @@ impl<'a> Gatys<'a> {
                 ("content", terms.content),
                 ("style", terms.style),
                 ("tv", terms.tv),
+                ("regulariser", terms.reg),
             ] {
                 if !v.is_finite() {
                     return Err(Error::NonFinite {

@@ -12,7 +12,7 @@ pub mod lbfgs;
 pub mod masks;
 pub mod strotss;
 
-pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind};
+pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind, Regularizer};
 pub use lbfgs::Lbfgs;
 pub use masks::{load_guidance, MaskMatch};
 pub use nst_vgg::Tap;

@@ -55,7 +55,9 @@ const SLOPE: f64 = 0.2;
 /// Leaky ReLU with slope 0.2 (tch's `leaky_relu` has LibTorch's fixed 0.01),
 /// as a PReLU with a constant weight: one fused kernel forward and backward.
 fn leaky_relu(x: &Tensor) -> Tensor {
-    let w = Tensor::from_slice(&[SLOPE as f32]).to_device(x.device()).to_kind(x.kind());
+    let w = Tensor::from_slice(&[SLOPE as f32])
+        .to_device(x.device())
+        .to_kind(x.kind());
     x.prelu(&w)
 }
 

@@ -254,6 +254,12 @@ fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
     let after = eval::quality(&loss, &x, &target).unwrap();
     let best = seen.iter().cloned().fold(f64::INFINITY, f64::min);
     assert!(evals <= 60 && evals == seen.len());
-    assert!((after - best).abs() <= 1e-3 * best, "returned {after:.4e}, best seen {best:.4e}");
-    assert!(after * 100.0 <= before, "texture loss {before:.3e} → {after:.3e}");
+    assert!(
+        (after - best).abs() <= 1e-3 * best,
+        "returned {after:.4e}, best seen {best:.4e}"
+    );
+    assert!(
+        after * 100.0 <= before,
+        "texture loss {before:.3e} → {after:.3e}"
+    );
 }

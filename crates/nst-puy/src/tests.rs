@@ -87,3 +87,125 @@ fn chebyshev_projection_is_close_to_the_exact_eigenprojector() {
     let (q0, q1) = (l.quadratic_form(&x), l.quadratic_form(&px));
     assert!(q1 < 0.01 * q0, "Tr(XᵀLX) {q0:.3e} → {q1:.3e}");
 }
+
+/// Every variable of `vs` redrawn from N(0, σ²), including the zero-initialised last conv.
+fn randomise(vs: &tch::nn::VarStore, sigma: f64) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            let r = Tensor::randn_like(&v) * sigma;
+            v.copy_(&r);
+        }
+    });
+}
+
+#[test]
+fn one_update_matches_the_formula_by_hand_in_pytorch() {
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8]);
+    randomise(&vs, 0.3);
+    // Odd sizes exercise the floor pooling and the zero-padded upsampling.
+    let x = Tensor::rand([2, 3, 21, 18], (Kind::Float, Device::Cpu));
+    let s = Tensor::rand([1, 3, 16, 24], (Kind::Float, Device::Cpu));
+    let g = net.forward(&x, &net.style_grams(&s));
+    assert_eq!(g.size(), [2, 3, 21, 18]);
+    let weights: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (format!("w.{k}"), v))
+        .collect();
+    let mut inputs: Vec<(&str, &Tensor)> = vec![("x", &x), ("s", &s)];
+    inputs.extend(weights.iter().map(|(k, v)| (k.as_str(), v)));
+    let r = torch_reference("puy_ref.py", &inputs, &["--mode", "update"]);
+    assert_close(&g, &r["g"], 1e-4, "g_t(X) vs the formula in PyTorch (fp64)");
+    assert!(
+        g.abs().max().double_value(&[]) > 0.0,
+        "the update is not zero"
+    );
+}
+
+#[test]
+fn an_untrained_solver_returns_the_content_and_loss_matches_pytorch() {
+    let vgg = nst_vgg::Vgg::load(
+        nst_testkit::vgg19_weights(),
+        nst_vgg::VggOptions {
+            pooling: nst_vgg::Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    let solver = FlexibleSolver::new(vgg, PuyConfig::default(), PuyLossConfig::default()).unwrap();
+    tch::manual_seed(5);
+    let c = Tensor::rand([1, 3, 40, 36], (Kind::Float, Device::Cpu));
+    let s = Tensor::rand([1, 3, 32, 48], (Kind::Float, Device::Cpu));
+    let xs = solver.run(&c, &s, 4, None).unwrap();
+    assert_eq!(xs.len(), 5);
+    assert!(xs[4].equal(&c), "the last backward conv starts at zero");
+    assert!(
+        solver.run(&c, &s, 5, None).is_err(),
+        "more steps than trained"
+    );
+    // The loss in the paper's normalisation, against an independent PyTorch VGG.
+    let x = Tensor::rand([1, 3, 40, 36], (Kind::Float, Device::Cpu));
+    let targets = solver.loss.targets(&c, &s).unwrap();
+    let t = solver.loss.terms(&x, &targets).unwrap();
+    let w = nst_testkit::vgg19_weights();
+    let r = torch_reference(
+        "puy_ref.py",
+        &[("x", &x), ("c", &c), ("s", &s)],
+        &["--mode", "loss", "--weights", w.to_str().unwrap()],
+    );
+    assert_close(&t.content, &r["content"], 1e-3, "Lc at conv4_2");
+    assert_close(&t.style, &r["style"], 1e-3, "Ls (paper normalisation)");
+}
+
+#[test]
+fn downsampled_photoreal_projection_keeps_the_content_and_lowers_the_matting_energy() {
+    tch::manual_seed(7);
+    let (h, w) = (48, 40);
+    let img = small_image(h, w, 4).to_kind(Kind::Float);
+    let opts = PhotorealOptions {
+        band: Band::Count(40),
+        work_side: 24,
+        degree: 120,
+        probes: 16,
+        ..Default::default()
+    };
+    let p = PhotorealProjection::new(&img, opts).unwrap();
+    assert!(p.downsampled());
+    assert_eq!(p.work_size, (24, 20));
+    // The content's own channels are locally affine in themselves: kept.
+    let c = img.unsqueeze(0);
+    let pc = p.apply_image(&c);
+    let err = (&pc - &c).norm().double_value(&[]) / c.norm().double_value(&[]);
+    assert!(
+        err < 0.05,
+        "P(content) differs from the content by {err:.3e}"
+    );
+    // A noisy colour change loses almost all of its matting energy at full resolution.
+    let l_full = MattingLaplacian::new(&img, 1e-7).unwrap();
+    let x = &c + Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 0.5;
+    let px = p.apply_image(&x);
+    let (q0, q1) = (
+        l_full.quadratic_form(&x.squeeze_dim(0)),
+        l_full.quadratic_form(&px.squeeze_dim(0)),
+    );
+    assert!(q1 < 0.05 * q0, "Tr(XᵀLX) {q0:.3e} → {q1:.3e}");
+    // Nearly idempotent.
+    let ppx = p.apply_image(&px);
+    let idem = (&ppx - &px).norm().double_value(&[]) / px.norm().double_value(&[]);
+    assert!(idem < 0.05, "idempotence error {idem:.3e}");
+    eprintln!("content kept to {err:.2e}; energy {q0:.3e} → {q1:.3e}; idempotence {idem:.2e}");
+    // Below the working size it is the Chebyshev projection itself.
+    let full = PhotorealProjection::new(
+        &img,
+        PhotorealOptions {
+            work_side: 64,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert!(!full.downsampled());
+    let direct = full.projection.apply_image(&x);
+    assert!(full.apply_image(&x).equal(&direct));
+}

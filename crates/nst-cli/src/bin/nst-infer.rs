@@ -1,6 +1,6 @@
 //! nst-infer: run style-transfer and texture-synthesis methods on images.
 use clap::{Parser, Subcommand};
-use nst_cli::{adain, common::run_main, gatys, optex, strotss, texture, vae};
+use nst_cli::{adain, common::run_main, gatys, optex, puy, strotss, texture, vae};
 
 /// Neural style transfer and texture synthesis on LibTorch.
 ///
@@ -34,6 +34,8 @@ enum Method {
     Texture(texture::TextureArgs),
     /// Quality vs diversity vs time of texture methods on a folder of targets (table + CSV).
     EvalTexture(texture::EvalArgs),
+    /// Puy & Pérez's flexible solver (model.kind = "puy_perez"): artistic, or photorealistic with --photoreal.
+    PuyPerez(puy::PuyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,5 +50,6 @@ fn main() -> std::process::ExitCode {
         Method::DecodersPsnr(a) => optex::run_psnr(a),
         Method::Texture(a) => texture::run_texture(a),
         Method::EvalTexture(a) => texture::run_eval(a),
+        Method::PuyPerez(a) => puy::run(a),
     })
 }
