@@ -2,16 +2,7 @@
 //! few steps of the smoke config: output sizes, and the error for a
 //! checkpoint of another kind.
 #![allow(clippy::unwrap_used)]
-use std::process::{Command, Output};
-
-fn bin(exe: &str, args: &[&str]) -> Output {
-    Command::new(exe)
-        .args(args)
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-        .output()
-        .unwrap()
-}
+use nst_testkit::run_bin as bin;
 
 #[test]
 fn synthesis_transfer_closed_form_and_kind_error() {

@@ -2,27 +2,7 @@
 //! `eval-texture` as a user runs them: output files and sizes, ProPO stages,
 //! seed determinism, and the errors for a wrong method or missing checkpoint.
 #![allow(clippy::unwrap_used)]
-use std::process::{Command, Output};
-
-fn bin(exe: &str, args: &[&str]) -> Output {
-    Command::new(exe)
-        .args(args)
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn err(o: &Output) -> String {
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!e.contains("panicked"), "{e}");
-    e
-}
+use nst_testkit::{assert_ok as ok, clean_error as err, run_bin as bin};
 
 #[test]
 fn train_synthesize_stages_and_evaluate() {

@@ -209,3 +209,63 @@ fn downsampled_photoreal_projection_keeps_the_content_and_lowers_the_matting_ene
     let direct = full.projection.apply_image(&x);
     assert!(full.apply_image(&x).equal(&direct));
 }
+
+/// Overfit: 2 contents and one stripe style at 32 px. After 40 Adam steps the
+/// solver's output must have at most half the loss L of X⁽⁰⁾ = content.
+#[test]
+fn the_solver_overfits_tiny_data_halving_the_loss() {
+    use nst_train::{Adam, AdamConfig, TrainModel};
+    tch::manual_seed(0);
+    let vgg = nst_vgg::Vgg::load(
+        nst_testkit::vgg19_weights(),
+        nst_vgg::VggOptions {
+            pooling: nst_vgg::Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    let cfg = PuyConfig {
+        channels: vec![8, 16, 32],
+        ..Default::default()
+    };
+    let mut m = FlexibleSolver::new(vgg, cfg, PuyLossConfig::default()).unwrap();
+    let content = Tensor::stack(
+        &[
+            small_image(32, 32, 1).to_kind(Kind::Float),
+            small_image(32, 32, 2).to_kind(Kind::Float).flip([2]),
+        ],
+        0,
+    );
+    let x = Tensor::arange(32, (Kind::Float, Device::Cpu)).view([1, 1, 32]);
+    let stripes = (x * 0.6)
+        .sin()
+        .gt(0.0)
+        .to_kind(Kind::Float)
+        .expand([1, 32, 32], false);
+    let style = Tensor::cat(
+        &[&stripes * 0.9, (1.0 - &stripes) * 0.7, &stripes * 0.2 + 0.1],
+        0,
+    )
+    .unsqueeze(0)
+    .expand([2, 3, 32, 32], false)
+    .contiguous();
+    let mut adam = Adam::new(AdamConfig::default());
+    for step in 0..40 {
+        let out = m.step(&content, &style).unwrap();
+        Adam::zero_grad(m.var_store());
+        out.loss.backward();
+        adam.step(m.var_store(), 3e-3);
+        if step % 10 == 0 {
+            eprintln!("step {step}: L(output) {:.4e}", out.loss.double_value(&[]));
+        }
+    }
+    let targets = m.loss.targets(&content, &style).unwrap();
+    let xs = m.run(&content, &style, m.steps(), None).unwrap();
+    let l = |x: &Tensor| {
+        let t = tch::no_grad(|| m.loss.terms(x, &targets)).unwrap();
+        m.loss.total(&t).double_value(&[])
+    };
+    let (l0, ln) = (l(&content), l(&xs[m.steps()]));
+    eprintln!("L(X0) {l0:.4e} → L(X{}) {ln:.4e}", m.steps());
+    assert!(ln * 2.0 <= l0, "L fell only from {l0:.4e} to {ln:.4e}");
+}

@@ -126,3 +126,29 @@ pub fn write_tiny_images(dir: &Path, style: bool) {
         img.save(dir.join(format!("{i}.png"))).unwrap();
     }
 }
+
+/// Runs one of the workspace's binaries (`env!("CARGO_BIN_EXE_…")`) from the
+/// repository root, with the test VGG weights, and returns its output.
+pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {
+    Command::new(exe)
+        .args(args)
+        .current_dir(repo_root())
+        .env("NST_VGG_WEIGHTS", vgg19_weights())
+        .output()
+        .unwrap()
+}
+
+/// Asserts a command succeeded, showing its stderr otherwise.
+#[track_caller]
+pub fn assert_ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Asserts a command failed cleanly (no panic) and returns its stderr.
+#[track_caller]
+pub fn clean_error(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "the command should have failed");
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}

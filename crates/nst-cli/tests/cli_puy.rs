@@ -1,0 +1,131 @@
+//! `nst-train --config configs/puy_perez_smoke.toml` and `nst-infer puy-perez`
+//! as a user runs them: artistic and photoreal outputs from the same weights,
+//! --save-steps, --report-loss, and the errors for wrong checkpoints and options.
+#![allow(clippy::unwrap_used)]
+use nst_testkit::{assert_ok, clean_error, run_bin};
+
+#[test]
+fn train_then_stylize_artistic_and_photoreal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    let train = env!("CARGO_BIN_EXE_nst-train");
+    let infer = env!("CARGO_BIN_EXE_nst-infer");
+    let o = run_bin(
+        train,
+        &[
+            "--config",
+            "configs/puy_perez_smoke.toml",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "data.crop=32",
+            "--set",
+            "data.resize_shorter=40",
+            "--set",
+            "model.channels=[4, 8, 8]",
+            "--set",
+            &format!("train.checkpoint_dir=\"{}\"", p("ck")),
+            "--set",
+            &format!("log.dir=\"{}\"", p("runs")),
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
+    assert_ok(&o);
+    let ck = p("ck/puy_perez_smoke");
+    let base = |out: &str| {
+        vec![
+            "puy-perez".to_string(),
+            "--checkpoint".into(),
+            ck.clone(),
+            "--content".into(),
+            "samples/content/chelsea.png".into(),
+            "--style".into(),
+            "samples/style/coffee.png".into(),
+            "--size".into(),
+            "48".into(),
+            "--out".into(),
+            p(out),
+            "--device".into(),
+            "cpu".into(),
+            "-q".into(),
+        ]
+    };
+    let run = |args: &[String]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bin(infer, &a)
+    };
+
+    // Artistic, every step written, loss reported.
+    let mut a = base("art.png");
+    a.extend(["--save-steps".into(), "--report-loss".into()]);
+    let o = run(&a);
+    assert_ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("output: L ="), "{stdout}");
+    let img = image::open(p("art.png")).unwrap();
+    assert_eq!(img.height().max(img.width()), 48);
+    for t in 1..=4 {
+        assert!(tmp.path().join(format!("art_step{t}.png")).exists());
+    }
+
+    // Photoreal, same weights; the projection runs on a 24-px grid here.
+    let mut ph = base("photo.png");
+    ph.extend(
+        [
+            "--photoreal",
+            "--k",
+            "60",
+            "--proj-size",
+            "24",
+            "--proj-degree",
+            "40",
+            "--report-loss",
+        ]
+        .map(String::from),
+    );
+    let o = run(&ph);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Tr(XᵀLX)"));
+    assert!(tmp.path().join("photo.png").exists());
+
+    // Errors: too many steps, a checkpoint of another model, a bad cutoff.
+    let mut bad = base("x.png");
+    bad.extend(["--steps".into(), "9".into()]);
+    assert!(clean_error(&run(&bad)).contains("--steps must be in 1..=4"));
+    let mut bad = base("x.png");
+    bad.extend(["--photoreal".into(), "--cutoff".into(), "1.5".into()]);
+    assert!(clean_error(&run(&bad)).contains("--cutoff must be in (0, 1)"));
+    assert!(!tmp.path().join("x.png").exists(), "no output on error");
+    let o = run_bin(
+        train,
+        &[
+            "--config",
+            "configs/propo_smoke.toml",
+            "--set",
+            "train.steps=1",
+            "--set",
+            "data.crop=32",
+            "--set",
+            "data.resize_shorter=40",
+            "--set",
+            "model.channels=[4, 4, 4, 4, 4]",
+            "--set",
+            &format!("train.checkpoint_dir=\"{}\"", p("ck")),
+            "--set",
+            &format!("log.dir=\"{}\"", p("runs")),
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    );
+    assert_ok(&o);
+    let mut wrong = base("x.png");
+    wrong[2] = p("ck/propo_smoke");
+    let e = clean_error(&run(&wrong));
+    assert!(
+        e.contains("\"po\" checkpoint") && e.contains("puy_perez"),
+        "{e}"
+    );
+}
