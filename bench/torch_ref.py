@@ -382,6 +382,140 @@ elif a.case == "propo_train_step":
         opt.step()
         return None
 
+elif a.case == "puy_artistic":
+    # nst_puy::FlexibleSolver::run: 4 updates X <- X - g_t(X), same weights.
+    with safe_open(a.vae_weights, "pt") as f:
+        P = {k: f.get_tensor(k) for k in f.keys()}
+    CH = [16, 32, 64, 128]
+
+    def conv(h, name):
+        return F.conv2d(h, P[name + ".weight"], P[name + ".bias"], padding=1)
+
+    def fwd(t, img):
+        h = img * 2 - 1
+        maps, masks, sizes = [], [], []
+        for l in range(len(CH)):
+            if l:
+                h = F.avg_pool2d(h, 2)
+            sizes.append(h.shape[2:])
+            a0 = conv(h, f"step{t}.level{l + 1}.fwd0")
+            a1 = conv(torch.relu(a0), f"step{t}.level{l + 1}.fwd1")
+            h = torch.relu(a1)
+            maps.append(h)
+            masks.append(((a0 > 0).float(), (a1 > 0).float()))
+        return maps, masks, sizes
+
+    def gram_n(f):
+        b, c, hh, ww = f.shape
+        m = f.reshape(b, c, hh * ww)
+        return m @ m.transpose(1, 2) / (hh * ww)
+
+    def update(t, x, style_grams):
+        maps, masks, sizes = fwd(t, x)
+        run = None
+        for l in reversed(range(len(CH))):
+            f = maps[l]
+            b, c, hh, ww = f.shape
+            d = ((gram_n(f) - style_grams[l]) @ f.reshape(b, c, hh * ww)).reshape(b, c, hh, ww)
+            d = d / ((d.reshape(b, -1).pow(2).mean(1) + 1e-12).sqrt().view(b, 1, 1, 1) + 1e-8)
+            m = d if run is None else run + d
+            m = conv(m * masks[l][1], f"step{t}.level{l + 1}.bwd1")
+            m = conv(m * masks[l][0], f"step{t}.level{l + 1}.bwd0")
+            if l:
+                up = F.interpolate(m, scale_factor=2, mode="nearest")
+                ph, pw = sizes[l - 1]
+                m = F.pad(up, (0, pw - up.shape[3], 0, ph - up.shape[2]))
+            run = m
+        return run * P[f"step{t}.step_size"]
+
+    c, st = blobs(a.size, 41), blobs(a.size, 42)
+
+    def run():
+        with torch.no_grad():
+            x = c
+            for t in range(4):
+                grams = [gram_n(m) for m in fwd(t, st)[0]]
+                x = x - update(t, x, grams)
+            return float(x.double().sum())
+
+elif a.case == "puy_projection":
+    # nst_puy::PhotorealProjection::apply_image with a fixed cutoff (0.02 λ_max),
+    # degree 100, on a 128-px grid: matting Laplacian products in fp64 (He et al.'s
+    # box-filter form), Chebyshev/Jackson low-pass, guided upsampling.
+    torch.set_default_dtype(torch.float32)
+    c, x = blobs(a.size, 43), blobs(a.size, 44)
+    wh = ww = 128
+    low = F.adaptive_avg_pool2d(c, (wh, ww))[0].double()
+    eps = 1e-7
+
+    def wmean(t):  # 3x3 windows inside the image
+        return F.avg_pool2d(t.unsqueeze(0), 3, 1, 0)[0]
+
+    def scatter(t):
+        return F.avg_pool2d(F.pad(t, (1, 1, 1, 1)).unsqueeze(0), 3, 1, 1, count_include_pad=True)[0] * 9
+
+    mu = wmean(low)
+    cov = torch.stack([wmean((low[i] * low[j]).unsqueeze(0))[0] - mu[i] * mu[j] for i in range(3) for j in range(3)], -1)
+    nw = (wh - 2) * (ww - 2)
+    inv = torch.linalg.inv(cov.reshape(nw, 3, 3) + torch.eye(3, dtype=torch.float64) * eps / 9)
+    count = scatter(torch.ones(1, wh - 2, ww - 2, dtype=torch.float64))[0]
+
+    def lap(p):
+        s = p.shape[0]
+        pbar = wmean(p)
+        cross = torch.stack([wmean(p * low[k]) - pbar * mu[k] for k in range(3)], 1).reshape(s, 3, nw)
+        av = (inv.unsqueeze(0) @ cross.permute(0, 2, 1).unsqueeze(-1)).squeeze(-1)
+        muf = mu.reshape(3, nw).t()
+        bv = pbar.reshape(s, nw) - (av * muf.unsqueeze(0)).sum(-1)
+        sa = scatter(av.permute(0, 2, 1).reshape(s * 3, wh - 2, ww - 2)).reshape(s, 3, wh, ww)
+        sb = scatter(bv.reshape(s, wh - 2, ww - 2))
+        return p * count - ((sa * low.unsqueeze(0)).sum(1) + sb)
+
+    import math
+    M, lmax = 100, float(count.max())
+    theta = math.acos(2 * 0.02 - 1)
+    al = math.pi / (M + 2)
+    g = [((M + 2 - j) * math.cos(j * al) * math.sin(al) + math.sin(j * al) * math.cos(al)) / ((M + 2) * math.sin(al)) for j in range(M + 1)]
+    coef = [(1 - theta / math.pi) if j == 0 else -2 * math.sin(j * theta) / (j * math.pi) for j in range(M + 1)]
+    coef = [u * v for u, v in zip(coef, g)]
+
+    def cheb(v):
+        lt = lambda u: lap(u) * (2 / lmax) - u
+        tp, tc = v, lt(v)
+        out = tp * coef[0] + tc * coef[1]
+        for cj in coef[2:]:
+            tn = lt(tc) * 2 - tp
+            out = out + tn * cj
+            tp, tc = tc, tn
+        return out
+
+    def bmean(t):
+        return F.avg_pool2d(t.unsqueeze(0), 3, 1, 1, count_include_pad=False)[0]
+
+    gmu = bmean(low)
+    gcov = torch.stack([bmean((low[i] * low[j]).unsqueeze(0))[0] - gmu[i] * gmu[j] for i in range(3) for j in range(3)], -1)
+    ginv = torch.linalg.inv(gcov.reshape(wh * ww, 3, 3) + torch.eye(3, dtype=torch.float64) * 1e-4)
+    guide = c[0]
+    H = W_ = a.size
+
+    def project(img):
+        b, ch = img.shape[:2]
+        p = cheb(F.adaptive_avg_pool2d(img, (wh, ww)).reshape(b * ch, wh, ww).double())
+        s = b * ch
+        pbar = bmean(p)
+        cross = torch.stack([bmean(p * low[k]) - pbar * gmu[k] for k in range(3)], 1).reshape(s, 3, wh * ww)
+        av = (ginv.unsqueeze(0) @ cross.permute(0, 2, 1).unsqueeze(-1)).squeeze(-1)
+        bv = pbar.reshape(s, wh * ww) - (av * gmu.reshape(3, -1).t().unsqueeze(0)).sum(-1)
+        am = bmean(av.permute(0, 2, 1).reshape(s * 3, wh, ww))
+        bm = bmean(bv.reshape(s, wh, ww))
+        up = lambda m: F.interpolate(m.float().unsqueeze(0), size=(H, W_), mode="bilinear", align_corners=False)[0]
+        q = (up(am).reshape(s, 3, H, W_) * guide.unsqueeze(0)).sum(1) + up(bm)
+        return q.reshape(b, ch, H, W_)
+
+    def run():
+        with torch.no_grad():
+            return float(project(x).double().sum())
+
 elif a.case.startswith("optex_"):
     # nst_decoders::optimal_textures (synthesis from noise), rebuilt with torch
     # from the same decoder weights (exported by nst-bench).

@@ -26,6 +26,8 @@ const CASES: &[(&str, &str)] = &[
     ("optex_cholesky", "the same with closed-form matching through Cholesky factors"),
     ("optex_pyramid", "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)"),
     ("propo_train_step", "ProPO training step (5 stages, Gram-gradient inputs, texture losses, backward, Adam), batch 4, 128² (same weights both sides)"),
+    ("puy_artistic", "Puy–Pérez artistic inference: 4 learned updates (forward maps, style Grams, cubic term, masked backward maps), S×S content and style (same weights both sides)"),
+    ("puy_projection", "one photoreal projection of an S×S image: area-downsample to 128 px, Chebyshev degree-100 low-pass on the matting Laplacian, guided upsampling"),
 ];
 
 /// Cases with no PyTorch counterpart: measured in nst only.
@@ -49,6 +51,10 @@ const SOLO_CASES: &[(&str, &str)] = &[
     (
         "propo_vs_gatys_512",
         "the same at 512²",
+    ),
+    (
+        "puy_photoreal_vs_luan",
+        "Puy–Pérez photoreal inference at S (--puy-checkpoint; projection set-up with k = 1000 included) vs Gatys L-BFGS with Luan's matting term from the content until it reaches the solver output's loss L",
     ),
 ];
 
@@ -90,6 +96,22 @@ struct Cli {
         default_value = "samples/texture/gravel.png"
     )]
     po_target: PathBuf,
+    /// A trained Puy–Pérez run (nst-train, model.kind = "puy_perez") for
+    /// puy_photoreal_vs_luan; skipped without it.
+    #[arg(long, value_name = "PATH")]
+    puy_checkpoint: Option<PathBuf>,
+    /// Content and style photos of puy_photoreal_vs_luan.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "samples/content/chelsea.png"
+    )]
+    puy_content: PathBuf,
+    #[arg(long, value_name = "PATH", default_value = "samples/style/coffee.png")]
+    puy_style: PathBuf,
+    /// λ of Luan's matting term in the Gatys baseline.
+    #[arg(long, default_value_t = 1e3)]
+    luan_weight: f64,
     /// Internal: the VAE weights file shared with the reference.
     #[arg(long, hide = true)]
     vae_weights: Option<PathBuf>,
@@ -353,6 +375,145 @@ fn propo_vs_gatys(
     ))
 }
 
+/// The photoreal options of the benchmarks (a fixed cutoff, so both sides do the same work).
+fn puy_bench_projection() -> nst_puy::PhotorealOptions {
+    nst_puy::PhotorealOptions {
+        band: nst_puy::Band::Fraction(0.02),
+        work_side: 128,
+        degree: 100,
+        ..Default::default()
+    }
+}
+
+fn puy_model(weights: &std::path::Path) -> Result<nst_puy::FlexibleSolver> {
+    let vgg = Vgg::load(
+        weights,
+        VggOptions {
+            pooling: Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )?;
+    Ok(nst_puy::FlexibleSolver::new(
+        vgg,
+        Default::default(),
+        Default::default(),
+    )?)
+}
+
+struct PuyArgs {
+    checkpoint: Option<PathBuf>,
+    content: PathBuf,
+    style: PathBuf,
+    luan_weight: f64,
+}
+
+/// The photoreal solver (median of `repeat`, projection set-up included)
+/// against Gatys + Luan's matting term from the content until its loss L
+/// reaches the solver output's (at most 300 evaluations).
+fn puy_vs_luan(
+    size: i64,
+    repeat: usize,
+    ck: &std::path::Path,
+    a: &PuyArgs,
+) -> Result<(f64, f64, String)> {
+    let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
+    let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let model = nst_puy::FlexibleSolver::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
+    nst_train::Checkpoint::load_weights(
+        &side.with_file_name(&meta.weights_file),
+        nst_train::TrainModel::var_store(&model),
+        nst_puy::KIND,
+    )?;
+    let load = |p: &std::path::Path| {
+        nst_core::load_image(
+            p,
+            nst_core::LoadOptions {
+                size: nst_core::ImageSize::LongSide(size as u32),
+                device: Device::Cpu,
+            },
+        )
+    };
+    let (c, s) = (load(&a.content)?, load(&a.style)?);
+    let opts = nst_puy::PhotorealOptions::default();
+    let mut proj_secs = Vec::new();
+    let (t_puy, _) = time_it(repeat, || {
+        let t = Instant::now();
+        let p = nst_puy::PhotorealProjection::new(&c, opts).map_err(anyhow::Error::msg)?;
+        let f = |x: &Tensor| p.apply_image(x);
+        let xs = model.run(&c, &s, model.steps(), Some(&f))?;
+        proj_secs.push(t.elapsed().as_secs_f64());
+        Ok(xs
+            .last()
+            .map(|x| x.sum(Kind::Double).double_value(&[]))
+            .unwrap_or(0.0))
+    })?;
+    let p = nst_puy::PhotorealProjection::new(&c, opts).map_err(anyhow::Error::msg)?;
+    let f = |x: &Tensor| p.apply_image(x);
+    let out = model
+        .run(&c, &s, model.steps(), Some(&f))?
+        .pop()
+        .context("no output")?
+        .clamp(0.0, 1.0);
+    let targets = model.loss.targets(&c, &s)?;
+    let l = |x: &Tensor| -> Result<f64> {
+        let t = tch::no_grad(|| model.loss.terms(x, &targets))?;
+        Ok(model.loss.total(&t).double_value(&[]))
+    };
+    let (l_in, l_out) = (l(&c)?, l(&out)?);
+    // The same loss for Gatys, plus λ·Tr(XᵀLX) on the full-resolution Laplacian.
+    let (cw, sw, lw) = model.loss.gatys_weights();
+    let gcfg = nst_optim::GatysConfig {
+        content_layers: vec![model.loss.content_layer],
+        style_layers: model.loss.style_layers.clone(),
+        style_layer_weights: lw,
+        content_weight: cw,
+        style_weight: sw,
+        steps: 300,
+        ..Default::default()
+    };
+    let lap = nst_puy::MattingLaplacian::new(&c, nst_puy::matting::DEFAULT_EPS)
+        .map_err(anyhow::Error::msg)?;
+    let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?.with_regularizer(
+        a.luan_weight,
+        Box::new(|x: &Tensor| {
+            let x = x.squeeze_dim(0);
+            (&x * lap.apply(&x)).sum(Kind::Double)
+        }),
+    );
+    let t = Instant::now();
+    let mut reached = None;
+    let mut last = f64::NAN;
+    let res = gatys.run(&c, |e, terms| {
+        last = terms.content + terms.style;
+        if last <= l_out {
+            reached = Some((e, t.elapsed().as_secs_f64()));
+            false
+        } else {
+            true
+        }
+    });
+    match res {
+        Ok(_) | Err(nst_optim::Error::Interrupted) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let (t_g, what) = match reached {
+        Some((e, secs)) => (secs, format!("Luan-regularised Gatys (λ = {:.0e}) reached it after {e} L-BFGS evaluations in {secs:.1} s", a.luan_weight)),
+        None => {
+            let secs = t.elapsed().as_secs_f64();
+            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e})", a.luan_weight))
+        }
+    };
+    Ok((
+        t_puy,
+        t_g / t_puy,
+        format!(
+            "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}; {what}: speed-up {:.0}×",
+            model.steps(),
+            t_g / t_puy
+        ),
+    ))
+}
+
 fn run_child(
     case: &str,
     size: i64,
@@ -360,6 +521,7 @@ fn run_child(
     strotss: (usize, usize),
     vae_weights: Option<&std::path::Path>,
     po: (Option<&std::path::Path>, &std::path::Path),
+    puy: &PuyArgs,
 ) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let mut detail = None;
@@ -379,6 +541,46 @@ fn run_child(
                 }
             }
         }
+        "puy_artistic" => {
+            let model = puy_model(&weights)?;
+            let path = vae_weights.context("--vae-weights")?;
+            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
+            nst_train::checkpoint::load_into(
+                nst_train::TrainModel::var_store(&model),
+                tensors,
+                path,
+            )?;
+            let (c, st) = (blobs(size, 41), blobs(size, 42));
+            time_it(repeat, || {
+                let xs = model.run(&c, &st, 4, None)?;
+                Ok(xs[4].sum(Kind::Double).double_value(&[]))
+            })?
+        }
+        "puy_projection" => {
+            let c = blobs(size, 43);
+            let x = blobs(size, 44);
+            let t = Instant::now();
+            let p = nst_puy::PhotorealProjection::new(&c, puy_bench_projection())
+                .map_err(anyhow::Error::msg)?;
+            let setup = t.elapsed().as_secs_f64();
+            let r = time_it(repeat, || {
+                Ok(p.apply_image(&x).sum(Kind::Double).double_value(&[]))
+            })?;
+            detail = Some(format!("set-up {setup:.2} s"));
+            r
+        }
+        "puy_photoreal_vs_luan" => match &puy.checkpoint {
+            Some(ck) => {
+                let (secs, speedup, d) = puy_vs_luan(size, repeat, ck, puy)?;
+                detail = Some(d);
+                (secs, speedup)
+            }
+            None => {
+                detail =
+                    Some("skipped: give --puy-checkpoint (a puy_perez run from nst-train)".into());
+                (0.0, f64::NAN)
+            }
+        },
         "propo_train_step" => {
             use nst_train::TrainModel;
             let mut model = po_model(&weights)?;
@@ -639,6 +841,12 @@ fn main() -> Result<()> {
             (cli.strotss_scales, strotss_steps),
             cli.vae_weights.as_deref(),
             (cli.po_checkpoint.as_deref(), &cli.po_target),
+            &PuyArgs {
+                checkpoint: cli.puy_checkpoint.clone(),
+                content: cli.puy_content.clone(),
+                style: cli.puy_style.clone(),
+                luan_weight: cli.luan_weight,
+            },
         )?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
@@ -672,6 +880,15 @@ fn main() -> Result<()> {
                 cmd.arg("--po-checkpoint").arg(ck);
             }
             cmd.arg("--po-target").arg(&cli.po_target);
+            if let Some(ck) = &cli.puy_checkpoint {
+                cmd.arg("--puy-checkpoint").arg(ck);
+            }
+            cmd.args(["--size", &cli.size.to_string()])
+                .arg("--puy-content")
+                .arg(&cli.puy_content)
+                .arg("--puy-style")
+                .arg(&cli.puy_style)
+                .args(["--luan-weight", &cli.luan_weight.to_string()]);
             let r = spawn(&mut cmd, "nst")?;
             solo.push((case, desc, r));
             continue;
@@ -692,6 +909,17 @@ fn main() -> Result<()> {
         }
         if case == "propo_train_step" {
             nst_train::TrainModel::var_store(&po_model(&weights)?).save(&vae_file)?;
+        }
+        if case == "puy_artistic" {
+            let m = puy_model(&weights)?;
+            // Non-zero last convs, so the whole update is exercised.
+            tch::no_grad(|| {
+                for (_, mut v) in nst_train::TrainModel::var_store(&m).variables() {
+                    let r = Tensor::randn_like(&v) * 0.05;
+                    v.copy_(&r);
+                }
+            });
+            nst_train::TrainModel::var_store(&m).save(&vae_file)?;
         }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let ours = spawn(

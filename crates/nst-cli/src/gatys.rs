@@ -99,7 +99,7 @@ pub struct GatysArgs {
     /// Photorealism (Luan et al. 2017): add λ·Tr(XᵀLX), with L the matting
     /// Laplacian of the content image (Levin et al., 3×3 windows, ε = 1e-7),
     /// which penalises colours that are not locally affine in the content's.
-    /// Try 1e2–1e4 with a photo as style. The slow baseline of `nst-infer puy-perez --photoreal`.
+    /// Try 1e3–1e4 with a photo as style. The slow baseline of `nst-infer puy-perez --photoreal`.
     #[arg(long, value_name = "LAMBDA")]
     pub photoreal_weight: Option<f64>,
     /// Pooling in VGG; average pooling gives smoother results (Gatys et al.).
