@@ -20,7 +20,7 @@ use tch::{Device, Tensor};
 /// Train the network with nst-train --config configs/puy_perez.toml.
 ///
 /// Examples:
-///   nst-infer puy-perez --checkpoint runs/puy_perez/checkpoints --content c.jpg --style painting.jpg --out o.png
+///   nst-infer puy-perez --checkpoint checkpoints/puy_perez --content c.jpg --style painting.jpg --out o.png
 ///   nst-infer puy-perez --checkpoint ck --content c.jpg --style photo.jpg --photoreal --k 1000 --out o.png
 ///   nst-infer puy-perez --checkpoint ck --content c.jpg --style s.jpg --save-steps --report-loss --out o.png
 #[derive(Debug, Args)]

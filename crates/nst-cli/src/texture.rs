@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
 use nst_po::{PseudoOptimizer, TargetGrams, TextureLoss, Variant};
-use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use nst_train::{Checkpoint, TrainModel};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -96,33 +96,19 @@ pub struct TextureArgs {
 
 /// Loads a `kind = "po"` checkpoint and checks it is the `want` variant.
 pub fn load_po(path: &Path, want: Variant, device: Device) -> Result<PseudoOptimizer> {
-    let (side, meta) = Checkpoint::resolve(path)?;
-    if meta.model_kind != nst_po::KIND {
-        bail!(
-            "{} is a {:?} checkpoint; --method {} needs a {:?} one (nst-train --config configs/{}.toml)",
-            side.display(),
-            meta.model_kind,
-            want.name(),
-            nst_po::KIND,
-            want.name()
-        );
-    }
-    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+    let (weights, cfg) =
+        common::open_checkpoint(path, nst_po::KIND, &format!("configs/{}.toml", want.name()))?;
     let model = PseudoOptimizer::from_config(&cfg.model, &cfg.loss, device)?;
     if model.variant() != want {
         bail!(
             "{} holds a {} network, not {}; use --method {}",
-            side.display(),
+            path.display(),
             model.variant().name(),
             want.name(),
             model.variant().name()
         );
     }
-    Checkpoint::load_weights(
-        &side.with_file_name(&meta.weights_file),
-        model.var_store(),
-        nst_po::KIND,
-    )?;
+    Checkpoint::load_weights(&weights, model.var_store(), nst_po::KIND)?;
     Ok(model)
 }
 
