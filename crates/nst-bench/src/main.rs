@@ -460,6 +460,16 @@ fn puy_vs_luan(
         Ok(model.loss.total(&t).double_value(&[]))
     };
     let (l_in, l_out) = (l(&c)?, l(&out)?);
+    if l_out >= l_in {
+        return Ok((
+            t_puy,
+            f64::NAN,
+            format!(
+                "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}: the solver did not lower L below the content's, so there is no loss for Luan-regularised Gatys to reach (no speed-up figure)",
+                model.steps()
+            ),
+        ));
+    }
     // The same loss for Gatys, plus λ·Tr(XᵀLX) on the full-resolution Laplacian.
     let (cw, sw, lw) = model.loss.gatys_weights();
     let gcfg = nst_optim::GatysConfig {

@@ -29,8 +29,10 @@ pub struct PuyArgs {
     /// A puy_perez run folder (its `latest`), step_XXXXXXX.json or weights file.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
+    /// Content image (X⁽⁰⁾); for --photoreal, also the guide of the matting Laplacian.
     #[arg(long, value_name = "PATH")]
     pub content: PathBuf,
+    /// Style image: a painting, or a photo for --photoreal. Any style works; the network is not per-style.
     #[arg(long, value_name = "PATH")]
     pub style: PathBuf,
     /// Output image (written atomically; the format follows the extension).
