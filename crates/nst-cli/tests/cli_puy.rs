@@ -10,29 +10,32 @@ fn train_then_stylize_artistic_and_photoreal() {
     let p = |n: &str| tmp.path().join(n).display().to_string();
     let train = env!("CARGO_BIN_EXE_nst-train");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
-    let o = run_bin(
-        train,
-        &[
-            "--config",
-            "configs/puy_perez_smoke.toml",
-            "--set",
-            "train.steps=2",
-            "--set",
-            "data.crop=32",
-            "--set",
-            "data.resize_shorter=40",
-            "--set",
-            "model.channels=[4, 8, 8]",
-            "--set",
-            &format!("train.checkpoint_dir=\"{}\"", p("ck")),
-            "--set",
-            &format!("log.dir=\"{}\"", p("runs")),
-            "--device",
-            "cpu",
-            "-q",
-        ],
-    );
-    assert_ok(&o);
+    let train_tiny = |config: &str, steps: &str, channels: &str| {
+        let o = run_bin(
+            train,
+            &[
+                "--config",
+                config,
+                "--set",
+                &format!("train.steps={steps}"),
+                "--set",
+                "data.crop=32",
+                "--set",
+                "data.resize_shorter=40",
+                "--set",
+                &format!("model.channels={channels}"),
+                "--set",
+                &format!("train.checkpoint_dir=\"{}\"", p("ck")),
+                "--set",
+                &format!("log.dir=\"{}\"", p("runs")),
+                "--device",
+                "cpu",
+                "-q",
+            ],
+        );
+        assert_ok(&o);
+    };
+    train_tiny("configs/puy_perez_smoke.toml", "2", "[4, 8, 8]");
     let ck = p("ck/puy_perez_smoke");
     let base = |out: &str| {
         vec![
@@ -98,29 +101,7 @@ fn train_then_stylize_artistic_and_photoreal() {
     bad.extend(["--photoreal".into(), "--cutoff".into(), "1.5".into()]);
     assert!(clean_error(&run(&bad)).contains("--cutoff must be in (0, 1)"));
     assert!(!tmp.path().join("x.png").exists(), "no output on error");
-    let o = run_bin(
-        train,
-        &[
-            "--config",
-            "configs/propo_smoke.toml",
-            "--set",
-            "train.steps=1",
-            "--set",
-            "data.crop=32",
-            "--set",
-            "data.resize_shorter=40",
-            "--set",
-            "model.channels=[4, 4, 4, 4, 4]",
-            "--set",
-            &format!("train.checkpoint_dir=\"{}\"", p("ck")),
-            "--set",
-            &format!("log.dir=\"{}\"", p("runs")),
-            "--device",
-            "cpu",
-            "-q",
-        ],
-    );
-    assert_ok(&o);
+    train_tiny("configs/propo_smoke.toml", "1", "[4, 4, 4, 4, 4]");
     let mut wrong = base("x.png");
     wrong[2] = p("ck/propo_smoke");
     let e = clean_error(&run(&wrong));
