@@ -205,6 +205,9 @@ fn rms_per_sample(x: &Tensor) -> Tensor {
 }
 
 /// (1/n)·FᵀF per sample: `[B, C, H, W]` → `[B, C, C]`, fp32.
+///
+/// # Panics
+/// If `f` is not 4-d (feature maps always are).
 pub fn gram_per_pixel(f: &Tensor) -> Tensor {
     let (b, c, h, w) = f.size4().expect("feature maps are 4-d");
     let x = f.to_kind(Kind::Float).reshape([b, c, h * w]);

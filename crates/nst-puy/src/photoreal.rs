@@ -144,6 +144,10 @@ impl PhotorealProjection {
     }
 
     /// Projects an image batch `[B, 3, H, W]` channel by channel.
+    ///
+    /// # Panics
+    /// If `x` is not 4-d or not of the content's size (a caller's invariant:
+    /// the solver only passes its own iterates).
     pub fn apply_image(&self, x: &Tensor) -> Tensor {
         let Some(guide) = &self.guide_full else {
             return self.projection.apply_image(x);
