@@ -416,14 +416,7 @@ fn puy_vs_luan(
     ck: &std::path::Path,
     a: &PuyArgs,
 ) -> Result<(f64, f64, String)> {
-    let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
-    let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let model = nst_puy::FlexibleSolver::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
-    nst_train::Checkpoint::load_weights(
-        &side.with_file_name(&meta.weights_file),
-        nst_train::TrainModel::var_store(&model),
-        nst_puy::KIND,
-    )?;
+    let model = nst_puy::FlexibleSolver::from_checkpoint(ck, Device::Cpu)?;
     let load = |p: &std::path::Path| {
         nst_core::load_image(
             p,
@@ -483,13 +476,8 @@ fn puy_vs_luan(
     };
     let lap = nst_puy::MattingLaplacian::new(&c, nst_puy::matting::DEFAULT_EPS)
         .map_err(anyhow::Error::msg)?;
-    let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?.with_regularizer(
-        a.luan_weight,
-        Box::new(|x: &Tensor| {
-            let x = x.squeeze_dim(0);
-            (&x * lap.apply(&x)).sum(Kind::Double)
-        }),
-    );
+    let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?
+        .with_regularizer(a.luan_weight, Box::new(|x: &Tensor| lap.energy(x)));
     let t = Instant::now();
     let mut reached = None;
     let mut last = f64::NAN;

@@ -180,13 +180,7 @@ pub fn run(args: GatysArgs) -> Result<()> {
     if let (Some(lambda), Some(c)) = (args.photoreal_weight, &content) {
         let laplacian = nst_puy::MattingLaplacian::new(c, nst_puy::matting::DEFAULT_EPS)
             .map_err(anyhow::Error::msg)?;
-        gatys = gatys.with_regularizer(
-            lambda,
-            Box::new(move |x: &Tensor| {
-                let x = x.squeeze_dim(0);
-                (&x * laplacian.apply(&x)).sum(tch::Kind::Double)
-            }),
-        );
+        gatys = gatys.with_regularizer(lambda, Box::new(move |x: &Tensor| laplacian.energy(x)));
     }
     let x0 = gatys.initial_image(height, width);
 

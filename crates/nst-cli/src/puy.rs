@@ -5,10 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nst_core::ImageSize;
 use nst_puy::{Band, FlexibleSolver, PhotorealOptions, PhotorealProjection};
-use nst_train::{Checkpoint, TrainModel};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// Puy & Pérez's flexible solver: N learned gradient-descent updates
 /// X⁽ᵗ⁺¹⁾ = X⁽ᵗ⁾ − g_t(X⁽ᵗ⁾) from the content image, for any style image.
@@ -76,14 +75,6 @@ pub struct PuyArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// Loads a `kind = "puy_perez"` checkpoint.
-pub fn load_solver(path: &Path, device: Device) -> Result<FlexibleSolver> {
-    let (weights, cfg) = common::open_checkpoint(path, nst_puy::KIND, "configs/puy_perez.toml")?;
-    let model = FlexibleSolver::from_config(&cfg.model, &cfg.loss, device)?;
-    Checkpoint::load_weights(&weights, model.var_store(), nst_puy::KIND)?;
-    Ok(model)
-}
-
 fn step_path(out: &Path, t: usize) -> PathBuf {
     let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("png");
@@ -101,7 +92,7 @@ pub fn run(args: PuyArgs) -> Result<()> {
         bail!("--k must be at least 1");
     }
     let device = args.runtime.init()?;
-    let solver = load_solver(&args.checkpoint, device)
+    let solver = FlexibleSolver::from_checkpoint(&args.checkpoint, device)
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
     let steps = args.steps.unwrap_or(solver.steps());
     if steps == 0 || steps > solver.steps() {

@@ -135,12 +135,21 @@ impl MattingLaplacian {
         (&p * &self.count - fitted).to_kind(kind)
     }
 
-    /// Tr(XᵀLX) = Σ_s ⟨x_s, L x_s⟩ for `x: [S, H, W]`.
+    /// Tr(XᵀLX) = Σ_s ⟨x_s, L x_s⟩ for `x: [S, H, W]` or one image
+    /// `[1, S, H, W]`, as a differentiable fp64 scalar (Luan et al.'s
+    /// photorealism term; its gradient is 2LX).
+    pub fn energy(&self, x: &Tensor) -> Tensor {
+        let x = if x.dim() == 4 {
+            x.squeeze_dim(0)
+        } else {
+            x.shallow_clone()
+        };
+        (x.to_kind(Kind::Double) * self.apply(&x).to_kind(Kind::Double)).sum(Kind::Double)
+    }
+
+    /// Tr(XᵀLX) as a number (see [`MattingLaplacian::energy`]).
     pub fn quadratic_form(&self, x: &Tensor) -> f64 {
-        let lx = self.apply(x);
-        (x.to_kind(Kind::Double) * lx.to_kind(Kind::Double))
-            .sum(Kind::Double)
-            .double_value(&[])
+        self.energy(x).double_value(&[])
     }
 
     /// The most windows any pixel belongs to (9 for images of at least 5×5):

@@ -320,6 +320,30 @@ impl FlexibleSolver {
         Self::new(vgg, m, l)
     }
 
+    /// Loads a `kind = "puy_perez"` training checkpoint (a run folder, its
+    /// `step_XXXXXXX.json`, or the weights file): the architecture from the
+    /// config saved with it, then the weights, strictly.
+    pub fn from_checkpoint(path: &std::path::Path, device: Device) -> Result<Self> {
+        let (side, meta) = nst_train::Checkpoint::resolve(path)?;
+        if meta.model_kind != KIND {
+            return Err(Error::Checkpoint {
+                path: side.display().to_string(),
+                reason: format!(
+                    "is a {:?} checkpoint; this needs a {KIND:?} one (nst-train --config configs/puy_perez.toml)",
+                    meta.model_kind
+                ),
+            });
+        }
+        let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
+        let model = Self::from_config(&cfg.model, &cfg.loss, device)?;
+        nst_train::Checkpoint::load_weights(
+            &side.with_file_name(&meta.weights_file),
+            &model.vs,
+            KIND,
+        )?;
+        Ok(model)
+    }
+
     pub fn device(&self) -> Device {
         self.vs.device()
     }
