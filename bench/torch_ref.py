@@ -798,6 +798,139 @@ elif a.case == "strotss":
     print(json.dumps({"case": a.case, "seconds": sec, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "quality": q}))
     raise SystemExit(0)
 
+elif a.case == "strotss_peer":
+    # The procedure of the public PyTorch STROTSS (futscdav/strotss), written
+    # here from its description, not copied: multi-scale (long side 64 → 128 →
+    # 256 for 256 px), 200 RMSprop steps per scale on a 5-band Laplacian
+    # pyramid in [-1, 1], lr 2e-3 (1e-3 at the last scale), content weight 16
+    # halved per scale. Per step it extracts the whole VGG hypercolumn, samples
+    # 1,024 output/content locations, and recomputes everything from the
+    # 5,000-sample style pool: the 1,024×5,000 cosine matrix through autograd,
+    # the style mean and covariance for the moment loss, the content and
+    # output self-similarity matrices, and the palette term (cosine + L2 in
+    # YUV). This is the work nst's strotss is measured against for issue 9.
+    net = build("max")
+    LAYERS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1", "relu5_1"]
+    std = json.loads(meta.get("std", "[1, 1, 1]"))
+    STD = torch.tensor(std).view(1, 3, 1, 1)
+    GAIN = (1 / 0.226) / (SCALE / (sum(std) / 3))  # torchvision's feature scale
+
+    def hypercol(x):
+        """The image itself plus the VGG taps, as the peer's extractor returns them."""
+        h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
+        out = [x]
+        for name, m in net:
+            h = m(h)
+            if name in LAYERS:
+                out.append(h * GAIN)
+                if len(out) == len(LAYERS) + 1:
+                    break
+        return out
+
+    def resize(x, h, w):
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+    def lap(x):
+        return x - resize(resize(x, x.shape[2] // 2, x.shape[3] // 2), x.shape[2], x.shape[3])
+
+    def pyramid(x, levels=5):
+        bands, cur = [], x
+        for _ in range(levels):
+            bands.append(lap(cur))
+            cur = resize(cur, max(cur.shape[2] // 2, 1), max(cur.shape[3] // 2, 1))
+        return bands + [cur]
+
+    def fold(bands):
+        cur = bands[-1]
+        for b in reversed(bands[:-1]):
+            cur = b + resize(cur, b.shape[2], b.shape[3])
+        return cur
+
+    def gather(fs, rows, cols, side):
+        """Bilinear samples [N, C] of every map at pixel positions of the full grid."""
+        out = []
+        for f in fs:
+            s = f.shape[2] / side
+            r, c = rows * s, cols * s
+            r0, c0 = r.floor().clamp(0, f.shape[2] - 1), c.floor().clamp(0, f.shape[3] - 1)
+            fr, fc = (r - r0)[:, None], (c - c0)[:, None]
+            r0, c0 = r0.long(), c0.long()
+            r1, c1 = (r0 + 1).clamp(max=f.shape[2] - 1), (c0 + 1).clamp(max=f.shape[3] - 1)
+            m = f[0].permute(1, 2, 0)
+            out.append(m[r0, c0] * (1 - fr) * (1 - fc) + m[r0, c1] * (1 - fr) * fc + m[r1, c0] * fr * (1 - fc) + m[r1, c1] * fr * fc)
+        return torch.cat(out, 1)
+
+    def cos_d(x, y):
+        return 1 - (x @ y.t()) / x.norm(dim=1, keepdim=True) / y.norm(dim=1)[None]
+
+    def l2_d(x, y):
+        d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None] - 2 * x @ y.t()
+        return (d.clamp(1e-5, 1e5) / x.shape[1]).sqrt()
+
+    YUV = torch.tensor([[0.577350, 0.577350, 0.577350], [-0.577350, 0.788675, -0.211325], [-0.577350, -0.211325, 0.788675]])
+
+    def remd(d):
+        return torch.max(d.min(1).values.mean(), d.min(0).values.mean())
+
+    def moments(x, y):
+        mx, my = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
+        xc, yc = x - mx, y - my
+        cx, cy = xc.t() @ xc / (x.shape[0] - 1), yc.t() @ yc / (y.shape[0] - 1)
+        return (mx - my).abs().mean() + (cx - cy).abs().mean()
+
+    size = a.size
+    content, style = blobs(size, 1), blobs(size, 2)
+    torch.manual_seed(0)
+
+    def run():
+        result, cw, lr = None, 16.0, 2e-3
+        divisors = [2 ** k for k in range(a.scales - 1, -1, -1)]
+        finals = []
+        for si, dv in enumerate(divisors):
+            side = size // dv
+            c, s = resize(content, side, side), resize(style, side, side)
+            last = si == len(divisors) - 1
+            if result is None:
+                result = lap(c) + s.mean((2, 3), keepdim=True)
+            elif last:
+                result, lr = resize(result, side, side), 1e-3
+            else:
+                result = resize(result, side, side) + lap(c)
+            bands = [b.detach().requires_grad_(True) for b in pyramid(result * 2 - 1)]
+            opt = torch.optim.RMSprop(bands, lr=lr)
+            with torch.no_grad():
+                fc = hypercol(c)
+                sidx = torch.randint(0, side * side, (5000,))
+                sf = gather(hypercol(s), (sidx // side).float(), (sidx % side).float(), side)
+            for step in range(a.steps):
+                x = (fold(bands) + 1) / 2
+                idx = torch.randperm(side * side)[:1024]
+                rows, cols = (idx // side).float(), (idx % side).float()
+                xf = gather(hypercol(x), rows, cols, side)
+                with torch.no_grad():
+                    cf = gather(fc, rows, cols, side)
+                lc = (cos_d(xf[:, 3:], xf[:, 3:]) - cos_d(cf[:, 3:], cf[:, 3:])).abs().mean()
+                lr_ = remd(cos_d(xf, sf))
+                lm = moments(xf, sf)
+                xy, sy = xf[:, :3] @ YUV.t(), sf[:, :3] @ YUV.t()
+                lp = remd(cos_d(xy, sy) + l2_d(xy, sy))
+                total = (cw * lc + lr_ + lm + lp / max(cw, 1.0)) / (cw + 2.0)
+                opt.zero_grad()
+                total.backward()
+                opt.step()
+                if last and step >= a.steps - 20:
+                    finals.append(float(total.detach()))
+            with torch.no_grad():
+                result = (fold(bands) + 1) / 2
+            cw /= 2
+        return sum(finals) / len(finals)
+
+    t0 = time.perf_counter()
+    q = run()
+    sec = time.perf_counter() - t0
+    print(json.dumps({"case": a.case, "seconds": sec, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "quality": q}))
+    raise SystemExit(0)
+
 else:
     raise SystemExit(f"unknown case {a.case}")
 

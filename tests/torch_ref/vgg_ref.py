@@ -2,7 +2,8 @@
 
 Inputs: `x` (RGB in [0, 1]) and either the weights as `w.<name>` tensors or
 --weights FILE. Options: --arch vgg19|vgg16, --pooling max|avg, --taps a,b,c,
---prep caffe|torchvision (ignored with --weights: the file's metadata decides).
+--prep caffe|torchvision (ignored with --weights: the file's metadata decides),
+--precision fp32|bf16 (bf16: convolutions in bfloat16, maps returned in fp32).
 Outputs: one tensor per tap."""
 import argparse
 import json
@@ -20,6 +21,7 @@ ap.add_argument("--pooling", default="max")
 ap.add_argument("--taps", required=True)
 ap.add_argument("--prep", default="caffe")
 ap.add_argument("--weights")
+ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
 a = ap.parse_args(argv)
 
 cfg = {"vgg16": [2, 2, 3, 3, 3], "vgg19": [2, 2, 4, 4, 4]}[a.arch]
@@ -57,6 +59,11 @@ x = inputs["x"].float()
 if order == "BGR":
     x = x[:, [2, 1, 0]]
 x = (x * scale - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+if a.precision == "bf16":
+    # Mixed precision as the project defines it: the convolutions run in bf16,
+    # every returned map is fp32.
+    net = net.to(torch.bfloat16)
+    x = x.to(torch.bfloat16)
 want = a.taps.split(",")
 out = {}
 with torch.no_grad():
@@ -64,7 +71,7 @@ with torch.no_grad():
     for name, layer in zip(names, net):
         h = layer(h)
         if name in want:
-            out[name] = h.clone()
+            out[name] = h.float()
         if len(out) == len(want):
             break
 save(out)

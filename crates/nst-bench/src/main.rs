@@ -5,7 +5,7 @@
 //! Compare ratios, never absolute times across runs.
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
+use nst_vgg::{Pooling, Precision, Tap, Vgg, VggOptions};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,6 +18,7 @@ const CASES: &[(&str, &str)] = &[
     ("adain_train_step", "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops"),
     ("strotss", "a whole STROTSS run: --strotss-scales scales × --strotss-steps RMSprop steps to S×S, 1,024 vs 5,000 samples (quality: final loss)"),
     ("strotss_guided", "the same run guided by two-region masks (quality: final loss)"),
+    ("strotss_peer", "STROTSS at 256 px, 3 scales × --strotss-steps, 1,024 vs 5,000 samples, against a PyTorch reference of the public futscdav/strotss procedure (it recomputes the style moments, the full REMD matrix through autograd and both self-similarity matrices every step); issue 9's goals: ratio ≤ 0.7 in fp32, ≤ 0.25 in bf16"),
     ("vae_infer", "variational AdaIN inference, S×S content and style: VGG to relu4_1 twice, E_s, code MLP, decoder (same weights both sides)"),
     ("vae_train_step", "variational AdaIN training step (all four losses, backward, Adam), batch 4, 256² crops"),
     ("optex_cdf", "Optimal Textures synthesis S×S from noise, 5 levels, sliced OT (4 passes, PCA 0.9), width-1 decoders"),
@@ -67,13 +68,13 @@ struct Cli {
     /// Comma-separated cases (default: all): vgg_features, gatys_step.
     #[arg(long)]
     cases: Option<String>,
-    /// Image side in px.
-    #[arg(long, default_value_t = 512)]
-    size: i64,
+    /// Image side in px (default 512; --quick: 256).
+    #[arg(long)]
+    size: Option<i64>,
     /// Timed repetitions per case (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
-    /// Fewer repetitions (2), for a quick look.
+    /// A quick look in under 10 minutes: 2 repetitions, 256 px, 10 STROTSS steps per scale.
     #[arg(long)]
     quick: bool,
     /// Also write the table as Markdown to this file.
@@ -82,7 +83,7 @@ struct Cli {
     /// Scales of the STROTSS cases.
     #[arg(long, default_value_t = 4)]
     strotss_scales: usize,
-    /// RMSprop steps per scale of the STROTSS cases (--quick: 20).
+    /// RMSprop steps per scale of the STROTSS cases (default 200; --quick: 10).
     #[arg(long)]
     strotss_steps: Option<usize>,
     /// A trained ProPO run (nst-train, model.kind = "po", variant = "propo") for
@@ -112,6 +113,15 @@ struct Cli {
     /// λ of Luan's matting term in the Gatys baseline.
     #[arg(long, default_value_t = 1e3)]
     luan_weight: f64,
+    /// Precision of nst's side: fp32, or bf16 to also run every case in bf16
+    /// and report the speed-up and the quality guard (bf16 against fp32 on
+    /// the same seed: result within a stated tolerance, output PSNR above a
+    /// stated floor). The PyTorch references stay fp32.
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    precision: Precision,
+    /// Internal: write the case's output image here (for the PSNR).
+    #[arg(long, hide = true)]
+    save_image: Option<PathBuf>,
     /// Internal: the VAE weights file shared with the reference.
     #[arg(long, hide = true)]
     vae_weights: Option<PathBuf>,
@@ -130,6 +140,10 @@ struct CaseResult {
     /// A sentence for the nst-only table.
     #[serde(default)]
     detail: Option<String>,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse().map_err(|e: nst_core::Error| e.to_string())
 }
 
 fn peak_rss_mb() -> f64 {
@@ -194,27 +208,39 @@ fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
     Ok(nst_data::SourceConfig::folder(dir).open()?)
 }
 
+/// The VGG of every case, at the precision under test.
+fn load_vgg(
+    weights: &std::path::Path,
+    pooling: Pooling,
+    precision: Precision,
+) -> Result<Vgg> {
+    Ok(Vgg::load(
+        weights,
+        VggOptions {
+            pooling,
+            device: Device::Cpu,
+        },
+    )?
+    .with_precision(precision)?)
+}
+
 /// One whole STROTSS run on blob images; returns (seconds, mean total loss over
-/// the last 20 steps of the final scale).
+/// the last 20 steps of the final scale, the result).
 fn strotss_run(
     weights: &std::path::Path,
     size: i64,
     scales: usize,
     steps: usize,
     guided: bool,
-) -> Result<(f64, f64)> {
-    let vgg = Vgg::load(
-        weights,
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )?;
+    precision: Precision,
+) -> Result<(f64, f64, Tensor)> {
+    let vgg = load_vgg(weights, Pooling::Max, precision)?;
     let (c, s) = (blobs(size, 1), blobs(size, 2));
     tch::manual_seed(0);
     let cfg = nst_optim::StrotssConfig {
         scales,
         steps_per_scale: steps,
+        precision,
         ..Default::default()
     };
     let st = nst_optim::Strotss::new(&vgg, cfg)?;
@@ -231,7 +257,7 @@ fn strotss_run(
     };
     let mut finals = Vec::new();
     let t = Instant::now();
-    st.run(
+    let mut results = st.run(
         &c,
         &[nst_optim::StyleInput {
             image: &s,
@@ -245,9 +271,11 @@ fn strotss_run(
             true
         },
     )?;
+    let secs = t.elapsed().as_secs_f64();
     Ok((
-        t.elapsed().as_secs_f64(),
+        secs,
         finals.iter().sum::<f64>() / finals.len().max(1) as f64,
+        results.pop().context("no STROTSS result")?,
     ))
 }
 
@@ -256,14 +284,8 @@ fn vae_weights_path() -> PathBuf {
     std::env::temp_dir().join(format!("nst-bench-vae-{}.safetensors", std::process::id()))
 }
 
-fn vae_model(weights: &std::path::Path) -> Result<nst_vae::VaeAdainModel> {
-    let vgg = Vgg::load(
-        weights,
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )?;
+fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae::VaeAdainModel> {
+    let vgg = load_vgg(weights, Pooling::Max, precision)?;
     tch::manual_seed(0);
     Ok(nst_vae::VaeAdainModel::new(
         vgg,
@@ -272,14 +294,8 @@ fn vae_model(weights: &std::path::Path) -> Result<nst_vae::VaeAdainModel> {
     )?)
 }
 
-fn decoders_model(weights: &std::path::Path) -> Result<nst_decoders::Decoders> {
-    let vgg = Vgg::load(
-        weights,
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )?;
+fn decoders_model(weights: &std::path::Path, precision: Precision) -> Result<nst_decoders::Decoders> {
+    let vgg = load_vgg(weights, Pooling::Max, precision)?;
     tch::manual_seed(0);
     Ok(nst_decoders::Decoders::new(
         vgg,
@@ -288,14 +304,8 @@ fn decoders_model(weights: &std::path::Path) -> Result<nst_decoders::Decoders> {
     )?)
 }
 
-fn po_model(weights: &std::path::Path) -> Result<nst_po::PseudoOptimizer> {
-    let vgg = Vgg::load(
-        weights,
-        VggOptions {
-            pooling: Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )?;
+fn po_model(weights: &std::path::Path, precision: Precision) -> Result<nst_po::PseudoOptimizer> {
+    let vgg = load_vgg(weights, Pooling::Avg, precision)?;
     tch::manual_seed(0);
     Ok(nst_po::PseudoOptimizer::new(
         vgg,
@@ -385,14 +395,8 @@ fn puy_bench_projection() -> nst_puy::PhotorealOptions {
     }
 }
 
-fn puy_model(weights: &std::path::Path) -> Result<nst_puy::FlexibleSolver> {
-    let vgg = Vgg::load(
-        weights,
-        VggOptions {
-            pooling: Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )?;
+fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy::FlexibleSolver> {
+    let vgg = load_vgg(weights, Pooling::Avg, precision)?;
     Ok(nst_puy::FlexibleSolver::new(
         vgg,
         Default::default(),
@@ -520,9 +524,13 @@ fn run_child(
     vae_weights: Option<&std::path::Path>,
     po: (Option<&std::path::Path>, &std::path::Path),
     puy: &PuyArgs,
+    precision: Precision,
+    save_image: Option<&std::path::Path>,
 ) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
     let mut detail = None;
+    // The case's output image, for the bf16-vs-fp32 PSNR.
+    let mut image: Option<Tensor> = None;
     let (seconds, quality) = match case {
         c if c.starts_with("propo_vs_gatys_") => {
             let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
@@ -540,7 +548,7 @@ fn run_child(
             }
         }
         "puy_artistic" => {
-            let model = puy_model(&weights)?;
+            let model = puy_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
             let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
             nst_train::checkpoint::load_into(
@@ -549,10 +557,12 @@ fn run_child(
                 path,
             )?;
             let (c, st) = (blobs(size, 41), blobs(size, 42));
-            time_it(repeat, || {
+            let r = time_it(repeat, || {
                 let xs = model.run(&c, &st, 4, None)?;
                 Ok(xs[4].sum(Kind::Double).double_value(&[]))
-            })?
+            })?;
+            image = Some(model.run(&c, &st, 4, None)?[4].shallow_clone());
+            r
         }
         "puy_projection" => {
             let c = blobs(size, 43);
@@ -581,7 +591,7 @@ fn run_child(
         },
         "propo_train_step" => {
             use nst_train::TrainModel;
-            let mut model = po_model(&weights)?;
+            let mut model = po_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
             let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
             nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
@@ -599,7 +609,7 @@ fn run_child(
             })?
         }
         c if c.starts_with("optex_") => {
-            let model = decoders_model(&weights)?;
+            let model = decoders_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
             let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
             nst_train::checkpoint::load_into(
@@ -625,7 +635,8 @@ fn run_child(
                 ..Default::default()
             };
             let style = blobs(size, 2);
-            time_it(repeat, || {
+            let mut last = None;
+            let r = time_it(repeat, || {
                 tch::manual_seed(0);
                 let y = nst_decoders::optimal_textures(
                     &model,
@@ -634,22 +645,28 @@ fn run_child(
                     (out, out),
                     &cfg,
                 )?;
-                Ok(y.sum(Kind::Double).double_value(&[]))
-            })?
+                let q = y.sum(Kind::Double).double_value(&[]);
+                last = Some(y);
+                Ok(q)
+            })?;
+            image = last;
+            r
         }
         "vae_infer" | "vae_train_step" => {
             use nst_train::TrainModel;
-            let mut model = vae_model(&weights)?;
+            let mut model = vae_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
             let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
             nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
             if case == "vae_infer" {
                 let (c, s) = (blobs(size, 1), blobs(size, 2));
-                time_it(repeat, || {
+                let r = time_it(repeat, || {
                     Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?
                         .sum(Kind::Double)
                         .double_value(&[]))
-                })?
+                })?;
+                image = Some(tch::no_grad(|| model.stylize(&c, &s, 1.0))?);
+                r
             } else {
                 let (c, s) = (blobs4(256, 1), blobs4(256, 2));
                 let mut adam = nst_train::Adam::new(Default::default());
@@ -662,21 +679,26 @@ fn run_child(
                 })?
             }
         }
-        "strotss" | "strotss_guided" => strotss_run(
-            &weights,
-            size,
-            strotss.0,
-            strotss.1,
-            case == "strotss_guided",
-        )?,
-        "vgg_features" => {
-            let vgg = Vgg::load(
+        "strotss" | "strotss_guided" | "strotss_peer" => {
+            // strotss_peer: the peer's setting, 3 scales to 256 px.
+            let (size, scales) = if case == "strotss_peer" {
+                (256, 3)
+            } else {
+                (size, strotss.0)
+            };
+            let (secs, q, y) = strotss_run(
                 &weights,
-                VggOptions {
-                    pooling: Pooling::Max,
-                    device: Device::Cpu,
-                },
+                size,
+                scales,
+                strotss.1,
+                case == "strotss_guided",
+                precision,
             )?;
+            image = Some(y);
+            (secs, q)
+        }
+        "vgg_features" => {
+            let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
             let x = blobs(size, 0);
             time_it(repeat, || {
@@ -687,13 +709,7 @@ fn run_child(
             })?
         }
         "gatys_step" => {
-            let vgg = Vgg::load(
-                &weights,
-                VggOptions {
-                    pooling: Pooling::Avg,
-                    device: Device::Cpu,
-                },
-            )?;
+            let vgg = load_vgg(&weights, Pooling::Avg, precision)?;
             let (c, s) = (blobs(size, 1), blobs(size, 2));
             let g = nst_optim::Gatys::new(&vgg, nst_optim::GatysConfig::default(), Some(&c), &s)?;
             let x = blobs(size, 3);
@@ -705,13 +721,7 @@ fn run_child(
             })?
         }
         "adain_train_step" => {
-            let vgg = Vgg::load(
-                &weights,
-                VggOptions {
-                    pooling: Pooling::Max,
-                    device: Device::Cpu,
-                },
-            )?;
+            let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             tch::manual_seed(0);
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let (c, s) = (blobs4(256, 1), blobs4(256, 2));
@@ -748,13 +758,7 @@ fn run_child(
             (secs, n as f64 / secs)
         }
         "train_data_wait" => {
-            let vgg = Vgg::load(
-                &weights,
-                VggOptions {
-                    pooling: Pooling::Max,
-                    device: Device::Cpu,
-                },
-            )?;
+            let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let dir = tempfile::tempdir()?;
             let ds = fake_jpegs(dir.path(), 32)?;
@@ -796,6 +800,11 @@ fn run_child(
     } else {
         Some(quality)
     };
+    if let (Some(path), Some(y)) = (save_image, &image) {
+        let y = y.clamp(0.0, 1.0);
+        let y = if y.dim() == 4 { y.get(0) } else { y };
+        nst_core::save_image(&y, path)?;
+    }
     Ok(CaseResult {
         case: case.into(),
         seconds,
@@ -821,10 +830,11 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let size = cli.size.unwrap_or(if cli.quick { 256 } else { 512 });
     let repeat = if cli.quick { 2 } else { cli.repeat.max(1) };
     let strotss_steps = cli
         .strotss_steps
-        .unwrap_or(if cli.quick { 20 } else { 200 });
+        .unwrap_or(if cli.quick { 10 } else { 200 });
     let strotss_args = [
         "--strotss-scales".to_string(),
         cli.strotss_scales.to_string(),
@@ -834,7 +844,7 @@ fn main() -> Result<()> {
     if let Some(case) = &cli.child {
         let r = run_child(
             case,
-            cli.size,
+            size,
             repeat,
             (cli.strotss_scales, strotss_steps),
             cli.vae_weights.as_deref(),
@@ -845,6 +855,8 @@ fn main() -> Result<()> {
                 style: cli.puy_style.clone(),
                 luan_weight: cli.luan_weight,
             },
+            cli.precision,
+            cli.save_image.as_deref(),
         )?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
@@ -881,7 +893,7 @@ fn main() -> Result<()> {
             if let Some(ck) = &cli.puy_checkpoint {
                 cmd.arg("--puy-checkpoint").arg(ck);
             }
-            cmd.args(["--size", &cli.size.to_string()])
+            cmd.args(["--size", &size.to_string()])
                 .arg("--puy-content")
                 .arg(&cli.puy_content)
                 .arg("--puy-style")
@@ -897,19 +909,19 @@ fn main() -> Result<()> {
                 CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
             );
         };
-        eprintln!("running {case} at {}px ({desc}) ...", cli.size);
+        eprintln!("running {case} at {}px ({desc}) ...", case_px(case, size));
         let vae_file = vae_weights_path();
         if case.starts_with("vae_") {
-            nst_train::TrainModel::var_store(&vae_model(&weights)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?).save(&vae_file)?;
         }
         if case.starts_with("optex_") {
-            nst_train::TrainModel::var_store(&decoders_model(&weights)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?).save(&vae_file)?;
         }
         if case == "propo_train_step" {
-            nst_train::TrainModel::var_store(&po_model(&weights)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?).save(&vae_file)?;
         }
         if case == "puy_artistic" {
-            let m = puy_model(&weights)?;
+            let m = puy_model(&weights, Precision::Fp32)?;
             // Non-zero last convs, so the whole update is exercised.
             tch::no_grad(|| {
                 for (_, mut v) in nst_train::TrainModel::var_store(&m).variables() {
@@ -920,24 +932,47 @@ fn main() -> Result<()> {
             nst_train::TrainModel::var_store(&m).save(&vae_file)?;
         }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
-        let ours = spawn(
-            Command::new(&me)
-                .args([
-                    "--child",
-                    case,
-                    "--size",
-                    &cli.size.to_string(),
-                    "--repeat",
-                    &repeat.to_string(),
-                ])
-                .args(&strotss_args)
-                .args(&vae_args),
-            "nst",
-        )?;
+        let images = tempfile::tempdir()?;
+        let nst_at = |p: Precision| -> Result<CaseResult> {
+            spawn(
+                Command::new(&me)
+                    .args([
+                        "--child",
+                        case,
+                        "--size",
+                        &size.to_string(),
+                        "--repeat",
+                        &repeat.to_string(),
+                        "--precision",
+                        &p.to_string(),
+                    ])
+                    .arg("--save-image")
+                    .arg(images.path().join(format!("{p}.png")))
+                    .args(&strotss_args)
+                    .args(&vae_args),
+                &format!("nst ({p})"),
+            )
+        };
+        let ours = nst_at(Precision::Fp32)?;
+        let reduced = if cli.precision.is_reduced() && case != "puy_projection" {
+            let r = nst_at(cli.precision)?;
+            let psnr = psnr(
+                &images.path().join("fp32.png"),
+                &images.path().join(format!("{}.png", cli.precision)),
+            );
+            Some((r, psnr))
+        } else {
+            None
+        };
         let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" {
             ("strotss", &["--guided"])
         } else {
             (case, &[])
+        };
+        let (ref_size, ref_scales) = if case == "strotss_peer" {
+            (256, 3)
+        } else {
+            (size, cli.strotss_scales)
         };
         let theirs = spawn(
             Command::new(&python)
@@ -945,13 +980,13 @@ fn main() -> Result<()> {
                 .args([
                     ref_case,
                     "--size",
-                    &cli.size.to_string(),
+                    &ref_size.to_string(),
                     "--repeat",
                     &repeat.to_string(),
                 ])
                 .args([
                     "--scales",
-                    &cli.strotss_scales.to_string(),
+                    &ref_scales.to_string(),
                     "--steps",
                     &strotss_steps.to_string(),
                 ])
@@ -963,12 +998,12 @@ fn main() -> Result<()> {
         );
         let _ = std::fs::remove_file(&vae_file);
         let theirs = theirs?;
-        rows.push((case, desc, ours, theirs));
+        rows.push((case, desc, ours, theirs, reduced));
     }
     let mut md = String::from(
         "| case | nst (s) | PyTorch eager (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result nst / PyTorch (rel. diff) |\n|---|---|---|---|---|---|---|\n",
     );
-    for (case, _, o, t) in &rows {
+    for (case, _, o, t, _) in &rows {
         let qd = match (o.quality, t.quality) {
             (Some(a), Some(b)) => format!(
                 "{a:.4e} / {b:.4e} ({:.1e})",
@@ -978,21 +1013,52 @@ fn main() -> Result<()> {
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            if *case == "propo_train_step" {
-                128
-            } else if case.ends_with("train_step") {
-                256
-            } else if *case == "optex_pyramid" {
-                2 * cli.size
-            } else {
-                cli.size
-            },
+            case_px(case, size),
             o.seconds,
             t.seconds,
             o.seconds / t.seconds,
             o.peak_mb,
             t.peak_mb
         );
+    }
+    if cli.precision.is_reduced() {
+        let p = cli.precision;
+        md += &format!(
+            "\n### {p} against fp32\n\nQuality guard, bf16 against fp32 on the same seed: the result (loss or checksum) within {:.0} % (one-shot work) or {:.0} % (whole optimisations), and the output PSNR at least {FLOOR_FEEDFORWARD_DB:.0} dB (one-shot work) or {FLOOR_OPTIMISATION_DB:.0} dB (whole optimisations, whose trajectories diverge).\n\n| case | nst fp32 (s) | nst {p} (s) | {p} speed-up | PyTorch fp32 (s) | ratio nst {p}/PyTorch | nst {p} peak RSS (MB) | result fp32 / {p} (rel. diff) | PSNR {p} vs fp32 (dB) | guard |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            TOL_FEEDFORWARD * 100.0,
+            TOL_OPTIMISATION * 100.0,
+        );
+        for (case, _, o, t, red) in &rows {
+            let Some((b, psnr)) = red else { continue };
+            let optimisation = case.starts_with("strotss");
+            let (tol, floor) = if optimisation {
+                (TOL_OPTIMISATION, FLOOR_OPTIMISATION_DB)
+            } else {
+                (TOL_FEEDFORWARD, FLOOR_FEEDFORWARD_DB)
+            };
+            let (qd, q_ok) = match (o.quality, b.quality) {
+                (Some(x), Some(y)) => {
+                    let rel = (x - y).abs() / x.abs().max(1e-12);
+                    (format!("{x:.4e} / {y:.4e} ({rel:.1e})"), rel <= tol)
+                }
+                _ => ("n/a".into(), true),
+            };
+            let (ps, p_ok) = match psnr {
+                Some(v) => (format!("{v:.1}"), *v >= floor),
+                None => ("n/a".into(), true),
+            };
+            md += &format!(
+                "| {case} {}px | {:.3} | {:.3} | {:.2}× | {:.3} | {:.2} | {:.0} | {qd} | {ps} | {} |\n",
+                case_px(case, size),
+                o.seconds,
+                b.seconds,
+                o.seconds / b.seconds,
+                t.seconds,
+                b.seconds / t.seconds,
+                b.peak_mb,
+                if q_ok && p_ok { "pass" } else { "FAIL" }
+            );
+        }
     }
     if !solo.is_empty() {
         md += "\n| nst-only case | figure | peak RSS (MB) |\n|---|---|---|\n";
@@ -1011,15 +1077,61 @@ fn main() -> Result<()> {
     println!("{md}");
     if let Some(p) = &cli.markdown {
         let header = format!(
-            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\n\n",
+            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\n\n",
             cpu_name(),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            cli.size,
-            if cli.quick { " --quick" } else { "" }
+            size,
+            if cli.quick { " --quick" } else { "" },
+            if cli.precision.is_reduced() {
+                format!(" --precision {}", cli.precision)
+            } else {
+                String::new()
+            }
         );
         nst_core::fsutil::write_bytes_atomic(p, (header + &md).as_bytes())?;
     }
     Ok(())
+}
+
+/// Quality guard of `--precision bf16`: largest relative change of a case's
+/// result (loss or checksum) for one-shot work (a forward pass, a training
+/// step, a feed-forward stylisation) and for whole optimisations (STROTSS),
+/// and the lowest PSNR of the output image against fp32's.
+const TOL_FEEDFORWARD: f64 = 0.02;
+const TOL_OPTIMISATION: f64 = 0.05;
+const FLOOR_FEEDFORWARD_DB: f64 = 30.0;
+const FLOOR_OPTIMISATION_DB: f64 = 20.0;
+
+/// The image side a case runs at.
+fn case_px(case: &str, size: i64) -> i64 {
+    match case {
+        "propo_train_step" => 128,
+        "strotss_peer" => 256,
+        "optex_pyramid" => 2 * size,
+        c if c.ends_with("train_step") => 256,
+        _ => size,
+    }
+}
+
+/// PSNR in dB of two 8-bit images of the same size (None if either is missing).
+fn psnr(a: &std::path::Path, b: &std::path::Path) -> Option<f64> {
+    let (a, b) = (image::open(a).ok()?.to_rgb8(), image::open(b).ok()?.to_rgb8());
+    if a.dimensions() != b.dimensions() {
+        return None;
+    }
+    let n = a.as_raw().len() as f64;
+    let mse = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / n;
+    Some(if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    })
 }
 
 fn cpu_name() -> String {

@@ -48,7 +48,8 @@ pub fn run(args: AdainArgs) -> Result<()> {
         );
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let model = nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?;
+    let mut model = nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?;
+    model.set_precision(args.runtime.precision)?;
     let weights = side.with_file_name(&meta.weights_file);
     Checkpoint::load_weights(&weights, model.var_store(), nst_adain::model::KIND)?;
     let load = |p: &PathBuf, role: &str| -> Result<tch::Tensor> {

@@ -130,7 +130,7 @@ pub fn run(args: GatysArgs) -> Result<()> {
         PoolingArg::Avg => Pooling::Avg,
         PoolingArg::Max => Pooling::Max,
     };
-    let vgg = args.vgg.load(pooling, device)?;
+    let vgg = args.vgg.load(pooling, device, args.runtime.precision)?;
     let content_layers =
         Tap::parse_list(&args.content_layers, vgg.arch()).context("--content-layers")?;
     let style_layers = Tap::parse_list(&args.style_layers, vgg.arch()).context("--style-layers")?;

@@ -122,13 +122,14 @@ pub struct AdainWctArgs {
     pub runtime: RuntimeArgs,
 }
 
-fn load_decoders(path: &Path, device: Device) -> Result<Decoders> {
+fn load_decoders(path: &Path, device: Device, precision: nst_core::Precision) -> Result<Decoders> {
     let (side, meta) = Checkpoint::resolve(path)?;
     if meta.model_kind != nst_decoders::KIND {
         bail!("{} is a {:?} checkpoint; optex and adain-wct need a {:?} one (nst-train --config configs/decoders.toml)", side.display(), meta.model_kind, nst_decoders::KIND);
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let model = Decoders::from_config(&cfg.model, &cfg.loss, device)?;
+    let mut model = Decoders::from_config(&cfg.model, &cfg.loss, device)?;
+    model.set_precision(precision)?;
     Checkpoint::load_weights(
         &side.with_file_name(&meta.weights_file),
         model.var_store(),
@@ -155,7 +156,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         bail!("--passes and --pyramid must be at least 1");
     }
     let device = a.runtime.init()?;
-    let model = load_decoders(&a.checkpoint, device)?;
+    let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
     let content = match &a.content {
         Some(p) => Some(common::load(p, a.size, device, "content")?),
         None => None,
@@ -234,7 +235,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         bail!("--alpha must be in [0, 1], got {}", a.alpha);
     }
     let device = a.runtime.init()?;
-    let model = load_decoders(&a.checkpoint, device)?;
+    let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
     let crop16 = |x: tch::Tensor| {
         let (h, w) = (x.size()[2] / 16 * 16, x.size()[3] / 16 * 16);
         x.narrow(2, 0, h).narrow(3, 0, w)
@@ -277,7 +278,7 @@ pub struct PsnrArgs {
 
 pub fn run_psnr(a: PsnrArgs) -> Result<()> {
     let device = a.runtime.init()?;
-    let model = load_decoders(&a.checkpoint, device)?;
+    let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())

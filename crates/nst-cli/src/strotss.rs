@@ -126,7 +126,7 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         bail!("--size must be at least 64");
     }
     let device = args.runtime.init()?;
-    let vgg = args.vgg.load(nst_vgg::Pooling::Max, device)?;
+    let vgg = args.vgg.load(nst_vgg::Pooling::Max, device, args.runtime.precision)?;
     let layers = Tap::parse_list(&args.layers, vgg.arch()).context("--layers")?;
     let content = common::load(
         &args.content,
@@ -177,6 +177,7 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         output_samples: args.samples,
         style_samples: args.style_samples,
         layers,
+        precision: args.runtime.precision,
         ..Default::default()
     };
     let solver = Strotss::new(&vgg, cfg.clone())?;

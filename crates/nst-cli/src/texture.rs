@@ -175,19 +175,22 @@ fn build_solver(
     steps: usize,
     vgg: &VggArgs,
     device: Device,
+    precision: nst_core::Precision,
 ) -> Result<Solver> {
     Ok(match method.variant() {
         Some(v) => {
             let Some(ck) = checkpoint else {
                 bail!("--method {} needs --checkpoint (train one with nst-train --config configs/{}.toml)", method.name(), method.name())
             };
-            Solver::Learned(load_po(ck, v, device)?)
+            let mut po = load_po(ck, v, device)?;
+            nst_train::TrainModel::set_precision(&mut po, precision)?;
+            Solver::Learned(po)
         }
         None => {
             if steps == 0 {
                 bail!("--steps must be at least 1");
             }
-            let loss = TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device)?)
+            let loss = TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device, precision)?)
                 .map_err(anyhow::Error::msg)?;
             Solver::Gatys(loss, steps)
         }
@@ -213,7 +216,14 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     }
     let (h, w) = out_size(a.size)?;
     let device = a.runtime.init()?;
-    let solver = build_solver(a.method, a.checkpoint.as_deref(), a.steps, &a.vgg, device)?;
+    let solver = build_solver(
+        a.method,
+        a.checkpoint.as_deref(),
+        a.steps,
+        &a.vgg,
+        device,
+        a.runtime.precision,
+    )?;
     let min = solver.loss().min_side();
     if h.min(w) < min {
         bail!("--size {w}x{h} is too small: the texture layers need at least {min}×{min}");
@@ -377,13 +387,21 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     let mut solvers = Vec::new();
     for &m in &a.methods {
         let ck = checkpoint_for(m, &a.checkpoint, learned)?;
-        solvers.push((m, build_solver(m, ck.as_deref(), a.steps, &a.vgg, device)?));
+        solvers.push((
+            m,
+            build_solver(m, ck.as_deref(), a.steps, &a.vgg, device, a.runtime.precision)?,
+        ));
     }
     if let Some(d) = &a.out_dir {
         std::fs::create_dir_all(d)?;
     }
-    // The reference loss: the published one (the learned models are checked to use it).
-    let reference = TextureLoss::published(a.vgg.load(nst_vgg::Pooling::Avg, device)?)
+    // The reference loss: the published one (the learned models are checked to
+    // use it), always in fp32 so that scores compare across --precision.
+    let reference = TextureLoss::published(a.vgg.load(
+        nst_vgg::Pooling::Avg,
+        device,
+        nst_core::Precision::Fp32,
+    )?)
         .map_err(anyhow::Error::msg)?;
     let s = a.size as i64;
     let n = a.count as i64;

@@ -41,6 +41,11 @@ pub struct TrainArgs {
     /// Device, overriding train.device: auto, cpu, cuda, cuda:N.
     #[arg(long)]
     pub device: Option<String>,
+    /// Precision of the loss network's convolutions, overriding train.precision:
+    /// fp32, bf16 (CPU with AMX/AVX512-BF16, or CUDA) or fp16 (CUDA only).
+    /// The trained weights, statistics, losses and optimizer state stay fp32.
+    #[arg(long, value_name = "P")]
+    pub precision: Option<String>,
     /// Hide the progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -76,6 +81,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(d) = &args.device {
         overrides.push(format!("train.device=\"{d}\""));
     }
+    if let Some(p) = &args.precision {
+        overrides.push(format!("train.precision=\"{p}\""));
+    }
     let cfg = match (&args.config, &args.resume) {
         (Some(path), _) => TrainConfig::load(path, &overrides)?,
         (None, Some(resume)) => {
@@ -97,7 +105,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let device = nst_core::parse_device(&cfg.train.device)?;
     nst_core::seed_everything(cfg.train.seed);
+    let precision: nst_core::Precision = cfg.train.precision.parse()?;
+    precision.check(device)?;
     let mut model = build_model(&cfg, device).context("building the model")?;
+    model.set_precision(precision)?;
     let mut tb;
     let mut null = NullLogger;
     let logger: &mut dyn Logger = if cfg.log.tensorboard {
@@ -116,7 +127,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if !args.quiet {
         eprintln!(
-            "training {} ({}) on {device:?} for {} steps; checkpoints in {}, TensorBoard in {}",
+            "training {} ({}) on {device:?} in {precision} for {} steps; checkpoints in {}, TensorBoard in {}",
             cfg.train.run,
             cfg.model_kind,
             cfg.train.steps,

@@ -140,7 +140,8 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
         );
     }
     let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?;
+    let mut model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?;
+    model.set_precision(args.runtime.precision)?;
     Checkpoint::load_weights(
         &side.with_file_name(&meta.weights_file),
         model.var_store(),

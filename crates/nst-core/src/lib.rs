@@ -5,10 +5,12 @@ pub mod color;
 pub mod device;
 pub mod fsutil;
 pub mod image_io;
+pub mod precision;
 
 pub use color::preserve_color;
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
+pub use precision::Precision;
 pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
 
 /// Errors of the shared plumbing. Each message names the file or value at fault.
@@ -45,6 +47,8 @@ pub enum Error {
     BadDevice { given: String },
     #[error("device {given} requested but CUDA is not available on this machine")]
     NoCuda { given: String },
+    #[error("invalid precision {given:?}: {reason}")]
+    BadPrecision { given: String, reason: String },
     #[error("invalid size {given:?}: {reason}")]
     BadSize { given: String, reason: String },
     #[error(transparent)]

@@ -183,6 +183,12 @@ impl TrainModel for Decoders {
         Ok(StepOutput { loss: total, terms })
     }
 
+    fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
+        self.vgg
+            .set_precision(precision)
+            .map_err(|e| Error::Model(e.to_string()))
+    }
+
     fn sample_grid(&self, content: &Tensor, _style: &Tensor) -> Result<Tensor> {
         let n = content.size()[0].min(4);
         let x = content.narrow(0, 0, n);

@@ -3,6 +3,7 @@
 //!
 //! All work on sampled feature vectors: rows of `[N, C]` matrices (see
 //! [`crate::sampling`]), so memory is O(N·M), never O((HW)²).
+use nst_core::Precision;
 use tch::{Kind, Tensor};
 
 const EPS: f64 = 1e-8;
@@ -12,13 +13,19 @@ const EPS: f64 = 1e-8;
 /// # Shapes
 /// `a: [N, C]`, `b: [M, C]` → `[N, M]`
 pub fn cosine_distance(a: &Tensor, b: &Tensor) -> Tensor {
+    cosine_distance_at(a, b, Precision::Fp32)
+}
+
+/// [`cosine_distance`] with the matmul run at `precision` (the norms and the
+/// result are fp32).
+pub fn cosine_distance_at(a: &Tensor, b: &Tensor, precision: Precision) -> Tensor {
     let an = a / a
         .norm_scalaropt_dim(2, [1i64].as_slice(), true)
         .clamp_min(EPS);
     let bn = b / b
         .norm_scalaropt_dim(2, [1i64].as_slice(), true)
         .clamp_min(EPS);
-    1.0 - an.matmul(&bn.transpose(0, 1))
+    1.0 - precision.mm(&an, &bn.transpose(0, 1))
 }
 
 /// Euclidean distance matrix d_ij = |a_i − b_j|, via |a|² + |b|² − 2a·b.
@@ -97,8 +104,13 @@ pub fn moment_loss_to(mu_s: &Tensor, cov_s: &Tensor, output: &Tensor) -> Tensor 
 /// # Shapes
 /// `content, output: [N, C]` → scalar
 pub fn self_similarity_loss(content: &Tensor, output: &Tensor) -> Tensor {
-    let dc = cosine_distance(content, content);
-    let d_o = cosine_distance(output, output);
+    self_similarity_loss_at(content, output, Precision::Fp32)
+}
+
+/// [`self_similarity_loss`] with the two N×N distance matmuls at `precision`.
+pub fn self_similarity_loss_at(content: &Tensor, output: &Tensor, precision: Precision) -> Tensor {
+    let dc = cosine_distance_at(content, content, precision);
+    let d_o = cosine_distance_at(output, output, precision);
     let dc = &dc
         / dc.sum_dim_intlist([0i64].as_slice(), true, Kind::Float)
             .clamp_min(EPS);
@@ -128,22 +140,58 @@ pub fn unit_rows(x: &Tensor) -> Tensor {
         .clamp_min(EPS)
 }
 
+/// A fixed sample set prepared once for repeated cosine distances (a STROTSS
+/// style pool, fixed within a scale): its rows scaled to unit length in fp32,
+/// for the gradient path, and the same rows transposed and contiguous in the
+/// compute precision, the right operand of every step's N×M distance matmul.
+/// Neither the norms nor the cast are recomputed per step.
+pub struct UnitPool {
+    unit: Tensor,
+    unit_t: Tensor,
+    precision: Precision,
+}
+
+impl UnitPool {
+    /// # Shapes
+    /// `x: [M, C]`
+    pub fn new(x: &Tensor, precision: Precision) -> Self {
+        let unit = unit_rows(&x.to_kind(Kind::Float)).detach();
+        let unit_t = precision.cast(&unit).transpose(0, 1).contiguous();
+        Self {
+            unit,
+            unit_t,
+            precision,
+        }
+    }
+
+    /// The unit rows `[M, C]` in fp32.
+    pub fn unit(&self) -> &Tensor {
+        &self.unit
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+}
+
 /// ℓr = REMD under the cosine distance, between output hypercolumns
-/// `output: [N, C]` (with gradient) and a fixed style pool given as unit rows
-/// `style_unit: [M, C]` (see [`unit_rows`]); `extra: [N, M]` is an optional
-/// additive cost (the guided mode's region penalty).
+/// `output: [N, C]` (with gradient) and a fixed style pool (see [`UnitPool`]);
+/// `extra: [N, M]` is an optional additive cost (the guided mode's region penalty).
 ///
 /// Same value and gradient as `remd(&(cosine_distance(output, style) + extra))`
-/// up to ties, at about half the cost: the N×M matrix is computed without
-/// autograd, and only the chosen minima (one per row, or one per column, for
-/// whichever mean is larger) are recomputed with gradients, which costs
-/// O((N + M)·C) instead of a second N·M·C product in the backward pass.
-pub fn remd_cosine(output: &Tensor, style_unit: &Tensor, extra: Option<&Tensor>) -> Tensor {
+/// up to ties, at about half the cost: the N×M matrix is computed once,
+/// without autograd, in the pool's precision (one matmul, then the row and
+/// column minima), and only the chosen minima (one per row, or one per
+/// column, for whichever mean is larger) are recomputed in fp32 with
+/// gradients, which costs O((N + M)·C) instead of a second N·M·C product in
+/// the backward pass. In bf16 only the choice of the minima sees the rounding.
+pub fn remd_cosine(output: &Tensor, pool: &UnitPool, extra: Option<&Tensor>) -> Tensor {
     let out_unit = unit_rows(output);
+    let style_unit = &pool.unit;
     let (rows, idx_r, cols, idx_c) = tch::no_grad(|| {
-        let mut d: Tensor = 1.0 - out_unit.matmul(&style_unit.transpose(0, 1));
+        let mut d: Tensor = 1.0 - pool.precision.cast(&out_unit).matmul(&pool.unit_t);
         if let Some(e) = extra {
-            d += e;
+            d = d.to_kind(Kind::Float) + e;
         }
         let (vr, ir) = d.min_dim(1, false);
         let (vc, ic) = d.min_dim(0, false);

@@ -185,7 +185,7 @@ fn fast_remd_matches_autograd_remd_in_value_and_gradient() {
     let _serial = serial();
     tch::manual_seed(21);
     let style = Tensor::randn([70, 16], F32).relu() + 0.01;
-    let unit = strotss::unit_rows(&style);
+    let unit = strotss::UnitPool::new(&style, nst_core::Precision::Fp32);
     // More outputs than style samples and the reverse, so both means get to be the larger one.
     for n in [30, 200] {
         let out = Tensor::randn([n, 16], F32).relu() + 0.01;
@@ -207,6 +207,30 @@ fn fast_remd_matches_autograd_remd_in_value_and_gradient() {
             assert_close(&g2, &g1, 1e-4, "REMD gradient");
         }
     }
+}
+
+#[test]
+fn bf16_remd_stays_near_fp32() {
+    let _serial = serial();
+    tch::manual_seed(23);
+    let style = Tensor::randn([300, 64], F32).relu() + 0.01;
+    let out = Tensor::randn([200, 64], F32).relu() + 0.01;
+    let exact = strotss::UnitPool::new(&style, nst_core::Precision::Fp32);
+    let bf16 = strotss::UnitPool::new(&style, nst_core::Precision::Bf16);
+    let (v1, g1) = value_and_grad(&out, |o| strotss::remd_cosine(o, &exact, None));
+    let (v2, g2) = value_and_grad(&out, |o| strotss::remd_cosine(o, &bf16, None));
+    // Only the choice of the minima sees bf16 rounding; the chosen distances
+    // are recomputed in fp32. A near-tie may pick another, almost as close, sample.
+    let rel = (v1 - v2).abs() / v1.abs();
+    assert!(rel < 1e-2, "value {v1} vs {v2}: relative {rel:.2e}");
+    let e = nst_testkit::rel_err(&g2, &g1);
+    assert!(e < 0.2, "REMD gradient relative error {e:.3e}");
+    // Self-similarity with bf16 matmuls.
+    let c = Tensor::randn([100, 64], F32).relu() + 0.01;
+    let o = Tensor::randn([100, 64], F32).relu() + 0.01;
+    let l1 = strotss::self_similarity_loss(&c, &o).double_value(&[]);
+    let l2 = strotss::self_similarity_loss_at(&c, &o, nst_core::Precision::Bf16).double_value(&[]);
+    assert!((l1 - l2).abs() < 2e-2 * l1, "self-similarity {l1} vs {l2}");
 }
 
 #[test]

@@ -32,7 +32,9 @@
 //!   the same region: cross-region pairs get `region_penalty` added to their
 //!   REMD/palette cost, and ℓm is computed region by region.
 use crate::{Error, Result};
-use nst_losses::strotss::{euclidean_distance, remd, remd_cosine, self_similarity_loss, unit_rows};
+use nst_losses::strotss::{
+    euclidean_distance, remd, remd_cosine, self_similarity_loss_at, UnitPool,
+};
 use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
@@ -70,6 +72,10 @@ pub struct StrotssConfig {
     pub layers: Vec<Tap>,
     /// Extra cost of matching an output sample to a style sample of another region.
     pub region_penalty: f64,
+    /// Precision of the VGG and of the distance matmuls (ℓr's N×M matrix, ℓc's
+    /// N×N ones); moments, minima values and the optimiser stay fp32. The VGG's
+    /// own precision is set where it is loaded ([`nst_vgg::Vgg::with_precision`]).
+    pub precision: nst_core::Precision,
 }
 
 impl Default for StrotssConfig {
@@ -96,6 +102,7 @@ impl Default for StrotssConfig {
                 t(5, 1),
             ],
             region_penalty: 2.0,
+            precision: nst_core::Precision::Fp32,
         }
     }
 }
@@ -252,8 +259,9 @@ impl PyramidOpt {
 
 /// Per-style data fixed for one scale: the sampled hypercolumns, pixels and labels.
 struct StylePool {
-    /// The sampled hypercolumns scaled to unit rows (ℓr only needs their directions).
-    unit: Tensor,
+    /// The sampled hypercolumns as unit rows (ℓr only needs their directions),
+    /// normalised and cast to the compute precision once per scale.
+    unit: UnitPool,
     pixels: Tensor,
     labels: Option<Tensor>,
     /// Mean and covariance of `feats` (index 0: all samples; r + 1: region r).
@@ -466,7 +474,7 @@ impl<'a> Strotss<'a> {
                         guidance.map_or(0, |g| g.regions),
                     );
                     pools.push(StylePool {
-                        unit: unit_rows(&feats),
+                        unit: UnitPool::new(&feats, cfg.precision),
                         pixels,
                         labels,
                         moments,
@@ -507,7 +515,7 @@ impl<'a> Strotss<'a> {
                 let lo = content_labels_full
                     .as_ref()
                     .map(|l| label_at(l, &coords, h, w));
-                let lc = self_similarity_loss(&cf, &of) * coords.size()[0] as f64;
+                let lc = self_similarity_loss_at(&cf, &of, cfg.precision) * coords.size()[0] as f64;
                 let mut lr = Tensor::zeros([], (Kind::Float, device));
                 let mut lm = Tensor::zeros([], (Kind::Float, device));
                 let mut lp = Tensor::zeros([], (Kind::Float, device));

@@ -106,6 +106,11 @@ pub struct TrainSection {
     pub seed: u64,
     #[serde(default = "d_device")]
     pub device: String,
+    /// Precision of the loss network's convolutions: "fp32" (default), "bf16"
+    /// (CPU with AMX/AVX512-BF16, or CUDA) or "fp16" (CUDA only). The trained
+    /// weights, statistics, losses and optimizer state stay fp32.
+    #[serde(default = "d_precision")]
+    pub precision: String,
     #[serde(default = "d_ckpt_dir")]
     pub checkpoint_dir: PathBuf,
     #[serde(default = "d_ckpt_every")]
@@ -116,6 +121,9 @@ pub struct TrainSection {
 
 fn d_device() -> String {
     "auto".into()
+}
+fn d_precision() -> String {
+    "fp32".into()
 }
 fn d_ckpt_dir() -> PathBuf {
     "checkpoints".into()
@@ -274,6 +282,9 @@ impl TrainConfig {
         }
         if self.train.run.is_empty() || self.train.run.contains(['/', '\\']) {
             return bad("train.run", "must be a plain, non-empty name");
+        }
+        if let Err(e) = self.train.precision.parse::<nst_core::Precision>() {
+            return bad("train.precision", &e.to_string());
         }
         if self.train.checkpoint_every == 0 {
             return bad("train.checkpoint_every", "must be at least 1");

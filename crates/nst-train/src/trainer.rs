@@ -40,6 +40,17 @@ pub trait TrainModel {
     fn set_step(&mut self, _step: u64) {}
     /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
+    /// Runs the model's frozen loss network (VGG) at `precision`; the trained
+    /// weights and everything statistical stay fp32. The default accepts only fp32.
+    fn set_precision(&mut self, precision: nst_core::Precision) -> Result<()> {
+        if precision.is_reduced() {
+            return Err(crate::Error::Config(format!(
+                "train.precision: {} does not support {precision}",
+                self.kind()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How a run ended.

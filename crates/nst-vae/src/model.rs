@@ -696,6 +696,12 @@ impl TrainModel for VaeAdainModel {
         Ok(StepOutput { loss, terms })
     }
 
+    fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
+        self.vgg
+            .set_precision(precision)
+            .map_err(|e| Error::Model(e.to_string()))
+    }
+
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let n = content.size()[0].min(4);
         let c = content.narrow(0, 0, n);

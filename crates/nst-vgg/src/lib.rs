@@ -17,6 +17,7 @@ mod tap;
 mod weights;
 
 pub use tap::{LayerKind, Tap};
+pub use nst_core::Precision;
 pub use weights::{default_weights_path, ChannelOrder, Preprocessing, WeightsFile, SETUP_HINT};
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub enum Error {
         tap: Tap,
         need: i64,
     },
+    #[error("{0}")]
+    Precision(String),
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
@@ -183,6 +186,7 @@ pub struct Vgg {
     preprocessing: Preprocessing,
     convs: Vec<Conv>,
     device: Device,
+    precision: nst_core::Precision,
 }
 
 impl std::fmt::Debug for Vgg {
@@ -192,6 +196,7 @@ impl std::fmt::Debug for Vgg {
             .field("pooling", &self.pooling)
             .field("preprocessing", &self.preprocessing)
             .field("device", &self.device)
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -306,7 +311,35 @@ impl Vgg {
             preprocessing,
             convs,
             device: opts.device,
+            precision: nst_core::Precision::Fp32,
         })
+    }
+
+    /// The network running its convolutions in `precision` (see
+    /// [`nst_core::Precision`]): the weights are cast once, each input is cast
+    /// down on entry, and every returned feature map is fp32, so Grams,
+    /// moments and losses built on it stay in fp32. Errors for fp16 on the CPU.
+    pub fn with_precision(mut self, precision: nst_core::Precision) -> Result<Self> {
+        self.set_precision(precision)?;
+        Ok(self)
+    }
+
+    /// In-place form of [`Vgg::with_precision`], for models that own their VGG.
+    pub fn set_precision(&mut self, precision: nst_core::Precision) -> Result<()> {
+        precision
+            .check(self.device)
+            .map_err(|e| Error::Precision(e.to_string()))?;
+        let kind = precision.kind();
+        for c in &mut self.convs {
+            c.weight = c.weight.to_kind(kind);
+            c.bias = c.bias.to_kind(kind);
+        }
+        self.precision = precision;
+        Ok(())
+    }
+
+    pub fn precision(&self) -> nst_core::Precision {
+        self.precision
     }
 
     pub fn arch(&self) -> Arch {
@@ -364,7 +397,7 @@ impl Vgg {
                 need,
             });
         }
-        let mut h = x.shallow_clone();
+        let mut h = self.precision.cast(x);
         let mut conv_i = 0;
         for tap in order.iter().take(deepest + 1) {
             h = match tap.kind {
@@ -380,7 +413,7 @@ impl Vgg {
                 },
             };
             if taps.contains(tap) {
-                maps.push((*tap, h.shallow_clone()));
+                maps.push((*tap, h.to_kind(Kind::Float)));
             }
         }
         // Return in the caller's order (duplicates allowed).

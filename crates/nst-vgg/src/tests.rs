@@ -312,3 +312,64 @@ fn input_gain_of_each_preprocessing() {
     let tv = Preprocessing::torchvision().input_gain();
     assert!((tv - 3.0 / (0.229 + 0.224 + 0.225)).abs() < 1e-9, "{tv}");
 }
+
+#[test]
+fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
+    let path = vgg19_weights();
+    let fp32 = Vgg::load(&path, opts(Pooling::Avg)).unwrap();
+    let bf16 = Vgg::load(&path, opts(Pooling::Avg))
+        .unwrap()
+        .with_precision(nst_core::Precision::Bf16)
+        .unwrap();
+    assert_eq!(bf16.precision(), nst_core::Precision::Bf16);
+    tch::manual_seed(2);
+    let x = Tensor::rand([1, 3, 48, 40], (Kind::Float, Device::Cpu));
+    let names = "relu1_1,relu3_1,relu5_1";
+    let taps = fp32.taps(names).unwrap();
+    let exact = fp32.encode(&x, &taps).unwrap();
+    let got = bf16.encode(&x, &taps).unwrap();
+    let want = torch_reference(
+        "vgg_ref.py",
+        &[("x", &x)],
+        &[
+            "--weights",
+            path.to_str().unwrap(),
+            "--taps",
+            names,
+            "--pooling",
+            "avg",
+            "--precision",
+            "bf16",
+        ],
+    );
+    for (tap, t) in got.iter() {
+        assert_eq!(t.kind(), Kind::Float, "{tap} must come back in fp32");
+        // The same bf16 computation in PyTorch: differences only from kernel
+        // choice and accumulation order.
+        assert_close(t, &want[&tap.to_string()], 2e-2, &format!("bf16 {tap} vs torch bf16"));
+        // bf16 keeps 8 significant bits; errors compound over 13 layers.
+        let e = nst_testkit::rel_err(t, &exact[tap]);
+        assert!(e > 0.0 && e < 8e-2, "bf16 {tap} vs fp32: relative error {e:.3e}");
+    }
+    // Gradients reach an fp32 input through the casts.
+    let xg = x.copy().set_requires_grad(true);
+    bf16.encode(&xg, &[Tap::relu(3, 1)]).unwrap()[Tap::relu(3, 1)]
+        .sum(Kind::Float)
+        .backward();
+    assert_eq!(xg.grad().kind(), Kind::Float);
+    assert!(xg.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn fp16_on_cpu_is_a_clear_error() {
+    let vgg = Vgg::from_tensors(
+        Arch::Vgg16,
+        random_weights(Arch::Vgg16),
+        Preprocessing::caffe(),
+        opts(Pooling::Max),
+        "test",
+    )
+    .unwrap();
+    let e = vgg.with_precision(nst_core::Precision::Fp16).unwrap_err().to_string();
+    assert!(e.contains("CUDA only"), "{e}");
+}
