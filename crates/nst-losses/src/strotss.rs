@@ -229,6 +229,18 @@ pub fn remd_cosine(output: &Tensor, pool: &UnitPool, extra: Option<&Tensor>) -> 
 /// the centred samples. Autograd through x_cᵀx_c would do two C×C×n products
 /// for the backward; this does one. Same value and gradient.
 pub fn moment_loss_to_fast(mu_s: &Tensor, cov_s: &Tensor, output: &Tensor) -> Tensor {
+    moment_loss_to_fast_at(mu_s, cov_s, output, Precision::Fp32)
+}
+
+/// [`moment_loss_to_fast`] with the gradient's n×C×C matmul at `precision`.
+/// The covariance itself, a statistic, stays fp32; the sign matrix G is exact
+/// in bf16 up to its scale.
+pub fn moment_loss_to_fast_at(
+    mu_s: &Tensor,
+    cov_s: &Tensor,
+    output: &Tensor,
+    precision: Precision,
+) -> Tensor {
     let x = output.to_kind(Kind::Float);
     let (n, c) = (x.size()[0], x.size()[1]);
     let mu_o = x.mean_dim([0i64].as_slice(), true, Kind::Float);
@@ -237,8 +249,8 @@ pub fn moment_loss_to_fast(mu_s: &Tensor, cov_s: &Tensor, output: &Tensor) -> Te
         let xc = &x - &mu_o;
         let cov_o = xc.transpose(0, 1).matmul(&xc) / (n - 1).max(1) as f64;
         let diff = cov_s - cov_o;
-        let g = diff.sign() * (-1.0 / (c * c) as f64);
-        let grad = xc.matmul(&g) * (2.0 / (n - 1).max(1) as f64);
+        let g = diff.sign();
+        let grad = precision.mm(&xc, &g) * (-2.0 / ((c * c) as f64 * (n - 1).max(1) as f64));
         (diff.abs().mean(Kind::Float), grad)
     });
     // value: cov_term; gradient: grad (a surrogate whose value is zero).

@@ -44,3 +44,5 @@ mod tests;
 
 #[cfg(test)]
 mod strotss_tests;
+#[cfg(test)]
+mod precision_tests;

@@ -386,7 +386,9 @@ impl<'a> Strotss<'a> {
 
     fn moments(&self, out: &Tensor, pool: &StylePool, lo: Option<&Tensor>, regions: i64) -> Tensor {
         let moment_to = |m: &Option<(Tensor, Tensor)>, x: &Tensor| match m {
-            Some((mu, cov)) => nst_losses::strotss::moment_loss_to_fast(mu, cov, x),
+            Some((mu, cov)) => {
+                nst_losses::strotss::moment_loss_to_fast_at(mu, cov, x, self.cfg.precision)
+            }
             None => Tensor::zeros([], (Kind::Float, x.device())),
         };
         match lo {
