@@ -68,6 +68,7 @@ struct Block {
 pub struct Decoder {
     blocks: Vec<Block>,
     input_scale: f64,
+    precision: nst_vgg::Precision,
 }
 
 impl Decoder {
@@ -97,7 +98,14 @@ impl Decoder {
         Self {
             blocks,
             input_scale,
+            precision: nst_vgg::Precision::Fp32,
         }
+    }
+
+    /// Runs the convolutions at `precision` (the weights stay fp32; the maps
+    /// handed to `modulate` and the output are fp32).
+    pub fn set_precision(&mut self, precision: nst_vgg::Precision) {
+        self.precision = precision;
     }
 }
 
@@ -128,10 +136,11 @@ impl Decoder {
         features: &Tensor,
         mut modulate: impl FnMut(usize, Tensor) -> Tensor,
     ) -> Tensor {
+        let p = self.precision;
         let mut h = modulate(0, features / self.input_scale);
         let mut level = 0;
         for b in &self.blocks {
-            h = b.conv.forward(&h.reflection_pad2d([1, 1, 1, 1]));
+            h = p.conv2d(&b.conv, &h.reflection_pad2d([1, 1, 1, 1]), 0);
             if b.relu {
                 h = h.relu();
             }
@@ -139,10 +148,11 @@ impl Decoder {
                 let (_, _, hh, ww) = h.size4().unwrap_or((0, 0, 0, 0));
                 h = h.upsample_nearest2d([hh * 2, ww * 2], None, None);
                 level += 1;
-                h = modulate(level, h);
+                // AdaIN statistics in the hook stay fp32.
+                h = modulate(level, h.to_kind(tch::Kind::Float));
             }
         }
-        h
+        h.to_kind(tch::Kind::Float)
     }
 }
 
@@ -271,7 +281,9 @@ impl TrainModel for AdainModel {
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
         self.vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        self.decoder.set_precision(precision);
+        Ok(())
     }
 
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {

@@ -40,6 +40,27 @@ fn decoder_mirrors_the_encoder_shapes() {
     );
 }
 
+#[test]
+fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut dec = Decoder::new(&vs.root(), 0.25, 255.0);
+    tch::manual_seed(5);
+    let f = Tensor::rand([1, 512, 6, 5], (Kind::Float, Device::Cpu)) * 255.0;
+    let exact = dec.forward(&f);
+    dec.set_precision(nst_vgg::Precision::Bf16);
+    let y = dec.forward(&f);
+    assert_eq!(y.kind(), Kind::Float);
+    // Nine bf16 convolutions: about 2^-8 relative rounding each.
+    let e = nst_testkit::rel_err(&y, &exact);
+    assert!(e > 0.0 && e < 3e-2, "bf16 decoder vs fp32: relative error {e:.3e}");
+    // Mixed precision training: the gradient reaches the fp32 weights.
+    y.sum(Kind::Float).backward();
+    for (name, v) in vs.variables() {
+        assert_eq!(v.kind(), Kind::Float, "{name} must stay fp32");
+        assert!(v.grad().defined() && v.grad().kind() == Kind::Float, "{name} has no fp32 gradient");
+    }
+}
+
 /// Overfit: 2 contents × 2 styles at 64 px; the total loss must fall at least
 /// 3× within 150 steps, and the outputs' style loss must end below that of
 /// the unstylised content images.

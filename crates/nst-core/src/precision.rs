@@ -11,7 +11,7 @@
 //!   them) and on CUDA.
 //! * `fp16`: half precision, CUDA only; asking for it on the CPU is an error.
 use crate::{Error, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{nn::Module, Device, Kind, Tensor};
 
 /// The precision of the heavy convolutions and matmuls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -69,6 +69,27 @@ impl Precision {
             _ => self.cast(a).matmul(&self.cast(b)).to_kind(Kind::Float),
         }
     }
+
+    /// `conv.forward(x)` run in this precision, for a convolution with stride 1,
+    /// no groups and `padding` zero-padding (the caller states it: tch keeps a
+    /// conv's config private). The input, the weight and the bias are cast, and
+    /// the result stays in the compute kind, so a chain of convolutions casts
+    /// once. The fp32 weights stay the trained parameters: gradients reach
+    /// them through the casts.
+    pub fn conv2d(self, conv: &tch::nn::Conv2D, x: &Tensor, padding: i64) -> Tensor {
+        if self == Precision::Fp32 {
+            return conv.forward(x);
+        }
+        let bias = conv.bs.as_ref().map(|b| self.cast(b));
+        self.cast(x).conv2d(
+            &self.cast(&conv.ws),
+            bias.as_ref(),
+            [1, 1],
+            [padding, padding],
+            [1, 1],
+            1,
+        )
+    }
 }
 
 impl std::fmt::Display for Precision {
@@ -124,5 +145,25 @@ mod tests {
         let rel = (&y - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
         assert!(rel > 0.0 && rel < 1e-2, "relative error {rel}");
         assert!(Precision::Fp32.mm(&a, &b).equal(&exact));
+    }
+
+    #[test]
+    fn bf16_conv_is_close_and_keeps_the_padding() {
+        tch::manual_seed(1);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let cfg = tch::nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let conv = tch::nn::conv2d(vs.root(), 16, 8, 3, cfg);
+        let x = Tensor::randn([2, 16, 9, 7], (Kind::Float, Device::Cpu));
+        let exact = conv.forward(&x);
+        let y = Precision::Bf16.conv2d(&conv, &x, 1);
+        assert_eq!(y.kind(), Kind::BFloat16);
+        assert_eq!(y.size(), exact.size());
+        let y = y.to_kind(Kind::Float);
+        let rel = (&y - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
+        assert!(rel > 0.0 && rel < 1e-2, "relative error {rel}");
+        assert!(Precision::Fp32.conv2d(&conv, &x, 1).equal(&exact));
     }
 }

@@ -23,6 +23,8 @@ struct Layer {
 pub struct LevelDecoder {
     pub level: u8,
     layers: Vec<Layer>,
+    /// Precision of the convolutions (the output is fp32).
+    pub precision: nst_vgg::Precision,
 }
 
 impl LevelDecoder {
@@ -55,7 +57,11 @@ impl LevelDecoder {
             relu: false,
             upsample: false,
         });
-        Self { level, layers }
+        Self {
+            level,
+            layers,
+            precision: nst_vgg::Precision::Fp32,
+        }
     }
 
     /// Spatial reduction of this level's features (2^(level−1)).
@@ -70,7 +76,9 @@ impl Module for LevelDecoder {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = x.shallow_clone();
         for l in &self.layers {
-            h = l.conv.forward(&h.reflection_pad2d([1, 1, 1, 1]));
+            h = self
+                .precision
+                .conv2d(&l.conv, &h.reflection_pad2d([1, 1, 1, 1]), 0);
             if l.relu {
                 h = h.relu();
             }
@@ -79,6 +87,6 @@ impl Module for LevelDecoder {
                 h = h.upsample_nearest2d([hh * 2, ww * 2], None, None);
             }
         }
-        h
+        h.to_kind(tch::Kind::Float)
     }
 }

@@ -186,7 +186,11 @@ impl TrainModel for Decoders {
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
         self.vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        for d in &mut self.decoders {
+            d.precision = precision;
+        }
+        Ok(())
     }
 
     fn sample_grid(&self, content: &Tensor, _style: &Tensor) -> Result<Tensor> {

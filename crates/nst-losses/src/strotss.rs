@@ -189,16 +189,18 @@ pub fn remd_cosine(output: &Tensor, pool: &UnitPool, extra: Option<&Tensor>) -> 
     let out_unit = unit_rows(output);
     let style_unit = &pool.unit;
     let (rows, idx_r, cols, idx_c) = tch::no_grad(|| {
-        let mut d: Tensor = 1.0 - pool.precision.cast(&out_unit).matmul(&pool.unit_t);
+        // The minima of d = 1 − s (+ e) are the maxima of s (− e): one pass
+        // over the N×M matrix fewer than forming d.
+        let mut sim = pool.precision.cast(&out_unit).matmul(&pool.unit_t);
         if let Some(e) = extra {
-            d = d.to_kind(Kind::Float) + e;
+            sim = sim.to_kind(Kind::Float) - e;
         }
-        let (vr, ir) = d.min_dim(1, false);
-        let (vc, ic) = d.min_dim(0, false);
+        let (vr, ir) = sim.max_dim(1, false);
+        let (vc, ic) = sim.max_dim(0, false);
         (
-            vr.mean(Kind::Float).double_value(&[]),
+            1.0 - vr.mean(Kind::Float).double_value(&[]),
             ir,
-            vc.mean(Kind::Float).double_value(&[]),
+            1.0 - vc.mean(Kind::Float).double_value(&[]),
             ic,
         )
     });
@@ -247,11 +249,13 @@ pub fn moment_loss_to_fast_at(
     let mean_term = (mu_s - mu_o.squeeze_dim(0)).abs().mean(Kind::Float);
     let (cov_term, grad) = tch::no_grad(|| {
         let xc = &x - &mu_o;
-        let cov_o = xc.transpose(0, 1).matmul(&xc) / (n - 1).max(1) as f64;
-        let diff = cov_s - cov_o;
+        // Σ_s − Σ_o in one fused product-and-subtract (fp32: a statistic).
+        let scaled = &xc * (-1.0 / (n - 1).max(1) as f64);
+        let diff = cov_s.addmm(&scaled.transpose(0, 1), &xc);
         let g = diff.sign();
         let grad = precision.mm(&xc, &g) * (-2.0 / ((c * c) as f64 * (n - 1).max(1) as f64));
-        (diff.abs().mean(Kind::Float), grad)
+        let l1 = diff.norm_scalaropt_dtype(1.0, Kind::Float);
+        (l1 / (c * c) as f64, grad)
     });
     // value: cov_term; gradient: grad (a surrogate whose value is zero).
     let surrogate = (&x * &grad).sum(Kind::Float);

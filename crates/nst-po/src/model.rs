@@ -381,13 +381,18 @@ impl TrainModel for PseudoOptimizer {
         Ok(StepOutput { loss: total, terms })
     }
 
-    /// Rows: target | noise input | each stage's output.
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.loss.vgg
+        self.loss
+            .vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        for net in &mut self.stages {
+            net.precision = precision;
+        }
+        Ok(())
     }
 
+    /// Rows: target | noise input | each stage's output.
     fn sample_grid(&self, _content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let n = style.size()[0].min(4);
         let t = style.narrow(0, 0, n);

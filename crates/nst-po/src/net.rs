@@ -16,6 +16,7 @@
 //! detached) before the input block: the network sees each layer's direction
 //! of descent, not its scale, which differs by orders of magnitude between
 //! layers and between targets.
+use nst_vgg::Precision;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, nn::ModuleT, Tensor};
 
@@ -79,8 +80,10 @@ impl ConvNormAct {
             norm: NormLayer::new(&(vs / "norm"), norm, cout),
         }
     }
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        leaky_relu(&self.norm.forward_t(&x.apply(&self.conv), train))
+    /// The convolution at `p`; the normalisation's statistics in fp32.
+    fn forward_t(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        let h = p.conv2d(&self.conv, x, 1).to_kind(tch::Kind::Float);
+        leaky_relu(&self.norm.forward_t(&h, train))
     }
 }
 
@@ -104,8 +107,10 @@ impl ResBlock {
             norm: NormLayer::new(&(vs / "b" / "norm"), norm, c),
         }
     }
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.a.forward_t(x, train).apply(&self.conv);
+    fn forward_t(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
+        let h = p
+            .conv2d(&self.conv, &self.a.forward_t(x, train, p), 1)
+            .to_kind(tch::Kind::Float);
         x + self.norm.forward_t(&h, train)
     }
 }
@@ -143,6 +148,8 @@ pub struct PoNet {
     levels: Vec<Level>,
     out: nn::Conv2D,
     n_layers: usize,
+    /// Precision of the convolutions (normalisation statistics and the output stay fp32).
+    pub precision: Precision,
 }
 
 fn log2_stride(stride: i64) -> usize {
@@ -196,6 +203,7 @@ impl PoNet {
             levels,
             out,
             n_layers: layers.len(),
+            precision: Precision::Fp32,
         }
     }
 
@@ -216,13 +224,14 @@ impl PoNet {
             }
             [a, b]
         };
+        let p = self.precision;
         let mut x: Option<Tensor> = None;
         for lv in &self.levels {
             let mut h_map = x.take().map(|prev| {
                 let up = prev.upsample_nearest2d(size_at(lv.k), None, None);
                 lv.up
                     .as_ref()
-                    .map_or(up.shallow_clone(), |u| u.forward_t(&up, train))
+                    .map_or(up.shallow_clone(), |u| u.forward_t(&up, train, p))
             });
             for ib in &lv.inputs {
                 let g = &grads[ib.layer];
@@ -232,7 +241,9 @@ impl PoNet {
                     .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
                     .sqrt()
                     + 1e-20;
-                let gi = ib.b.forward_t(&ib.a.forward_t(&(g / rms), train), train);
+                let gi = ib
+                    .b
+                    .forward_t(&ib.a.forward_t(&(g / rms), train, p), train, p);
                 h_map = Some(match h_map {
                     Some(m) => m + gi,
                     None => gi,
@@ -240,10 +251,11 @@ impl PoNet {
             }
             let mut m = h_map.expect("the deepest level has an input");
             for r in &lv.res {
-                m = r.forward_t(&m, train);
+                m = r.forward_t(&m, train, p);
             }
             x = Some(m);
         }
-        x.expect("at least one level").apply(&self.out)
+        p.conv2d(&self.out, &x.expect("at least one level"), 1)
+            .to_kind(tch::Kind::Float)
     }
 }

@@ -463,13 +463,18 @@ impl TrainModel for FlexibleSolver {
         Ok(StepOutput { loss: total, terms })
     }
 
-    /// Rows: content | style | X⁽¹⁾ … X⁽ᴺ⁾.
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.loss.vgg
+        self.loss
+            .vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        for u in &mut self.updates {
+            u.set_precision(precision);
+        }
+        Ok(())
     }
 
+    /// Rows: content | style | X⁽¹⁾ … X⁽ᴺ⁾.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let n = content.size()[0].min(4);
         let c = content.narrow(0, 0, n);

@@ -75,6 +75,9 @@ pub struct UpdateNet {
     /// (initially [`INITIAL_STEP_SIZE`]): it makes early training a gentle
     /// warm-up, since Adam moves a scalar by about lr per step.
     step_size: Tensor,
+    /// Precision of the convolutions; the Grams, the cubic term, the RMS
+    /// normalisation and the output stay fp32.
+    precision: nst_core::Precision,
 }
 
 /// μ_t at initialisation.
@@ -111,7 +114,16 @@ impl UpdateNet {
             cin = c;
         }
         let step_size = vs.var("step_size", &[1], nn::Init::Const(INITIAL_STEP_SIZE));
-        Self { levels, step_size }
+        Self {
+            levels,
+            step_size,
+            precision: nst_core::Precision::Fp32,
+        }
+    }
+
+    /// Runs the convolutions at `precision` (the weights stay fp32).
+    pub fn set_precision(&mut self, precision: nst_core::Precision) {
+        self.precision = precision;
     }
 
     pub fn n_levels(&self) -> usize {
@@ -134,13 +146,13 @@ impl UpdateNet {
             }
             let s = h.size();
             sizes.push((s[2], s[3]));
-            let a0 = h.apply(&level.fwd[0]);
+            let a0 = self.precision.conv2d(&level.fwd[0], &h, 1);
             let m0 = a0.gt(0.0).to_kind(a0.kind());
             let r0 = a0.relu();
-            let a1 = r0.apply(&level.fwd[1]);
+            let a1 = self.precision.conv2d(&level.fwd[1], &r0, 1);
             let m1 = a1.gt(0.0).to_kind(a1.kind());
             h = a1.relu();
-            maps.push(h.shallow_clone());
+            maps.push(h.to_kind(Kind::Float));
             masks.push([m0, m1]);
         }
         Forward { maps, masks, sizes }
@@ -180,13 +192,14 @@ impl UpdateNet {
                 None => d,
             };
             let level = &self.levels[l];
-            m = (m * &fwd.masks[l][1]).apply(&level.bwd[1]);
-            m = (m * &fwd.masks[l][0]).apply(&level.bwd[0]);
+            let p = self.precision;
+            m = p.conv2d(&level.bwd[1], &(p.cast(&m) * &fwd.masks[l][1]), 1);
+            m = p.conv2d(&level.bwd[0], &(m * &fwd.masks[l][0]), 1);
             if l > 0 {
                 let (ph, pw) = fwd.sizes[l - 1];
                 m = upsample_to(&m, ph, pw);
             }
-            run = Some(m);
+            run = Some(m.to_kind(Kind::Float));
         }
         run.expect("at least one level") * &self.step_size
     }

@@ -699,7 +699,9 @@ impl TrainModel for VaeAdainModel {
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
         self.vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        self.decoder.set_precision(precision);
+        Ok(())
     }
 
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
