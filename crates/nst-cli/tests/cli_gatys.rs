@@ -182,6 +182,14 @@ fn bad_inputs_give_one_error_line_and_no_output() {
         "2",
     ]);
     assert_one_error(&o_tpu, "invalid device", &out);
+
+    // fp16 is for CUDA: on the CPU, one line that says so and names the way out.
+    let o_fp16 = run(&["--content", c, "--style", s, "--out", o, "--precision", "fp16"]);
+    assert_one_error(&o_fp16, "fp16 is for CUDA only", &out);
+    // bf16 runs on the CPU and writes the image.
+    let ok = run(&["--content", c, "--style", s, "--out", o, "--precision", "bf16"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(out.exists());
 }
 
 #[test]

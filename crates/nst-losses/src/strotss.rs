@@ -225,6 +225,54 @@ pub fn remd_cosine(output: &Tensor, pool: &UnitPool, extra: Option<&Tensor>) -> 
     }
 }
 
+/// ℓp's REMD under the Euclidean distance between output pixels `output: [N, 3]`
+/// (with gradient) and a fixed style sample `style: [M, 3]`; `extra: [N, M]`
+/// is an optional additive cost (the guided mode's region penalty).
+///
+/// Same value and gradient as `remd(&(euclidean_distance(output, style) + extra))`
+/// up to ties, as [`remd_cosine`] does it: the N×M matrix without autograd,
+/// then only the chosen minima recomputed with gradients, so the backward
+/// pass never touches the N×M matrix.
+pub fn remd_euclidean(output: &Tensor, style: &Tensor, extra: Option<&Tensor>) -> Tensor {
+    let (rows, idx_r, cols, idx_c) = tch::no_grad(|| {
+        let mut d = euclidean_distance(output, style);
+        if let Some(e) = extra {
+            d += e;
+        }
+        let (vr, ir) = d.min_dim(1, false);
+        let (vc, ic) = d.min_dim(0, false);
+        (
+            vr.mean(Kind::Float).double_value(&[]),
+            ir,
+            vc.mean(Kind::Float).double_value(&[]),
+            ic,
+        )
+    });
+    let dist = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            .clamp_min(1e-12)
+            .sqrt()
+    };
+    if rows >= cols {
+        let d = dist(output, &style.index_select(0, &idx_r));
+        // Not in place: sqrt's backward needs its output.
+        let d = match extra {
+            Some(e) => d + e.gather(1, &idx_r.unsqueeze(1), false).squeeze_dim(1),
+            None => d,
+        };
+        d.mean(Kind::Float)
+    } else {
+        let d = dist(&output.index_select(0, &idx_c), style);
+        let d = match extra {
+            Some(e) => d + e.gather(0, &idx_c.unsqueeze(0), false).squeeze_dim(0),
+            None => d,
+        };
+        d.mean(Kind::Float)
+    }
+}
+
 /// ℓm against fixed style moments, as [`moment_loss_to`], with a hand-written
 /// backward for the covariance term: for L = (1/C²)·Σ|Σ_s − Σ_o|,
 /// ∂L/∂x = 2·x_c·G/(n − 1) with G = −sign(Σ_s − Σ_o)/C² (symmetric) and x_c

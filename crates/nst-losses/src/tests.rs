@@ -210,6 +210,32 @@ fn fast_remd_matches_autograd_remd_in_value_and_gradient() {
 }
 
 #[test]
+fn fast_palette_remd_matches_autograd_in_value_and_gradient() {
+    let _serial = serial();
+    tch::manual_seed(24);
+    let style = Tensor::rand([70, 3], F32);
+    for n in [30, 200] {
+        let out = Tensor::rand([n, 3], F32);
+        let extra = (Tensor::rand([n, 70], F32).gt(0.7)).to_kind(Kind::Float) * 2.0;
+        for e in [None, Some(&extra)] {
+            let slow = |o: &Tensor| {
+                let d = strotss::euclidean_distance(o, &style);
+                // Not in place: sqrt's backward needs its output.
+                let d = match e {
+                    Some(e) => d + e,
+                    None => d,
+                };
+                strotss::remd(&d)
+            };
+            let (v1, g1) = value_and_grad(&out, slow);
+            let (v2, g2) = value_and_grad(&out, |o| strotss::remd_euclidean(o, &style, e));
+            assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2} (n = {n})");
+            assert_close(&g2, &g1, 1e-3, "palette REMD gradient");
+        }
+    }
+}
+
+#[test]
 fn bf16_remd_stays_near_fp32() {
     let _serial = serial();
     tch::manual_seed(23);

@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release -p nst-optim --example strotss_profile -- [SIZE] [STEPS]`
 use nst_losses::strotss::{
-    euclidean_distance, mean_and_cov, moment_loss_to_fast_at, remd, remd_cosine,
-    self_similarity_loss_at, UnitPool,
+    mean_and_cov, moment_loss_to_fast_at, remd_cosine, remd_euclidean, self_similarity_loss_at,
+    UnitPool,
 };
 use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Pooling, Precision, Tap, Vgg, VggOptions};
@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             lap("4 remd", &mut clock, &lr);
             let lm = moment_loss_to_fast_at(&mom.0, &mom.1, &of, p);
             lap("5 moments", &mut clock, &lm);
-            let lp = remd(&euclidean_distance(&spx, &op));
+            let lp = remd_euclidean(&op, &spx, None);
             lap("6 palette", &mut clock, &lp);
             let total = nst_losses::strotss_total(16.0, &lc, &lm, &lr, &lp);
             total.backward();

@@ -33,7 +33,7 @@
 //!   REMD/palette cost, and ℓm is computed region by region.
 use crate::{Error, Result};
 use nst_losses::strotss::{
-    euclidean_distance, remd, remd_cosine, self_similarity_loss_at, UnitPool,
+    remd_cosine, remd_euclidean, self_similarity_loss_at, UnitPool,
 };
 use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Tap, Vgg};
@@ -338,20 +338,6 @@ impl<'a> Strotss<'a> {
         (hc, px)
     }
 
-    /// ℓr / ℓp cost with the region penalty on cross-region pairs.
-    fn guided(&self, d: Tensor, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Tensor {
-        match (lo, ls) {
-            (Some(lo), Some(ls)) => {
-                let cross = lo
-                    .unsqueeze(1)
-                    .ne_tensor(&ls.unsqueeze(0))
-                    .to_kind(d.kind());
-                d + cross * self.cfg.region_penalty
-            }
-            _ => d,
-        }
-    }
-
     /// The region penalty `[N, M]` between output samples (labels `lo`) and style samples (`ls`).
     fn cross_penalty(&self, lo: Option<&Tensor>, ls: Option<&Tensor>) -> Option<Tensor> {
         match (lo, ls) {
@@ -527,8 +513,7 @@ impl<'a> Strotss<'a> {
                     lr += remd_cosine(&of, &p.unit, penalty.as_ref()) * p.weight;
                     lm += self.moments(&of, p, lo.as_ref(), guidance.map_or(0, |g| g.regions))
                         * p.weight;
-                    lp += remd(&self.guided(euclidean_distance(&p.pixels, &op), ls, lo.as_ref()))
-                        * p.weight;
+                    lp += remd_euclidean(&op, &p.pixels, penalty.as_ref()) * p.weight;
                 }
                 let total = nst_losses::strotss_total(alpha, &lc, &lm, &lr, &lp);
                 let terms = StrotssTerms {

@@ -411,6 +411,12 @@ device = "cpu"
             .unwrap_err()
             .to_string();
         assert!(e.contains("tpu"), "{e}");
+        let e = TrainConfig::parse(BASE, &["train.precision=\"int8\"".into()], "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.precision") && e.contains("int8"), "{e}");
+        let ok = TrainConfig::parse(BASE, &["train.precision=\"bf16\"".into()], "t").unwrap();
+        assert_eq!(ok.train.precision, "bf16");
         let e = TrainConfig::parse(BASE, &["nokey".into()], "t")
             .unwrap_err()
             .to_string();
