@@ -120,10 +120,13 @@ fn strotss_bf16_reaches_the_fp32_loss_and_image() {
     );
     // At this test's high learning rate (10× the default) the runs part ways
     // within a few steps, so the floor is the method's own seed-to-seed PSNR
-    // (less 1 dB) rather than a fixed figure: bf16 must not move the result
-    // further than drawing other sample locations does.
+    // rather than a fixed figure: bf16 must move the result about as far as
+    // drawing other sample locations does, not further (3 dB of slack: the
+    // two distances vary between builds by about 1 dB; an unrelated image
+    // sits near 10 dB).
     let p = psnr(&outs[0], &outs[1]);
-    let seed_floor = psnr(&outs[0], &outs[2]) - 1.0;
+    let seed_floor = psnr(&outs[0], &outs[2]) - 3.0;
+    eprintln!("bf16 vs fp32 PSNR {p:.1} dB; seed-to-seed {:.1} dB", seed_floor + 3.0);
     assert!(
         p >= seed_floor.min(PSNR_FLOOR_DB),
         "bf16 image PSNR {p:.1} dB below the seed-to-seed floor {seed_floor:.1} dB"
