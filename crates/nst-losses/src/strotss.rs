@@ -163,15 +163,6 @@ impl UnitPool {
             precision,
         }
     }
-
-    /// The unit rows `[M, C]` in fp32.
-    pub fn unit(&self) -> &Tensor {
-        &self.unit
-    }
-
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
 }
 
 /// ℓr = REMD under the cosine distance, between output hypercolumns

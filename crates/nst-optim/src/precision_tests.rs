@@ -4,6 +4,7 @@
 //! The same bounds are the guard of `nst-bench --precision bf16`.
 #![allow(clippy::unwrap_used)]
 use crate::strotss::{StrotssConfig, Strotss, StyleInput};
+use crate::strotss_tests::blobs;
 use crate::*;
 use nst_testkit::vgg19_weights;
 use nst_vgg::{Pooling, Precision, Vgg, VggOptions};
@@ -26,16 +27,6 @@ fn vgg(pooling: Pooling, p: Precision) -> Vgg {
     .unwrap()
     .with_precision(p)
     .unwrap()
-}
-
-fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
-    tch::manual_seed(seed);
-    Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
-        [h, w],
-        false,
-        None,
-        None,
-    )
 }
 
 /// PSNR of two images in [0, 1], after 8-bit quantisation as when saved.

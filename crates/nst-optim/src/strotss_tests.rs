@@ -106,7 +106,8 @@ fn masks_snap_noise_pair_colours_and_report_problems() {
     assert!(load_guidance(&blue, (40, 34), &[(&sm, (40, 40))], MaskMatch::Nearest).is_ok());
 }
 
-fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
+/// Smooth random images (seeded), shared with the precision tests.
+pub(crate) fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
     tch::manual_seed(seed);
     Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
         [h, w],
