@@ -120,6 +120,12 @@ struct Cli {
     /// stated floor). The PyTorch references stay fp32.
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
+    /// Run the PyTorch references with glibc's malloc tuned the way nst's
+    /// allocator behaves (freed memory kept: MALLOC_MMAP_THRESHOLD_ and
+    /// MALLOC_TRIM_THRESHOLD_ at 2 GiB), to compare the compute alone. By
+    /// default they keep glibc's defaults, as a PyTorch user has.
+    #[arg(long)]
+    tuned_reference: bool,
     /// Internal: write the case's output image here (for the PSNR).
     #[arg(long, hide = true)]
     save_image: Option<PathBuf>,
@@ -210,11 +216,7 @@ fn fake_jpegs(dir: &std::path::Path, n: u32) -> Result<nst_data::Dataset> {
 }
 
 /// The VGG of every case, at the precision under test.
-fn load_vgg(
-    weights: &std::path::Path,
-    pooling: Pooling,
-    precision: Precision,
-) -> Result<Vgg> {
+fn load_vgg(weights: &std::path::Path, pooling: Pooling, precision: Precision) -> Result<Vgg> {
     Ok(Vgg::load(
         weights,
         VggOptions {
@@ -288,24 +290,19 @@ fn vae_weights_path() -> PathBuf {
 fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae::VaeAdainModel> {
     let vgg = load_vgg(weights, Pooling::Max, Precision::Fp32)?;
     tch::manual_seed(0);
-    let mut model = nst_vae::VaeAdainModel::new(
-        vgg,
-        Default::default(),
-        Default::default(),
-    )?;
+    let mut model = nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
     nst_train::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
 }
 
-fn decoders_model(weights: &std::path::Path, precision: Precision) -> Result<nst_decoders::Decoders> {
+fn decoders_model(
+    weights: &std::path::Path,
+    precision: Precision,
+) -> Result<nst_decoders::Decoders> {
     let vgg = load_vgg(weights, Pooling::Max, Precision::Fp32)?;
     tch::manual_seed(0);
-    let mut model = nst_decoders::Decoders::new(
-        vgg,
-        Default::default(),
-        Default::default(),
-    )?;
+    let mut model = nst_decoders::Decoders::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
     nst_train::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
@@ -407,11 +404,7 @@ fn puy_bench_projection() -> nst_puy::PhotorealOptions {
 
 fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy::FlexibleSolver> {
     let vgg = load_vgg(weights, Pooling::Avg, Precision::Fp32)?;
-    let mut model = nst_puy::FlexibleSolver::new(
-        vgg,
-        Default::default(),
-        Default::default(),
-    )?;
+    let mut model = nst_puy::FlexibleSolver::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
     nst_train::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
@@ -846,7 +839,13 @@ fn spawn(cmd: &mut Command, what: &str) -> Result<CaseResult> {
     Ok(serde_json::from_str(line)?)
 }
 
+#[global_allocator]
+static GLOBAL: nst_core::alloc::MiMalloc = nst_core::alloc::MiMalloc;
+
 fn main() -> Result<()> {
+    // nst's side runs with the allocator of its binaries (nst_core::alloc);
+    // the PyTorch side keeps Python's (glibc's malloc) unless --tuned-reference.
+    let setting = nst_core::alloc::configure_allocator();
     let cli = Cli::parse();
     let size = cli.size.unwrap_or(if cli.quick { 256 } else { 512 });
     let repeat = if cli.quick { 1 } else { cli.repeat.max(1) };
@@ -898,6 +897,12 @@ fn main() -> Result<()> {
         cpu_name(),
         tch::get_num_threads()
     );
+    let allocator = match (setting, cli.tuned_reference) {
+        (nst_core::alloc::AllocatorSetting::KeepFreed, false) => "nst's processes use mimalloc and keep freed memory for reuse (`nst_core::alloc`, as nst-train and nst-infer do); the PyTorch processes keep glibc's malloc defaults, as a PyTorch user has (--tuned-reference tunes them)",
+        (nst_core::alloc::AllocatorSetting::KeepFreed, true) => "nst's processes use mimalloc and keep freed memory for reuse (`nst_core::alloc`); the PyTorch processes run glibc's malloc without unmapping or trimming (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ at 2 GiB, --tuned-reference)",
+        (nst_core::alloc::AllocatorSetting::UserChoice, _) => "nst's processes use mimalloc with the environment's MIMALLOC_PURGE_DELAY",
+    };
+    eprintln!("allocator: {allocator}");
     let mut solo = Vec::new();
     for case in wanted {
         if let Some((_, desc)) = SOLO_CASES.iter().find(|(n, _)| *n == case) {
@@ -930,13 +935,16 @@ fn main() -> Result<()> {
         eprintln!("running {case} at {}px ({desc}) ...", case_px(case, size));
         let vae_file = vae_weights_path();
         if case.starts_with("vae_") {
-            nst_train::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?)
+                .save(&vae_file)?;
         }
         if case.starts_with("optex_") {
-            nst_train::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?)
+                .save(&vae_file)?;
         }
         if case == "propo_train_step" {
-            nst_train::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?).save(&vae_file)?;
+            nst_train::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?)
+                .save(&vae_file)?;
         }
         if case == "puy_artistic" {
             let m = puy_model(&weights, Precision::Fp32)?;
@@ -992,8 +1000,15 @@ fn main() -> Result<()> {
         } else {
             (size, cli.strotss_scales)
         };
+        let mut reference = Command::new(&python);
+        if cli.tuned_reference {
+            let t = i32::MAX.to_string();
+            reference
+                .env("MALLOC_MMAP_THRESHOLD_", &t)
+                .env("MALLOC_TRIM_THRESHOLD_", &t);
+        }
         let theirs = spawn(
-            Command::new(&python)
+            reference
                 .arg(root.join("bench/torch_ref.py"))
                 .args([
                     ref_case,
@@ -1096,7 +1111,7 @@ fn main() -> Result<()> {
     println!("{md}");
     if let Some(p) = &cli.markdown {
         let header = format!(
-            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\n\n",
+            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\nAllocator: {}.\n\n",
             cpu_name(),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             size,
@@ -1105,7 +1120,8 @@ fn main() -> Result<()> {
                 format!(" --precision {}", cli.precision)
             } else {
                 String::new()
-            }
+            },
+            allocator
         );
         nst_core::fsutil::write_bytes_atomic(p, (header + &md).as_bytes())?;
     }
@@ -1138,9 +1154,8 @@ fn guard_for(case: &str) -> (f64, Option<f64>) {
 fn texture_distance(weights: &std::path::Path, y: &Tensor, s: &Tensor) -> Result<f64> {
     let vgg = load_vgg(weights, Pooling::Avg, Precision::Fp32)?;
     let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
-    let (fy, fs) = tch::no_grad(|| -> Result<_> {
-        Ok((vgg.encode(y, &taps)?, vgg.encode(s, &taps)?))
-    })?;
+    let (fy, fs) =
+        tch::no_grad(|| -> Result<_> { Ok((vgg.encode(y, &taps)?, vgg.encode(s, &taps)?)) })?;
     let mut d = 0.0;
     for &t in &taps {
         let (gy, gs) = (nst_losses::gram(&fy[t]), nst_losses::gram(&fs[t]));
@@ -1163,7 +1178,10 @@ fn case_px(case: &str, size: i64) -> i64 {
 
 /// PSNR in dB of two 8-bit images of the same size (None if either is missing).
 fn psnr(a: &std::path::Path, b: &std::path::Path) -> Option<f64> {
-    let (a, b) = (image::open(a).ok()?.to_rgb8(), image::open(b).ok()?.to_rgb8());
+    let (a, b) = (
+        image::open(a).ok()?.to_rgb8(),
+        image::open(b).ok()?.to_rgb8(),
+    );
     if a.dimensions() != b.dimensions() {
         return None;
     }

@@ -103,7 +103,9 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 
 /// Runs a command's body and turns any error into one `error: …` line and exit code 1
 /// (130 after an interrupt). A panic inside LibTorch is reported the same way.
+/// It first configures the binaries' allocator ([`nst_core::alloc::configure_allocator`]).
 pub fn run_main(body: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    nst_core::alloc::configure_allocator();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()

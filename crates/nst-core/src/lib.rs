@@ -1,6 +1,7 @@
 //! Shared plumbing for nst: image I/O with validation, device selection,
 //! seeding and atomic file writes. Model and method crates build on this.
 
+pub mod alloc;
 pub mod color;
 pub mod device;
 pub mod fsutil;
@@ -10,8 +11,8 @@ pub mod precision;
 pub use color::preserve_color;
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
-pub use precision::Precision;
 pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
+pub use precision::Precision;
 
 /// Errors of the shared plumbing. Each message names the file or value at fault.
 #[derive(Debug, thiserror::Error)]

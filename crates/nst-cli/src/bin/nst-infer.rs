@@ -38,6 +38,9 @@ enum Method {
     PuyPerez(puy::PuyArgs),
 }
 
+#[global_allocator]
+static GLOBAL: nst_core::alloc::MiMalloc = nst_core::alloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     run_main(|| match cli.method {
