@@ -324,16 +324,19 @@ impl<'a> Strotss<'a> {
         (1.0 / 0.226) / p.input_gain() * FEATURE_CALIBRATION
     }
 
+    /// The VGG maps of the configured layers, at the VGG's own scale; the
+    /// calibration gain is applied to the sampled hypercolumns instead (the
+    /// same values, without a pass over every full map and its gradient).
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let f = self.vgg.encode(x, &self.cfg.layers)?;
-        let g = self.feature_gain();
-        Ok(self.cfg.layers.iter().map(|&t| &f[t] * g).collect())
+        Ok(self.cfg.layers.iter().map(|&t| f[t].shallow_clone()).collect())
     }
 
+    /// Calibrated hypercolumns and pixel colours at `coords`.
     fn sample(&self, feats: &[Tensor], image: &Tensor, coords: &Tensor) -> (Tensor, Tensor) {
         let (h, w) = (image.size()[2], image.size()[3]);
         let refs: Vec<&Tensor> = feats.iter().collect();
-        let hc = hypercolumns(&refs, coords, (h, w));
+        let hc = hypercolumns(&refs, coords, (h, w)) * self.feature_gain();
         let px = hypercolumns(&[image], coords, (h, w));
         (hc, px)
     }
