@@ -470,12 +470,17 @@ impl VaeAdainModel {
 
     /// E_c(x): the content code `[B, 512, H/8, W/8]`.
     pub fn encode_content(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.content_enc {
-            Some(e) => Ok(e.forward(x)),
-            None => {
-                let t = Tap::relu(4, 1);
-                Ok(tch::no_grad(|| self.encode_vgg(x, &[t]))?[t].shallow_clone())
-            }
+        self.encode_content_from(x, None)
+    }
+
+    /// E_c(x), reusing VGG features of x already computed (without gradients)
+    /// when E_c is the fixed VGG front and they include `relu4_1`.
+    fn encode_content_from(&self, x: &Tensor, feats: Option<&Features>) -> Result<Tensor> {
+        let t = Tap::relu(4, 1);
+        match (&self.content_enc, feats.and_then(|f| f.get(t))) {
+            (Some(e), _) => Ok(e.forward(x)),
+            (None, Some(f)) => Ok(f.shallow_clone()),
+            (None, None) => Ok(tch::no_grad(|| self.encode_vgg(x, &[t]))?[t].shallow_clone()),
         }
     }
 
@@ -627,7 +632,7 @@ impl TrainModel for VaeAdainModel {
         let taps = self.all_taps();
         let device = content.device();
         // Fixed targets: VGG features of the style (Grams, and E_s's input) and of the content.
-        let (style_feats, target_grams, content_targets) = tch::no_grad(|| -> Result<_> {
+        let (style_feats, content_feats, target_grams, content_targets) = tch::no_grad(|| -> Result<_> {
             let fs = self.encode_vgg(style, &taps)?;
             let grams: Vec<Tensor> = self
                 .style_taps
@@ -646,13 +651,14 @@ impl TrainModel for VaeAdainModel {
                     vec![nst_adain::adain(&self.scaled(&fc, t), &self.scaled(&fs, t))]
                 }
             };
-            Ok((fs, grams, targets))
+            Ok((fs, fc, grams, targets))
         })?;
         // E_s is trained: run its head with gradients (the VGG statistics themselves are fixed).
         let (mu, logvar) = self.encode_style_from(style, Some(&style_feats))?;
         let eps = mu.randn_like();
         let s = reparameterize(&mu, &logvar, &eps);
-        let code = self.encode_content(content)?;
+        // With the VGG as E_c, the code is the content's relu4_1 computed above.
+        let code = self.encode_content_from(content, Some(&content_feats))?;
         let params = self.adain_params(&s);
         let y = self.decode_blend(&code, &[(&params, 1.0)]);
         let fy = self.encode_vgg(&y, &taps)?;
