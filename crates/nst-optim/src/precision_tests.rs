@@ -38,6 +38,7 @@ fn psnr(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn gatys_bf16_reaches_the_fp32_loss_and_image() {
+    let _serial = crate::tests::serial();
     let exact = vgg(Pooling::Avg, Precision::Fp32);
     let (c, s) = (blobs(64, 64, 1), blobs(64, 64, 2));
     let cfg = GatysConfig {
@@ -64,6 +65,7 @@ fn gatys_bf16_reaches_the_fp32_loss_and_image() {
 
 #[test]
 fn strotss_bf16_reaches_the_fp32_loss_and_image() {
+    let _serial = crate::tests::serial();
     let (c, s) = (blobs(48, 64, 3), blobs(64, 64, 4));
     let mut finals = Vec::new();
     let mut outs = Vec::new();
@@ -103,6 +105,7 @@ fn strotss_bf16_reaches_the_fp32_loss_and_image() {
         outs.push(out.last().unwrap().shallow_clone());
     }
     let rel = (finals[1] - finals[0]).abs() / finals[0];
+    eprintln!("finals fp32 {:.4e} bf16 {:.4e} fp32 seed 1 {:.4e}", finals[0], finals[1], finals[2]);
     assert!(
         rel <= LOSS_TOL,
         "bf16 final loss {:.4e} vs fp32 {:.4e}: {rel:.3}",

@@ -119,6 +119,7 @@ pub(crate) fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
 
 #[test]
 fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
+    let _serial = crate::tests::serial();
     let vgg = Vgg::load(
         vgg19_weights(),
         VggOptions {

@@ -6,6 +6,15 @@ use nst_testkit::{assert_close, torch_reference, vgg19_weights};
 use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{Device, Kind, Tensor};
 
+/// LibTorch's RNG is process-wide and the test harness runs tests on parallel
+/// threads: every test that seeds it and draws from it holds this lock, so a
+/// run on a given seed sees the same stream whatever else is running.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn vgg() -> Vgg {
     Vgg::load(
         vgg19_weights(),
@@ -29,6 +38,7 @@ fn blobs(h: i64, w: i64) -> Tensor {
 
 #[test]
 fn objective_and_gradient_match_pytorch() {
+    let _serial = crate::tests::serial();
     let vgg = vgg();
     tch::manual_seed(11);
     let (c, s, x) = (blobs(48, 64), blobs(56, 40), blobs(48, 64));
@@ -70,6 +80,7 @@ fn objective_and_gradient_match_pytorch() {
 
 #[test]
 fn lbfgs_follows_torch_optim_lbfgs() {
+    let _serial = crate::tests::serial();
     tch::manual_seed(2);
     let n = 12;
     let m = Tensor::randn([n, n], (Kind::Double, Device::Cpu));
@@ -106,6 +117,7 @@ fn lbfgs_follows_torch_optim_lbfgs() {
 
 #[test]
 fn short_gatys_run_lowers_the_loss_and_stays_in_range() {
+    let _serial = crate::tests::serial();
     let vgg = vgg();
     tch::manual_seed(0);
     let (c, s) = (blobs(64, 64), blobs(64, 64));
@@ -131,6 +143,7 @@ fn short_gatys_run_lowers_the_loss_and_stays_in_range() {
 
 #[test]
 fn texture_mode_and_adam_and_interrupt() {
+    let _serial = crate::tests::serial();
     let vgg = vgg();
     tch::manual_seed(0);
     let s = blobs(64, 64);
