@@ -9,6 +9,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 #[test]
 fn adain_and_statistics_match_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     tch::manual_seed(4);
     let c = Tensor::randn([2, 5, 7, 6], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
     let s = Tensor::randn([2, 5, 9, 4], (Kind::Float, Device::Cpu)) * 0.5 - 2.0;
@@ -26,6 +27,7 @@ fn adain_and_statistics_match_pytorch() {
 
 #[test]
 fn decoder_mirrors_the_encoder_shapes() {
+    let _rng = nst_testkit::rng_lock();
     let vs = nn::VarStore::new(Device::Cpu);
     let dec = Decoder::new(&vs.root(), 0.25, 255.0);
     for (h, w) in [(8, 8), (5, 12)] {
@@ -42,6 +44,7 @@ fn decoder_mirrors_the_encoder_shapes() {
 
 #[test]
 fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
+    let _rng = nst_testkit::rng_lock();
     let vs = nn::VarStore::new(Device::Cpu);
     let mut dec = Decoder::new(&vs.root(), 0.25, 255.0);
     tch::manual_seed(5);
@@ -66,6 +69,7 @@ fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
 /// the unstylised content images.
 #[test]
 fn overfits_two_contents_and_two_styles() {
+    let _rng = nst_testkit::rng_lock();
     let d = tempfile::tempdir().unwrap();
     nst_testkit::write_tiny_images(&d.path().join("c"), false);
     nst_testkit::write_tiny_images(&d.path().join("s"), true);

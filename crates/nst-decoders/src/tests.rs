@@ -17,6 +17,7 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn histogram_matching_lands_exactly_on_the_target_values() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
     let src = Tensor::randn([50, 4], F32);
@@ -46,6 +47,7 @@ fn histogram_matching_lands_exactly_on_the_target_values() {
 
 #[test]
 fn rotations_are_orthogonal() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for d in [2, 16, 128] {
         let r = random_rotation(d, Device::Cpu);
@@ -66,6 +68,7 @@ fn cov(x: &Tensor) -> Tensor {
 
 #[test]
 fn closed_form_matching_reproduces_the_target_covariance() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(5);
     let mix = Tensor::randn([6, 6], F32);
@@ -113,6 +116,7 @@ fn model(width: f64) -> Decoders {
 
 #[test]
 fn decoders_invert_each_level_shape() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let m = model(0.125);
@@ -139,6 +143,7 @@ fn decoders_invert_each_level_shape() {
 
 #[test]
 fn untrained_end_to_end_at_64px() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(1);
     let m = model(0.125);

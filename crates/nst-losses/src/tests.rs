@@ -7,12 +7,8 @@ use tch::{Device, Kind, Tensor};
 
 const RTOL: f64 = 1e-4;
 
-/// LibTorch's RNG is process-wide: the seeded tests must not interleave.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// LibTorch's RNG is process-wide: see `nst_testkit::rng_lock`.
+use nst_testkit::rng_lock as serial;
 const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
 
 #[test]

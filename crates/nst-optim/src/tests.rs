@@ -6,14 +6,8 @@ use nst_testkit::{assert_close, torch_reference, vgg19_weights};
 use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{Device, Kind, Tensor};
 
-/// LibTorch's RNG is process-wide and the test harness runs tests on parallel
-/// threads: every test that seeds it and draws from it holds this lock, so a
-/// run on a given seed sees the same stream whatever else is running.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// LibTorch's RNG is process-wide: see `nst_testkit::rng_lock`.
+pub(crate) use nst_testkit::rng_lock as serial;
 
 fn vgg() -> Vgg {
     Vgg::load(

@@ -35,6 +35,7 @@ fn model(variant: Variant, norm: Norm) -> PseudoOptimizer {
 
 #[test]
 fn texture_loss_and_feature_gradients_match_pytorch_autograd() {
+    let _rng = nst_testkit::rng_lock();
     tch::manual_seed(3);
     let loss = TextureLoss::published(vgg()).unwrap();
     let x = Tensor::rand([2, 3, 48, 40], (Kind::Float, Device::Cpu));
@@ -75,6 +76,7 @@ fn texture_loss_and_feature_gradients_match_pytorch_autograd() {
 
 #[test]
 fn propo_stages_see_growing_layer_prefixes() {
+    let _rng = nst_testkit::rng_lock();
     assert_eq!(stage_layer_counts(Variant::Propo, 5), vec![1, 2, 3, 4, 5]);
     assert_eq!(stage_layer_counts(Variant::Po, 5), vec![5]);
     assert_eq!(stage_layer_counts(Variant::Adapo, 5), vec![5]);
@@ -104,6 +106,7 @@ fn propo_stages_see_growing_layer_prefixes() {
 
 #[test]
 fn outputs_have_the_input_shape_at_any_size_and_stay_in_range() {
+    let _rng = nst_testkit::rng_lock();
     let m = model(Variant::Propo, Norm::Batch);
     for (h, w) in [(32, 32), (48, 80), (70, 45)] {
         let t = loss_target(&m, h, w);
@@ -131,6 +134,7 @@ fn loss_target(m: &PseudoOptimizer, h: i64, w: i64) -> TargetGrams {
 
 #[test]
 fn a_seed_gives_the_same_textures() {
+    let _rng = nst_testkit::rng_lock();
     let m = model(Variant::Adapo, Norm::Instance);
     let t = loss_target(&m, 32, 32);
     let go = |seed: i64| {
@@ -146,6 +150,7 @@ fn a_seed_gives_the_same_textures() {
 
 #[test]
 fn po_overfits_one_target_five_fold() {
+    let _rng = nst_testkit::rng_lock();
     use nst_train::{Adam, AdamConfig, TrainModel};
     tch::manual_seed(0);
     let mut m = model(Variant::Po, Norm::Batch);
@@ -192,6 +197,7 @@ fn po_overfits_one_target_five_fold() {
 
 #[test]
 fn propo_stages_match_an_independent_pytorch_solver() {
+    let _rng = nst_testkit::rng_lock();
     use nst_train::TrainModel;
     tch::manual_seed(11);
     let m = model(Variant::Propo, Norm::Batch);
@@ -240,6 +246,7 @@ fn propo_stages_match_an_independent_pytorch_solver() {
 
 #[test]
 fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
+    let _rng = nst_testkit::rng_lock();
     let loss = TextureLoss::published(vgg()).unwrap();
     let target = loss.target(&stripes(32)).unwrap();
     tch::manual_seed(2);

@@ -22,6 +22,7 @@ fn small_image(h: i64, w: i64, seed: i64) -> Tensor {
 
 #[test]
 fn matting_laplacian_matches_levin_entry_by_entry_and_is_psd_with_constant_kernel() {
+    let _rng = nst_testkit::rng_lock();
     let img = small_image(9, 8, 1);
     let l = MattingLaplacian::new(&img, 1e-5).unwrap();
     let dense = l.dense();
@@ -48,6 +49,7 @@ fn matting_laplacian_matches_levin_entry_by_entry_and_is_psd_with_constant_kerne
 
 #[test]
 fn chebyshev_projection_is_close_to_the_exact_eigenprojector() {
+    let _rng = nst_testkit::rng_lock();
     tch::manual_seed(0);
     let (h, w, k) = (16, 16, 24i64);
     let img = small_image(h, w, 2);
@@ -100,6 +102,7 @@ fn randomise(vs: &tch::nn::VarStore, sigma: f64) {
 
 #[test]
 fn one_update_matches_the_formula_by_hand_in_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     tch::manual_seed(3);
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8]);
@@ -126,6 +129,7 @@ fn one_update_matches_the_formula_by_hand_in_pytorch() {
 
 #[test]
 fn an_untrained_solver_returns_the_content_and_loss_matches_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     let vgg = nst_vgg::Vgg::load(
         nst_testkit::vgg19_weights(),
         nst_vgg::VggOptions {
@@ -161,6 +165,7 @@ fn an_untrained_solver_returns_the_content_and_loss_matches_pytorch() {
 
 #[test]
 fn downsampled_photoreal_projection_keeps_the_content_and_lowers_the_matting_energy() {
+    let _rng = nst_testkit::rng_lock();
     tch::manual_seed(7);
     let (h, w) = (48, 40);
     let img = small_image(h, w, 4).to_kind(Kind::Float);
@@ -214,6 +219,7 @@ fn downsampled_photoreal_projection_keeps_the_content_and_lowers_the_matting_ene
 /// solver's output must have at most half the loss L of X⁽⁰⁾ = content.
 #[test]
 fn the_solver_overfits_tiny_data_halving_the_loss() {
+    let _rng = nst_testkit::rng_lock();
     use nst_train::{Adam, AdamConfig, TrainModel};
     tch::manual_seed(0);
     let vgg = nst_vgg::Vgg::load(

@@ -152,3 +152,13 @@ pub fn clean_error(o: &std::process::Output) -> String {
     assert!(!e.contains("panicked"), "{e}");
     e
 }
+
+/// LibTorch's random number generator is process-wide and the test harness
+/// runs a crate's tests on several threads. A test that seeds the generator
+/// and draws from it holds this lock for its whole body, so a given seed
+/// always gives the same stream whatever else is running. Take it once, in
+/// the `#[test]` function itself (the lock is not re-entrant).
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}

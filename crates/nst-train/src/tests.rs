@@ -8,12 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tch::{nn, nn::Module, Device, Reduction, Tensor};
 
-/// LibTorch's RNG is process-wide: tests that train must not interleave.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// LibTorch's RNG is process-wide: see `nst_testkit::rng_lock`.
+use nst_testkit::rng_lock as serial;
 
 /// One conv mapping content to style colours; can be told to produce NaN.
 struct Tiny {

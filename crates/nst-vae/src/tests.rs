@@ -36,6 +36,7 @@ fn small(content_encoder: ContentEncoderKind, style_encoder: StyleEncoderKind) -
 
 #[test]
 fn operators_match_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(11);
     let r = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu));
@@ -96,6 +97,7 @@ fn operators_match_pytorch() {
 
 #[test]
 fn shapes_for_every_encoder_choice() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     for (ce, se) in [
@@ -133,6 +135,7 @@ fn shapes_for_every_encoder_choice() {
 
 #[test]
 fn interpolation_endpoints_reproduce_each_style() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(1);
     let m = small(ContentEncoderKind::Vgg, StyleEncoderKind::VggStats);
@@ -163,6 +166,7 @@ fn interpolation_endpoints_reproduce_each_style() {
 
 #[test]
 fn sampling_is_deterministic_for_a_seed() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = sample_codes(8, 8, 1, 1.0, Device::Cpu);
     let b = sample_codes(8, 8, 1, 1.0, Device::Cpu);
@@ -184,6 +188,7 @@ fn sampling_is_deterministic_for_a_seed() {
 
 #[test]
 fn kl_weight_anneals_linearly() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let loss = VaeLoss {
         kl_weight: 0.5,
@@ -213,6 +218,7 @@ fn kl_weight_anneals_linearly() {
 /// of the unstylised contents.
 #[test]
 fn overfits_two_contents_and_two_styles() {
+    let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     nst_testkit::write_tiny_images(&d.path().join("c"), false);

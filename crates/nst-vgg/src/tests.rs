@@ -86,11 +86,13 @@ fn check_against_reference(arch: Arch, pooling: Pooling, prep: Preprocessing, pr
 
 #[test]
 fn vgg19_random_weights_match_pytorch_all_taps_avg_pool() {
+    let _rng = nst_testkit::rng_lock();
     check_against_reference(Arch::Vgg19, Pooling::Avg, Preprocessing::caffe(), "caffe");
 }
 
 #[test]
 fn vgg16_random_weights_match_pytorch_all_taps_max_pool() {
+    let _rng = nst_testkit::rng_lock();
     check_against_reference(
         Arch::Vgg16,
         Pooling::Max,
@@ -101,6 +103,7 @@ fn vgg16_random_weights_match_pytorch_all_taps_max_pool() {
 
 #[test]
 fn real_vgg19_weights_match_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     let path = vgg19_weights();
     let vgg = Vgg::load(&path, opts(Pooling::Max)).unwrap();
     assert_eq!(vgg.arch(), Arch::Vgg19);
@@ -137,6 +140,7 @@ fn real_vgg19_weights_match_pytorch() {
 
 #[test]
 fn strict_loading_lists_missing_unexpected_and_mismatched() {
+    let _rng = nst_testkit::rng_lock();
     let mut w = random_weights(Arch::Vgg19);
     w.remove("conv3_2.bias");
     w.insert(
@@ -177,6 +181,7 @@ fn strict_loading_lists_missing_unexpected_and_mismatched() {
 
 #[test]
 fn missing_and_foreign_weight_files_give_clear_errors() {
+    let _rng = nst_testkit::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let e = Vgg::load(dir.path().join("nope.safetensors"), opts(Pooling::Max))
         .unwrap_err()
@@ -206,6 +211,7 @@ fn missing_and_foreign_weight_files_give_clear_errors() {
 
 #[test]
 fn encode_runs_only_as_deep_as_needed_and_keeps_order() {
+    let _rng = nst_testkit::rng_lock();
     let vgg = Vgg::from_tensors(
         Arch::Vgg19,
         random_weights(Arch::Vgg19),
@@ -238,6 +244,7 @@ fn encode_runs_only_as_deep_as_needed_and_keeps_order() {
 
 #[test]
 fn preprocessing_round_trips_and_matches_caffe_numbers() {
+    let _rng = nst_testkit::rng_lock();
     let p = Preprocessing::caffe();
     let x = Tensor::from_slice(&[1.0f32, 0.5, 0.0]).view([1, 3, 1, 1]);
     let y: Vec<f32> = Vec::try_from(p.apply(&x).flatten(0, -1)).unwrap();
@@ -254,6 +261,7 @@ fn preprocessing_round_trips_and_matches_caffe_numbers() {
 
 #[test]
 fn torchvision_state_dict_converts_and_matches_pytorch() {
+    let _rng = nst_testkit::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let pth = dir.path().join("vgg16-fake.pth");
     let st = dir.path().join("vgg16_tv.safetensors");
@@ -308,6 +316,7 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
 
 #[test]
 fn input_gain_of_each_preprocessing() {
+    let _rng = nst_testkit::rng_lock();
     assert!((Preprocessing::caffe().input_gain() - 255.0).abs() < 1e-9);
     let tv = Preprocessing::torchvision().input_gain();
     assert!((tv - 3.0 / (0.229 + 0.224 + 0.225)).abs() < 1e-9, "{tv}");
@@ -315,6 +324,7 @@ fn input_gain_of_each_preprocessing() {
 
 #[test]
 fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
+    let _rng = nst_testkit::rng_lock();
     let path = vgg19_weights();
     let fp32 = Vgg::load(&path, opts(Pooling::Avg)).unwrap();
     let bf16 = Vgg::load(&path, opts(Pooling::Avg))
@@ -362,6 +372,7 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
 
 #[test]
 fn fp16_on_cpu_is_a_clear_error() {
+    let _rng = nst_testkit::rng_lock();
     let vgg = Vgg::from_tensors(
         Arch::Vgg16,
         random_weights(Arch::Vgg16),
