@@ -39,14 +39,21 @@ out["remd"] = remd(cos_dist(A, B))
 out["palette"] = remd(torch.cdist(A[:, :3], B[:, :3]))
 ca, cb = torch.cov(A.T), torch.cov(B.T)
 out["moments"] = (A.mean(0) - B.mean(0)).abs().mean() + (ca - cb).abs().mean()
+O.requires_grad_(True)
 Dc, Do = cos_dist(C, C), cos_dist(O, O)
 out["selfsim"] = (Dc / Dc.sum(0, keepdim=True) - Do / Do.sum(0, keepdim=True)).abs().mean()
+out["selfsim_grad"], = torch.autograd.grad(out["selfsim"], O)
+out["selfsim"] = out["selfsim"].detach()
+O = O.detach()
 out["total"] = (alpha * out["selfsim"] + out["moments"] + out["remd"] + out["palette"] / alpha) / (2 + alpha + 1 / alpha)
 
 # --- hypercolumns: upsample every map to the image size, concatenate, index ---
 H, W = int(d["hw"][0]), int(d["hw"][1])
-maps = [d[k] for k in sorted(k for k in d if k.startswith("m"))]
+maps = [d[k].requires_grad_(True) for k in sorted(k for k in d if k.startswith("m"))]
 up = torch.cat([F.interpolate(m, size=(H, W), mode="bilinear", align_corners=False) for m in maps], 1)[0]
 rc = inp["coords"].long()
-out["hyper"] = up[:, rc[:, 0], rc[:, 1]].T
+hyper = up[:, rc[:, 0], rc[:, 1]].T
+for l, g in enumerate(torch.autograd.grad((hyper * d["hyper_w"]).sum(), maps)):
+    out[f"hyper_grad{l}"] = g
+out["hyper"] = hyper.detach()
 save(out)

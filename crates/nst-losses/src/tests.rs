@@ -31,6 +31,8 @@ fn all_losses_match_pytorch_reference() {
     let m2 = Tensor::randn([1, 6, 4, 5], F32);
     let coords = random_coords(h, w, 60, Device::Cpu);
     let hw = Tensor::from_slice(&[h, w]);
+    // Weights of the hypercolumns in a scalar whose gradient reaches the maps.
+    let hyper_w = Tensor::randn([60, 15], F32);
     let alpha = 0.7;
 
     let want = torch_reference(
@@ -50,6 +52,7 @@ fn all_losses_match_pytorch_reference() {
             ("m2", &m2),
             ("coords", &coords),
             ("hw", &hw),
+            ("hyper_w", &hyper_w),
         ],
         &[&alpha.to_string()],
     );
@@ -74,6 +77,14 @@ fn all_losses_match_pytorch_reference() {
     assert_close(&lp, &want["palette"], RTOL, "palette");
     assert_close(&lm, &want["moments"], RTOL, "moments");
     assert_close(&lc, &want["selfsim"], RTOL, "self-similarity");
+    let (v, g) = value_and_grad(&o, |o| {
+        strotss::self_similarity_loss_fast_at(&c, o, nst_core::Precision::Fp32)
+    });
+    assert!(
+        (v - want["selfsim"].double_value(&[])).abs() <= RTOL * v,
+        "fast self-similarity {v}"
+    );
+    assert_close(&g, &want["selfsim_grad"], RTOL, "self-similarity gradient");
     assert_close(
         &strotss_total(alpha, &lc, &lm, &lr, &lp),
         &want["total"],
@@ -84,6 +95,42 @@ fn all_losses_match_pytorch_reference() {
     let hc = hypercolumns(&[&m0, &m1, &m2], &coords, (h, w));
     assert_eq!(hc.size(), [60, 15]);
     assert_close(&hc, &want["hyper"], RTOL, "hypercolumns");
+    // The same from channels-last maps (as STROTSS's VGG gives them), with
+    // the gradient of Σ w·hypercolumns reaching each map.
+    let maps: Vec<Tensor> = [&m0, &m1, &m2]
+        .iter()
+        .map(|m| {
+            m.permute([0, 2, 3, 1])
+                .contiguous()
+                .permute([0, 3, 1, 2])
+                .set_requires_grad(true)
+        })
+        .collect();
+    let refs: Vec<&Tensor> = maps.iter().collect();
+    let hc = hypercolumns(&refs, &coords, (h, w));
+    assert_close(
+        &hc,
+        &want["hyper"],
+        RTOL,
+        "hypercolumns of channels-last maps",
+    );
+    let grads = Tensor::run_backward(&[(&hc * &hyper_w).sum(Kind::Float)], &refs, false, false);
+    for (l, g) in grads.iter().enumerate() {
+        assert_close(
+            g,
+            &want[format!("hyper_grad{l}").as_str()],
+            RTOL,
+            "hypercolumn gradient",
+        );
+    }
+    // bf16 maps: gathered in bf16, returned in fp32 (bf16's 8-bit mantissa).
+    let bf: Vec<Tensor> = [&m0, &m1, &m2]
+        .iter()
+        .map(|m| m.to_kind(Kind::BFloat16))
+        .collect();
+    let hc = hypercolumns(&bf.iter().collect::<Vec<_>>(), &coords, (h, w));
+    assert_eq!(hc.kind(), Kind::Float);
+    assert_close(&hc, &want["hyper"], 1e-2, "hypercolumns of bf16 maps");
 }
 
 #[test]
@@ -225,7 +272,10 @@ fn fast_palette_remd_matches_autograd_in_value_and_gradient() {
             };
             let (v1, g1) = value_and_grad(&out, slow);
             let (v2, g2) = value_and_grad(&out, |o| strotss::remd_euclidean(o, &style, e));
-            assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2} (n = {n})");
+            assert!(
+                (v1 - v2).abs() <= 1e-5 * v1.abs(),
+                "value {v1} vs {v2} (n = {n})"
+            );
             assert_close(&g2, &g1, 1e-3, "palette REMD gradient");
         }
     }
@@ -247,7 +297,10 @@ fn bf16_remd_stays_near_fp32() {
     assert!(rel < 1e-2, "value {v1} vs {v2}: relative {rel:.2e}");
     // The bf16-chosen minima are recomputed exactly, so they can only be
     // larger than (or equal to) the true minima.
-    assert!(v2 >= v1 * (1.0 - 1e-6), "bf16 REMD {v2} below the exact {v1}");
+    assert!(
+        v2 >= v1 * (1.0 - 1e-6),
+        "bf16 REMD {v2} below the exact {v1}"
+    );
     // Near-ties make other samples the match, so the gradient is another,
     // equally valid, descent direction of the same size.
     let (n1, n2) = (g1.norm().double_value(&[]), g2.norm().double_value(&[]));
@@ -260,6 +313,48 @@ fn bf16_remd_stays_near_fp32() {
     let l1 = strotss::self_similarity_loss(&c, &o).double_value(&[]);
     let l2 = strotss::self_similarity_loss_at(&c, &o, nst_core::Precision::Bf16).double_value(&[]);
     assert!((l1 - l2).abs() < 2e-2 * l1, "self-similarity {l1} vs {l2}");
+}
+
+#[test]
+fn fast_self_similarity_matches_autograd_in_value_and_gradient() {
+    let _serial = serial();
+    tch::manual_seed(25);
+    let c = Tensor::randn([150, 24], F32).relu() + 0.01;
+    let o = Tensor::randn([150, 24], F32).relu() + 0.01;
+    // A zero row exercises the clamped norm.
+    let _ = o.get(3).zero_();
+    let slow = |x: &Tensor| strotss::self_similarity_loss(&c, x);
+    let fast = |x: &Tensor| strotss::self_similarity_loss_fast_at(&c, x, nst_core::Precision::Fp32);
+    let (v1, g1) = value_and_grad(&o, slow);
+    let (v2, g2) = value_and_grad(&o, fast);
+    assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2}");
+    assert_close(&g2, &g1, 1e-4, "self-similarity gradient");
+    // In bf16 only the N×N products are rounded: the same descent direction.
+    let bf16 = |x: &Tensor| strotss::self_similarity_loss_fast_at(&c, x, nst_core::Precision::Bf16);
+    let (v3, g3) = value_and_grad(&o, bf16);
+    assert!((v1 - v3).abs() < 2e-2 * v1, "bf16 value {v1} vs {v3}");
+    let cos = (&g1 * &g3).sum(Kind::Float).double_value(&[])
+        / (g1.norm().double_value(&[]) * g3.norm().double_value(&[]));
+    assert!(cos > 0.95, "bf16 gradient cosine {cos}");
+}
+
+#[test]
+fn blocked_gram_update_matches_one_addmm() {
+    let _serial = serial();
+    tch::manual_seed(26);
+    // Wide enough for the blocked path, with a width that does not divide by 4,
+    // and a non-symmetric base.
+    for c in [40, 301] {
+        let x = Tensor::randn([50, c], F32);
+        let base = Tensor::randn([c, c], F32);
+        let want = base.addmm(&(&x * -0.3).transpose(0, 1), &x);
+        assert_close(
+            &strotss::add_gram(&base, &x, -0.3),
+            &want,
+            1e-5,
+            "base + k·xᵀx",
+        );
+    }
 }
 
 #[test]

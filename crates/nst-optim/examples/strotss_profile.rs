@@ -4,21 +4,45 @@
 //!
 //! `cargo run --release -p nst-optim --example strotss_profile -- [SIZE] [STEPS]`
 use nst_losses::strotss::{
-    mean_and_cov, moment_loss_to_fast_at, remd_cosine, remd_euclidean, self_similarity_loss_at,
-    UnitPool,
+    mean_and_cov, moment_loss_to_fast_at, remd_cosine, remd_euclidean,
+    self_similarity_loss_fast_at, UnitPool,
 };
 use nst_losses::{hypercolumns, random_coords};
-use nst_vgg::{Pooling, Precision, Tap, Vgg, VggOptions};
+use nst_vgg::{EncodeOptions, Pooling, Precision, Tap, Vgg, VggOptions};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+// As in nst's binaries (see nst_core::alloc): freed memory is reused.
+#[global_allocator]
+static GLOBAL: nst_core::alloc::MiMalloc = nst_core::alloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nst_core::alloc::configure_allocator();
     let args: Vec<String> = std::env::args().collect();
     let size: i64 = args.get(1).map_or(Ok(256), |s| s.parse())?;
     let steps: usize = args.get(2).map_or(Ok(10), |s| s.parse())?;
     let t = |b, i| Tap::relu(b, i);
-    let layers = vec![t(1, 1), t(1, 2), t(2, 1), t(2, 2), t(3, 1), t(3, 2), t(3, 3), t(4, 1), t(5, 1)];
+    let layers = vec![
+        t(1, 1),
+        t(1, 2),
+        t(2, 1),
+        t(2, 2),
+        t(3, 1),
+        t(3, 2),
+        t(3, 3),
+        t(4, 1),
+        t(5, 1),
+    ];
+    // NST_LAYOUT=nchw: the maps in NCHW and fp32, as before channels-last sampling.
+    let opts = if std::env::var("NST_LAYOUT").as_deref() == Ok("nchw") {
+        EncodeOptions::default()
+    } else {
+        EncodeOptions {
+            channels_last: true,
+            keep_precision: true,
+        }
+    };
     for p in [Precision::Fp32, Precision::Bf16] {
         let vgg = Vgg::load(
             nst_vgg::default_weights_path()?,
@@ -34,12 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let style = Tensor::rand([1, 3, size / 16, size / 16], (Kind::Float, Device::Cpu))
             .upsample_bilinear2d([size, size], false, None, None);
         let (pool, mom, spx, cfeats) = tch::no_grad(|| -> Result<_, nst_vgg::Error> {
-            let sf = vgg.encode(&style, &layers)?;
+            let sf = vgg.encode_with(&style, &layers, opts)?;
             let refs: Vec<&Tensor> = layers.iter().map(|&l| &sf[l]).collect();
             let c = random_coords(size, size, 5000, Device::Cpu);
             let feats = hypercolumns(&refs, &c, (size, size));
             let px = hypercolumns(&[&style], &c, (size, size));
-            let cf = vgg.encode(&x0, &layers)?;
+            let cf = vgg.encode_with(&x0, &layers, opts)?;
             Ok((UnitPool::new(&feats, p), mean_and_cov(&feats), px, cf))
         })?;
         let mut times: BTreeMap<&str, f64> = BTreeMap::new();
@@ -52,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..steps {
             let x = x0.detach().set_requires_grad(true);
             let mut clock = Instant::now();
-            let f = vgg.encode(&x, &layers)?;
+            let f = vgg.encode_with(&x, &layers, opts)?;
             let fr: Vec<&Tensor> = layers.iter().map(|&l| &f[l]).collect();
             lap("1 vgg forward", &mut clock, &fr[8]);
             let coords = random_coords(size, size, 1024, Device::Cpu);
@@ -61,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cr: Vec<&Tensor> = layers.iter().map(|&l| &cfeats[l]).collect();
             let cf = tch::no_grad(|| hypercolumns(&cr, &coords, (size, size)));
             lap("2 sampling", &mut clock, &of);
-            let lc = self_similarity_loss_at(&cf, &of, p) * 1024.0;
+            let lc = self_similarity_loss_fast_at(&cf, &of, p) * 1024.0;
             lap("3 self-similarity", &mut clock, &lc);
             let lr = remd_cosine(&of, &pool, None);
             lap("4 remd", &mut clock, &lr);
@@ -78,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..steps {
             let x = x0.detach().set_requires_grad(true);
             let clock = Instant::now();
-            let f = vgg.encode(&x, &layers)?;
+            let f = vgg.encode_with(&x, &layers, opts)?;
             let s = layers
                 .iter()
                 .map(|&l| f[l].mean(Kind::Float))
@@ -92,7 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{p}: VGG alone, forward + backward through the 9 taps: {:.0} ms",
             1e3 * vgg_only / steps as f64
         );
-        println!("{p} at {size} px, {:.0} ms per step:", 1e3 * all / steps as f64);
+        println!(
+            "{p} at {size} px, {:.0} ms per step:",
+            1e3 * all / steps as f64
+        );
         for (k, v) in &times {
             println!("  {k:<18} {:7.1} ms", 1e3 * v / steps as f64);
         }

@@ -32,9 +32,7 @@
 //!   the same region: cross-region pairs get `region_penalty` added to their
 //!   REMD/palette cost, and ℓm is computed region by region.
 use crate::{Error, Result};
-use nst_losses::strotss::{
-    remd_cosine, remd_euclidean, self_similarity_loss_at, UnitPool,
-};
+use nst_losses::strotss::{remd_cosine, remd_euclidean, self_similarity_loss_fast_at, UnitPool};
 use nst_losses::{hypercolumns, random_coords};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
@@ -328,8 +326,19 @@ impl<'a> Strotss<'a> {
     /// calibration gain is applied to the sampled hypercolumns instead (the
     /// same values, without a pass over every full map and its gradient).
     fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let f = self.vgg.encode(x, &self.cfg.layers)?;
-        Ok(self.cfg.layers.iter().map(|&t| f[t].shallow_clone()).collect())
+        // Channels-last maps in the compute precision: each step reads them
+        // only at the sampled pixels (see `hypercolumns`).
+        let opts = nst_vgg::EncodeOptions {
+            channels_last: true,
+            keep_precision: true,
+        };
+        let f = self.vgg.encode_with(x, &self.cfg.layers, opts)?;
+        Ok(self
+            .cfg
+            .layers
+            .iter()
+            .map(|&t| f[t].shallow_clone())
+            .collect())
     }
 
     /// Calibrated hypercolumns and pixel colours at `coords`.
@@ -506,7 +515,8 @@ impl<'a> Strotss<'a> {
                 let lo = content_labels_full
                     .as_ref()
                     .map(|l| label_at(l, &coords, h, w));
-                let lc = self_similarity_loss_at(&cf, &of, cfg.precision) * coords.size()[0] as f64;
+                let lc =
+                    self_similarity_loss_fast_at(&cf, &of, cfg.precision) * coords.size()[0] as f64;
                 let mut lr = Tensor::zeros([], (Kind::Float, device));
                 let mut lm = Tensor::zeros([], (Kind::Float, device));
                 let mut lp = Tensor::zeros([], (Kind::Float, device));

@@ -179,6 +179,22 @@ struct Conv {
     bias: Tensor,
 }
 
+/// How [`Vgg::encode_with`] runs the network and hands out its maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// Run the network in channels-last memory layout (NHWC strides; the
+    /// maps keep their `[B, C, H, W]` shape). A map's channels at one pixel
+    /// are then contiguous, so gathering features at sampled pixels (STROTSS's
+    /// hypercolumns) reads a few cache lines per pixel instead of one per
+    /// channel, and oneDNN's CPU convolutions, ReLUs and poolings are faster
+    /// in it. The maps are not `view`-able as `[B, C, H·W]`: reshape them.
+    pub channels_last: bool,
+    /// Hand out the maps in the compute precision (see
+    /// [`Vgg::with_precision`]) instead of casting each to fp32, for callers
+    /// that read a small part of each map and cast only that.
+    pub keep_precision: bool,
+}
+
 /// A frozen VGG feature extractor with named taps.
 pub struct Vgg {
     arch: Arch,
@@ -369,11 +385,20 @@ impl Vgg {
     /// `x: [B, 3, H, W]` → for a tap in block b: `[B, C_b, H/2^(b-1), W/2^(b-1)]`
     /// (`pool_b`: `H/2^b`).
     pub fn encode(&self, x: &Tensor, taps: &[Tap]) -> Result<Features> {
-        self.encode_preprocessed(&self.preprocessing.apply(&self.check_input(x)?), taps)
+        self.encode_with(x, taps, EncodeOptions::default())
+    }
+
+    /// [`Vgg::encode`] with the layout and kind of the maps chosen by `opts`.
+    pub fn encode_with(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {
+        self.run(&self.preprocessing.apply(&self.check_input(x)?), taps, opts)
     }
 
     /// Like [`Vgg::encode`] on an input already preprocessed for these weights.
     pub fn encode_preprocessed(&self, x: &Tensor, taps: &[Tap]) -> Result<Features> {
+        self.run(x, taps, EncodeOptions::default())
+    }
+
+    fn run(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {
         let order = self.arch.taps();
         let mut deepest = 0;
         for &t in taps {
@@ -398,6 +423,10 @@ impl Vgg {
             });
         }
         let mut h = self.precision.cast(x);
+        if opts.channels_last {
+            // NHWC strides under the NCHW shape: LibTorch's channels_last.
+            h = h.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        }
         let mut conv_i = 0;
         for tap in order.iter().take(deepest + 1) {
             h = match tap.kind {
@@ -413,7 +442,12 @@ impl Vgg {
                 },
             };
             if taps.contains(tap) {
-                maps.push((*tap, h.to_kind(Kind::Float)));
+                let map = if opts.keep_precision {
+                    h.shallow_clone()
+                } else {
+                    h.to_kind(Kind::Float)
+                };
+                maps.push((*tap, map));
             }
         }
         // Return in the caller's order (duplicates allowed).

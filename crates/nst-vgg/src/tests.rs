@@ -82,6 +82,20 @@ fn check_against_reference(arch: Arch, pooling: Pooling, prep: Preprocessing, pr
             &format!("{arch} {pool} {tap}"),
         );
     }
+    // Run in channels-last layout: the same maps, with NHWC strides.
+    let cl = crate::EncodeOptions {
+        channels_last: true,
+        keep_precision: false,
+    };
+    for (tap, t) in vgg.encode_with(&x, &taps, cl).unwrap().iter() {
+        assert_eq!(t.stride()[1], 1, "{tap}: channels-last map expected");
+        assert_close(
+            t,
+            &want[&tap.to_string()],
+            RTOL,
+            &format!("channels-last {arch} {pool} {tap}"),
+        );
+    }
 }
 
 #[test]
@@ -360,6 +374,16 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
         // bf16 keeps 8 significant bits; errors compound over 13 layers.
         let e = nst_testkit::rel_err(t, &exact[tap]);
         assert!(e > 0.0 && e < 8e-2, "bf16 {tap} vs fp32: relative error {e:.3e}");
+    }
+    // Kept in bf16 (and channels-last): the values the fp32 maps were cast from.
+    let kept = crate::EncodeOptions {
+        channels_last: true,
+        keep_precision: true,
+    };
+    for (tap, t) in bf16.encode_with(&x, &taps, kept).unwrap().iter() {
+        assert_eq!(t.kind(), Kind::BFloat16, "{tap} kept in bf16");
+        let e = nst_testkit::rel_err(&t.to_kind(Kind::Float), &got[tap]);
+        assert!(e < 2e-2, "bf16 {tap} channels-last vs NCHW: relative error {e:.3e}");
     }
     // Gradients reach an fp32 input through the casts.
     let xg = x.copy().set_requires_grad(true);
