@@ -141,12 +141,9 @@ impl Decoders {
 
     /// VGG19 `relu{level}_1` features of `x`, per unit of [0, 1] input.
     pub fn encode(&self, x: &Tensor, level: u8) -> Result<Tensor> {
-        let t = Tap::relu(level, 1);
-        let f = self
-            .vgg
-            .encode(x, &[t])
-            .map_err(|e| Error::Model(e.to_string()))?;
-        Ok(&f[t] * self.feature_scale)
+        let mut f = self.encode_levels(x, &[level])?;
+        f.pop()
+            .ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))
     }
 
     /// `relu{level}_1` features of `x` at each of `levels` (any order), from
