@@ -8,7 +8,7 @@ use nst_losses::strotss::{
     self_similarity_loss_fast_at, UnitPool,
 };
 use nst_losses::{hypercolumns, random_coords};
-use nst_vgg::{EncodeOptions, Pooling, Precision, Tap, Vgg, VggOptions};
+use nst_vgg::{EncodeOptions, Pooling, Precision, Vgg, VggOptions};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -22,18 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let size: i64 = args.get(1).map_or(Ok(256), |s| s.parse())?;
     let steps: usize = args.get(2).map_or(Ok(10), |s| s.parse())?;
-    let t = |b, i| Tap::relu(b, i);
-    let layers = vec![
-        t(1, 1),
-        t(1, 2),
-        t(2, 1),
-        t(2, 2),
-        t(3, 1),
-        t(3, 2),
-        t(3, 3),
-        t(4, 1),
-        t(5, 1),
-    ];
+    // STROTSS's hypercolumn layers.
+    let layers = nst_optim::StrotssConfig::default().layers;
     // NST_LAYOUT=nchw: the maps in NCHW and fp32, as before channels-last sampling.
     let opts = if std::env::var("NST_LAYOUT").as_deref() == Ok("nchw") {
         EncodeOptions::default()
