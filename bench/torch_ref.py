@@ -20,6 +20,7 @@ ap.add_argument("--weights", required=True)
 ap.add_argument("--scales", type=int, default=4)
 ap.add_argument("--steps", type=int, default=200)
 ap.add_argument("--guided", action="store_true")
+ap.add_argument("--seed", type=int, default=0, help="seed of the STROTSS cases' sampling")
 ap.add_argument("--vae-weights", help="safetensors of the nst-vae model (vae_* cases)")
 a = ap.parse_args()
 
@@ -731,7 +732,7 @@ elif a.case == "strotss":
         # Left/right halves as two regions in both images.
         lab_c = (torch.arange(size)[None, :] >= size // 2).long().expand(size, size)
         lab_s = lab_c.clone()
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     PENALTY = 2.0
 
     def run():
@@ -880,7 +881,7 @@ elif a.case == "strotss_peer":
 
     size = a.size
     content, style = blobs(size, 1), blobs(size, 2)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
 
     def run():
         result, cw, lr = None, 16.0, 2e-3

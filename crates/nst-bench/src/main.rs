@@ -102,6 +102,10 @@ struct Cli {
     /// puy_photoreal_vs_luan; skipped without it.
     #[arg(long, value_name = "PATH")]
     puy_checkpoint: Option<PathBuf>,
+    /// Seed of the STROTSS cases' random sampling, on both sides (runs with
+    /// several seeds show how far the final loss moves by chance).
+    #[arg(long, default_value_t = 0)]
+    strotss_seed: i64,
     /// Content and style photos of puy_photoreal_vs_luan.
     #[arg(
         long,
@@ -234,12 +238,13 @@ fn strotss_run(
     size: i64,
     scales: usize,
     steps: usize,
+    seed: i64,
     guided: bool,
     precision: Precision,
 ) -> Result<(f64, f64, Tensor)> {
     let vgg = load_vgg(weights, Pooling::Max, precision)?;
     let (c, s) = (blobs(size, 1), blobs(size, 2));
-    tch::manual_seed(0);
+    tch::manual_seed(seed);
     let cfg = nst_optim::StrotssConfig {
         scales,
         steps_per_scale: steps,
@@ -526,7 +531,7 @@ fn run_child(
     case: &str,
     size: i64,
     repeat: usize,
-    strotss: (usize, usize),
+    strotss: (usize, usize, i64),
     vae_weights: Option<&std::path::Path>,
     po: (Option<&std::path::Path>, &std::path::Path),
     puy: &PuyArgs,
@@ -702,6 +707,7 @@ fn run_child(
                 size,
                 scales,
                 strotss.1,
+                strotss.2,
                 case == "strotss_guided",
                 precision,
             )?;
@@ -857,13 +863,15 @@ fn main() -> Result<()> {
         cli.strotss_scales.to_string(),
         "--strotss-steps".into(),
         strotss_steps.to_string(),
+        "--strotss-seed".into(),
+        cli.strotss_seed.to_string(),
     ];
     if let Some(case) = &cli.child {
         let r = run_child(
             case,
             size,
             repeat,
-            (cli.strotss_scales, strotss_steps),
+            (cli.strotss_scales, strotss_steps, cli.strotss_seed),
             cli.vae_weights.as_deref(),
             (cli.po_checkpoint.as_deref(), &cli.po_target),
             &PuyArgs {
@@ -1022,6 +1030,8 @@ fn main() -> Result<()> {
                     &ref_scales.to_string(),
                     "--steps",
                     &strotss_steps.to_string(),
+                    "--seed",
+                    &cli.strotss_seed.to_string(),
                 ])
                 .args(guided)
                 .args(&vae_args)
