@@ -697,7 +697,9 @@ elif a.case == "strotss":
         return cur
 
     def coords(h, w, n):
-        idx = torch.randperm(h * w)[:n]
+        # All pixels, in order, when the pool is at least the image, as nst's
+        # random_coords: a seed then draws the same samples on both sides.
+        idx = torch.arange(h * w) if n >= h * w else torch.randperm(h * w)[:n]
         return torch.stack([idx // w, idx % w], 1)
 
     def hyper(fs, rc, h, w):

@@ -369,3 +369,30 @@ fn fast_moment_loss_matches_autograd_in_value_and_gradient() {
     assert!((v1 - v2).abs() <= 1e-5 * v1.abs(), "value {v1} vs {v2}");
     assert_close(&g2, &g1, 1e-4, "moment-loss gradient");
 }
+
+#[test]
+fn fast_moment_loss_value_is_exact_at_strotss_width() {
+    // STROTSS's hypercolumns are 2,176 wide: the covariance term sums 4.7 M
+    // entries, where a careless fp32 reduction drifts by ~1e-3.
+    let _serial = serial();
+    tch::manual_seed(27);
+    let c = 2176;
+    let style = Tensor::randn([1200, c], F32).relu();
+    let out = Tensor::randn([1024, c], F32).relu() * 1.2;
+    let (mu, cov) = strotss::mean_and_cov(&style);
+    let got = strotss::moment_loss_to_fast(&mu, &cov, &out).double_value(&[]);
+    let d = |t: &Tensor| t.to_kind(Kind::Double);
+    let (mu_o, cov_o) = strotss::mean_and_cov(&out);
+    let want = (d(&mu) - d(&mu_o))
+        .abs()
+        .mean(Kind::Double)
+        .double_value(&[])
+        + (d(&cov) - d(&cov_o))
+            .abs()
+            .mean(Kind::Double)
+            .double_value(&[]);
+    assert!(
+        (got - want).abs() <= 1e-5 * want,
+        "moment loss {got} vs float64 sum {want}"
+    );
+}
