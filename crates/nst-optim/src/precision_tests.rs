@@ -41,8 +41,12 @@ fn gatys_bf16_reaches_the_fp32_loss_and_image() {
     let _serial = crate::tests::serial();
     let exact = vgg(Pooling::Avg, Precision::Fp32);
     let (c, s) = (blobs(64, 64, 1), blobs(64, 64, 2));
+    // 80 evaluations: at 40 the loss still falls ~5 % per 5 evaluations, and
+    // one line-search bump in either run (bf16's rounding changes the path)
+    // moved the comparison by 8 % on an AMX machine; at 60–120 the two agree
+    // within 3 %.
     let cfg = GatysConfig {
-        steps: 40,
+        steps: 80,
         ..Default::default()
     };
     let mut outs = Vec::new();
