@@ -789,7 +789,7 @@ elif a.case == "strotss":
                 total.backward()
                 opt.step()
                 if last and step >= a.steps - 20:
-                    finals.append(float(total))
+                    finals.append(float(total.detach()))
             with torch.no_grad():
                 prev = ((fold(bands) + 1) / 2).clamp(0, 1)
         return sum(finals) / len(finals)

@@ -3,8 +3,8 @@
 //! a stated tolerance of fp32's and its image within a stated PSNR of it.
 //! The same bounds are the guard of `nst-bench --precision bf16`.
 #![allow(clippy::unwrap_used)]
-use crate::strotss::{StrotssConfig, Strotss, StyleInput};
-use crate::strotss_tests::blobs;
+use crate::strotss::{Strotss, StrotssConfig};
+use crate::strotss_tests::{blobs, run_single};
 use crate::*;
 use nst_testkit::vgg19_weights;
 use nst_vgg::{Pooling, Precision, Vgg, VggOptions};
@@ -60,11 +60,20 @@ fn gatys_bf16_reaches_the_fp32_loss_and_image() {
     let l = |x: &Tensor| tch::no_grad(|| judge.loss(x).unwrap().0.double_value(&[]));
     let (l32, l16) = (l(&outs[0]), l(&outs[1]));
     let start = l(&judge.initial_image(64, 64));
-    assert!(l32 < start / 5.0, "fp32 run did not converge: {start} → {l32}");
+    assert!(
+        l32 < start / 5.0,
+        "fp32 run did not converge: {start} → {l32}"
+    );
     let rel = (l16 - l32).abs() / l32;
-    assert!(rel <= LOSS_TOL, "bf16 loss {l16:.4e} vs fp32 {l32:.4e}: {rel:.3}");
+    assert!(
+        rel <= LOSS_TOL,
+        "bf16 loss {l16:.4e} vs fp32 {l32:.4e}: {rel:.3}"
+    );
     let p = psnr(&outs[0], &outs[1]);
-    assert!(p >= PSNR_FLOOR_DB, "bf16 image PSNR {p:.1} dB < {PSNR_FLOOR_DB}");
+    assert!(
+        p >= PSNR_FLOOR_DB,
+        "bf16 image PSNR {p:.1} dB < {PSNR_FLOOR_DB}"
+    );
 }
 
 #[test]
@@ -75,7 +84,11 @@ fn strotss_bf16_reaches_the_fp32_loss_and_image() {
     let mut outs = Vec::new();
     // fp32, bf16 on the same seed, and fp32 on another seed: STROTSS samples
     // locations at random, so seed-to-seed variation is its own noise floor.
-    for (p, seed) in [(Precision::Fp32, 0), (Precision::Bf16, 0), (Precision::Fp32, 1)] {
+    for (p, seed) in [
+        (Precision::Fp32, 0),
+        (Precision::Bf16, 0),
+        (Precision::Fp32, 1),
+    ] {
         let v = vgg(Pooling::Max, p);
         let cfg = StrotssConfig {
             scales: 2,
@@ -88,28 +101,21 @@ fn strotss_bf16_reaches_the_fp32_loss_and_image() {
         };
         tch::manual_seed(seed);
         let mut last = Vec::new();
-        let out = Strotss::new(&v, cfg)
-            .unwrap()
-            .run(
-                &c,
-                &[StyleInput {
-                    image: &s,
-                    weight: 1.0,
-                }],
-                None,
-                |scale, step, t| {
-                    if scale == 1 && step > 15 {
-                        last.push(t.total);
-                    }
-                    true
-                },
-            )
-            .unwrap();
+        let solver = Strotss::new(&v, cfg).unwrap();
+        let out = run_single(&solver, &c, &s, |scale, step, t| {
+            if scale == 1 && step > 15 {
+                last.push(t.total);
+            }
+            true
+        });
         finals.push(last.iter().sum::<f64>() / last.len() as f64);
         outs.push(out.last().unwrap().shallow_clone());
     }
     let rel = (finals[1] - finals[0]).abs() / finals[0];
-    eprintln!("finals fp32 {:.4e} bf16 {:.4e} fp32 seed 1 {:.4e}", finals[0], finals[1], finals[2]);
+    eprintln!(
+        "finals fp32 {:.4e} bf16 {:.4e} fp32 seed 1 {:.4e}",
+        finals[0], finals[1], finals[2]
+    );
     assert!(
         rel <= LOSS_TOL,
         "bf16 final loss {:.4e} vs fp32 {:.4e}: {rel:.3}",
@@ -124,7 +130,10 @@ fn strotss_bf16_reaches_the_fp32_loss_and_image() {
     // sits near 10 dB).
     let p = psnr(&outs[0], &outs[1]);
     let seed_floor = psnr(&outs[0], &outs[2]) - 3.0;
-    eprintln!("bf16 vs fp32 PSNR {p:.1} dB; seed-to-seed {:.1} dB", seed_floor + 3.0);
+    eprintln!(
+        "bf16 vs fp32 PSNR {p:.1} dB; seed-to-seed {:.1} dB",
+        seed_floor + 3.0
+    );
     assert!(
         p >= seed_floor.min(PSNR_FLOOR_DB),
         "bf16 image PSNR {p:.1} dB below the seed-to-seed floor {seed_floor:.1} dB"

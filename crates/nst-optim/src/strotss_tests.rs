@@ -22,6 +22,9 @@ fn alpha_halves_and_sizes_double() {
 
 #[test]
 fn pyramid_folds_back_exactly() {
+    // Draws from the global generator: hold the lock, or a seeded test running
+    // alongside (e.g. the PyTorch comparison) would see its samples shift.
+    let _serial = crate::tests::serial();
     let x = Tensor::rand([1, 3, 37, 50], (Kind::Float, Device::Cpu));
     let bands = laplacian_pyramid(&x, 5);
     assert_eq!(bands.len(), 6);
@@ -117,6 +120,23 @@ pub(crate) fn blobs(h: i64, w: i64, seed: i64) -> Tensor {
     )
 }
 
+/// An unguided run with one style of weight 1.
+pub(crate) fn run_single<F>(
+    solver: &Strotss,
+    content: &Tensor,
+    style: &Tensor,
+    observe: F,
+) -> Vec<Tensor>
+where
+    F: FnMut(usize, usize, &StrotssTerms) -> bool,
+{
+    let styles = [StyleInput {
+        image: style,
+        weight: 1.0,
+    }];
+    solver.run(content, &styles, None, observe).unwrap()
+}
+
 #[test]
 fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
     let _serial = crate::tests::serial();
@@ -141,23 +161,13 @@ fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
     let s = blobs(64, 64, 2);
     let mut first = None;
     let mut last = 0.0;
-    let out = solver
-        .run(
-            &c,
-            &[StyleInput {
-                image: &s,
-                weight: 1.0,
-            }],
-            None,
-            |scale, _, t| {
-                if scale == 1 {
-                    first.get_or_insert(t.total);
-                    last = t.total;
-                }
-                true
-            },
-        )
-        .unwrap();
+    let out = run_single(&solver, &c, &s, |scale, _, t| {
+        if scale == 1 {
+            first.get_or_insert(t.total);
+            last = t.total;
+        }
+        true
+    });
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].size(), [1, 3, 48, 64]);
     let first = first.unwrap();
@@ -254,21 +264,11 @@ fn strotss_run_matches_an_independent_pytorch_run() {
     let seed = 11;
     tch::manual_seed(seed);
     let mut terms = Vec::new();
-    let out = Strotss::new(&vgg, cfg)
-        .unwrap()
-        .run(
-            &c,
-            &[StyleInput {
-                image: &s,
-                weight: 1.0,
-            }],
-            None,
-            |_, _, t| {
-                terms.push([t.total, t.content, t.moments, t.remd, t.palette]);
-                true
-            },
-        )
-        .unwrap();
+    let solver = Strotss::new(&vgg, cfg).unwrap();
+    let out = run_single(&solver, &c, &s, |_, _, t| {
+        terms.push([t.total, t.content, t.moments, t.remd, t.palette]);
+        true
+    });
     let r = nst_testkit::torch_reference(
         "strotss_ref.py",
         &[("c", &c), ("s", &s)],

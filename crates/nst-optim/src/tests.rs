@@ -166,6 +166,7 @@ fn texture_mode_and_adam_and_interrupt() {
 
 #[test]
 fn bad_settings_are_errors() {
+    let _serial = serial();
     let vgg = vgg();
     let s = blobs(32, 32);
     let cfg = GatysConfig {
