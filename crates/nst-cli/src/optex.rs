@@ -74,6 +74,11 @@ pub struct OptexArgs {
     /// Pyramid scales (synthesise at size/2^(k−1) first).
     #[arg(long, default_value_t = 3)]
     pub pyramid: usize,
+    /// Levels to match and decode, in this order (default: all the
+    /// checkpoint's, deepest first, e.g. 5,4,3,2,1). Leaving out the deepest
+    /// keeps more of the start image's layout and avoids a weak deep decoder.
+    #[arg(long, value_delimiter = ',')]
+    pub levels: Vec<u8>,
     /// Match the output's colour distribution to the style's.
     #[arg(long, conflicts_with = "preserve_color")]
     pub color_transfer: bool,
@@ -157,6 +162,17 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     }
     let device = a.runtime.init()?;
     let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
+    let levels = if a.levels.is_empty() {
+        model.levels().into_iter().rev().collect()
+    } else {
+        if let Some(l) = a.levels.iter().find(|l| !model.levels().contains(l)) {
+            bail!(
+                "--levels: this checkpoint has no decoder for relu{l}_1 (it has {:?})",
+                model.levels()
+            );
+        }
+        a.levels.clone()
+    };
     let content = match &a.content {
         Some(p) => Some(common::load(p, a.size, device, "content")?),
         None => None,
@@ -191,7 +207,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         },
         passes: a.passes,
         pca: a.pca,
-        levels: model.levels().into_iter().rev().collect(),
+        levels,
         pyramid: a.pyramid,
         content_strength: if content.is_some() {
             a.content_strength

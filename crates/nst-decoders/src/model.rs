@@ -178,12 +178,13 @@ impl TrainModel for Decoders {
         let x = Tensor::cat(&[content, style], 0);
         let mut terms = Vec::new();
         let mut total = Tensor::zeros([], (Kind::Float, x.device()));
-        for d in &self.decoders {
+        // The targets of every level from one VGG pass.
+        let targets = tch::no_grad(|| self.encode_levels(&x, &self.levels()))?;
+        for (d, f) in self.decoders.iter().zip(&targets) {
             let l = d.level;
-            let f = tch::no_grad(|| self.encode(&x, l))?;
-            let y = d.forward(&f);
+            let y = d.forward(f);
             let pixel = y.mse_loss(&x, Reduction::Mean) * self.loss.pixel_weight;
-            let feat = self.encode(&y, l)?.mse_loss(&f, Reduction::Mean) * self.loss.feature_weight;
+            let feat = self.encode(&y, l)?.mse_loss(f, Reduction::Mean) * self.loss.feature_weight;
             total = total + &pixel + &feat;
             terms.push((format!("pixel_relu{l}_1"), pixel));
             terms.push((format!("feature_relu{l}_1"), feat));
@@ -376,7 +377,8 @@ pub fn optimal_textures(
                 // Target samples: each style contributes in proportion to its
                 // weight (all of a style's samples when it is the only one;
                 // their order does not matter to any matching strategy).
-                let styles_rows: Vec<Tensor> = per_style.iter().map(|fs| to_rows(&fs[li])).collect();
+                let styles_rows: Vec<Tensor> =
+                    per_style.iter().map(|fs| to_rows(&fs[li])).collect();
                 let budget = styles_rows.iter().map(|t| t.size()[0]).min().unwrap_or(1);
                 let mut parts = Vec::new();
                 for (t, (_, wt)) in styles_rows.iter().zip(&s_imgs) {
