@@ -5,7 +5,6 @@
 //! Neither depends on thread timing, so a loader restarted at a saved
 //! [`Position`] yields exactly the batches the original would have.
 use crate::{Dataset, Error, Result};
-use image::imageops::FilterType;
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -111,7 +110,8 @@ fn load_one(
         let s = target_short as f64 / short as f64;
         let nw = ((w as f64 * s).round() as u32).max(cfg.crop);
         let nh = ((h as f64 * s).round() as u32).max(cfg.crop);
-        image::imageops::resize(&img, nw, nh, FilterType::Triangle)
+        // The same resampling as at inference (nst_core::load_image).
+        nst_core::image_io::resize_rgb(img, nw, nh)
     } else {
         img
     };
