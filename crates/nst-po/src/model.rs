@@ -260,8 +260,15 @@ impl PseudoOptimizer {
     /// Runs every stage from `z0` against `target`, one target row per `z0` row.
     ///
     /// In training mode the graph is kept through z and the returned
-    /// features of each stage's output (for the loss); the gradient maps fed
-    /// to the networks are always detached inputs.
+    /// features of each stage's output (for the loss), and the noise input's
+    /// per-layer losses are returned (for the log); the gradient maps fed to
+    /// the networks are always detached inputs.
+    ///
+    /// VGG runs only as deep as the next use needs: at inference, stage s's
+    /// input to its own k_s layers and the last output not at all (for ProPO
+    /// at 256², about a third of the work of six full passes to `pool4`); in
+    /// training, each output to the layers of its own loss and of the next
+    /// stage, the last to all layers.
     fn run_inner(
         &self,
         z0: &Tensor,
@@ -276,22 +283,37 @@ impl PseudoOptimizer {
             )));
         }
         let vgg_err = |e: nst_vgg::Error| Error::Model(e.to_string());
+        let n_all = self.loss.layers.len();
+        let counts = self.stage_layer_counts();
         let mut zs = vec![z0.shallow_clone()];
         let mut stage_feats = Vec::new();
-        let mut feats = tch::no_grad(|| self.loss.features(&z0.sigmoid())).map_err(vgg_err)?;
-        let input_losses = tch::no_grad(|| self.loss.layer_losses(&feats, target, feats.len()));
-        for net in &self.stages {
-            let k = net.n_layers();
-            let detached: Vec<Tensor> = feats.iter().take(k).map(|f| f.detach()).collect();
+        let first = if train { n_all } else { counts[0] };
+        let mut feats =
+            tch::no_grad(|| self.loss.features_first(&z0.sigmoid(), first)).map_err(vgg_err)?;
+        let input_losses = if train {
+            tch::no_grad(|| self.loss.layer_losses(&feats, target, n_all))
+        } else {
+            Vec::new()
+        };
+        for (s, net) in self.stages.iter().enumerate() {
+            let detached: Vec<Tensor> = feats.iter().take(counts[s]).map(|f| f.detach()).collect();
             let grads = self.loss.feature_gradients(&detached, target);
             let delta = net.forward_t(&grads, h, w, train);
             let z = zs.last().expect("non-empty") + delta;
+            let next = counts.get(s + 1).copied();
             feats = if train {
-                self.loss.features(&z.sigmoid()).map_err(vgg_err)?
+                let need = next.map_or(n_all, |k| k.max(counts[s]));
+                self.loss
+                    .features_first(&z.sigmoid(), need)
+                    .map_err(vgg_err)?
+            } else if let Some(k) = next {
+                tch::no_grad(|| self.loss.features_first(&z.sigmoid(), k)).map_err(vgg_err)?
             } else {
-                tch::no_grad(|| self.loss.features(&z.sigmoid())).map_err(vgg_err)?
+                Vec::new()
             };
-            stage_feats.push(feats.iter().map(|f| f.shallow_clone()).collect());
+            if train {
+                stage_feats.push(feats.iter().map(|f| f.shallow_clone()).collect());
+            }
             zs.push(z);
         }
         Ok((Run { z: zs }, stage_feats, input_losses))

@@ -120,8 +120,15 @@ impl TextureLoss {
 
     /// Feature maps per unit of [0, 1] input, one per layer, for `x: [B, 3, H, W]` in [0, 1].
     pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>, nst_vgg::Error> {
-        let f = self.vgg.encode(x, &self.layers)?;
-        Ok(self.layers.iter().map(|t| &f[*t] / self.gain).collect())
+        self.features_first(x, self.layers.len())
+    }
+
+    /// The maps of the first `n` layers only: VGG runs no deeper than the
+    /// n-th layer (ProPO's early stages need only shallow layers).
+    pub fn features_first(&self, x: &Tensor, n: usize) -> Result<Vec<Tensor>, nst_vgg::Error> {
+        let taps = &self.layers[..n.min(self.layers.len())];
+        let f = self.vgg.encode(x, taps)?;
+        Ok(taps.iter().map(|t| &f[*t] / self.gain).collect())
     }
 
     /// The target statistics of `target: [B, 3, H, W]` (no gradient).
