@@ -349,9 +349,10 @@ elif a.case == "propo_train_step":
 
     stages = [Stage(s, s) for s in range(1, 6)]
 
-    def tex_feats(img):
-        f = feats(net, img, LAYERS)
-        return [f[k] / GAIN for k in LAYERS]
+    def tex_feats(img, n=5):
+        # VGG only as deep as the n-th texture layer (as nst does).
+        f = feats(net, img, LAYERS[:n])
+        return [f[k] / GAIN for k in LAYERS[:n]]
 
     def gram_n(f):
         b, c, hh, ww = f.shape
@@ -376,7 +377,8 @@ elif a.case == "propo_train_step":
             gl = sum(l.sum() for l in layer_losses(leaf, tg, st.k))
             grads = torch.autograd.grad(gl, leaf)
             z = z + st(grads, 128, 128)
-            fs = tex_feats(torch.sigmoid(z))
+            # this stage's loss needs its k layers, the next stage k + 1; the last all 5
+            fs = tex_feats(torch.sigmoid(z), min(st.k + 1, 5))
             total = total + sum(layer_losses(fs, tg, st.k)).mean()
         opt.zero_grad()
         total.backward()
