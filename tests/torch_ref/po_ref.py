@@ -24,6 +24,7 @@ ap.add_argument("--net", help="PseudoOptimizer weights: run the stages from `z0`
 ap.add_argument("--stages", default="1,2,3,4,5", help="layers seen by each stage")
 ap.add_argument("--channels", default="8,8,16,16,16")
 ap.add_argument("--res-blocks", type=int, default=1)
+ap.add_argument("--padding", choices=["zeros", "reflect"], default="zeros", help="of the solver's 3x3 convs")
 a = ap.parse_args(argv)
 
 with safe_open(a.weights, "pt") as f:
@@ -87,6 +88,8 @@ if a.net:
     strides = {"conv1_1": 0, "pool1": 1, "pool2": 2, "pool3": 3, "pool4": 4}
 
     def conv(p, x):
+        if a.padding == "reflect":
+            return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), P[p + ".weight"], P[p + ".bias"])
         return F.conv2d(x, P[p + ".weight"], P[p + ".bias"], padding=1)
 
     def bn(p, x):

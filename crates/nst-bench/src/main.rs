@@ -46,8 +46,12 @@ const SOLO_CASES: &[(&str, &str)] = &[
         "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)",
     ),
     (
+        "propo_vs_gatys_128",
+        "ProPO (--po-checkpoint) synthesis of one 128² texture (the CPU-scale training size) vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
+    ),
+    (
         "propo_vs_gatys_256",
-        "ProPO (--po-checkpoint) synthesis of one 256² texture vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
+        "the same at 256²",
     ),
     (
         "propo_vs_gatys_512",

@@ -32,7 +32,7 @@ pub mod net;
 pub mod texture;
 
 pub use model::{stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, Variant, KIND};
-pub use net::{NetShape, Norm, PoNet};
+pub use net::{NetShape, Norm, Padding, PoNet};
 pub use texture::{gram, TargetGrams, TextureLoss};
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! PO, AdaPO and ProPO as one trainable model family (`model.kind = "po"`).
-use crate::net::{NetShape, Norm, PoNet};
+use crate::net::{NetShape, Norm, Padding, PoNet};
 use crate::texture::{TargetGrams, TextureLoss, DEFAULT_LAYERS, DEFAULT_LAYER_WEIGHT};
 use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
 use nst_vgg::{Tap, Vgg};
@@ -67,6 +67,9 @@ pub struct PoConfig {
     pub res_blocks: usize,
     #[serde(default = "d_norm")]
     pub norm: Norm,
+    /// Padding of the network's 3×3 convolutions: "zeros" (published) or "reflect".
+    #[serde(default)]
+    pub padding: Padding,
     /// Noise inputs per target in a batch (AdaPO: "many noise inputs per target").
     #[serde(default = "d_noise")]
     pub noise_per_target: i64,
@@ -111,6 +114,7 @@ impl PoConfig {
             channels: d_channels(),
             res_blocks: d_res(),
             norm: d_norm(),
+            padding: Padding::default(),
             noise_per_target: d_noise(),
         }
     }
@@ -194,6 +198,7 @@ impl PseudoOptimizer {
             channels: config.channels.clone(),
             res_blocks: config.res_blocks,
             norm: config.norm,
+            padding: config.padding,
         };
         let vs = nn::VarStore::new(tex.vgg.device());
         let chans = tex.channels();

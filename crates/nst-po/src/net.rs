@@ -51,6 +51,35 @@ impl NormLayer {
     }
 }
 
+/// How the 3×3 convolutions pad their input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Zeros (the published choice).
+    #[default]
+    Zeros,
+    /// Reflection: borders look like the interior, so the network cannot
+    /// tell where the image ends (zero padding lets it pin statistics to a
+    /// fixed frame at the border).
+    Reflect,
+}
+
+/// A 3×3 convolution at precision `p` with the padding `pad`.
+fn conv3(conv: &nn::Conv2D, x: &Tensor, p: Precision, pad: Padding) -> Tensor {
+    match pad {
+        Padding::Zeros => p.conv2d(conv, x, 1),
+        Padding::Reflect => p.conv2d(conv, &x.reflection_pad2d([1, 1, 1, 1]), 0),
+    }
+}
+
+fn conv3_new(vs: nn::Path, cin: i64, cout: i64, pad: Padding) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        padding: if pad == Padding::Zeros { 1 } else { 0 },
+        ..Default::default()
+    };
+    nn::conv2d(vs, cin, cout, 3, cfg)
+}
+
 const SLOPE: f64 = 0.2;
 
 /// Leaky ReLU with slope 0.2 (tch's `leaky_relu` has LibTorch's fixed 0.01),
@@ -62,27 +91,25 @@ fn leaky_relu(x: &Tensor) -> Tensor {
     x.prelu(&w)
 }
 
-/// conv 3×3 (zero padding) → norm → leaky ReLU.
+/// conv 3×3 → norm → leaky ReLU.
 #[derive(Debug)]
 struct ConvNormAct {
     conv: nn::Conv2D,
     norm: NormLayer,
+    pad: Padding,
 }
 
 impl ConvNormAct {
-    fn new(vs: &nn::Path, cin: i64, cout: i64, norm: Norm) -> Self {
-        let cfg = nn::ConvConfig {
-            padding: 1,
-            ..Default::default()
-        };
+    fn new(vs: &nn::Path, cin: i64, cout: i64, shape: &NetShape) -> Self {
         Self {
-            conv: nn::conv2d(vs / "conv", cin, cout, 3, cfg),
-            norm: NormLayer::new(&(vs / "norm"), norm, cout),
+            conv: conv3_new(vs / "conv", cin, cout, shape.padding),
+            norm: NormLayer::new(&(vs / "norm"), shape.norm, cout),
+            pad: shape.padding,
         }
     }
     /// The convolution at `p`; the normalisation's statistics in fp32.
     fn forward_t(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
-        let h = p.conv2d(&self.conv, x, 1).to_kind(tch::Kind::Float);
+        let h = conv3(&self.conv, x, p, self.pad).to_kind(tch::Kind::Float);
         leaky_relu(&self.norm.forward_t(&h, train))
     }
 }
@@ -96,20 +123,15 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn new(vs: &nn::Path, c: i64, norm: Norm) -> Self {
-        let cfg = nn::ConvConfig {
-            padding: 1,
-            ..Default::default()
-        };
+    fn new(vs: &nn::Path, c: i64, shape: &NetShape) -> Self {
         Self {
-            a: ConvNormAct::new(&(vs / "a"), c, c, norm),
-            conv: nn::conv2d(vs / "b" / "conv", c, c, 3, cfg),
-            norm: NormLayer::new(&(vs / "b" / "norm"), norm, c),
+            a: ConvNormAct::new(&(vs / "a"), c, c, shape),
+            conv: conv3_new(vs / "b" / "conv", c, c, shape.padding),
+            norm: NormLayer::new(&(vs / "b" / "norm"), shape.norm, c),
         }
     }
     fn forward_t(&self, x: &Tensor, train: bool, p: Precision) -> Tensor {
-        let h = p
-            .conv2d(&self.conv, &self.a.forward_t(x, train, p), 1)
+        let h = conv3(&self.conv, &self.a.forward_t(x, train, p), p, self.a.pad)
             .to_kind(tch::Kind::Float);
         x + self.norm.forward_t(&h, train)
     }
@@ -140,6 +162,8 @@ pub struct NetShape {
     /// Residual blocks after each level that takes a gradient.
     pub res_blocks: usize,
     pub norm: Norm,
+    #[serde(default)]
+    pub padding: Padding,
 }
 
 /// One pseudo-optimizer network over a fixed list of layers.
@@ -147,6 +171,7 @@ pub struct NetShape {
 pub struct PoNet {
     levels: Vec<Level>,
     out: nn::Conv2D,
+    pad: Padding,
     n_layers: usize,
     /// Precision of the convolutions (normalisation statistics and the output stay fp32).
     pub precision: Precision,
@@ -170,8 +195,8 @@ impl PoNet {
         for k in (0..=deepest).rev() {
             let lv = vs / format!("s{}", 1i64 << k);
             let c = width(k);
-            let up = (k != deepest)
-                .then(|| ConvNormAct::new(&(&lv / "up"), width(k + 1), c, shape.norm));
+            let up =
+                (k != deepest).then(|| ConvNormAct::new(&(&lv / "up"), width(k + 1), c, shape));
             let inputs: Vec<InputBlock> = layers
                 .iter()
                 .enumerate()
@@ -180,8 +205,8 @@ impl PoNet {
                     let p = &lv / format!("in{i}");
                     InputBlock {
                         layer: i,
-                        a: ConvNormAct::new(&(&p / "a"), cin, c, shape.norm),
-                        b: ConvNormAct::new(&(&p / "b"), c, c, shape.norm),
+                        a: ConvNormAct::new(&(&p / "a"), cin, c, shape),
+                        b: ConvNormAct::new(&(&p / "b"), c, c, shape),
                     }
                 })
                 .collect();
@@ -189,19 +214,16 @@ impl PoNet {
                 vec![]
             } else {
                 (0..shape.res_blocks)
-                    .map(|r| ResBlock::new(&(&lv / format!("res{r}")), c, shape.norm))
+                    .map(|r| ResBlock::new(&(&lv / format!("res{r}")), c, shape))
                     .collect()
             };
             levels.push(Level { k, up, inputs, res });
         }
-        let cfg = nn::ConvConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let out = nn::conv2d(vs / "out", width(0), 3, 3, cfg);
+        let out = conv3_new(vs / "out", width(0), 3, shape.padding);
         Self {
             levels,
             out,
+            pad: shape.padding,
             n_layers: layers.len(),
             precision: Precision::Fp32,
         }
@@ -241,9 +263,8 @@ impl PoNet {
                     .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
                     .sqrt()
                     + 1e-20;
-                let gi = ib
-                    .b
-                    .forward_t(&ib.a.forward_t(&(g / rms), train, p), train, p);
+                let gi =
+                    ib.b.forward_t(&ib.a.forward_t(&(g / rms), train, p), train, p);
                 h_map = Some(match h_map {
                     Some(m) => m + gi,
                     None => gi,
@@ -255,7 +276,6 @@ impl PoNet {
             }
             x = Some(m);
         }
-        p.conv2d(&self.out, &x.expect("at least one level"), 1)
-            .to_kind(tch::Kind::Float)
+        conv3(&self.out, &x.expect("at least one level"), p, self.pad).to_kind(tch::Kind::Float)
     }
 }

@@ -26,10 +26,15 @@ fn stripes(size: i64) -> Tensor {
 }
 
 fn model(variant: Variant, norm: Norm) -> PseudoOptimizer {
+    model_padded(variant, norm, Padding::Zeros)
+}
+
+fn model_padded(variant: Variant, norm: Norm, padding: Padding) -> PseudoOptimizer {
     let mut cfg = PoConfig::new(variant);
     cfg.channels = vec![8, 8, 16, 16, 16];
     cfg.res_blocks = 1;
     cfg.norm = norm;
+    cfg.padding = padding;
     PseudoOptimizer::new(vgg(), cfg, PoLoss::default()).unwrap()
 }
 
@@ -198,9 +203,15 @@ fn po_overfits_one_target_five_fold() {
 #[test]
 fn propo_stages_match_an_independent_pytorch_solver() {
     let _rng = nst_testkit::rng_lock();
+    for (padding, name) in [(Padding::Zeros, "zeros"), (Padding::Reflect, "reflect")] {
+        propo_stages_match_pytorch(padding, name);
+    }
+}
+
+fn propo_stages_match_pytorch(padding: Padding, name: &str) {
     use nst_train::TrainModel;
     tch::manual_seed(11);
-    let m = model(Variant::Propo, Norm::Batch);
+    let m = model_padded(Variant::Propo, Norm::Batch, padding);
     // Non-trivial batch-norm statistics and affines, so eval mode is exercised.
     tch::no_grad(|| {
         for (name, mut v) in m.var_store().variables() {
@@ -229,6 +240,8 @@ fn propo_stages_match_an_independent_pytorch_solver() {
             wpath.to_str().unwrap(),
             "--net",
             net.to_str().unwrap(),
+            "--padding",
+            name,
         ],
     );
     for s in 1..=5 {
@@ -240,7 +253,12 @@ fn propo_stages_match_an_independent_pytorch_solver() {
             r[&format!("z{}", s - 1)].shallow_clone()
         };
         let want = &r[&format!("z{s}")] - prev;
-        assert_close(&got, &want, 2e-3, &format!("stage {s} update"));
+        assert_close(
+            &got,
+            &want,
+            2e-3,
+            &format!("{name} padding: stage {s} update"),
+        );
     }
 }
 
