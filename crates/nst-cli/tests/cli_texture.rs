@@ -48,24 +48,30 @@ fn train_synthesize_stages_and_evaluate() {
         "-q",
     ];
 
+    // ProPO at 48×40 with seed 4: `count` images (and the stages) into `out`.
+    let propo = |count: &str, stages: bool, out: &str| {
+        let mut a = vec![
+            "texture",
+            "--method",
+            "propo",
+            "--size",
+            "48x40",
+            "--count",
+            count,
+            "--seed",
+            "4",
+            "--out-dir",
+            out,
+        ];
+        if stages {
+            a.push("--save-stages");
+        }
+        a.extend_from_slice(&common);
+        ok(&bin(infer, &a));
+    };
     // Non-square output, stages, seed.
     let out1 = p("a");
-    let mut a = vec![
-        "texture",
-        "--method",
-        "propo",
-        "--size",
-        "48x40",
-        "--count",
-        "3",
-        "--save-stages",
-        "--seed",
-        "4",
-        "--out-dir",
-        &out1,
-    ];
-    a.extend(common);
-    ok(&bin(infer, &a));
+    propo("3", true, &out1);
     for j in 0..3 {
         let f = format!("{out1}/gravel_propo_{j}.png");
         assert_eq!(image::image_dimensions(&f).unwrap(), (48, 40));
@@ -81,21 +87,7 @@ fn train_synthesize_stages_and_evaluate() {
     // 8-bit value by a level or so); the final image is stage 5.
     let (out2, out3) = (p("b"), p("c"));
     for out in [&out2, &out3] {
-        let mut a = vec![
-            "texture",
-            "--method",
-            "propo",
-            "--size",
-            "48x40",
-            "--count",
-            "1",
-            "--seed",
-            "4",
-            "--out-dir",
-            out,
-        ];
-        a.extend(common);
-        ok(&bin(infer, &a));
+        propo("1", false, out);
     }
     let read = |f: String| std::fs::read(f).unwrap();
     assert_eq!(
