@@ -64,11 +64,21 @@ pub enum Padding {
     Reflect,
 }
 
-/// A 3×3 convolution at precision `p` with the padding `pad`.
+/// A 3×3 convolution at precision `p` with the padding `pad`. A map with a
+/// side of 1 (the deepest level of a 16–31 px image) has nothing to reflect,
+/// so it is padded by replication.
 fn conv3(conv: &nn::Conv2D, x: &Tensor, p: Precision, pad: Padding) -> Tensor {
     match pad {
         Padding::Zeros => p.conv2d(conv, x, 1),
-        Padding::Reflect => p.conv2d(conv, &x.reflection_pad2d([1, 1, 1, 1]), 0),
+        Padding::Reflect => {
+            let s = x.size();
+            let padded = if s[2].min(s[3]) < 2 {
+                x.replication_pad2d([1, 1, 1, 1])
+            } else {
+                x.reflection_pad2d([1, 1, 1, 1])
+            };
+            p.conv2d(conv, &padded, 0)
+        }
     }
 }
 

@@ -124,6 +124,15 @@ fn outputs_have_the_input_shape_at_any_size_and_stay_in_range() {
             assert!(x.min().double_value(&[]) >= 0.0 && x.max().double_value(&[]) <= 1.0);
         }
     }
+    // Reflection padding down to the smallest size (1×1 at the deepest level).
+    let r = model_padded(Variant::Propo, Norm::Batch, Padding::Reflect);
+    let run = r
+        .run(
+            &PseudoOptimizer::noise(2, 16, 17, Device::Cpu),
+            &loss_target(&r, 16, 17),
+        )
+        .unwrap();
+    assert_eq!(run.output().size(), vec![2, 3, 16, 17]);
     let e = m.run(
         &PseudoOptimizer::noise(1, 8, 8, Device::Cpu),
         &loss_target(&m, 32, 32),
