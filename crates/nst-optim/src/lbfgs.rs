@@ -16,6 +16,11 @@ pub struct Lbfgs {
     pub tolerance_grad: f64,
     /// Stop when the step, or the change in loss, falls below this.
     pub tolerance_change: f64,
+    /// Backtracking (Armijo) line search: a step that does not lower the loss
+    /// by at least 1e-4·step·∇fᵀd (or gives a non-finite loss) is halved and
+    /// re-evaluated, up to 30 times. Off by default, as in PyTorch without
+    /// `line_search_fn`; each trial costs one evaluation.
+    pub backtrack: bool,
 }
 
 impl Default for Lbfgs {
@@ -25,6 +30,7 @@ impl Default for Lbfgs {
             lr: 1.0,
             tolerance_grad: 1e-7,
             tolerance_change: 1e-9,
+            backtrack: false,
         }
     }
 }
@@ -72,6 +78,22 @@ impl Lbfgs {
             let prev_loss = loss;
             (loss, g) = f(x)?;
             evals += 1;
+            if self.backtrack {
+                let mut halvings = 0;
+                while !(loss.is_finite() && loss <= prev_loss + 1e-4 * step * gtd)
+                    && halvings < 30
+                    && evals < max_evals
+                {
+                    *x -= &d * (step * 0.5);
+                    step *= 0.5;
+                    (loss, g) = f(x)?;
+                    evals += 1;
+                    halvings += 1;
+                }
+                if !loss.is_finite() {
+                    break;
+                }
+            }
             if abs_max(&g) <= self.tolerance_grad
                 || abs_max(&d) * step <= self.tolerance_change
                 || (loss - prev_loss).abs() < self.tolerance_change
@@ -121,6 +143,48 @@ impl Lbfgs {
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// With a step length far too long, fixed-step L-BFGS makes the loss of
+    /// a quadratic rise at its second evaluation; with `backtrack` every
+    /// accepted step lowers it, and 60 evaluations (most spent halving the
+    /// step) take the loss 100× down (measured: 941 → 0.73).
+    #[test]
+    fn backtracking_keeps_an_overlong_step_from_raising_the_loss() {
+        let a = Tensor::from_slice(&[1.0f64, 10.0, 100.0]);
+        let c = Tensor::from_slice(&[1.0f64, -2.0, 3.0]);
+        let run = |backtrack: bool| {
+            let lb = Lbfgs {
+                lr: 50.0,
+                backtrack,
+                ..Default::default()
+            };
+            let mut x = Tensor::zeros([3], (Kind::Double, Device::Cpu));
+            let mut seen = Vec::new();
+            let f0 = (&a * &c * &c).sum(Kind::Double).double_value(&[]);
+            lb.minimize::<(), _>(&mut x, 60, |x| {
+                let r = x - &c;
+                let v = (&a * &r * &r).sum(Kind::Double).double_value(&[]);
+                seen.push(v);
+                Ok((v, &a * &r * 2.0))
+            })
+            .unwrap();
+            let fx = (&a * (&x - &c).square())
+                .sum(Kind::Double)
+                .double_value(&[]);
+            (seen, f0, fx)
+        };
+        let (plain, f0, _) = run(false);
+        assert!(
+            plain.iter().skip(1).any(|&v| v > f0),
+            "the fixed step should overshoot: {plain:?}"
+        );
+        let (bt, f0, _) = run(true);
+        let best = bt.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert!(
+            best < 1e-2 * f0,
+            "backtracking run: best {best:.3e} of f0 {f0:.3e}"
+        );
+    }
 
     /// f(x) = Σ_i a_i (x_i − c_i)², an ill-conditioned quadratic.
     #[test]
