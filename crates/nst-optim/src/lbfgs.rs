@@ -167,7 +167,7 @@ mod tests {
                 seen.push(v);
                 Ok((v, &a * &r * 2.0))
             })
-            .unwrap();
+            .expect("the loss closure never fails");
             let fx = (&a * (&x - &c).square())
                 .sum(Kind::Double)
                 .double_value(&[]);
