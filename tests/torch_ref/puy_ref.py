@@ -5,7 +5,9 @@
     F_l = h^f_l(X) (two conv3x3+ReLU per level, 2x2 average pooling between levels,
           input 2X - 1),
     H_l = (1/n') h^f_l(S)^T h^f_l(S),
-    D_l = F_l [(1/n) F_l^T F_l - H_l], divided by its RMS per sample,
+    D_l = F_l [(1/n) F_l^T F_l - H_l], divided per sample (--norm) by its RMS
+          ("rms") or by rms(F_l) (ms(F_l) + ms(S_l)), ms = mean square of the
+          activations ("gram"),
     backward: from the deepest level, add D_l, multiply by the ReLU mask of
     fwd1, conv bwd1, multiply by the mask of fwd0, conv bwd0, nearest x2
     upsampling (zero-padded to the shallower size), down to the image;
@@ -27,6 +29,7 @@ inp, argv, save = io()
 ap = argparse.ArgumentParser()
 ap.add_argument("--mode", choices=["update", "loss"], required=True)
 ap.add_argument("--weights")
+ap.add_argument("--norm", choices=["rms", "gram"], default="rms")
 a = ap.parse_args(argv)
 
 
@@ -41,7 +44,7 @@ if a.mode == "update":
     levels = sorted({int(k.split(".")[0][5:]) for k in W if k.startswith("level")})
 
     def conv(h, name):
-        return F.conv2d(h, W[name + ".weight"], W[name + ".bias"], padding=1)
+        return F.conv2d(h, W[name + ".weight"], W.get(name + ".bias"), padding=1)
 
     def forward(img):
         h = img * 2 - 1
@@ -68,7 +71,12 @@ if a.mode == "update":
         fm = f.reshape(b, c, h * w).transpose(1, 2)  # [n, c] as in the paper
         d = fm @ (gram(f) - gram(smaps[i]))            # F [(1/n)F^T F - H]
         d = d.transpose(1, 2).reshape(b, c, h, w)
-        d = d / ((d.reshape(b, -1).pow(2).mean(1) + 1e-12).sqrt().view(b, 1, 1, 1) + 1e-8)
+        if a.norm == "rms":
+            d = d / ((d.reshape(b, -1).pow(2).mean(1) + 1e-12).sqrt().view(b, 1, 1, 1) + 1e-8)
+        else:
+            msf = f.pow(2).mean(dim=(1, 2, 3))
+            mss = smaps[i].pow(2).mean(dim=(1, 2, 3))
+            d = d / (msf.sqrt() * (msf + mss) + 1e-8).view(b, 1, 1, 1)
         m = d if run is None else run + d
         m = conv(m * masks[i][1], f"level{levels[i]}.bwd1")
         m = conv(m * masks[i][0], f"level{levels[i]}.bwd0")

@@ -91,8 +91,9 @@ struct Cli {
     /// RMSprop steps per scale of the STROTSS cases (default 200; --quick: 10).
     #[arg(long)]
     strotss_steps: Option<usize>,
-    /// A trained ProPO run (nst-train, model.kind = "po", variant = "propo") for
-    /// the propo_vs_gatys cases; they are skipped without it.
+    /// A trained pseudo-optimizer run (nst-train, model.kind = "po"; ProPO as
+    /// the issue names, or a PO/AdaPO run to compare) for the propo_vs_gatys
+    /// cases; they are skipped without it.
     #[arg(long, value_name = "PATH")]
     po_checkpoint: Option<PathBuf>,
     /// Target texture of the propo_vs_gatys cases.
@@ -341,9 +342,11 @@ fn propo_vs_gatys(
     let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
     let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
     let model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
-    if model.variant() != nst_po::Variant::Propo {
-        bail!("--po-checkpoint must be a ProPO run");
-    }
+    let name = match model.variant() {
+        nst_po::Variant::Po => "PO",
+        nst_po::Variant::Adapo => "AdaPO",
+        nst_po::Variant::Propo => "ProPO",
+    };
     nst_train::Checkpoint::load_weights(
         &side.with_file_name(&meta.weights_file),
         nst_train::TrainModel::var_store(&model),
@@ -397,7 +400,7 @@ fn propo_vs_gatys(
     Ok((
         t_po,
         t_g / t_po,
-        format!("ProPO {:.3} s/image, texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
+        format!("{name} {:.3} s/image, texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
     ))
 }
 

@@ -8,7 +8,7 @@
 //!
 //! At run time a projection can follow every update (the photorealistic
 //! mode): X⁽ᵗ⁺¹⁾ = P[X⁽ᵗ⁾ − g_t(X⁽ᵗ⁾)], with no retraining.
-use crate::net::{gram_per_pixel, UpdateNet};
+use crate::net::{gram_per_pixel, CubicNorm, UpdateNet};
 use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
 use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,11 @@ pub struct PuyConfig {
     /// The style layers I_s of Ls.
     #[serde(default = "d_style_layers")]
     pub style_layers: Vec<String>,
+    /// Normalisation of the cubic term D_ℓ: "rms" (its own RMS: direction
+    /// only) or "gram" (the activations' scale: keeps the size of the Gram
+    /// mismatch). Checkpoints saved before this option use "rms".
+    #[serde(default)]
+    pub cubic_norm: CubicNorm,
 }
 
 fn d_pooling() -> String {
@@ -66,6 +71,7 @@ impl Default for PuyConfig {
             channels: d_channels(),
             content_layer: d_content_layer(),
             style_layers: d_style_layers(),
+            cubic_norm: CubicNorm::default(),
         }
     }
 }
@@ -291,7 +297,13 @@ impl FlexibleSolver {
         )?;
         let vs = nn::VarStore::new(style_loss.vgg.device());
         let updates = (0..config.steps)
-            .map(|t| UpdateNet::new(&(vs.root() / format!("step{t}")), &config.channels))
+            .map(|t| {
+                UpdateNet::new(
+                    &(vs.root() / format!("step{t}")),
+                    &config.channels,
+                    config.cubic_norm,
+                )
+            })
             .collect();
         Ok(Self {
             vs,

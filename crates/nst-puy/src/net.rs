@@ -14,10 +14,14 @@
 //!    **style image through the same forward maps**. This is how one trained
 //!    network serves arbitrary styles: the paper learns H^s_{ℓ,t} per style;
 //!    we compute it from the style image, exactly as S_ℓᵀS_ℓ is computed
-//!    from VGG in the true gradient. **Our addition:** each D_ℓ is divided by
-//!    its root-mean-square (per sample). The cubic term scales as the cube of
-//!    the activations, and without this the unrolled iteration diverged
-//!    within ten training steps; the backward maps then carry the step size.
+//!    from VGG in the true gradient. **Our addition:** each D_ℓ is
+//!    normalised per sample ([`CubicNorm`]). The cubic term scales as the
+//!    cube of the activations, and without a normalisation the unrolled
+//!    iteration diverged within ten training steps. `Rms` divides D_ℓ by its
+//!    own root-mean-square, so only its direction is kept; `Gram` divides it
+//!    by rms(F_ℓ)·(ms(F_ℓ) + ms(S_ℓ)), the scale the cubic term would have
+//!    for a Gram mismatch of 100 %, so it stays scale-free but keeps how far
+//!    the Grams are from the style's (D_ℓ = 0 when they match).
 //! 3. **backward maps h^b_ℓ**, symmetric to h^f: from the deepest level to
 //!    the image, the running map gets D_ℓ added at level ℓ, then goes
 //!    through that level's convs in reverse (c_out → c_in), each preceded by
@@ -27,7 +31,8 @@
 //!    back-propagation sums the layers' gradients. The result is the
 //!    3-channel update g_t(X).
 //!
-//! Given the masks, h^b is linear in the D_ℓ, as the true backward pass is.
+//! Given the masks, h^b is affine in the D_ℓ (linear, as the true backward
+//! pass is, in the "gram" variant, whose backward convs have no biases).
 //! A learned scalar step size μ_t multiplies the result (g_t = μ_t·h^b(…),
 //! as μ multiplies ∇L in gradient descent). The last backward conv starts
 //! at zero, so an untrained solver returns the content image unchanged.
@@ -35,6 +40,11 @@ use tch::{nn, Kind, Tensor};
 
 /// conv 3×3, zero padding 1.
 fn conv(vs: &nn::Path, cin: i64, cout: i64) -> nn::Conv2D {
+    conv_with(vs, cin, cout, true)
+}
+
+/// conv 3×3, zero padding 1, with or without a bias.
+fn conv_with(vs: &nn::Path, cin: i64, cout: i64, bias: bool) -> nn::Conv2D {
     nn::conv2d(
         vs,
         cin,
@@ -42,6 +52,7 @@ fn conv(vs: &nn::Path, cin: i64, cout: i64) -> nn::Conv2D {
         3,
         nn::ConvConfig {
             padding: 1,
+            bias,
             ..Default::default()
         },
     )
@@ -55,6 +66,22 @@ struct Level {
     /// Backward convs, applied in reverse order: `bwd[1]` (c → c) then
     /// `bwd[0]` (c → c_in).
     bwd: [nn::Conv2D; 2],
+}
+
+/// How the cubic term D_ℓ is normalised before the backward maps
+/// (`model.cubic_norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CubicNorm {
+    /// D_ℓ / rms(D_ℓ): unit size whatever the mismatch (the first design).
+    #[default]
+    Rms,
+    /// D_ℓ / (rms(F_ℓ)·(ms(F_ℓ) + ms(S_ℓ))), with ms the mean square of the
+    /// activations (tr G/c): invariant to the scale of the forward maps, zero
+    /// when the Grams match, small when they nearly do. The backward convs
+    /// then have no biases, so h^b is linear in the D_ℓ and the update is
+    /// zero where the style Grams are matched.
+    Gram,
 }
 
 /// The forward pass of h^f kept for the backward maps.
@@ -75,6 +102,7 @@ pub struct UpdateNet {
     /// (initially [`INITIAL_STEP_SIZE`]): it makes early training a gentle
     /// warm-up, since Adam moves a scalar by about lr per step.
     step_size: Tensor,
+    cubic_norm: CubicNorm,
     /// Precision of the convolutions; the Grams, the cubic term, the RMS
     /// normalisation and the output stay fp32.
     precision: nst_core::Precision,
@@ -85,9 +113,13 @@ pub const INITIAL_STEP_SIZE: f64 = 0.05;
 
 impl UpdateNet {
     /// `channels[ℓ]` is the width of level ℓ + 1 (each level halves the resolution).
-    pub fn new(vs: &nn::Path, channels: &[i64]) -> Self {
+    pub fn new(vs: &nn::Path, channels: &[i64], cubic_norm: CubicNorm) -> Self {
         let mut levels = Vec::with_capacity(channels.len());
         let mut cin = 3;
+        // Backward biases would add a constant to the update even where the
+        // cubic term is zero; the "gram" variant drops them so that g_t = 0
+        // exactly where the Grams match, as for the true gradient.
+        let bias = cubic_norm == CubicNorm::Rms;
         for (l, &c) in channels.iter().enumerate() {
             let p = vs / format!("level{}", l + 1);
             let fwd = [conv(&(&p / "fwd0"), cin, c), conv(&(&p / "fwd1"), c, c)];
@@ -103,13 +135,14 @@ impl UpdateNet {
                         padding: 1,
                         ws_init: nn::Init::Const(0.0),
                         bs_init: nn::Init::Const(0.0),
+                        bias,
                         ..Default::default()
                     },
                 )
             } else {
-                conv(&(&p / "bwd0"), c, cin)
+                conv_with(&(&p / "bwd0"), c, cin, bias)
             };
-            let bwd = [bwd0, conv(&(&p / "bwd1"), c, c)];
+            let bwd = [bwd0, conv_with(&(&p / "bwd1"), c, c, bias)];
             levels.push(Level { fwd, bwd });
             cin = c;
         }
@@ -117,6 +150,7 @@ impl UpdateNet {
         Self {
             levels,
             step_size,
+            cubic_norm,
             precision: nst_core::Precision::Fp32,
         }
     }
@@ -185,8 +219,15 @@ impl UpdateNet {
             let g = gram_per_pixel(f);
             let hs = style_grams[l].expand([b, c, c], false);
             // D = F·(G − H) as [n, c]; here [c, n] = (G − H)ᵀ·Fᵀ with G, H symmetric.
+            let scale = match self.cubic_norm {
+                CubicNorm::Rms => None,
+                CubicNorm::Gram => Some(gram_scale(&g, &hs)),
+            };
             let d = (g - hs).bmm(&flat).reshape([b, c, h, w]);
-            let d = &d / rms_per_sample(&d);
+            let d = match scale {
+                None => &d / rms_per_sample(&d),
+                Some(s) => d / s,
+            };
             let mut m = match run.take() {
                 Some(r) => r + d,
                 None => d,
@@ -215,6 +256,20 @@ fn rms_per_sample(x: &Tensor) -> Tensor {
         .sqrt()
         .reshape([b, 1, 1, 1])
         + 1e-8
+}
+
+/// rms(F)·(ms(F) + ms(S)) per sample from the Grams (ms = tr G / c, the
+/// mean square of the activations): `[B, C, C]` twice → `[B, 1, 1, 1]`.
+fn gram_scale(g: &Tensor, h: &Tensor) -> Tensor {
+    let b = g.size()[0];
+    let c = g.size()[1] as f64;
+    let ms = |m: &Tensor| {
+        m.diagonal(0, 1, 2)
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            / c
+    };
+    let (msf, mss) = (ms(g), ms(h));
+    ((msf.clamp_min(0.0).sqrt() * (msf + mss)) + 1e-8).reshape([b, 1, 1, 1])
 }
 
 /// (1/n)·FᵀF per sample: `[B, C, H, W]` → `[B, C, C]`, fp32.

@@ -102,10 +102,19 @@ fn randomise(vs: &tch::nn::VarStore, sigma: f64) {
 
 #[test]
 fn one_update_matches_the_formula_by_hand_in_pytorch() {
+    one_update_against_pytorch(net::CubicNorm::Rms, "rms");
+}
+
+#[test]
+fn one_update_with_the_gram_normalisation_matches_pytorch() {
+    one_update_against_pytorch(net::CubicNorm::Gram, "gram");
+}
+
+fn one_update_against_pytorch(norm: net::CubicNorm, name: &str) {
     let _rng = nst_testkit::rng_lock();
     tch::manual_seed(3);
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8]);
+    let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8], norm);
     randomise(&vs, 0.3);
     // Odd sizes exercise the floor pooling and the zero-padded upsampling.
     let x = Tensor::rand([2, 3, 21, 18], (Kind::Float, Device::Cpu));
@@ -119,11 +128,41 @@ fn one_update_matches_the_formula_by_hand_in_pytorch() {
         .collect();
     let mut inputs: Vec<(&str, &Tensor)> = vec![("x", &x), ("s", &s)];
     inputs.extend(weights.iter().map(|(k, v)| (k.as_str(), v)));
-    let r = torch_reference("puy_ref.py", &inputs, &["--mode", "update"]);
+    let r = torch_reference("puy_ref.py", &inputs, &["--mode", "update", "--norm", name]);
     assert_close(&g, &r["g"], 1e-4, "g_t(X) vs the formula in PyTorch (fp64)");
     assert!(
         g.abs().max().double_value(&[]) > 0.0,
         "the update is not zero"
+    );
+}
+
+#[test]
+fn the_gram_normalisation_keeps_the_fixed_point_and_the_rms_one_does_not() {
+    // When X's Grams already equal the style's (X = the style image), the
+    // true gradient of Ls is zero. The "gram" normalisation keeps that: its
+    // update is tiny next to the update for another style. The "rms" one
+    // rescales the zero cubic term's rounding noise to unit size.
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(4);
+    let x = Tensor::rand([1, 3, 24, 24], (Kind::Float, Device::Cpu));
+    let other = Tensor::rand([1, 3, 24, 24], (Kind::Float, Device::Cpu)).square();
+    let ratio = |norm| {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8], norm);
+        randomise(&vs, 0.3);
+        let at_fixed_point = net.forward(&x, &net.style_grams(&x)).abs().max();
+        let elsewhere = net.forward(&x, &net.style_grams(&other)).abs().max();
+        (at_fixed_point / elsewhere).double_value(&[])
+    };
+    let gram = ratio(net::CubicNorm::Gram);
+    let rms = ratio(net::CubicNorm::Rms);
+    assert!(
+        gram < 1e-4,
+        "gram: |g(fixed point)| / |g(other style)| = {gram}"
+    );
+    assert!(
+        rms > 1e-2,
+        "rms: |g(fixed point)| / |g(other style)| = {rms}"
     );
 }
 
