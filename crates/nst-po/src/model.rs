@@ -102,6 +102,16 @@ pub struct PoLoss {
     /// PO/AdaPO have one stage.
     #[serde(default)]
     pub stage_weights: Vec<f64>,
+    /// λ_div of an optional diversity term (Ulyanov, Vedaldi and Lempitsky,
+    /// "Improved Texture Networks", 2017), off by default as in the paper.
+    /// With d the mean pairwise L1 distance between the deepest texture
+    /// layer's features of the outputs of one target (see
+    /// [`output_diversity`]), the loss becomes L − λ_div · L̄ · ln d, with L̄
+    /// the batch's loss held constant. So λ_div is a relative price: a 1 %
+    /// gain in diversity is worth λ_div % of texture loss, whatever the
+    /// loss's scale. Needs `model.noise_per_target` ≥ 2.
+    #[serde(default)]
+    pub diversity_weight: f64,
 }
 
 impl PoConfig {
@@ -126,6 +136,7 @@ pub struct PseudoOptimizer {
     pub loss: TextureLoss,
     pub config: PoConfig,
     stage_weights: Vec<f64>,
+    diversity_weight: f64,
     stages: Vec<PoNet>,
 }
 
@@ -194,6 +205,19 @@ impl PseudoOptimizer {
                 loss.stage_weights
             )));
         }
+        if !(loss.diversity_weight >= 0.0 && loss.diversity_weight.is_finite()) {
+            return Err(Error::Config(format!(
+                "loss.diversity_weight must be a finite value ≥ 0, got {}",
+                loss.diversity_weight
+            )));
+        }
+        if loss.diversity_weight > 0.0 && config.noise_per_target < 2 {
+            return Err(Error::Config(format!(
+                "loss.diversity_weight = {} compares the outputs of one target, so it needs \
+                 model.noise_per_target ≥ 2 (got {})",
+                loss.diversity_weight, config.noise_per_target
+            )));
+        }
         let shape = NetShape {
             channels: config.channels.clone(),
             res_blocks: config.res_blocks,
@@ -220,6 +244,7 @@ impl PseudoOptimizer {
             loss: tex,
             config,
             stage_weights,
+            diversity_weight: loss.diversity_weight,
             stages,
         })
     }
@@ -343,6 +368,21 @@ impl PseudoOptimizer {
     }
 }
 
+/// The mean pairwise L1 distance E_{i≠j} mean|F_i − F_j| between the rows of
+/// `feats: [B·k, …]`, taken within each group of `k` consecutive rows (the
+/// outputs of one target) and averaged over the B groups; a scalar with the
+/// graph kept.
+pub fn output_diversity(feats: &Tensor, k: i64) -> Tensor {
+    let n = feats.size()[0];
+    assert!(k >= 2 && n % k == 0, "{n} rows in groups of {k}");
+    let f = feats.reshape([n / k, k, -1]).to_kind(Kind::Float);
+    // [B, k, 1, D] − [B, 1, k, D]: the diagonal is zero, so divide by k(k−1).
+    let d = (f.unsqueeze(2) - f.unsqueeze(1))
+        .abs()
+        .mean_dim([3i64].as_slice(), false, Kind::Float);
+    d.sum(Kind::Float) / ((n / k) * k * (k - 1)) as f64
+}
+
 /// The layers each stage sees: PO/AdaPO one stage with all `n`; ProPO stage
 /// s (1-based) the first s layers, s = 1 … n.
 pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
@@ -405,6 +445,16 @@ impl TrainModel for PseudoOptimizer {
                 .mean(Kind::Float)
         });
         terms.push(("tex_output".to_string(), full));
+        // Diversity among the outputs of each target, at the deepest layer.
+        if k >= 2 {
+            let scale = self.loss.vgg.preprocessing().input_gain();
+            let d = output_diversity(&(&last[n_all - 1] / scale), k);
+            if self.diversity_weight > 0.0 {
+                let price = total.detach() * self.diversity_weight;
+                total -= price * d.clamp_min(1e-12).log();
+            }
+            terms.push(("diversity".to_string(), d.detach()));
+        }
         Ok(StepOutput { loss: total, terms })
     }
 

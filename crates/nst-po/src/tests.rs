@@ -100,6 +100,7 @@ fn propo_stages_see_growing_layer_prefixes() {
         PoConfig::new(Variant::Propo),
         PoLoss {
             stage_weights: vec![1.0, 2.0],
+            ..Default::default()
         },
     );
     assert!(bad
@@ -160,6 +161,130 @@ fn a_seed_gives_the_same_textures() {
     let (a, b, c) = (go(5), go(5), go(6));
     assert_eq!(f64::try_from((&a - &b).abs().max()).unwrap(), 0.0);
     assert!(f64::try_from((&a - &c).abs().max()).unwrap() > 1e-3);
+}
+
+#[test]
+fn output_diversity_is_the_mean_pairwise_l1_within_each_target() {
+    tch::manual_seed(4);
+    let (b, k) = (3i64, 4i64);
+    let f = Tensor::randn([b * k, 5, 3, 2], (Kind::Float, Device::Cpu));
+    let got = model::output_diversity(&f, k).double_value(&[]);
+    // Every ordered pair i ≠ j of one target's rows, by hand.
+    let mut sum = 0.0;
+    for g in 0..b {
+        for i in 0..k {
+            for j in 0..k {
+                if i != j {
+                    sum += (f.get(g * k + i) - f.get(g * k + j))
+                        .abs()
+                        .mean(Kind::Float)
+                        .double_value(&[]);
+                }
+            }
+        }
+    }
+    let want = sum / (b * k * (k - 1)) as f64;
+    assert!((got - want).abs() <= 1e-6 * want, "{got} vs {want}");
+    // Rows of different targets are never compared: identical groups give 0
+    // however far apart the groups are.
+    let same = Tensor::cat(
+        &[
+            Tensor::ones([k, 4], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([k, 4], (Kind::Float, Device::Cpu)),
+        ],
+        0,
+    );
+    assert_eq!(model::output_diversity(&same, k).double_value(&[]), 0.0);
+}
+
+#[test]
+fn the_diversity_weight_needs_several_noise_inputs_and_is_logged() {
+    let _rng = nst_testkit::rng_lock();
+    use nst_train::TrainModel;
+    let mut cfg = PoConfig::new(Variant::Po);
+    cfg.channels = vec![8, 8, 16, 16, 16];
+    cfg.res_blocks = 1;
+    let with = |w: f64| PoLoss {
+        diversity_weight: w,
+        ..Default::default()
+    };
+    let e = PseudoOptimizer::new(vgg(), cfg.clone(), with(0.5))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("noise_per_target ≥ 2"), "{e}");
+    assert!(PseudoOptimizer::new(vgg(), cfg.clone(), with(-1.0)).is_err());
+    cfg.noise_per_target = 2;
+    let target = stripes(32);
+    let run = |w: f64| {
+        tch::manual_seed(1);
+        let mut m = PseudoOptimizer::new(vgg(), cfg.clone(), with(w)).unwrap();
+        let out = m.step(&target, &target).unwrap();
+        let term = |name: &str| {
+            out.terms
+                .iter()
+                .find(|t| t.0 == name)
+                .unwrap()
+                .1
+                .double_value(&[])
+        };
+        (
+            out.loss.double_value(&[]),
+            term("tex_output"),
+            term("diversity"),
+        )
+    };
+    let (l0, tex0, d0) = run(0.0);
+    let (l1, tex1, d1) = run(0.5);
+    // Same seed, same outputs: only the loss differs, by −λ·L·ln d.
+    assert_eq!((tex0, d0), (tex1, d1));
+    assert!(d0 > 0.0);
+    assert!((l0 - tex0).abs() <= 1e-4 * tex0, "{l0} vs {tex0}");
+    let want = l0 * (1.0 - 0.5 * d0.ln());
+    assert!((l1 - want).abs() <= 1e-4 * want.abs(), "{l1} vs {want}");
+}
+
+#[test]
+fn training_with_a_diversity_weight_gives_more_diverse_textures() {
+    let _rng = nst_testkit::rng_lock();
+    use nst_train::{Adam, AdamConfig, TrainModel};
+    let target = stripes(48);
+    let train = |w: f64| {
+        tch::manual_seed(0);
+        let mut cfg = PoConfig::new(Variant::Po);
+        cfg.channels = vec![8, 8, 16, 16, 16];
+        cfg.res_blocks = 1;
+        cfg.noise_per_target = 4;
+        let loss = PoLoss {
+            diversity_weight: w,
+            ..Default::default()
+        };
+        let mut m = PseudoOptimizer::new(vgg(), cfg, loss).unwrap();
+        let mut adam = Adam::new(AdamConfig {
+            beta1: 0.5,
+            ..Default::default()
+        });
+        for _ in 0..STEPS {
+            let out = m.step(&target, &target).unwrap();
+            Adam::zero_grad(m.var_store());
+            out.loss.backward();
+            adam.step(m.var_store(), 2e-3);
+        }
+        let t = m.loss.target(&target).unwrap();
+        tch::manual_seed(99);
+        let run = m
+            .run(&PseudoOptimizer::noise(4, 48, 48, Device::Cpu), &t)
+            .unwrap();
+        let q = eval::quality(&m.loss, &run.output(), &t).unwrap();
+        let d = eval::diversity(&m.loss, &run.output()).unwrap();
+        eprintln!("diversity_weight {w}: quality {q:.3e}, diversity {d:.4}");
+        (q, d)
+    };
+    const STEPS: usize = 30;
+    let (q0, d0) = train(0.0);
+    let (q1, d1) = train(1.0);
+    // Measured on the eval layer (relu4_1), not the trained one (pool4).
+    assert!(d1 >= 1.3 * d0, "diversity {d0:.4} → {d1:.4}: under 1.3×");
+    assert!(q1.is_finite() && q0.is_finite());
 }
 
 #[test]
