@@ -244,6 +244,74 @@ fn the_diversity_weight_needs_several_noise_inputs_and_is_logged() {
 }
 
 #[test]
+fn tiles_cut_each_map_into_a_grid_and_the_tiled_loss_is_their_mean() {
+    let _rng = nst_testkit::rng_lock();
+    use nst_train::TrainModel;
+    tch::manual_seed(2);
+    let f = Tensor::randn([2, 3, 7, 9], (Kind::Float, Device::Cpu));
+    let t = texture::tiles(&f, 2).unwrap();
+    assert_eq!(t.size(), [8, 3, 3, 4]);
+    for b in 0..2 {
+        for i in 0..2 {
+            for j in 0..2 {
+                let want = f.get(b).narrow(1, i * 3, 3).narrow(2, j * 4, 4);
+                let got = t.get(b * 4 + i * 2 + j);
+                assert_eq!(f64::try_from((got - want).abs().max()).unwrap(), 0.0);
+            }
+        }
+    }
+    assert!(texture::tiles(&f, 8).is_none());
+    // The training loss with 2 × 2 tiles: the mean over tiles of L_tex with
+    // each tile's Grams against the whole target's, by hand.
+    let mut cfg = PoConfig::new(Variant::Po);
+    cfg.channels = vec![8, 8, 16, 16, 16];
+    cfg.res_blocks = 1;
+    let loss = PoLoss {
+        local_tiles: 2,
+        ..Default::default()
+    };
+    tch::manual_seed(1);
+    let mut m = PseudoOptimizer::new(vgg(), cfg.clone(), loss).unwrap();
+    let target = stripes(64);
+    tch::manual_seed(5);
+    let out = m.step(&target, &target).unwrap();
+    // The same noise and weights, run again to get the output image.
+    tch::manual_seed(1);
+    let m1 = PseudoOptimizer::new(vgg(), cfg.clone(), PoLoss::default()).unwrap();
+    tch::manual_seed(5);
+    let z0 = PseudoOptimizer::noise(1, 64, 64, Device::Cpu);
+    let tg = m1.loss.target(&target).unwrap();
+    let x = m1.run_train_mode(&z0, &tg);
+    let feats = m1.loss.features(&x).unwrap();
+    let mut sum = 0.0;
+    for (l, (fl, w)) in feats.iter().zip(&m1.loss.weights).enumerate() {
+        let (h, wd) = (fl.size()[2] / 2, fl.size()[3] / 2);
+        for i in 0..2 {
+            for j in 0..2 {
+                let tile = fl.narrow(2, i * h, h).narrow(3, j * wd, wd);
+                let d = texture::gram(&tile) - &tg.0[l];
+                sum += w * d.square().mean(Kind::Float).double_value(&[]);
+            }
+        }
+    }
+    let want = sum / 4.0;
+    let got = out.loss.double_value(&[]);
+    assert!((got - want).abs() <= 1e-3 * want, "{got} vs {want}");
+    // A grid finer than the deepest map is refused with a clear message.
+    let mut m4 = PseudoOptimizer::new(
+        vgg(),
+        cfg,
+        PoLoss {
+            local_tiles: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = m4.step(&stripes(32), &stripes(32)).err().unwrap();
+    assert!(e.to_string().contains("local_tiles = 4"), "{e}");
+}
+
+#[test]
 fn training_with_a_diversity_weight_gives_more_diverse_textures() {
     let _rng = nst_testkit::rng_lock();
     use nst_train::{Adam, AdamConfig, TrainModel};

@@ -200,6 +200,25 @@ impl TextureLoss {
     }
 }
 
+/// Splits `[B, C, H, W]` maps into a t × t grid of tiles, `[B·t², C, H/t, W/t]`
+/// (tile (i, j) of sample b is row b·t² + i·t + j; a remainder of H or W
+/// that t does not divide is dropped). Returns `None` when a tile would be
+/// empty.
+pub fn tiles(f: &Tensor, t: i64) -> Option<Tensor> {
+    let (b, c, h, w) = f.size4().ok()?;
+    let (th, tw) = (h / t, w / t);
+    if t < 1 || th < 1 || tw < 1 {
+        return None;
+    }
+    Some(
+        f.narrow(2, 0, th * t)
+            .narrow(3, 0, tw * t)
+            .reshape([b, c, t, th, t, tw])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * t * t, c, th, tw]),
+    )
+}
+
 fn gram_shape(f: &Tensor) -> [i64; 3] {
     let s = f.size();
     [s[0], s[1], s[1]]
