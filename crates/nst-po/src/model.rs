@@ -186,7 +186,10 @@ impl Run {
 }
 
 impl PseudoOptimizer {
-    pub fn new(vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {
+    pub fn new(mut vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {
+        // Circular padding holds for the loss network too: a border in
+        // either network would tell the solver where it is.
+        vgg.set_circular_padding(config.padding == Padding::Circular);
         if vgg.pooling() != nst_vgg::Pooling::Avg {
             return Err(Error::Config(
                 "the texture loss uses VGG19 with average pooling".into(),

@@ -62,6 +62,10 @@ pub enum Padding {
     /// tell where the image ends (zero padding lets it pin statistics to a
     /// fixed frame at the border).
     Reflect,
+    /// Circular, here and in the loss network's VGG (see
+    /// `Vgg::set_circular_padding`): the image is a torus, so neither network
+    /// has a border to learn positions from; outputs tile seamlessly.
+    Circular,
 }
 
 /// A 3×3 convolution at precision `p` with the padding `pad`. A map with a
@@ -79,6 +83,7 @@ fn conv3(conv: &nn::Conv2D, x: &Tensor, p: Precision, pad: Padding) -> Tensor {
             };
             p.conv2d(conv, &padded, 0)
         }
+        Padding::Circular => p.conv2d(conv, &x.pad([1, 1, 1, 1], "circular", None), 0),
     }
 }
 

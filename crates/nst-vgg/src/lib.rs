@@ -16,8 +16,8 @@
 mod tap;
 mod weights;
 
-pub use tap::{LayerKind, Tap};
 pub use nst_core::Precision;
+pub use tap::{LayerKind, Tap};
 pub use weights::{default_weights_path, ChannelOrder, Preprocessing, WeightsFile, SETUP_HINT};
 
 use std::collections::HashMap;
@@ -203,6 +203,7 @@ pub struct Vgg {
     convs: Vec<Conv>,
     device: Device,
     precision: nst_core::Precision,
+    circular: bool,
 }
 
 impl std::fmt::Debug for Vgg {
@@ -328,6 +329,7 @@ impl Vgg {
             convs,
             device: opts.device,
             precision: nst_core::Precision::Fp32,
+            circular: false,
         })
     }
 
@@ -356,6 +358,20 @@ impl Vgg {
 
     pub fn precision(&self) -> nst_core::Precision {
         self.precision
+    }
+
+    /// Pads every 3×3 convolution circularly instead of with zeros (the
+    /// ImageNet training's padding), so the image is read as a torus: no
+    /// border, and features that move with a circular shift of the input
+    /// (exactly so for shifts by a multiple of the deepest tap's stride).
+    /// Texture generators trained through it cannot tell where the image
+    /// ends, and their outputs tile. Off by default.
+    pub fn set_circular_padding(&mut self, on: bool) {
+        self.circular = on;
+    }
+
+    pub fn circular_padding(&self) -> bool {
+        self.circular
     }
 
     pub fn arch(&self) -> Arch {
@@ -433,7 +449,18 @@ impl Vgg {
                 LayerKind::Conv => {
                     let c = &self.convs[conv_i];
                     conv_i += 1;
-                    h.conv2d(&c.weight, Some(&c.bias), [1, 1], [1, 1], [1, 1], 1)
+                    if self.circular {
+                        h.pad([1, 1, 1, 1], "circular", None).conv2d(
+                            &c.weight,
+                            Some(&c.bias),
+                            [1, 1],
+                            [0, 0],
+                            [1, 1],
+                            1,
+                        )
+                    } else {
+                        h.conv2d(&c.weight, Some(&c.bias), [1, 1], [1, 1], [1, 1], 1)
+                    }
                 }
                 LayerKind::Relu => h.relu(),
                 LayerKind::Pool => match self.pooling {

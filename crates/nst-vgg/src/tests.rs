@@ -370,10 +370,18 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
         assert_eq!(t.kind(), Kind::Float, "{tap} must come back in fp32");
         // The same bf16 computation in PyTorch: differences only from kernel
         // choice and accumulation order.
-        assert_close(t, &want[&tap.to_string()], 2e-2, &format!("bf16 {tap} vs torch bf16"));
+        assert_close(
+            t,
+            &want[&tap.to_string()],
+            2e-2,
+            &format!("bf16 {tap} vs torch bf16"),
+        );
         // bf16 keeps 8 significant bits; errors compound over 13 layers.
         let e = nst_testkit::rel_err(t, &exact[tap]);
-        assert!(e > 0.0 && e < 8e-2, "bf16 {tap} vs fp32: relative error {e:.3e}");
+        assert!(
+            e > 0.0 && e < 8e-2,
+            "bf16 {tap} vs fp32: relative error {e:.3e}"
+        );
     }
     // Kept in bf16 (and channels-last): the values the fp32 maps were cast from.
     let kept = crate::EncodeOptions {
@@ -383,7 +391,10 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
     for (tap, t) in bf16.encode_with(&x, &taps, kept).unwrap().iter() {
         assert_eq!(t.kind(), Kind::BFloat16, "{tap} kept in bf16");
         let e = nst_testkit::rel_err(&t.to_kind(Kind::Float), &got[tap]);
-        assert!(e < 2e-2, "bf16 {tap} channels-last vs NCHW: relative error {e:.3e}");
+        assert!(
+            e < 2e-2,
+            "bf16 {tap} channels-last vs NCHW: relative error {e:.3e}"
+        );
     }
     // Gradients reach an fp32 input through the casts.
     let xg = x.copy().set_requires_grad(true);
@@ -405,6 +416,9 @@ fn fp16_on_cpu_is_a_clear_error() {
         "test",
     )
     .unwrap();
-    let e = vgg.with_precision(nst_core::Precision::Fp16).unwrap_err().to_string();
+    let e = vgg
+        .with_precision(nst_core::Precision::Fp16)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("CUDA only"), "{e}");
 }
