@@ -373,12 +373,31 @@ fn propo_vs_gatys(
             .double_value(&[]))
     })?;
     let out = model.run(&z0, &tg)?.output();
-    let q_po = nst_po::eval::quality(&model.loss, &out, &tg)?;
-    let q_noise = nst_po::eval::quality(&model.loss, &z0.sigmoid(), &tg)?;
+    // The yardstick for both sides: the solver's layers and weights through
+    // the standard zero-padded VGG, whatever padding the solver trained with
+    // (a circular solver's own loss reads the image as a torus).
+    let reference = nst_po::TextureLoss::new(
+        Vgg::load_or_default(
+            cfg.model
+                .get("vgg_weights")
+                .and_then(|v| v.as_str())
+                .map(std::path::Path::new),
+            VggOptions {
+                pooling: Pooling::Avg,
+                device: Device::Cpu,
+            },
+        )?,
+        model.loss.layers.clone(),
+        model.loss.weights.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let tg = reference.target(&img)?;
+    let q_po = nst_po::eval::quality(&reference, &out, &tg)?;
+    let q_noise = nst_po::eval::quality(&reference, &z0.sigmoid(), &tg)?;
     let t = Instant::now();
     let mut reached: Option<(usize, f64)> = None;
     let mut last = f64::NAN;
-    let _ = nst_po::gatys::synthesize(&model.loss, &tg, &z0, 2000, |e, l| {
+    let _ = nst_po::gatys::synthesize(&reference, &tg, &z0, 2000, |e, l| {
         last = l;
         if l <= q_po {
             reached = Some((e, t.elapsed().as_secs_f64()));
