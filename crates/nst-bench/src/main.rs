@@ -103,6 +103,12 @@ struct Cli {
         default_value = "samples/texture/gravel.png"
     )]
     po_target: PathBuf,
+    /// Side the propo_vs_gatys target is read at, for its statistics (a
+    /// square). Default: the output's side. Give the solver's training size to
+    /// measure a large output of a small exemplar, the way a single-target PO
+    /// is used: it draws the texture at the pixel scale it was trained at.
+    #[arg(long, value_name = "PX")]
+    po_target_size: Option<i64>,
     /// A trained Puy–Pérez run (nst-train, model.kind = "puy_perez") for
     /// puy_photoreal_vs_luan; skipped without it.
     #[arg(long, value_name = "PATH")]
@@ -338,7 +344,9 @@ fn propo_vs_gatys(
     repeat: usize,
     ck: &std::path::Path,
     target: &std::path::Path,
+    target_size: Option<i64>,
 ) -> Result<(f64, f64, String)> {
+    let target_side = target_size.unwrap_or(size);
     let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
     let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
     let model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
@@ -356,8 +364,8 @@ fn propo_vs_gatys(
         target,
         nst_core::LoadOptions {
             size: nst_core::ImageSize::Exact {
-                width: size as u32,
-                height: size as u32,
+                width: target_side as u32,
+                height: target_side as u32,
             },
             device: Device::Cpu,
         },
@@ -419,7 +427,7 @@ fn propo_vs_gatys(
     Ok((
         t_po,
         t_g / t_po,
-        format!("{name} {:.3} s/image, texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
+        format!("{name} {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
     ))
 }
 
@@ -559,7 +567,7 @@ fn run_child(
     repeat: usize,
     strotss: (usize, usize, i64),
     vae_weights: Option<&std::path::Path>,
-    po: (Option<&std::path::Path>, &std::path::Path),
+    po: (Option<&std::path::Path>, &std::path::Path, Option<i64>),
     puy: &PuyArgs,
     precision: Precision,
     save_image: Option<&std::path::Path>,
@@ -573,7 +581,7 @@ fn run_child(
             let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
             match po.0 {
                 Some(ck) => {
-                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1)?;
+                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1, po.2)?;
                     detail = Some(d);
                     (secs, speedup)
                 }
@@ -899,7 +907,11 @@ fn main() -> Result<()> {
             repeat,
             (cli.strotss_scales, strotss_steps, cli.strotss_seed),
             cli.vae_weights.as_deref(),
-            (cli.po_checkpoint.as_deref(), &cli.po_target),
+            (
+                cli.po_checkpoint.as_deref(),
+                &cli.po_target,
+                cli.po_target_size,
+            ),
             &PuyArgs {
                 checkpoint: cli.puy_checkpoint.clone(),
                 content: cli.puy_content.clone(),
@@ -947,6 +959,9 @@ fn main() -> Result<()> {
                 cmd.arg("--po-checkpoint").arg(ck);
             }
             cmd.arg("--po-target").arg(&cli.po_target);
+            if let Some(t) = cli.po_target_size {
+                cmd.args(["--po-target-size", &t.to_string()]);
+            }
             if let Some(ck) = &cli.puy_checkpoint {
                 cmd.arg("--puy-checkpoint").arg(ck);
             }

@@ -190,8 +190,9 @@ fn build_solver(
             if steps == 0 {
                 bail!("--steps must be at least 1");
             }
-            let loss = TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device, precision)?)
-                .map_err(anyhow::Error::msg)?;
+            let loss =
+                TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device, precision)?)
+                    .map_err(anyhow::Error::msg)?;
             Solver::Gatys(loss, steps)
         }
     })
@@ -332,6 +333,12 @@ pub struct EvalArgs {
     /// Side of the square outputs and of the targets.
     #[arg(long, default_value_t = 256)]
     pub size: u32,
+    /// Long side the targets are read at, aspect kept, for their statistics
+    /// (default: --size, squared). A single-target PO draws the texture at the
+    /// pixel scale it was trained at: to score outputs larger than its
+    /// training crops, give the training size here.
+    #[arg(long, value_name = "PX")]
+    pub target_size: Option<u32>,
     /// Gatys: L-BFGS loss evaluations per image.
     #[arg(long, default_value_t = 500)]
     pub steps: usize,
@@ -389,7 +396,14 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         let ck = checkpoint_for(m, &a.checkpoint, learned)?;
         solvers.push((
             m,
-            build_solver(m, ck.as_deref(), a.steps, &a.vgg, device, a.runtime.precision)?,
+            build_solver(
+                m,
+                ck.as_deref(),
+                a.steps,
+                &a.vgg,
+                device,
+                a.runtime.precision,
+            )?,
         ));
     }
     if let Some(d) = &a.out_dir {
@@ -402,7 +416,16 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         device,
         nst_core::Precision::Fp32,
     )?)
-        .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?;
+    // Images are read at 32 px or more; the deepest layer needs its stride.
+    let min = reference
+        .min_side()
+        .max(nst_core::image_io::MIN_IMAGE_SIDE as i64);
+    for (flag, side) in [("--size", Some(a.size)), ("--target-size", a.target_size)] {
+        if let Some(side) = side.filter(|&v| (v as i64) < min) {
+            bail!("{flag} {side} is too small: the texture layers need at least {min} px");
+        }
+    }
     let s = a.size as i64;
     let n = a.count as i64;
     let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
@@ -412,17 +435,23 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         a.runtime.quiet,
     );
     for (ti, f) in files.iter().enumerate() {
-        let Ok(img) = common::load(
+        let img = match common::load(
             f,
-            ImageSize::Exact {
-                width: a.size,
-                height: a.size,
+            match a.target_size {
+                Some(t) => ImageSize::LongSide(t),
+                None => ImageSize::Exact {
+                    width: a.size,
+                    height: a.size,
+                },
             },
             device,
             "target",
-        ) else {
-            eprintln!("warning: skipping unreadable {}", f.display());
-            continue;
+        ) {
+            Ok(img) => img,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {e:#}", f.display());
+                continue;
+            }
         };
         let target = reference.target(&img)?;
         let z0 = noise(a.runtime.seed.wrapping_add(ti as u64), n, s, s, device);
@@ -454,6 +483,12 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         }
     }
     pb.finish_and_clear();
+    if rows.is_empty() {
+        bail!(
+            "no target in {} could be read (see the warnings above)",
+            a.targets.display()
+        );
+    }
     let mut csv = String::from("target,method,quality,diversity,seconds_per_image\n");
     for r in &rows {
         csv.push_str(&format!(
@@ -463,7 +498,11 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     nst_core::fsutil::write_bytes_atomic(&a.csv, csv.as_bytes())?;
     let n_targets = rows.iter().filter(|r| r.1 == "noise").count();
-    println!("{n_targets} targets, {} outputs each, {}x{} px; quality = mean L_tex (lower is better), diversity = E|relu4_1(x_i) - relu4_1(x_j)| (higher is more diverse)", a.count, a.size, a.size);
+    let read_at = match a.target_size {
+        Some(t) => format!("targets read at a {t}-px long side"),
+        None => format!("targets read at {}x{}", a.size, a.size),
+    };
+    println!("{n_targets} targets ({read_at}), {} outputs each, {}x{} px; quality = mean L_tex (lower is better), diversity = E|relu4_1(x_i) - relu4_1(x_j)| (higher is more diverse)", a.count, a.size, a.size);
     println!(
         "{:<8} {:>12} {:>12} {:>14}",
         "method", "quality", "diversity", "s/image"

@@ -221,4 +221,67 @@ fn train_synthesize_stages_and_evaluate() {
         let q: f64 = r.split(',').nth(2).unwrap().parse().unwrap();
         assert!(q.is_finite() && q > 0.0, "{r}");
     }
+    // --target-size: the target's statistics come from a smaller read of it,
+    // so the same noise scores differently; too small a side is one clear error.
+    let csv2 = p("eval_small_target.csv");
+    let eval_small = |target_size: &str| {
+        bin(
+            infer,
+            &[
+                "eval-texture",
+                "--targets",
+                &targets,
+                "--methods",
+                "propo",
+                "--checkpoint",
+                &ck,
+                "--count",
+                "2",
+                "--size",
+                "32",
+                "--target-size",
+                target_size,
+                "--csv",
+                &csv2,
+                "--device",
+                "cpu",
+                "-q",
+            ],
+        )
+    };
+    let o = eval_small("48");
+    ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("targets read at a 48-px long side"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let noise_quality = |path: &str| -> f64 {
+        let text = std::fs::read_to_string(path).unwrap();
+        let row = text
+            .lines()
+            .find(|l| l.contains(",noise,"))
+            .unwrap_or_else(|| panic!("no noise row in {path}: {text}"))
+            .to_string();
+        row.split(',').nth(2).unwrap().parse().unwrap()
+    };
+    let q48 = noise_quality(&csv2);
+    ok(&eval_small("32"));
+    let (q_default, q32) = (noise_quality(&csv), noise_quality(&csv2));
+    // grass.png is square, so a 32-px long side is the default 32x32 read.
+    assert!(
+        (q_default - q32).abs() <= 1e-6 * q_default,
+        "--target-size 32 should equal the default read at --size 32: {q_default} vs {q32}"
+    );
+    assert!(
+        (q_default - q48).abs() > 1e-4 * q_default,
+        "the target read at 48 px should give other statistics: {q_default} vs {q48}"
+    );
+    let o = eval_small("8");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--target-size 8 is too small") && !err.contains("panicked"),
+        "{err}"
+    );
 }
