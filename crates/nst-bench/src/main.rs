@@ -132,7 +132,8 @@ struct Cli {
     /// Precision of nst's side: fp32, or bf16 to also run every case in bf16
     /// and report the speed-up and the quality guard (bf16 against fp32 on
     /// the same seed: result within a stated tolerance, output PSNR above a
-    /// stated floor). The PyTorch references stay fp32.
+    /// stated floor). The PyTorch references stay fp32. The propo_vs_gatys
+    /// cases run the solver at this precision and Gatys in fp32.
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
     /// Run the PyTorch references with glibc's malloc tuned the way nst's
@@ -345,11 +346,12 @@ fn propo_vs_gatys(
     ck: &std::path::Path,
     target: &std::path::Path,
     target_size: Option<i64>,
+    precision: Precision,
 ) -> Result<(f64, f64, String)> {
     let target_side = target_size.unwrap_or(size);
     let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
     let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
+    let mut model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
     let name = match model.variant() {
         nst_po::Variant::Po => "PO",
         nst_po::Variant::Adapo => "AdaPO",
@@ -360,6 +362,9 @@ fn propo_vs_gatys(
         nst_train::TrainModel::var_store(&model),
         nst_po::KIND,
     )?;
+    // The solver at the precision under test (its VGG included); Gatys and
+    // the yardstick below stay fp32.
+    nst_train::TrainModel::set_precision(&mut model, precision)?;
     let img = nst_core::load_image(
         target,
         nst_core::LoadOptions {
@@ -427,7 +432,7 @@ fn propo_vs_gatys(
     Ok((
         t_po,
         t_g / t_po,
-        format!("{name} {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
+        format!("{name} ({precision}) {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
     ))
 }
 
@@ -581,7 +586,7 @@ fn run_child(
             let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
             match po.0 {
                 Some(ck) => {
-                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1, po.2)?;
+                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1, po.2, precision)?;
                     detail = Some(d);
                     (secs, speedup)
                 }
@@ -955,6 +960,8 @@ fn main() -> Result<()> {
             eprintln!("running {case} ({desc}) ...");
             let mut cmd = Command::new(&me);
             cmd.args(["--child", case, "--repeat", &repeat.to_string()]);
+            // propo_vs_gatys runs its solver at this precision (Gatys stays fp32).
+            cmd.args(["--precision", &cli.precision.to_string()]);
             if let Some(ck) = &cli.po_checkpoint {
                 cmd.arg("--po-checkpoint").arg(ck);
             }
