@@ -133,9 +133,17 @@ struct Cli {
     /// and report the speed-up and the quality guard (bf16 against fp32 on
     /// the same seed: result within a stated tolerance, output PSNR above a
     /// stated floor). The PyTorch references stay fp32. The propo_vs_gatys
-    /// cases run the solver at this precision and Gatys in fp32.
+    /// cases run the solver at this precision and Gatys at --gatys-precision.
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
+    /// Precision of the Gatys side of the propo_vs_gatys cases (its VGG
+    /// forward and backward). fp32 by default; bf16 gives Gatys the same
+    /// speed-up the solver gets from --precision bf16, for a comparison at
+    /// equal precision. Either way Gatys stops when its own loss reaches the
+    /// solver output's measured by the same loss, and both are then scored
+    /// on one fp32 yardstick.
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    gatys_precision: Precision,
     /// Run the PyTorch references with glibc's malloc tuned the way nst's
     /// allocator behaves (freed memory kept: MALLOC_MMAP_THRESHOLD_ and
     /// MALLOC_TRIM_THRESHOLD_ at 2 GiB), to compare the compute alone. By
@@ -347,6 +355,7 @@ fn propo_vs_gatys(
     target: &std::path::Path,
     target_size: Option<i64>,
     precision: Precision,
+    gatys_precision: Precision,
 ) -> Result<(f64, f64, String)> {
     let target_side = target_size.unwrap_or(size);
     let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
@@ -362,8 +371,8 @@ fn propo_vs_gatys(
         nst_train::TrainModel::var_store(&model),
         nst_po::KIND,
     )?;
-    // The solver at the precision under test (its VGG included); Gatys and
-    // the yardstick below stay fp32.
+    // The solver at the precision under test (its VGG included); Gatys runs
+    // at gatys_precision and the yardstick below stays fp32.
     nst_train::TrainModel::set_precision(&mut model, precision)?;
     let img = nst_core::load_image(
         target,
@@ -389,8 +398,8 @@ fn propo_vs_gatys(
     // The yardstick for both sides: the solver's layers and weights through
     // the standard zero-padded VGG, whatever padding the solver trained with
     // (a circular solver's own loss reads the image as a torus).
-    let reference = nst_po::TextureLoss::new(
-        Vgg::load_or_default(
+    let texture_loss = |p: Precision| -> Result<nst_po::TextureLoss> {
+        let mut vgg = Vgg::load_or_default(
             cfg.model
                 .get("vgg_weights")
                 .and_then(|v| v.as_str())
@@ -399,20 +408,40 @@ fn propo_vs_gatys(
                 pooling: Pooling::Avg,
                 device: Device::Cpu,
             },
-        )?,
-        model.loss.layers.clone(),
-        model.loss.weights.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+        )?;
+        vgg.set_precision(p)?;
+        nst_po::TextureLoss::new(vgg, model.loss.layers.clone(), model.loss.weights.clone())
+            .map_err(anyhow::Error::msg)
+    };
+    let reference = texture_loss(Precision::Fp32)?;
     let tg = reference.target(&img)?;
     let q_po = nst_po::eval::quality(&reference, &out, &tg)?;
     let q_noise = nst_po::eval::quality(&reference, &z0.sigmoid(), &tg)?;
+    // Gatys's own loss: the yardstick itself in fp32, or a copy at
+    // gatys_precision, whose stopping level is the solver output measured by
+    // that same copy (so rounding cannot stop it early or late).
+    let low = match gatys_precision {
+        Precision::Fp32 => None,
+        p => {
+            let l = texture_loss(p)?;
+            let t = l.target(&img)?;
+            Some((l, t))
+        }
+    };
+    let (g_loss, g_tg) = match &low {
+        Some((l, t)) => (l, t),
+        None => (&reference, &tg),
+    };
+    let stop_at = match &low {
+        Some((l, t)) => nst_po::eval::quality(l, &out, t)?,
+        None => q_po,
+    };
     let t = Instant::now();
     let mut reached: Option<(usize, f64)> = None;
     let mut last = f64::NAN;
-    let _ = nst_po::gatys::synthesize(&reference, &tg, &z0, 2000, |e, l| {
+    let _ = nst_po::gatys::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
         last = l;
-        if l <= q_po {
+        if l <= stop_at {
             reached = Some((e, t.elapsed().as_secs_f64()));
             false
         } else {
@@ -422,11 +451,13 @@ fn propo_vs_gatys(
     let (t_g, what) = match reached {
         Some((e, secs)) => (
             secs,
-            format!("Gatys reached it after {e} L-BFGS evaluations in {secs:.1} s"),
+            format!(
+                "Gatys ({gatys_precision}) reached it after {e} L-BFGS evaluations in {secs:.1} s"
+            ),
         ),
         None => {
             let secs = t.elapsed().as_secs_f64();
-            (secs, format!("Gatys did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e})"))
+            (secs, format!("Gatys ({gatys_precision}) did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e})"))
         }
     };
     Ok((
@@ -575,6 +606,7 @@ fn run_child(
     po: (Option<&std::path::Path>, &std::path::Path, Option<i64>),
     puy: &PuyArgs,
     precision: Precision,
+    gatys_precision: Precision,
     save_image: Option<&std::path::Path>,
 ) -> Result<CaseResult> {
     let weights = nst_vgg::default_weights_path()?;
@@ -586,7 +618,8 @@ fn run_child(
             let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
             match po.0 {
                 Some(ck) => {
-                    let (secs, speedup, d) = propo_vs_gatys(s, repeat, ck, po.1, po.2, precision)?;
+                    let (secs, speedup, d) =
+                        propo_vs_gatys(s, repeat, ck, po.1, po.2, precision, gatys_precision)?;
                     detail = Some(d);
                     (secs, speedup)
                 }
@@ -924,6 +957,7 @@ fn main() -> Result<()> {
                 luan_weight: cli.luan_weight,
             },
             cli.precision,
+            cli.gatys_precision,
             cli.save_image.as_deref(),
         )?;
         println!("{}", serde_json::to_string(&r)?);
@@ -960,8 +994,9 @@ fn main() -> Result<()> {
             eprintln!("running {case} ({desc}) ...");
             let mut cmd = Command::new(&me);
             cmd.args(["--child", case, "--repeat", &repeat.to_string()]);
-            // propo_vs_gatys runs its solver at this precision (Gatys stays fp32).
+            // propo_vs_gatys runs its solver at --precision, Gatys at --gatys-precision.
             cmd.args(["--precision", &cli.precision.to_string()]);
+            cmd.args(["--gatys-precision", &cli.gatys_precision.to_string()]);
             if let Some(ck) = &cli.po_checkpoint {
                 cmd.arg("--po-checkpoint").arg(ck);
             }
