@@ -342,9 +342,10 @@ pub struct EvalArgs {
     /// Gatys: L-BFGS loss evaluations per image.
     #[arg(long, default_value_t = 500)]
     pub steps: usize,
-    /// The per-target table (CSV), written atomically.
-    #[arg(long, value_name = "PATH", default_value = "eval_texture.csv")]
-    pub csv: PathBuf,
+    /// The per-target table (CSV), written atomically. Default:
+    /// eval_texture.csv in --out-dir if given, else in the current folder.
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
     /// Also save the outputs here.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
@@ -496,7 +497,13 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             r.0, r.1, r.2, r.3, r.4
         ));
     }
-    nst_core::fsutil::write_bytes_atomic(&a.csv, csv.as_bytes())?;
+    let csv_path = a.csv.clone().unwrap_or_else(|| {
+        a.out_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("."))
+            .join("eval_texture.csv")
+    });
+    nst_core::fsutil::write_bytes_atomic(&csv_path, csv.as_bytes())?;
     let n_targets = rows.iter().filter(|r| r.1 == "noise").count();
     let read_at = match a.target_size {
         Some(t) => format!("targets read at a {t}-px long side"),
@@ -523,6 +530,6 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             mean(&|r| r.4)
         );
     }
-    println!("per-target rows: {}", a.csv.display());
+    println!("per-target rows: {}", csv_path.display());
     Ok(())
 }

@@ -277,6 +277,31 @@ fn train_synthesize_stages_and_evaluate() {
         (q_default - q48).abs() > 1e-4 * q_default,
         "the target read at 48 px should give other statistics: {q_default} vs {q48}"
     );
+    // Without --csv, the table goes into --out-dir beside the images.
+    let out_eval = p("eval_out");
+    ok(&bin(
+        infer,
+        &[
+            "eval-texture",
+            "--targets",
+            &targets,
+            "--methods",
+            "propo",
+            "--checkpoint",
+            &ck,
+            "--count",
+            "2",
+            "--size",
+            "32",
+            "--out-dir",
+            &out_eval,
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    ));
+    let q_out = noise_quality(&format!("{out_eval}/eval_texture.csv"));
+    assert!((q_out - q_default).abs() <= 1e-6 * q_default);
     let o = eval_small("8");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
