@@ -50,6 +50,32 @@ impl Adam {
         }
     }
 
+    /// The global L2 norm of the trainable variables' gradients, as one
+    /// vector; with `max_norm > 0` and a larger norm, every gradient is
+    /// scaled by `max_norm / norm` so that the norm becomes `max_norm`.
+    /// Returns the norm before clipping (not finite if a gradient is not).
+    pub fn clip_grad_norm(vs: &VarStore, max_norm: f64) -> f64 {
+        tch::no_grad(|| {
+            let grads: Vec<Tensor> = vs
+                .trainable_variables()
+                .iter()
+                .map(|p| p.grad())
+                .filter(|g| g.defined())
+                .collect();
+            let norm = grads
+                .iter()
+                .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
+                .sum::<f64>()
+                .sqrt();
+            if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
+                for mut g in grads {
+                    let _ = g.f_mul_(&Tensor::from(max_norm / norm));
+                }
+            }
+            norm
+        })
+    }
+
     /// One update with learning rate `lr` from the gradients already computed.
     pub fn step(&mut self, vs: &VarStore, lr: f64) {
         self.t += 1;

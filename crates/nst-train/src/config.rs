@@ -83,6 +83,11 @@ pub struct OptimSection {
     pub beta2: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Largest global L2 norm of the gradients; a larger one is scaled down
+    /// to it before the Adam step (0: off). The norm before clipping is
+    /// logged as `optim/grad_norm` either way.
+    #[serde(default)]
+    pub grad_clip: f64,
 }
 
 fn d_lr() -> f64 {
@@ -275,7 +280,7 @@ impl TrainConfig {
         Self::parse(&text, overrides, &path.display().to_string())
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |k: &str, why: &str| Err(Error::Config(format!("{k}: {why}")));
         if self.train.steps == 0 {
             return bad("train.steps", "must be at least 1");
@@ -300,6 +305,9 @@ impl TrainConfig {
         }
         if self.optim.lr_decay < 0.0 || self.optim.weight_decay < 0.0 {
             return bad("optim.lr_decay/weight_decay", "must not be negative");
+        }
+        if !(self.optim.grad_clip >= 0.0 && self.optim.grad_clip.is_finite()) {
+            return bad("optim.grad_clip", "must be 0 (off) or a positive number");
         }
         if self.data.batch_size == 0 {
             return bad("data.batch_size", "must be at least 1");

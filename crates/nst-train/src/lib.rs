@@ -26,6 +26,8 @@ pub enum Error {
     Checkpoint { path: String, reason: String },
     #[error("loss term {term:?} became {value} at step {step}; stopped, the last good checkpoint is kept")]
     NonFinite { step: u64, term: String, value: f64 },
+    #[error("the gradients' norm became {value} at step {step} though the loss was finite; stopped, the last good checkpoint is kept")]
+    NonFiniteGradient { step: u64, value: f64 },
     #[error(transparent)]
     Data(#[from] nst_data::Error),
     #[error(transparent)]

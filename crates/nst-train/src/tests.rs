@@ -374,3 +374,50 @@ fn a_model_without_content_trains_on_the_style_stream_alone() {
         .unwrap();
     assert!(matches!(out, TrainOutcome::Finished { step: 2, .. }));
 }
+
+#[test]
+fn grad_clip_scales_the_global_norm_and_is_validated() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let a = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0]));
+    let b = vs.root().var_copy("b", &Tensor::from_slice(&[3.0f32]));
+    // loss = 3·Σa + 4·b: gradients (3, 3) and (4), global norm √34.
+    let backward = || {
+        Adam::zero_grad(&vs);
+        ((&a * 3.0).sum(tch::Kind::Float) + (&b * 4.0).sum(tch::Kind::Float)).backward();
+    };
+    let norm_of_grads = || {
+        (a.grad().square().sum(tch::Kind::Double).double_value(&[])
+            + b.grad().square().sum(tch::Kind::Double).double_value(&[]))
+        .sqrt()
+    };
+    backward();
+    // Off (0): reported, not changed.
+    let n = Adam::clip_grad_norm(&vs, 0.0);
+    assert!((n - 34f64.sqrt()).abs() < 1e-9, "{n}");
+    assert!((norm_of_grads() - 34f64.sqrt()).abs() < 1e-5);
+    // Above the norm: not changed.
+    assert!((Adam::clip_grad_norm(&vs, 10.0) - 34f64.sqrt()).abs() < 1e-9);
+    assert!((norm_of_grads() - 34f64.sqrt()).abs() < 1e-5);
+    // Below it: scaled to exactly the limit, direction kept.
+    let n = Adam::clip_grad_norm(&vs, 1.0);
+    assert!((n - 34f64.sqrt()).abs() < 1e-9);
+    assert!((norm_of_grads() - 1.0).abs() < 1e-6, "{}", norm_of_grads());
+    let ga: Vec<f32> = Vec::try_from(a.grad()).unwrap();
+    let gb: Vec<f32> = Vec::try_from(b.grad()).unwrap();
+    let s = 1.0 / 34f32.sqrt();
+    assert!((ga[0] - 3.0 * s).abs() < 1e-6 && (ga[1] - 3.0 * s).abs() < 1e-6);
+    assert!((gb[0] - 4.0 * s).abs() < 1e-6);
+    // A non-finite gradient is reported, not scaled into the weights.
+    Adam::zero_grad(&vs);
+    (&a * f64::NAN).sum(tch::Kind::Float).backward();
+    assert!(!Adam::clip_grad_norm(&vs, 1.0).is_finite());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "clip", 2, &["optim.grad_clip=0.5"]);
+    assert_eq!(cfg.optim.grad_clip, 0.5);
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        cfg.optim.grad_clip = bad;
+        let err = cfg.validate().expect_err("a bad grad_clip").to_string();
+        assert!(err.contains("optim.grad_clip"), "{bad}: {err}");
+    }
+}

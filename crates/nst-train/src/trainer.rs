@@ -289,6 +289,15 @@ impl<'a> Trainer<'a> {
             }
             Adam::zero_grad(model.var_store());
             out.loss.backward();
+            let grad_norm = Adam::clip_grad_norm(model.var_store(), cfg.optim.grad_clip);
+            if !grad_norm.is_finite() {
+                pb.finish_and_clear();
+                logger.flush();
+                return Err(Error::NonFiniteGradient {
+                    step: next,
+                    value: grad_norm,
+                });
+            }
             let lr = self.lr_at(step);
             adam.step(model.var_store(), lr);
             let compute = t1.elapsed().as_secs_f64();
@@ -303,6 +312,7 @@ impl<'a> Trainer<'a> {
                     logger.scalar(&format!("loss/{name}"), *v, step);
                 }
                 logger.scalar("optim/lr", lr, step);
+                logger.scalar("optim/grad_norm", grad_norm, step);
                 logger.scalar(
                     "perf/images_per_s",
                     cfg.data.batch_size as f64 / (wait + compute),
