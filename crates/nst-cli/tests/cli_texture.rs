@@ -180,30 +180,29 @@ fn train_synthesize_stages_and_evaluate() {
         format!("{targets}/grass.png"),
     )
     .unwrap();
-    let csv = p("eval.csv");
-    let o = bin(
-        infer,
-        &[
+    // eval-texture of `methods` on `targets` at 32 px, with more flags.
+    let eval = |methods: &str, extra: &[&str]| {
+        let mut args = vec![
             "eval-texture",
             "--targets",
             &targets,
             "--methods",
-            "gatys,propo",
+            methods,
             "--checkpoint",
             &ck,
             "--count",
             "2",
             "--size",
             "32",
-            "--steps",
-            "3",
-            "--csv",
-            &csv,
             "--device",
             "cpu",
             "-q",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        bin(infer, &args)
+    };
+    let csv = p("eval.csv");
+    let o = eval("gatys,propo", &["--steps", "3", "--csv", &csv]);
     ok(&o);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -224,31 +223,8 @@ fn train_synthesize_stages_and_evaluate() {
     // --target-size: the target's statistics come from a smaller read of it,
     // so the same noise scores differently; too small a side is one clear error.
     let csv2 = p("eval_small_target.csv");
-    let eval_small = |target_size: &str| {
-        bin(
-            infer,
-            &[
-                "eval-texture",
-                "--targets",
-                &targets,
-                "--methods",
-                "propo",
-                "--checkpoint",
-                &ck,
-                "--count",
-                "2",
-                "--size",
-                "32",
-                "--target-size",
-                target_size,
-                "--csv",
-                &csv2,
-                "--device",
-                "cpu",
-                "-q",
-            ],
-        )
-    };
+    let eval_small =
+        |target_size: &str| eval("propo", &["--target-size", target_size, "--csv", &csv2]);
     let o = eval_small("48");
     ok(&o);
     assert!(
@@ -279,27 +255,7 @@ fn train_synthesize_stages_and_evaluate() {
     );
     // Without --csv, the table goes into --out-dir beside the images.
     let out_eval = p("eval_out");
-    ok(&bin(
-        infer,
-        &[
-            "eval-texture",
-            "--targets",
-            &targets,
-            "--methods",
-            "propo",
-            "--checkpoint",
-            &ck,
-            "--count",
-            "2",
-            "--size",
-            "32",
-            "--out-dir",
-            &out_eval,
-            "--device",
-            "cpu",
-            "-q",
-        ],
-    ));
+    ok(&eval("propo", &["--out-dir", &out_eval]));
     let q_out = noise_quality(&format!("{out_eval}/eval_texture.csv"));
     assert!((q_out - q_default).abs() <= 1e-6 * q_default);
     let o = eval_small("8");

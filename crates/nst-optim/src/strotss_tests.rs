@@ -287,12 +287,16 @@ fn strotss_run_matches_an_independent_pytorch_run() {
     assert_eq!(want.len(), terms.len());
     let names = ["total", "content", "moments", "remd", "palette"];
     for (k, (got, want)) in terms.iter().zip(&want).enumerate() {
-        // The first step: float rounding only. Later steps: after RMSprop's
-        // amplification (a wrong gradient moves these by percents).
+        // The first step: float rounding only; the second: one update, which
+        // a wrong gradient would already move by percents. Later steps:
+        // RMSprop's amplification of rounding differences, which depends on
+        // the CPU's kernels (the last step of the second scale drifted to
+        // 1.0e-2 on an AMD EPYC, within 5e-3 on an Intel Xeon).
         let tol = match k {
             0 => 1e-5,
             1 => 1e-3,
-            _ => 5e-3,
+            2..=4 => 5e-3,
+            _ => 2e-2,
         };
         for (j, name) in names.iter().enumerate() {
             let rel = (got[j] - want[j]).abs() / want[j].abs().max(1e-12);
