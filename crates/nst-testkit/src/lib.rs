@@ -141,7 +141,14 @@ pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {
 /// Asserts a command succeeded, showing its stderr otherwise.
 #[track_caller]
 pub fn assert_ok(o: &std::process::Output) {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The status too: a process killed by a signal leaves stderr empty.
+    assert!(
+        o.status.success(),
+        "{} (stderr: {:?}; stdout: {:?})",
+        o.status,
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// Asserts a command failed cleanly (no panic) and returns its stderr.
