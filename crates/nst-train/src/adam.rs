@@ -62,11 +62,19 @@ impl Adam {
                 .map(|p| p.grad())
                 .filter(|g| g.defined())
                 .collect();
-            let norm = grads
+            // One reduction on the device and one read back (not one per variable).
+            let squares: Vec<Tensor> = grads
                 .iter()
-                .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
-                .sum::<f64>()
-                .sqrt();
+                .map(|g| g.square().sum(tch::Kind::Double))
+                .collect();
+            let norm = if squares.is_empty() {
+                0.0
+            } else {
+                Tensor::stack(&squares, 0)
+                    .sum(tch::Kind::Double)
+                    .double_value(&[])
+                    .sqrt()
+            };
             if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
                 for mut g in grads {
                     let _ = g.f_mul_(&Tensor::from(max_norm / norm));
