@@ -425,16 +425,13 @@ fn propo_vs_gatys(
         p => {
             let l = texture_loss(p)?;
             let t = l.target(&img)?;
-            Some((l, t))
+            let stop_at = nst_po::eval::quality(&l, &out, &t)?;
+            Some((l, t, stop_at))
         }
     };
-    let (g_loss, g_tg) = match &low {
-        Some((l, t)) => (l, t),
-        None => (&reference, &tg),
-    };
-    let stop_at = match &low {
-        Some((l, t)) => nst_po::eval::quality(l, &out, t)?,
-        None => q_po,
+    let (g_loss, g_tg, stop_at) = match &low {
+        Some((l, t, s)) => (l, t, *s),
+        None => (&reference, &tg, q_po),
     };
     let t = Instant::now();
     let mut reached: Option<(usize, f64)> = None;

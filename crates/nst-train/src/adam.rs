@@ -77,7 +77,7 @@ impl Adam {
             };
             if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
                 for mut g in grads {
-                    let _ = g.f_mul_(&Tensor::from(max_norm / norm));
+                    g *= max_norm / norm;
                 }
             }
             norm
