@@ -135,6 +135,37 @@ pub fn check_output(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before the work starts, that `batch` images of `height × width`
+/// fit in the memory available now for the work `fp` measures (on the CPU;
+/// see [`nst_core::memory`]). Returns the batch to use: lowered, with a note
+/// on stderr, when only fewer images fit at once; an error naming a size that
+/// would fit when even one does not. `flag` is the option that sets the size.
+pub fn fit_memory(
+    fp: nst_core::Footprint,
+    (height, width): (i64, i64),
+    batch: usize,
+    device: Device,
+    flag: &str,
+) -> Result<usize> {
+    let fits = fp.check(width, height, batch, device, flag)?;
+    if fits < batch.max(1) {
+        eprintln!(
+            "note: {fits} image(s) of {width}x{height} fit in memory at once, not {batch}; running {fits} at a time"
+        );
+    }
+    Ok(fits)
+}
+
+/// [`fit_memory`] for the one image `x: [1, 3, H, W]` a command works on.
+pub fn ensure_fits(
+    fp: nst_core::Footprint,
+    x: &tch::Tensor,
+    device: Device,
+    flag: &str,
+) -> Result<()> {
+    fit_memory(fp, (x.size()[2], x.size()[3]), 1, device, flag).map(|_| ())
+}
+
 /// Loads an image for a command, naming its role in errors.
 pub fn load(
     path: &std::path::Path,

@@ -111,6 +111,13 @@ pub struct GatysArgs {
     pub runtime: RuntimeArgs,
 }
 
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "Gatys",
+    bytes_per_pixel: 3800,
+};
+
 pub fn run(args: GatysArgs) -> Result<()> {
     // Cheap checks first, so a typo fails in milliseconds, not after minutes.
     common::check_output(&args.out)?;
@@ -153,6 +160,12 @@ pub fn run(args: GatysArgs) -> Result<()> {
         }
         (None, None) => (style.size()[2], style.size()[3]),
     };
+    let size_flag = if content.is_none() && args.out_size.is_some() {
+        "--out-size"
+    } else {
+        "--size"
+    };
+    common::fit_memory(FOOTPRINT, (height, width), 1, device, size_flag)?;
     let optimizer = match args.optimizer {
         OptimizerArg::Lbfgs => OptimizerKind::Lbfgs {
             lr: args.lr.unwrap_or(1.0),

@@ -143,6 +143,18 @@ fn load_decoders(path: &Path, device: Device, precision: nst_core::Precision) ->
     Ok(model)
 }
 
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+const OPTEX_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "Optimal Textures",
+    bytes_per_pixel: 2950,
+};
+/// The same for `adain-wct`.
+const CLOSED_FORM_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "AdaIN/WCT",
+    bytes_per_pixel: 2700,
+};
+
 pub fn run_optex(a: OptexArgs) -> Result<()> {
     common::check_output(&a.out)?;
     if !a.mix.is_empty() && a.mix.len() != a.style.len() {
@@ -185,6 +197,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
             bail!("--size original needs --content; give a size such as 512 or 1024x512")
         }
     };
+    common::fit_memory(OPTEX_FOOTPRINT, size, 1, device, "--size")?;
     let style_size = ImageSize::LongSide(a.style_size.unwrap_or(size.0.max(size.1) as u32));
     let weights = if a.mix.is_empty() {
         vec![1.0; a.style.len()]
@@ -257,6 +270,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         x.narrow(2, 0, h).narrow(3, 0, w)
     };
     let c = crop16(common::load(&a.content, a.size, device, "content")?);
+    common::ensure_fits(CLOSED_FORM_FOOTPRINT, &c, device, "--size")?;
     let s = common::load(&a.style, a.size, device, "style")?;
     let out = nst_decoders::closed_form(
         &model,

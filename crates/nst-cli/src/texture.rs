@@ -208,6 +208,19 @@ fn stem(p: &Path) -> String {
         .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned())
 }
 
+/// Peak memory per output pixel of one image, measured by
+/// `scripts/measure_memory.sh` (the larger of its slopes between 256, 512
+/// and 1024 px): Gatys (autograd through VGG), and a learned solver with the
+/// default widths of `configs/propo.toml`.
+const GATYS_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "Gatys texture synthesis",
+    bytes_per_pixel: 3800,
+};
+const LEARNED_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "a pseudo-optimizer",
+    bytes_per_pixel: 3400,
+};
+
 pub fn run_texture(a: TextureArgs) -> Result<()> {
     if a.count == 0 {
         bail!("--count must be at least 1");
@@ -229,6 +242,11 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     if h.min(w) < min {
         bail!("--size {w}x{h} is too small: the texture layers need at least {min}×{min}");
     }
+    // Gatys makes one image at a time; a network, --batch at once.
+    let batch = match a.method {
+        TextureMethod::Gatys => common::fit_memory(GATYS_FOOTPRINT, (h, w), 1, device, "--size")?,
+        _ => common::fit_memory(LEARNED_FOOTPRINT, (h, w), a.batch, device, "--size")?,
+    };
     let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
     let target_img = common::load(&a.target, tsize, device, "target")?;
     let target = solver
@@ -251,16 +269,10 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let pb = common::progress_bar(a.count as u64, a.method.name(), a.runtime.quiet);
     let t0 = Instant::now();
     let mut stages_all: Vec<Vec<Tensor>> = Vec::new();
-    // Gatys: one image at a time (progress per image); networks: in batches.
-    let step = if a.method == TextureMethod::Gatys {
-        1
-    } else {
-        a.batch.max(1) as i64
-    };
     let mut i = 0;
     while i < n {
-        let k = step.min(n - i);
-        let st = solver.synthesize(&z0.narrow(0, i, k), &target, a.batch)?;
+        let k = (batch as i64).min(n - i);
+        let st = solver.synthesize(&z0.narrow(0, i, k), &target, batch)?;
         stages_all.push(st);
         i += k;
         pb.set_position(i as u64);
@@ -429,6 +441,16 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     let s = a.size as i64;
     let n = a.count as i64;
+    // Learned solvers run 4 outputs at a time, or fewer if 4 do not fit;
+    // Gatys makes one at a time.
+    if solvers.iter().any(|(m, _)| m.variant().is_none()) {
+        common::fit_memory(GATYS_FOOTPRINT, (s, s), 1, device, "--size")?;
+    }
+    let batch = if solvers.iter().any(|(m, _)| m.variant().is_some()) {
+        common::fit_memory(LEARNED_FOOTPRINT, (s, s), 4, device, "--size")?
+    } else {
+        1
+    };
     let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
     let pb = common::progress_bar(
         (files.len() * solvers.len()) as u64,
@@ -466,7 +488,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         ));
         for (m, solver) in &solvers {
             let t0 = Instant::now();
-            let st = solver.synthesize(&z0, &solver.loss().target(&img)?, 4)?;
+            let st = solver.synthesize(&z0, &solver.loss().target(&img)?, batch)?;
             let secs = t0.elapsed().as_secs_f64() / n as f64;
             let out = st.last().expect("a stage");
             let q = nst_po::eval::quality(&reference, out, &target)?;

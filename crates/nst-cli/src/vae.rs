@@ -150,11 +150,21 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
     Ok(model)
 }
 
-/// Loads an image, cropped to a multiple of 8 (the decoder upsamples ×8).
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
+    what: "variational AdaIN",
+    bytes_per_pixel: 1450,
+};
+
+/// Loads a content image, cropped to a multiple of 8 (the decoder upsamples
+/// ×8), after checking that stylising it fits in memory.
 fn load8(p: &Path, size: ImageSize, device: Device, role: &str) -> Result<Tensor> {
     let x = common::load(p, size, device, role)?;
     let (h, w) = (x.size()[2] / 8 * 8, x.size()[3] / 8 * 8);
-    Ok(x.narrow(2, 0, h).narrow(3, 0, w))
+    let x = x.narrow(2, 0, h).narrow(3, 0, w);
+    common::ensure_fits(FOOTPRINT, &x, device, "--size")?;
+    Ok(x)
 }
 
 fn finish(content: &Tensor, y: Tensor, preserve: bool) -> Tensor {

@@ -266,3 +266,35 @@ fn train_synthesize_stages_and_evaluate() {
         "{err}"
     );
 }
+
+/// Work far beyond any machine's memory (a 16,000² output needs about a terabyte)
+/// is refused before it starts, with a size that would fit, instead of
+/// being killed by the kernel's OOM killer minutes later with no message.
+#[test]
+fn work_that_cannot_fit_in_memory_is_refused_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let infer = env!("CARGO_BIN_EXE_nst-infer");
+    let texture = [
+        "texture", "--method", "gatys", "--target", "samples/texture/brick.png",
+        "--size", "16000", "--count", "1", "--out-dir", &out.display().to_string(),
+        "--device", "cpu", "-q",
+    ];
+    let gatys_out = tmp.path().join("g.png").display().to_string();
+    let gatys = [
+        "gatys", "--style", "samples/texture/brick.png", "--size", "64",
+        "--out-size", "16000x16000", "--out", &gatys_out, "--device", "cpu", "-q",
+    ];
+    for (args, flag) in [(&texture[..], "--size"), (&gatys[..], "--out-size")] {
+        let e = err(&bin(infer, args));
+        assert!(
+            e.contains("at 16000x16000 needs about")
+                && e.contains(&format!("use a smaller {flag} (about"))
+                && e.contains("NST_SKIP_MEMORY_CHECK=1"),
+            "{e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "one error line: {e}");
+    }
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+    assert!(!tmp.path().join("g.png").exists());
+}

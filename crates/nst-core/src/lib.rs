@@ -6,12 +6,14 @@ pub mod color;
 pub mod device;
 pub mod fsutil;
 pub mod image_io;
+pub mod memory;
 pub mod precision;
 
 pub use color::preserve_color;
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
 pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
+pub use memory::Footprint;
 pub use precision::Precision;
 
 /// Errors of the shared plumbing. Each message names the file or value at fault.
@@ -50,6 +52,16 @@ pub enum Error {
     NoCuda { given: String },
     #[error("invalid precision {given:?}: {reason}")]
     BadPrecision { given: String, reason: String },
+    #[error("{what} at {width}x{height} needs about {need_gb:.1} GB of memory, but {available_gb:.1} GB is available: use a smaller {flag} (about {max_long_side} px on the long side would fit), or set NST_SKIP_MEMORY_CHECK=1 to try anyway")]
+    OutOfMemory {
+        what: String,
+        width: i64,
+        height: i64,
+        need_gb: f64,
+        available_gb: f64,
+        flag: String,
+        max_long_side: u64,
+    },
     #[error("invalid size {given:?}: {reason}")]
     BadSize { given: String, reason: String },
     #[error(transparent)]

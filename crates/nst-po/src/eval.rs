@@ -13,6 +13,9 @@ use tch::{Kind, Tensor};
 pub const DIVERSITY_LAYER: Tap = Tap::relu(4, 1);
 
 /// Mean L_tex of `outputs: [B, 3, H, W]` against one target.
+///
+/// Both measures run VGG on one output at a time, so that scoring a set of
+/// large outputs needs no more memory than making one of them did.
 pub fn quality(
     loss: &TextureLoss,
     outputs: &Tensor,
@@ -20,17 +23,14 @@ pub fn quality(
 ) -> Result<f64, nst_vgg::Error> {
     tch::no_grad(|| {
         let b = outputs.size()[0];
-        let t = TargetGrams(
-            target
-                .0
-                .iter()
-                .map(|g| g.expand([b, g.size()[1], g.size()[2]], false))
-                .collect(),
-        );
-        Ok(loss
-            .loss_per_sample(outputs, &t, loss.layers.len())?
-            .mean(Kind::Float)
-            .double_value(&[]))
+        let mut sum = 0.0;
+        for x in outputs.split(1, 0) {
+            sum += loss
+                .loss_per_sample(&x, target, loss.layers.len())?
+                .sum(Kind::Float)
+                .double_value(&[]);
+        }
+        Ok(sum / b as f64)
     })
 }
 
@@ -42,8 +42,11 @@ pub fn diversity(loss: &TextureLoss, outputs: &Tensor) -> Result<f64, nst_vgg::E
     }
     tch::no_grad(|| {
         let gain = loss.vgg.preprocessing().input_gain();
-        let f = &loss.vgg.encode(outputs, &[DIVERSITY_LAYER])?[DIVERSITY_LAYER] / gain;
-        let f = f.flatten(1, -1);
+        let mut feats = Vec::new();
+        for x in outputs.split(1, 0) {
+            feats.push(loss.vgg.encode(&x, &[DIVERSITY_LAYER])?[DIVERSITY_LAYER].flatten(1, -1) / gain);
+        }
+        let f = Tensor::cat(&feats, 0);
         let mut sum = 0.0;
         for i in 0..b {
             for j in 0..b {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Measures the peak resident memory of each nst-infer command at two working
+# sizes and prints the slope in bytes per pixel of one image, the figure the
+# commands' memory check uses (nst_core::memory; the constants are in
+# crates/nst-cli/src/*.rs next to each command).
+#
+# Usage: scripts/measure_memory.sh CK_DIR [SIZE_A SIZE_B]
+# CK_DIR holds one run per learned model, made with the models' default
+# widths (one training step is enough: memory does not depend on training):
+#   for c in adain vae_adain decoders puy_perez propo; do
+#     nst-train --config configs/$c.toml --set train.steps=1 --set data.crop=64 \
+#       --set 'data.content={kind="folder",root="samples/content"}' \
+#       --set 'data.style={kind="folder",root="samples/style"}' \
+#       --set "train.run=\"mem_$c\"" --set "train.checkpoint_dir=\"$CK_DIR\""
+#   done
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+ck="${1:?usage: scripts/measure_memory.sh CK_DIR [SIZE_A SIZE_B]}"
+a="${2:-256}"
+b="${3:-512}"
+bin=target/release/nst-infer
+[ -x "$bin" ] || cargo build --release --locked --bin nst-infer
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+s=samples/style/coffee.png
+t=samples/texture/brick.png
+
+peak_kb() { # peak RSS in kB of one command
+  /usr/bin/time -f '%M' -o "$out/rss" "$bin" "$@" --device cpu -q >/dev/null 2>"$out/err" \
+    || { echo "failed: $bin $* ($(tail -1 "$out/err"))" >&2; exit 1; }
+  cat "$out/rss"
+}
+
+printf '%-22s %10s %10s %14s\n' command "MB@$a" "MB@$b" "bytes/pixel"
+row() { # name, the size flag's value is substituted for @
+  local name="$1"; shift
+  local args_a=("${@//@/$a}") args_b=("${@//@/$b}")
+  local ka kb pa pb
+  ka="$(peak_kb "${args_a[@]}")"
+  kb="$(peak_kb "${args_b[@]}")"
+  # pixels of one square image at each size (--size is the long side; the
+  # samples used here are resized to a square or near-square working size)
+  pa=$((a * a)); pb=$((b * b))
+  printf '%-22s %10d %10d %14.0f\n' "$name" $((ka / 1024)) $((kb / 1024)) \
+    "$(echo "($kb - $ka) * 1024 / ($pb - $pa)" | bc -l)"
+}
+
+row gatys gatys --content $t --style $s --size @ --steps 3 --out "$out/o.png"
+row strotss strotss --content $t --style $s --size @ --scales 1 --steps 2 --out "$out/o.png"
+row texture-gatys texture --method gatys --target $t --size @ --count 1 --steps 3 --out-dir "$out"
+row texture-propo texture --method propo --checkpoint "$ck/mem_propo" --target $t --size @ --count 1 --batch 1 --out-dir "$out"
+row adain adain --checkpoint "$ck/mem_adain" --content $t --style $s --size @ --out "$out/o.png"
+row vae-adain vae-adain --checkpoint "$ck/mem_vae_adain" --content $t --style $s --size @ --out "$out/o.png"
+row optex optex --checkpoint "$ck/mem_decoders" --style $t --size @ --out "$out/o.png"
+row adain-wct adain-wct --checkpoint "$ck/mem_decoders" --method wct --content $t --style $s --size @ --out "$out/o.png"
+row puy-perez puy-perez --checkpoint "$ck/mem_puy_perez" --content $t --style $s --size @ --out "$out/o.png"
+row puy-perez-photoreal puy-perez --checkpoint "$ck/mem_puy_perez" --content $t --style $s --size @ --photoreal --out "$out/o.png"
