@@ -35,10 +35,7 @@ pub struct AdainArgs {
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "AdaIN",
-    bytes_per_pixel: 1600,
-};
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN", 1600);
 
 pub fn run(args: AdainArgs) -> Result<()> {
     common::check_output(&args.out)?;

@@ -113,10 +113,7 @@ pub struct GatysArgs {
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "Gatys",
-    bytes_per_pixel: 3800,
-};
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Gatys", 3800);
 
 pub fn run(args: GatysArgs) -> Result<()> {
     // Cheap checks first, so a typo fails in milliseconds, not after minutes.

@@ -145,15 +145,9 @@ fn load_decoders(path: &Path, device: Device, precision: nst_core::Precision) ->
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).
-const OPTEX_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "Optimal Textures",
-    bytes_per_pixel: 2950,
-};
+const OPTEX_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Optimal Textures", 2950);
 /// The same for `adain-wct`.
-const CLOSED_FORM_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "AdaIN/WCT",
-    bytes_per_pixel: 2700,
-};
+const CLOSED_FORM_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN/WCT", 2700);
 
 pub fn run_optex(a: OptexArgs) -> Result<()> {
     common::check_output(&a.out)?;

@@ -85,14 +85,9 @@ fn step_path(out: &Path, t: usize) -> PathBuf {
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px), artistic and
 /// photoreal.
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "the Puy–Pérez solver",
-    bytes_per_pixel: 1400,
-};
-const PHOTOREAL_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "the photorealistic Puy–Pérez solver",
-    bytes_per_pixel: 1250,
-};
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("the Puy–Pérez solver", 1400);
+const PHOTOREAL_FOOTPRINT: nst_core::Footprint =
+    nst_core::Footprint::new("the photorealistic Puy–Pérez solver", 1250);
 
 pub fn run(args: PuyArgs) -> Result<()> {
     common::check_output(&args.out)?;

@@ -100,10 +100,7 @@ pub struct StrotssArgs {
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "STROTSS",
-    bytes_per_pixel: 4100,
-};
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("STROTSS", 4100);
 
 pub fn run(args: StrotssArgs) -> Result<()> {
     common::check_output(&args.out)?;
@@ -133,7 +130,9 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         bail!("--size must be at least 64");
     }
     let device = args.runtime.init()?;
-    let vgg = args.vgg.load(nst_vgg::Pooling::Max, device, args.runtime.precision)?;
+    let vgg = args
+        .vgg
+        .load(nst_vgg::Pooling::Max, device, args.runtime.precision)?;
     let layers = Tap::parse_list(&args.layers, vgg.arch()).context("--layers")?;
     let content = common::load(
         &args.content,

@@ -212,14 +212,9 @@ fn stem(p: &Path) -> String {
 /// `scripts/measure_memory.sh` (the larger of its slopes between 256, 512
 /// and 1024 px): Gatys (autograd through VGG), and a learned solver with the
 /// default widths of `configs/propo.toml`.
-const GATYS_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "Gatys texture synthesis",
-    bytes_per_pixel: 3800,
-};
-const LEARNED_FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "a pseudo-optimizer",
-    bytes_per_pixel: 3400,
-};
+const GATYS_FOOTPRINT: nst_core::Footprint =
+    nst_core::Footprint::new("Gatys texture synthesis", 3800);
+const LEARNED_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("a pseudo-optimizer", 3400);
 
 pub fn run_texture(a: TextureArgs) -> Result<()> {
     if a.count == 0 {

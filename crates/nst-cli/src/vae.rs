@@ -152,10 +152,7 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint {
-    what: "variational AdaIN",
-    bytes_per_pixel: 1450,
-};
+const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("variational AdaIN", 1450);
 
 /// Loads a content image, cropped to a multiple of 8 (the decoder upsamples
 /// ×8), after checking that stylising it fits in memory.

@@ -276,14 +276,35 @@ fn work_that_cannot_fit_in_memory_is_refused_before_it_starts() {
     let out = tmp.path().join("out");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
     let texture = [
-        "texture", "--method", "gatys", "--target", "samples/texture/brick.png",
-        "--size", "16000", "--count", "1", "--out-dir", &out.display().to_string(),
-        "--device", "cpu", "-q",
+        "texture",
+        "--method",
+        "gatys",
+        "--target",
+        "samples/texture/brick.png",
+        "--size",
+        "16000",
+        "--count",
+        "1",
+        "--out-dir",
+        &out.display().to_string(),
+        "--device",
+        "cpu",
+        "-q",
     ];
     let gatys_out = tmp.path().join("g.png").display().to_string();
     let gatys = [
-        "gatys", "--style", "samples/texture/brick.png", "--size", "64",
-        "--out-size", "16000x16000", "--out", &gatys_out, "--device", "cpu", "-q",
+        "gatys",
+        "--style",
+        "samples/texture/brick.png",
+        "--size",
+        "64",
+        "--out-size",
+        "16000x16000",
+        "--out",
+        &gatys_out,
+        "--device",
+        "cpu",
+        "-q",
     ];
     for (args, flag) in [(&texture[..], "--size"), (&gatys[..], "--out-size")] {
         let e = err(&bin(infer, args));

@@ -54,6 +54,13 @@ pub struct Footprint {
 }
 
 impl Footprint {
+    pub const fn new(what: &'static str, bytes_per_pixel: u64) -> Self {
+        Self {
+            what,
+            bytes_per_pixel,
+        }
+    }
+
     /// The estimated memory for `images` images of `width × height`,
     /// headroom included.
     pub fn bytes(&self, width: i64, height: i64, images: usize) -> u64 {
@@ -86,7 +93,8 @@ impl Footprint {
             return Ok(fits.min(batch));
         }
         // The largest image of the same aspect ratio that fits, long side.
-        let max_px = avail.saturating_sub(HEADROOM_BYTES) as f64 / (self.bytes_per_pixel as f64 * SAFETY);
+        let max_px =
+            avail.saturating_sub(HEADROOM_BYTES) as f64 / (self.bytes_per_pixel as f64 * SAFETY);
         let (long, short) = (width.max(height) as f64, width.min(height).max(1) as f64);
         let max_long = (max_px * long / short).sqrt();
         Err(Error::OutOfMemory {
@@ -122,17 +130,21 @@ impl Footprint {
 mod tests {
     use super::*;
 
-    const FP: Footprint = Footprint {
-        what: "test work",
-        bytes_per_pixel: 1000,
-    };
+    const FP: Footprint = Footprint::new("test work", 1000);
     const GB: u64 = 1_000_000_000;
 
     #[test]
     fn a_batch_that_fits_is_kept_and_one_that_does_not_is_lowered() {
         // 1000 x 1000 px at 1000 B/px x 1.2 = 1.2 GB per image.
-        assert_eq!(FP.fit_batch(1000, 1000, 4, Some(10 * GB), "--size").unwrap(), 4);
-        assert_eq!(FP.fit_batch(1000, 1000, 8, Some(5 * GB), "--size").unwrap(), 3);
+        assert_eq!(
+            FP.fit_batch(1000, 1000, 4, Some(10 * GB), "--size")
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            FP.fit_batch(1000, 1000, 8, Some(5 * GB), "--size").unwrap(),
+            3
+        );
         assert_eq!(FP.fit_batch(1000, 1000, 8, None, "--size").unwrap(), 8);
         // The lowered batch really fits, one more would not.
         let b = FP.fit_batch(1000, 1000, 8, Some(5 * GB), "--size").unwrap();

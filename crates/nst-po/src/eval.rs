@@ -44,7 +44,9 @@ pub fn diversity(loss: &TextureLoss, outputs: &Tensor) -> Result<f64, nst_vgg::E
         let gain = loss.vgg.preprocessing().input_gain();
         let mut feats = Vec::new();
         for x in outputs.split(1, 0) {
-            feats.push(loss.vgg.encode(&x, &[DIVERSITY_LAYER])?[DIVERSITY_LAYER].flatten(1, -1) / gain);
+            feats.push(
+                loss.vgg.encode(&x, &[DIVERSITY_LAYER])?[DIVERSITY_LAYER].flatten(1, -1) / gain,
+            );
         }
         let f = Tensor::cat(&feats, 0);
         let mut sum = 0.0;
