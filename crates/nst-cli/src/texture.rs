@@ -85,7 +85,8 @@ pub struct TextureArgs {
     /// Gatys: L-BFGS loss evaluations per image.
     #[arg(long, default_value_t = 500)]
     pub steps: usize,
-    /// Images per forward pass (learned methods).
+    /// Images per forward pass (learned methods); lowered, with a note, when
+    /// that many do not fit in the memory available.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
     #[command(flatten)]
