@@ -61,11 +61,16 @@ impl Footprint {
         }
     }
 
+    /// Bytes one image of `width × height` takes, margin included.
+    fn image_bytes(&self, width: i64, height: i64) -> f64 {
+        let px = (width.max(0) as f64) * (height.max(0) as f64);
+        px * self.bytes_per_pixel as f64 * SAFETY
+    }
+
     /// The estimated memory for `images` images of `width × height`,
     /// headroom included.
     pub fn bytes(&self, width: i64, height: i64, images: usize) -> u64 {
-        let px = (width.max(0) as f64) * (height.max(0) as f64);
-        (px * self.bytes_per_pixel as f64 * SAFETY * images as f64) as u64 + HEADROOM_BYTES
+        (self.image_bytes(width, height) * images as f64) as u64 + HEADROOM_BYTES
     }
 
     /// The largest batch of at most `batch` images of `width × height` that
@@ -84,17 +89,13 @@ impl Footprint {
         let Some(avail) = available else {
             return Ok(batch);
         };
-        if self.bytes(width, height, batch) <= avail {
-            return Ok(batch);
-        }
-        let one = self.bytes(width, height, 1) - HEADROOM_BYTES;
-        let fits = (avail.saturating_sub(HEADROOM_BYTES) / one.max(1)) as usize;
+        let usable = avail.saturating_sub(HEADROOM_BYTES) as f64;
+        let fits = (usable / self.image_bytes(width, height).max(1.0)) as usize;
         if fits >= 1 {
             return Ok(fits.min(batch));
         }
         // The largest image of the same aspect ratio that fits, long side.
-        let max_px =
-            avail.saturating_sub(HEADROOM_BYTES) as f64 / (self.bytes_per_pixel as f64 * SAFETY);
+        let max_px = usable / (self.bytes_per_pixel as f64 * SAFETY);
         let (long, short) = (width.max(height) as f64, width.min(height).max(1) as f64);
         let max_long = (max_px * long / short).sqrt();
         Err(Error::OutOfMemory {
