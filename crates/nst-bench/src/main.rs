@@ -436,7 +436,7 @@ fn propo_vs_gatys(
     let t = Instant::now();
     let mut reached: Option<(usize, f64)> = None;
     let mut last = f64::NAN;
-    let _ = nst_po::gatys::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
+    let (_, _, early) = nst_po::gatys::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
         last = l;
         if l <= stop_at {
             reached = Some((e, t.elapsed().as_secs_f64()));
@@ -454,7 +454,8 @@ fn propo_vs_gatys(
         ),
         None => {
             let secs = t.elapsed().as_secs_f64();
-            (secs, format!("Gatys ({gatys_precision}) did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e})"))
+            let why = early.map_or_else(String::new, |n| format!("; {n}"));
+            (secs, format!("Gatys ({gatys_precision}) did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e}{why})"))
         }
     };
     Ok((
@@ -563,7 +564,7 @@ fn puy_vs_luan(
     let t = Instant::now();
     let mut reached = None;
     let mut last = f64::NAN;
-    let res = gatys.run(&c, |e, terms| {
+    let res = gatys.run_report(&c, |e, terms| {
         last = terms.content + terms.style;
         if last <= l_out {
             reached = Some((e, t.elapsed().as_secs_f64()));
@@ -572,15 +573,17 @@ fn puy_vs_luan(
             true
         }
     });
-    match res {
-        Ok(_) | Err(nst_optim::Error::Interrupted) => {}
+    let early = match res {
+        Ok((_, report)) => report.and_then(|r| r.early_stop_note(300)),
+        Err(nst_optim::Error::Interrupted) => None,
         Err(e) => return Err(e.into()),
-    }
+    };
     let (t_g, what) = match reached {
         Some((e, secs)) => (secs, format!("Luan-regularised Gatys (λ = {:.0e}) reached it after {e} L-BFGS evaluations in {secs:.1} s", a.luan_weight)),
         None => {
             let secs = t.elapsed().as_secs_f64();
-            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e})", a.luan_weight))
+            let why = early.map_or_else(String::new, |n| format!("; {n}"));
+            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e}{why})", a.luan_weight))
         }
     };
     Ok((

@@ -20,7 +20,12 @@ fn reg_note(t: &nst_optim::LossTerms) -> String {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OptimizerArg {
+    /// L-BFGS with a strong-Wolfe line search and scale-free stop tests (default).
     Lbfgs,
+    /// PyTorch's torch.optim.LBFGS without line search (fixed step, absolute
+    /// stop tests; may stop after a few evaluations on a large loss).
+    LbfgsParity,
+    /// Adam on the pixels.
     Adam,
 }
 
@@ -87,7 +92,9 @@ pub struct GatysArgs {
     /// Function evaluations (L-BFGS) or steps (Adam).
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
-    /// Optimiser.
+    /// Optimiser: `lbfgs` has a strong-Wolfe line search and stops early only
+    /// by scale-free tests (and says so); `lbfgs-parity` is torch.optim.LBFGS
+    /// without line search, for comparisons with PyTorch scripts.
     #[arg(long, value_enum, default_value = "lbfgs")]
     pub optimizer: OptimizerArg,
     /// Step size (default 1.0 for L-BFGS, 0.02 for Adam on [0, 1] pixels).
@@ -167,6 +174,9 @@ pub fn run(args: GatysArgs) -> Result<()> {
         OptimizerArg::Lbfgs => OptimizerKind::Lbfgs {
             lr: args.lr.unwrap_or(1.0),
         },
+        OptimizerArg::LbfgsParity => OptimizerKind::LbfgsParity {
+            lr: args.lr.unwrap_or(1.0),
+        },
         OptimizerArg::Adam => OptimizerKind::Adam {
             lr: args.lr.unwrap_or(0.02),
         },
@@ -197,9 +207,13 @@ pub fn run(args: GatysArgs) -> Result<()> {
     let stop = common::interrupt_flag();
     let pb = common::progress_bar(args.steps as u64, "gatys", args.runtime.quiet);
     let start = Instant::now();
-    let mut last = Default::default();
-    let out = gatys.run(&x0, |eval, t| {
-        last = *t;
+    let mut last: nst_optim::gatys::LossTerms = Default::default();
+    let out = gatys.run_report(&x0, |eval, t| {
+        // The lowest loss seen is the returned image's (a line search's
+        // rejected trials are higher).
+        if eval == 1 || t.total() <= last.total() {
+            last = *t;
+        }
         pb.set_position(eval as u64);
         pb.set_message(format!(
             "loss {:.4e} (content {:.3e}, style {:.3e}{})",
@@ -215,7 +229,11 @@ pub fn run(args: GatysArgs) -> Result<()> {
         nst_optim::Error::Interrupted => anyhow::anyhow!("interrupted; no output written"),
         e => e.into(),
     })?;
+    let (out, report) = out;
     nst_core::save_image(&out, &args.out)?;
+    if let Some(note) = report.and_then(|r| r.early_stop_note(args.steps)) {
+        eprintln!("warning: {note}");
+    }
     if !args.runtime.quiet {
         eprintln!(
             "wrote {} ({}x{}) in {:.1} s on {:?}; final loss {:.4e} (content {:.3e}, style {:.3e}{})",

@@ -155,13 +155,16 @@ impl Solver {
             Solver::Gatys(loss, steps) => {
                 let mut outs = Vec::new();
                 for i in 0..z0.size()[0] {
-                    let (x, _) = nst_po::gatys::synthesize(
+                    let (x, _, early) = nst_po::gatys::synthesize(
                         loss,
                         target,
                         &z0.narrow(0, i, 1),
                         *steps,
                         |_, _| true,
                     )?;
+                    if let Some(note) = early {
+                        eprintln!("warning: Gatys texture {}: {note}", i + 1);
+                    }
                     outs.push(x);
                 }
                 Ok(vec![Tensor::cat(&outs, 0)])

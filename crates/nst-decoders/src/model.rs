@@ -184,10 +184,16 @@ impl TrainModel for Decoders {
             let l = d.level;
             let y = d.forward(f);
             let pixel = y.mse_loss(&x, Reduction::Mean) * self.loss.pixel_weight;
-            let feat = self.encode(&y, l)?.mse_loss(f, Reduction::Mean) * self.loss.feature_weight;
-            total = total + &pixel + &feat;
+            total = total + &pixel;
             terms.push((format!("pixel_relu{l}_1"), pixel));
-            terms.push((format!("feature_relu{l}_1"), feat));
+            // The feature term costs a VGG pass and its backward per level:
+            // skipped when its weight is 0 (pixel-only training).
+            if self.loss.feature_weight != 0.0 {
+                let feat =
+                    self.encode(&y, l)?.mse_loss(f, Reduction::Mean) * self.loss.feature_weight;
+                total = total + &feat;
+                terms.push((format!("feature_relu{l}_1"), feat));
+            }
         }
         Ok(StepOutput { loss: total, terms })
     }

@@ -10,6 +10,7 @@
 //! with F_l the VGG features at tap l and G_l = FᵀF/(C·H·W) their Gram matrix.
 //! Without a content image (texture synthesis) the content term is absent and
 //! the output starts from noise.
+use crate::lbfgs::LbfgsReport;
 use crate::{Error, Lbfgs, Result};
 use nst_losses::{content_loss, gram, gram_loss, total_variation};
 use nst_vgg::{Tap, Vgg};
@@ -18,8 +19,14 @@ use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 /// The optimiser that updates the pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
-    /// L-BFGS with a fixed step `lr` (1.0 is the usual choice); one step per function evaluation.
+    /// L-BFGS with a strong-Wolfe line search and stop tests that do not
+    /// depend on the loss's scale ([`Lbfgs::scale_free`]); `lr` is the first
+    /// trial step's L2 length in pixels (1.0 is the usual choice).
     Lbfgs { lr: f64 },
+    /// PyTorch's `torch.optim.LBFGS` without a line search: fixed step `lr`,
+    /// absolute stop tests (it can stop after a few evaluations on a large
+    /// loss). For parity with PyTorch scripts.
+    LbfgsParity { lr: f64 },
     /// Adam on the [0, 1] pixel values (lr around 0.01–0.05).
     Adam { lr: f64 },
 }
@@ -217,11 +224,21 @@ impl<'a> Gatys<'a> {
     }
 
     /// Optimises from `init`. After every evaluation `observe(eval, terms)`
-    /// is called; returning `false` stops early with [`Error::Interrupted`]
-    /// unless `keep_partial` (then the current image is returned).
+    /// is called; returning `false` stops early with [`Error::Interrupted`].
     ///
     /// Returns the image clamped to [0, 1].
-    pub fn run<F>(&self, init: &Tensor, mut observe: F) -> Result<Tensor>
+    pub fn run<F>(&self, init: &Tensor, observe: F) -> Result<Tensor>
+    where
+        F: FnMut(usize, &LossTerms) -> bool,
+    {
+        self.run_report(init, observe).map(|(x, _)| x)
+    }
+
+    /// [`Gatys::run`], also returning how the optimiser ended: for L-BFGS
+    /// its report (evaluations, stop reason, final loss), so that a run that
+    /// stopped before its budget can say so; `None` for Adam (which always
+    /// takes every step).
+    pub fn run_report<F>(&self, init: &Tensor, mut observe: F) -> Result<(Tensor, Option<LbfgsReport>)>
     where
         F: FnMut(usize, &LossTerms) -> bool,
     {
@@ -250,13 +267,20 @@ impl<'a> Gatys<'a> {
             }
             Ok(())
         };
+        let mut report = None;
         match self.cfg.optimizer {
-            OptimizerKind::Lbfgs { lr } => {
-                let lbfgs = Lbfgs {
-                    lr,
-                    ..Default::default()
+            OptimizerKind::Lbfgs { lr } | OptimizerKind::LbfgsParity { lr } => {
+                let lbfgs = match self.cfg.optimizer {
+                    OptimizerKind::Lbfgs { .. } => Lbfgs {
+                        lr,
+                        ..Lbfgs::scale_free()
+                    },
+                    _ => Lbfgs {
+                        lr,
+                        ..Default::default()
+                    },
                 };
-                lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
+                let r = lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
                     let xv = x.detach().set_requires_grad(true);
                     let (loss, terms) = self.loss(&xv)?;
                     eval += 1;
@@ -264,6 +288,7 @@ impl<'a> Gatys<'a> {
                     let grads = Tensor::run_backward(&[&loss], &[&xv], false, false);
                     Ok((terms.total(), grads[0].detach()))
                 })?;
+                report = Some(r);
             }
             OptimizerKind::Adam { lr } => {
                 let vs = nn::VarStore::new(self.vgg.device());
@@ -277,6 +302,6 @@ impl<'a> Gatys<'a> {
                 x = xv.detach();
             }
         }
-        Ok(x.clamp(0.0, 1.0))
+        Ok((x.clamp(0.0, 1.0), report))
     }
 }

@@ -13,7 +13,7 @@ pub mod masks;
 pub mod strotss;
 
 pub use gatys::{Gatys, GatysConfig, Init, LossTerms, OptimizerKind, Regularizer};
-pub use lbfgs::Lbfgs;
+pub use lbfgs::{Lbfgs, LbfgsReport, StopReason};
 pub use masks::{load_guidance, MaskMatch};
 pub use nst_vgg::Tap;
 pub use strotss::{Guidance, Strotss, StrotssConfig, StrotssOptimizer, StrotssTerms, StyleInput};

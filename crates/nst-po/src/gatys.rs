@@ -17,8 +17,9 @@ enum Stop {
 
 /// Minimises L_tex(sigmoid(z), target) over z from `z0: [1, 3, H, W]` within
 /// `max_evals` loss evaluations. `observe(eval, loss)` sees every evaluation
-/// and may return `false` to stop. Returns the best image found (in [0, 1])
-/// and the number of evaluations.
+/// and may return `false` to stop. Returns the best image found (in [0, 1]),
+/// the number of evaluations, and, when L-BFGS stopped by its own test before
+/// `max_evals` (not by `observe`), one line saying why (for the user).
 ///
 /// L-BFGS runs with a backtracking (Armijo) line search: in the sigmoid
 /// parameterisation the first quasi-Newton steps from noise can overshoot
@@ -33,7 +34,7 @@ pub fn synthesize<F>(
     z0: &Tensor,
     max_evals: usize,
     mut observe: F,
-) -> Result<(Tensor, usize), nst_vgg::Error>
+) -> Result<(Tensor, usize, Option<String>), nst_vgg::Error>
 where
     F: FnMut(usize, f64) -> bool,
 {
@@ -41,6 +42,7 @@ where
     let mut best = (f64::INFINITY, z0.detach().copy());
     let mut evals = 0usize;
     let mut restarts = 0;
+    let mut early = None;
     // Backtracking: without it, the first quasi-Newton steps from noise can
     // overshoot far (the loss rose more than 2× on la_muse at 128 px), and
     // halving lr for the whole run then left L-BFGS crawling at 4e5 instead
@@ -72,6 +74,13 @@ where
             Ok((v, zz.grad().detach()))
         });
         match res {
+            Ok(r) if r.stopped_early() && evals < max_evals => {
+                early = Some(format!(
+                    "L-BFGS stopped after {evals} of {max_evals} evaluations at loss {:.4e}: {}",
+                    best.0, r.reason
+                ));
+                break;
+            }
             Ok(_) | Err(Stop::Observer) => break,
             Err(Stop::Diverged) => {
                 restarts += 1;
@@ -80,5 +89,5 @@ where
             Err(Stop::Vgg(e)) => return Err(e),
         }
     }
-    Ok((best.1.sigmoid(), evals))
+    Ok((best.1.sigmoid(), evals, early))
 }

@@ -496,7 +496,7 @@ fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
     let z0 = PseudoOptimizer::noise(1, 32, 32, Device::Cpu);
     let before = eval::quality(&loss, &z0.sigmoid(), &target).unwrap();
     let mut seen = Vec::new();
-    let (x, evals) = gatys::synthesize(&loss, &target, &z0, 60, |_, l| {
+    let (x, evals, _) = gatys::synthesize(&loss, &target, &z0, 60, |_, l| {
         seen.push(l);
         true
     })

@@ -31,6 +31,9 @@ pub struct Adam {
     pub t: u64,
     m: BTreeMap<String, Tensor>,
     v: BTreeMap<String, Tensor>,
+    /// Learning-rate multipliers by variable-name prefix (the longest
+    /// matching prefix wins; variables matching none use 1).
+    lr_scale: Vec<(String, f64)>,
 }
 
 impl Adam {
@@ -40,7 +43,26 @@ impl Adam {
             t: 0,
             m: BTreeMap::new(),
             v: BTreeMap::new(),
+            lr_scale: Vec::new(),
         }
+    }
+
+    /// Multiplies the learning rate of every variable whose name starts with
+    /// a key by its value (`{"relu1_1": 3.0}` scales `relu1_1.conv1_1.weight`).
+    /// The longest matching key wins; other variables keep the base rate.
+    pub fn with_lr_scale(mut self, scale: &BTreeMap<String, f64>) -> Self {
+        let mut v: Vec<(String, f64)> = scale.iter().map(|(k, s)| (k.clone(), *s)).collect();
+        v.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        self.lr_scale = v;
+        self
+    }
+
+    /// The learning-rate multiplier of the variable `name`.
+    pub fn lr_scale_of(&self, name: &str) -> f64 {
+        self.lr_scale
+            .iter()
+            .find(|(k, _)| name.starts_with(k.as_str()))
+            .map_or(1.0, |(_, s)| *s)
     }
 
     /// Clears the gradients of every trainable variable.
@@ -95,6 +117,10 @@ impl Adam {
                 if !p.requires_grad() {
                     continue;
                 }
+                let scale = self.lr_scale_of(&name);
+                if scale == 0.0 {
+                    continue; // frozen by its scale: state untouched
+                }
                 let g = p.grad();
                 if !g.defined() {
                     continue;
@@ -111,7 +137,7 @@ impl Adam {
                 *v *= b2;
                 *v += g.square() * (1.0 - b2);
                 let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.cfg.eps);
-                p -= update * lr;
+                p -= update * (lr * scale);
             }
         });
     }

@@ -88,6 +88,11 @@ pub struct OptimSection {
     /// logged as `optim/grad_norm` either way.
     #[serde(default)]
     pub grad_clip: f64,
+    /// Learning-rate multipliers by parameter-name prefix, e.g.
+    /// `lr_scale = { relu1_1 = 4.0, relu5_1 = 0.3 }` for the decoders (the
+    /// longest matching prefix wins; 0 freezes). May change on `--resume`.
+    #[serde(default)]
+    pub lr_scale: std::collections::BTreeMap<String, f64>,
 }
 
 fn d_lr() -> f64 {
@@ -305,6 +310,17 @@ impl TrainConfig {
         }
         if self.optim.lr_decay < 0.0 || self.optim.weight_decay < 0.0 {
             return bad("optim.lr_decay/weight_decay", "must not be negative");
+        }
+        if let Some((k, v)) = self
+            .optim
+            .lr_scale
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return bad(
+                &format!("optim.lr_scale.{k}"),
+                &format!("must be a number ≥ 0, got {v}"),
+            );
         }
         if !(self.optim.grad_clip >= 0.0 && self.optim.grad_clip.is_finite()) {
             return bad("optim.grad_clip", "must be 0 (off) or a positive number");

@@ -421,3 +421,47 @@ fn grad_clip_scales_the_global_norm_and_is_validated() {
         assert!(err.contains("optim.grad_clip"), "{bad}: {err}");
     }
 }
+
+/// Adam's first step moves every coordinate by lr (m̂/√v̂ = sign g); with
+/// `lr_scale` the variables under a prefix move by lr·scale, 0 freezes them,
+/// the longest prefix wins, and a prefix naming no variable is refused.
+#[test]
+fn lr_scale_multiplies_the_rate_per_name_prefix() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let a = vs.root().var_copy("relu1_1.w", &Tensor::from_slice(&[0.0f32, 0.0]));
+    let b = vs.root().var_copy("relu1_10.w", &Tensor::from_slice(&[0.0f32]));
+    let c = vs.root().var_copy("relu5_1.w", &Tensor::from_slice(&[0.0f32]));
+    let d = vs.root().var_copy("other", &Tensor::from_slice(&[0.0f32]));
+    let scale: std::collections::BTreeMap<String, f64> = [
+        ("relu1_1".to_string(), 3.0),
+        ("relu1_10".to_string(), 0.5),
+        ("relu5_1".to_string(), 0.0),
+    ]
+    .into_iter()
+    .collect();
+    let mut adam = Adam::new(AdamConfig::default()).with_lr_scale(&scale);
+    Adam::zero_grad(&vs);
+    // loss = −Σ of everything: every gradient is −1, every step is +lr·scale.
+    (-(a.sum(tch::Kind::Float) + b.sum(tch::Kind::Float) + c.sum(tch::Kind::Float) + d.sum(tch::Kind::Float)))
+        .backward();
+    adam.step(&vs, 0.1);
+    let v = |t: &Tensor| Vec::<f32>::try_from(t.detach()).unwrap();
+    assert!(v(&a).iter().all(|x| (x - 0.3).abs() < 1e-5), "{:?}", v(&a));
+    assert!((v(&b)[0] - 0.05).abs() < 1e-5, "longest prefix wins: {:?}", v(&b));
+    assert_eq!(v(&c)[0], 0.0, "scale 0 freezes");
+    assert!((v(&d)[0] - 0.1).abs() < 1e-5, "no prefix: base rate");
+
+    let dir = tempfile::tempdir().unwrap();
+    images(&dir.path().join("c"), 4, 1);
+    images(&dir.path().join("s"), 4, 2);
+    let cfg = config(dir.path(), "lrs", 1, &["optim.lr_scale.nope=2.0"]);
+    let mut m = Tiny::new(0);
+    let err = Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .expect_err("an unknown prefix");
+    assert!(err.to_string().contains("optim.lr_scale.nope"), "{err}");
+    let mut cfg = config(dir.path(), "lrs2", 1, &[]);
+    cfg.optim.lr_scale.insert("conv".into(), -1.0);
+    let err = cfg.validate().expect_err("a negative scale").to_string();
+    assert!(err.contains("optim.lr_scale.conv"), "{err}");
+}

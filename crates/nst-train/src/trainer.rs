@@ -136,7 +136,16 @@ impl<'a> Trainer<'a> {
             beta2: cfg.optim.beta2,
             weight_decay: cfg.optim.weight_decay,
             ..Default::default()
-        });
+        })
+        .with_lr_scale(&cfg.optim.lr_scale);
+        // A prefix that names no trained variable is a typo: say so.
+        for k in cfg.optim.lr_scale.keys() {
+            if !model.var_store().variables().keys().any(|n| n.starts_with(k.as_str())) {
+                return Err(Error::Config(format!(
+                    "optim.lr_scale.{k}: no trained parameter's name starts with {k:?}"
+                )));
+            }
+        }
         let (mut step, mut content_pos, mut style_pos) =
             (0u64, Position::default(), Position::default());
         let mut last_ckpt: Option<PathBuf> = None;
