@@ -72,7 +72,7 @@ fi
 # From scikit-image's data folder (a PyPI package): photos for content, colourful
 # images and textures for style, textures for texture synthesis.
 skdata="$(.venv/bin/python -c 'import os, skimage.data as d; print(os.path.dirname(d.__file__))')"
-mkdir -p samples/content samples/style samples/texture
+mkdir -p samples/content samples/style samples/texture samples/heldout
 for f in astronaut.png chelsea.png rocket.jpg; do
   [ -f "samples/content/$f" ] || cp "$skdata/$f" "samples/content/$f"
 done
@@ -82,5 +82,10 @@ done
 for f in brick.png grass.png gravel.png; do
   [ -f "samples/texture/$f" ] || cp "$skdata/$f" "samples/texture/$f"
 done
-say "sample images in samples/{content,style,texture} (from scikit-image's data folder)"
+# Held out from every training set (datasets/build_corpus.py excludes them):
+# the decoders' PSNR photos, and a held-out photo for the trained-path tests.
+for f in motorcycle_left.png ihc.png camera.png; do
+  [ -f "samples/heldout/$f" ] || cp "$skdata/$f" "samples/heldout/$f"
+done
+say "sample images in samples/{content,style,texture,heldout} (from scikit-image's data folder)"
 say "done. Try: cargo run --release --bin nst-infer -- gatys --content samples/content/astronaut.png --style samples/style/coffee.png --out out/demo.png"

@@ -125,6 +125,17 @@ fn smoke_config_loss_falls_100x() {
 
 #[test]
 fn ctrl_c_checkpoints_and_resume_finishes() {
+    signal_checkpoints_and_resume_finishes(libc::SIGINT);
+}
+
+/// Issue 30: SIGTERM, what a job scheduler sends, stops as Ctrl-C does: a
+/// checkpoint is written, it loads, and the run resumes from it.
+#[test]
+fn sigterm_checkpoints_and_resume_finishes() {
+    signal_checkpoints_and_resume_finishes(libc::SIGTERM);
+}
+
+fn signal_checkpoints_and_resume_finishes(signal: i32) {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = vec![
         "--config".to_string(),
@@ -154,7 +165,7 @@ fn ctrl_c_checkpoints_and_resume_finishes() {
     }
     #[allow(unsafe_code)]
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+        libc::kill(child.id() as i32, signal);
     }
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -111,9 +111,12 @@ pub fn decode_rgb(path: &Path) -> Result<Rgb32FImage> {
             path: path.to_path_buf(),
         });
     }
-    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
-        ImageReader::open(path)
-            .map_err(|e| bad_image(path, e))?
+    // The whole file, once: its structure is checked to its end marker
+    // (a truncated file is refused, not decoded in part), then decoded.
+    let bytes = std::fs::read(path).map_err(|e| bad_image(path, e))?;
+    crate::integrity::check_complete(&bytes).map_err(|e| bad_image(path, e))?;
+    let open = || -> Result<ImageReader<std::io::Cursor<&[u8]>>> {
+        ImageReader::new(std::io::Cursor::new(bytes.as_slice()))
             .with_guessed_format()
             .map_err(|e| bad_image(path, e))
     };

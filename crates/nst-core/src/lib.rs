@@ -6,6 +6,7 @@ pub mod color;
 pub mod device;
 pub mod fsutil;
 pub mod image_io;
+pub mod integrity;
 pub mod memory;
 pub mod precision;
 

@@ -52,8 +52,18 @@ impl LevelDecoder {
                 });
             }
         }
+        let last = nn::conv2d(vs / "conv1_1", cin, 3, 3, Default::default());
+        // Start near mid grey: the default initialisation made the untrained
+        // decoders' output swing by ±2–3 (pixel MSE 4–8 at relu3_1/relu4_1 at
+        // step 1), which the first steps then spent undoing.
+        tch::no_grad(|| {
+            let _ = last.ws.shallow_clone().g_mul_scalar_(0.1);
+            if let Some(b) = &last.bs {
+                let _ = b.shallow_clone().fill_(0.5);
+            }
+        });
         layers.push(Layer {
-            conv: nn::conv2d(vs / "conv1_1", cin, 3, 3, Default::default()),
+            conv: last,
             relu: false,
             upsample: false,
         });

@@ -169,3 +169,48 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Whether a stylised output still shows something (issue 31): the standard
+/// deviation of its pixels (0–255, all channels), and the Pearson correlation
+/// between the magnitudes of its luminance gradients and the content's (the
+/// content resized to the output's size with a triangle filter). An all-black
+/// or flat output has std 0; noise with no trace of the content has a
+/// correlation near 0.
+pub fn degeneracy_stats(output: &Path, content: &Path) -> (f64, f64) {
+    let out = image::open(output).unwrap().to_rgb8();
+    let (w, h) = out.dimensions();
+    let content = image::imageops::resize(
+        &image::open(content).unwrap().to_rgb8(),
+        w,
+        h,
+        image::imageops::FilterType::Triangle,
+    );
+    let px: Vec<f64> = out.as_raw().iter().map(|&v| v as f64).collect();
+    let mean = px.iter().sum::<f64>() / px.len() as f64;
+    let std = (px.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / px.len() as f64).sqrt();
+    let luma = |img: &image::RgbImage| -> Vec<f64> {
+        img.pixels()
+            .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+            .collect()
+    };
+    let grad = |l: &[f64]| -> Vec<f64> {
+        let (w, h) = (w as usize, h as usize);
+        let mut g = Vec::with_capacity((w - 1) * (h - 1));
+        for y in 0..h - 1 {
+            for x in 0..w - 1 {
+                let dx = l[y * w + x + 1] - l[y * w + x];
+                let dy = l[(y + 1) * w + x] - l[y * w + x];
+                g.push((dx * dx + dy * dy).sqrt());
+            }
+        }
+        g
+    };
+    let (a, b) = (grad(&luma(&out)), grad(&luma(&content)));
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    let corr = if va > 0.0 && vb > 0.0 { cov / (va * vb).sqrt() } else { 0.0 };
+    (std, corr)
+}

@@ -44,7 +44,51 @@ fn ck_err(path: &Path, reason: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes named tensors (as f32, or their own float kind) with metadata, atomically.
+/// The metadata key of the CRC-32 over every tensor (see [`checksum`]).
+pub const CHECKSUM_KEY: &str = "nst_crc32";
+
+/// CRC-32 over the tensors in name order: name, shape, then data bytes, so
+/// that the value does not depend on how the file lays the tensors out.
+pub fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>) -> u32 {
+    let mut v: Vec<_> = tensors.collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, shape, data) in v {
+        h.update(name.as_bytes());
+        for d in shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(data);
+    }
+    h.finalize()
+}
+
+/// Checks the [`CHECKSUM_KEY`] of a read file against its tensors (files
+/// written before checksums were kept have none and pass).
+pub fn verify_checksum(path: &Path, meta: &HashMap<String, String>, st: &SafeTensors) -> Result<()> {
+    let Some(want) = meta.get(CHECKSUM_KEY) else {
+        return Ok(());
+    };
+    let shapes: Vec<(String, Vec<usize>, &[u8])> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data()))
+        .collect();
+    let got = format!(
+        "{:08x}",
+        checksum(shapes.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d)))
+    );
+    if &got != want {
+        return Err(ck_err(
+            path,
+            format!("is corrupt: its tensors' checksum is {got}, the file records {want} (a flipped bit or a damaged copy)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes named tensors (as f32, or their own float kind) with metadata and
+/// a checksum ([`CHECKSUM_KEY`]), atomically.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
@@ -67,6 +111,14 @@ pub fn write_safetensors(
             bytes,
         ));
     }
+    let mut metadata = metadata;
+    metadata.insert(
+        CHECKSUM_KEY.into(),
+        format!(
+            "{:08x}",
+            checksum(owned.iter().map(|(n, _, s, b)| (n.as_str(), s.as_slice(), b.as_slice())))
+        ),
+    );
     let mut views = Vec::with_capacity(owned.len());
     for (name, dt, shape, bytes) in &owned {
         views.push((
@@ -93,6 +145,7 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<S
     let meta = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| ck_err(path, format!("not safetensors: {e}")))?;
+    verify_checksum(path, &meta, &st)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {

@@ -465,3 +465,47 @@ fn lr_scale_multiplies_the_rate_per_name_prefix() {
     let err = cfg.validate().expect_err("a negative scale").to_string();
     assert!(err.contains("optim.lr_scale.conv"), "{err}");
 }
+
+/// Issue 30: a truncated checkpoint, one with a flipped bit in its tensor
+/// data, and one with a flipped bit in its header each give one line naming
+/// the file; the intact one loads.
+#[test]
+fn truncated_and_bit_flipped_checkpoints_are_refused_in_one_line() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), "corrupt", 3, &[]);
+    let mut m = Tiny::new(0);
+    Trainer::new(&cfg, Device::Cpu)
+        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
+        .unwrap();
+    let good = cfg.run_dir().join("step_0000003.safetensors");
+    let bytes = std::fs::read(&good).unwrap();
+    let (_, meta) = checkpoint::read_safetensors(&good).unwrap();
+    assert_eq!(meta[checkpoint::CHECKSUM_KEY].len(), 8);
+    Checkpoint::load_weights(&good, m.var_store(), "tiny").unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize + 8;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", bytes[..bytes.len() * 2 / 3].to_vec()),
+        ("data bit", {
+            let mut b = bytes.clone();
+            let k = header + (b.len() - header) / 2;
+            b[k] ^= 0x10;
+            b
+        }),
+        ("header bit", {
+            let mut b = bytes.clone();
+            b[header / 2] ^= 0x01;
+            b
+        }),
+    ];
+    for (what, b) in cases {
+        let p = d.path().join(format!("{}.safetensors", what.replace(' ', "_")));
+        std::fs::write(&p, b).unwrap();
+        let e = Checkpoint::load_weights(&p, m.var_store(), "tiny")
+            .expect_err(what)
+            .to_string();
+        assert!(e.contains(&p.display().to_string()), "{what}: {e}");
+        assert!(!e.contains('\n'), "{what}: one line: {e}");
+        eprintln!("{what}: {e}");
+    }
+}

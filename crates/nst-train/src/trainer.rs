@@ -38,6 +38,13 @@ pub trait TrainModel {
     /// Told the (1-based) number of the step about to run, before [`TrainModel::step`],
     /// for schedules such as KL annealing. The default ignores it.
     fn set_step(&mut self, _step: u64) {}
+    /// Peak memory of one training step in bytes per crop pixel per batch
+    /// element (its content and style images), measured at the model's
+    /// default widths by `scripts/measure_train_memory.sh`. `None`: no
+    /// check before training.
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        None
+    }
     /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
     /// Runs the model's frozen loss network (VGG) at `precision`; the trained
@@ -97,6 +104,44 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Before the first step, on the CPU: does one step at `data.batch_size` of
+/// `data.crop`² fit in the memory available? If not, one error naming a
+/// batch size (or, when even 1 does not fit, a crop) that does, instead of
+/// the kernel's OOM killer ending the run with no message minutes later.
+/// `NST_SKIP_MEMORY_CHECK=1` turns it off.
+fn check_step_memory(cfg: &TrainConfig, model: &dyn TrainModel) -> Result<()> {
+    let Some(bpp) = model.step_bytes_per_pixel() else {
+        return Ok(());
+    };
+    if std::env::var(nst_core::memory::SKIP_ENV).is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    let fp = nst_core::Footprint::new("one training step", bpp);
+    let crop = cfg.data.crop as i64;
+    let batch = cfg.data.batch_size;
+    let avail = nst_core::memory::available_cpu_bytes();
+    let gb = |b: u64| b as f64 / 1e9;
+    match fp.fit_batch(crop, crop, batch, avail, "data.crop") {
+        Ok(fits) if fits >= batch => Ok(()),
+        Ok(fits) => Err(Error::Config(format!(
+            "data.batch_size = {batch}: one {} training step on {crop}² crops needs about {:.1} GB of memory, but {:.1} GB is available; data.batch_size = {fits} fits (or set {}=1 to try anyway)",
+            model.kind(),
+            gb(fp.bytes(crop, crop, batch)),
+            gb(avail.unwrap_or(0)),
+            nst_core::memory::SKIP_ENV
+        ))),
+        Err(nst_core::Error::OutOfMemory { max_long_side, need_gb, available_gb, .. }) => {
+            Err(Error::Config(format!(
+                "data.crop = {crop}: one {} training step needs about {need_gb:.1} GB of memory even at data.batch_size = 1, but {available_gb:.1} GB is available; a data.crop of about {} fits (or set {}=1 to try anyway)",
+                model.kind(),
+                max_long_side / 16 * 16,
+                nst_core::memory::SKIP_ENV
+            )))
+        }
+        Err(e) => Err(Error::Config(e.to_string())),
+    }
+}
+
 impl<'a> Trainer<'a> {
     pub fn new(cfg: &'a TrainConfig, device: Device) -> Self {
         Self { cfg, device }
@@ -130,6 +175,9 @@ impl<'a> Trainer<'a> {
                 cfg.model_kind,
                 model.kind()
             )));
+        }
+        if self.device == Device::Cpu {
+            check_step_memory(cfg, model)?;
         }
         let mut adam = Adam::new(AdamConfig {
             beta1: cfg.optim.beta1,

@@ -251,6 +251,26 @@ impl Mlp {
         });
     }
 
+    /// The style head's last layer at 1/100 of its default weights and a
+    /// zero bias: q(s | x) starts near the prior, μ ≈ 0 and log σ² ≈ 0.
+    /// With the default initialisation log σ² started above 10 for some
+    /// dimensions (VGG statistics are large even after log1p), where the
+    /// former hard clamp passed no gradient: σ stayed at e⁵ ≈ 148, training
+    /// decoded only huge sampled codes, and the mean code μ that inference
+    /// uses gave an all-black image (issue 31).
+    fn init_near_prior(&self) {
+        let Some(last) = self.layers.last() else {
+            return;
+        };
+        tch::no_grad(|| {
+            let mut ws = last.ws.shallow_clone();
+            let _ = ws.g_mul_scalar_(0.01);
+            if let Some(bs) = &last.bs {
+                let _ = bs.shallow_clone().zero_();
+            }
+        });
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
         let n = self.layers.len();
         let mut h = x.shallow_clone();
@@ -291,10 +311,12 @@ impl StyleEncoder {
                 (convs, 2 * 256)
             }
         };
+        let head = Mlp::new(&(vs / "head"), input, hidden, 2 * style_dim);
+        head.init_near_prior();
         Self {
             kind,
             convs,
-            head: Mlp::new(&(vs / "head"), input, hidden, 2 * style_dim),
+            head,
             style_dim,
         }
     }
@@ -305,10 +327,10 @@ impl StyleEncoder {
     fn from_stats(&self, stats: &Tensor) -> (Tensor, Tensor) {
         let out = self.head.forward(&stats.clamp_min(0.0).log1p());
         let mu = out.narrow(1, 0, self.style_dim);
-        // Keep σ² within e^±10: an untrained head cannot produce an overflowing exp.
-        let logvar = out
-            .narrow(1, self.style_dim, self.style_dim)
-            .clamp(-10.0, 10.0);
+        // Keep σ² within e^±10 so that exp cannot overflow, by a soft bound
+        // (10·tanh(v/10)) whose gradient never vanishes: a hard clamp passed
+        // none past ±10, and a log σ² that got there stayed there.
+        let logvar = (out.narrow(1, self.style_dim, self.style_dim) / 10.0).tanh() * 10.0;
         (mu, logvar)
     }
 
