@@ -231,6 +231,13 @@ impl AdainModel {
 }
 
 impl TrainModel for AdainModel {
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (9,391 B/px).
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        Some(9400)
+    }
+
     fn kind(&self) -> &str {
         KIND
     }

@@ -39,9 +39,10 @@ pub enum StrategyArg {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct OptexArgs {
-    /// A decoders run folder (its `latest`), a step_XXXXXXX.json or its .safetensors.
+    /// A decoders run folder (its `latest`), a step_XXXXXXX.json or its .safetensors. Default:
+    /// the shipped decoders, checkpoints/decoders.
     #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Option<PathBuf>,
     /// Style (texture) image; repeat to mix several.
     #[arg(long, value_name = "PATH", required = true)]
     pub style: Vec<PathBuf>,
@@ -105,8 +106,10 @@ pub enum ClosedFormMethod {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct AdainWctArgs {
+    /// A decoders checkpoint (run folder, sidecar or weights file). Default:
+    /// the shipped decoders, checkpoints/decoders.
     #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "wct")]
     pub method: ClosedFormMethod,
     #[arg(long, value_name = "PATH")]
@@ -127,7 +130,27 @@ pub struct AdainWctArgs {
     pub runtime: RuntimeArgs,
 }
 
-fn load_decoders(path: &Path, device: Device, precision: nst_core::Precision) -> Result<Decoders> {
+/// Where the shipped decoders live: `checkpoints/decoders` under the current
+/// folder, else under the repository this binary was built from.
+pub fn shipped_decoders() -> Option<PathBuf> {
+    let local = PathBuf::from("checkpoints/decoders");
+    if local.join("latest").exists() {
+        return Some(local);
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../checkpoints/decoders");
+    repo.join("latest").exists().then_some(repo)
+}
+
+fn load_decoders(path: &Option<PathBuf>, device: Device, precision: nst_core::Precision) -> Result<Decoders> {
+    let path: PathBuf = match path {
+        Some(p) => p.clone(),
+        None => shipped_decoders().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no --checkpoint given and no shipped decoders in checkpoints/decoders: train some with nst-train --config configs/decoders_campaign.toml and pass --checkpoint checkpoints/decoders_campaign"
+            )
+        })?,
+    };
+    let path = path.as_path();
     let (side, meta) = Checkpoint::resolve(path)?;
     if meta.model_kind != nst_decoders::KIND {
         bail!("{} is a {:?} checkpoint; optex and adain-wct need a {:?} one (nst-train --config configs/decoders.toml)", side.display(), meta.model_kind, nst_decoders::KIND);
@@ -289,8 +312,10 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct PsnrArgs {
+    /// A decoders checkpoint (run folder, sidecar or weights file). Default:
+    /// the shipped decoders, checkpoints/decoders.
     #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Option<PathBuf>,
     /// Folder of images (PNG, JPEG, …).
     #[arg(long, value_name = "DIR")]
     pub images: PathBuf,

@@ -106,6 +106,21 @@ fn bad_inputs_give_one_error_line_and_no_output() {
         &out,
     );
 
+    // Issue 30: a JPEG, PNG or WebP cut near its end (the part a lenient
+    // decoder would fill with grey) is refused, not stylised.
+    for ext in ["jpg", "png", "webp"] {
+        let full = dir.path().join(format!("full.{ext}"));
+        image::open(c).unwrap().save(&full).unwrap();
+        let bytes = std::fs::read(&full).unwrap();
+        let cut = dir.path().join(format!("cut.{ext}"));
+        std::fs::write(&cut, &bytes[..bytes.len() * 9 / 10]).unwrap();
+        assert_one_error(
+            &run(&["--content", cut.to_str().unwrap(), "--style", s, "--out", o]),
+            "truncated",
+            &out,
+        );
+    }
+
     let tiny = dir.path().join("tiny.png");
     image::RgbImage::new(20, 64).save(&tiny).unwrap();
     assert_one_error(
@@ -304,4 +319,42 @@ fn help_teaches_the_options() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
+}
+
+/// Issue 32: no silent early stop. On the photo pair in26 at 128 px,
+/// `--optimizer lbfgs-parity` (torch.optim.LBFGS without line search) stops
+/// after a few evaluations with the content unchanged; the command now says
+/// so in one `warning:` line naming the evaluations, the loss and the reason.
+#[test]
+fn an_early_lbfgs_stop_is_reported() {
+    let dir = nst_testkit::repo_root().join("../shared/images/photoreal");
+    if !dir.join("content/in26.png").exists() {
+        eprintln!("skipped: ../shared/images/photoreal is not beside the repository");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o.png");
+    let o = nst_infer(&[
+        "gatys",
+        "--content",
+        dir.join("content/in26.png").to_str().unwrap(),
+        "--style",
+        dir.join("style/in26.png").to_str().unwrap(),
+        "--size",
+        "128",
+        "--steps",
+        "100",
+        "--optimizer",
+        "lbfgs-parity",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+    ]);
+    nst_testkit::assert_ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warn: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: L-BFGS stopped after")).collect();
+    assert_eq!(warn.len(), 1, "{err}");
+    assert!(warn[0].contains("of 100 evaluations at loss") && warn[0].contains(": the "), "{err}");
 }

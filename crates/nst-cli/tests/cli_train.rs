@@ -269,3 +269,38 @@ fn bad_configs_give_one_error_line() {
         );
     }
 }
+
+/// Issue 30: a batch that cannot fit in memory is refused before the first
+/// step, in one line naming a batch size that fits (instead of the OOM
+/// killer ending the run with no message).
+#[test]
+fn a_batch_too_large_for_memory_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--config".to_string(),
+        "configs/smoke.toml".into(),
+        "--set".into(),
+        "data.batch_size=4096".into(),
+        "--set".into(),
+        "data.crop=256".into(),
+        "--set".into(),
+        "data.resize_shorter=256".into(),
+    ];
+    args.extend(dirs(tmp.path()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let o = run(&mut nst_train(&a).env_remove("NST_SKIP_MEMORY_CHECK"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("error:") && lines[0].contains("data.batch_size = 4096"), "{err}");
+    let fits: usize = lines[0]
+        .split("data.batch_size = ")
+        .nth(2)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch size that fits in: {err}"));
+    assert!((1..4096).contains(&fits), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(60), "refused only after {:?}", t.elapsed());
+}

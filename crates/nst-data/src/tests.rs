@@ -337,3 +337,26 @@ fn training_resize_matches_inference_resize() {
         "training and inference resampling differ by {diff}"
     );
 }
+
+/// Issue 30: truncated JPEG, PNG and WebP files in a dataset are skipped and
+/// counted as bad, not trained on from a partial decode.
+#[test]
+fn truncated_images_are_skipped_and_counted() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..4u32 {
+        img(&d.path().join(format!("good_{i}.png")), i);
+    }
+    for ext in ["jpg", "png", "webp"] {
+        let p = d.path().join(format!("full.{ext}"));
+        img(&p, 9);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(d.path().join(format!("cut.{ext}")), &bytes[..bytes.len() * 3 / 4]).unwrap();
+    }
+    let ds = SourceConfig::folder(d.path()).open().unwrap();
+    // Every image is tried once per epoch; take two epochs' worth.
+    let mut l = Loader::new(ds, cfg(1, 0.9), 3, Position::default()).unwrap();
+    let _ = take(&mut l, 8);
+    let bad = l.stats().bad.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(bad >= 3, "the three truncated files of the first epoch are counted: {bad}");
+}

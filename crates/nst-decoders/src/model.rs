@@ -164,6 +164,13 @@ impl Decoders {
 }
 
 impl TrainModel for Decoders {
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (33,870 B/px with the feature term, all five levels at width 1).
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        Some(34000)
+    }
+
     fn kind(&self) -> &str {
         KIND
     }

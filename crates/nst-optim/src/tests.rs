@@ -204,12 +204,13 @@ fn shared_photoreal() -> Option<std::path::PathBuf> {
 }
 
 /// Issue 32: on in26 and in39 the former default (torch.optim.LBFGS without
-/// line search) stopped after 5 evaluations with the content unchanged. The
-/// default L-BFGS now uses its 100 evaluations (or stops by a scale-free
-/// test) and lowers the style loss at least 50× below the content's
-/// (measured: in26 105×). The parity mode's early stop is reported.
+/// line search) stopped after 5 evaluations with the content unchanged
+/// (`nst-infer gatys` at 128 px; cli_gatys checks that the parity mode now
+/// says so). The default L-BFGS uses its 100 evaluations (or stops by a
+/// scale-free test) and lowers the style loss of the returned image at
+/// least 50× below the content's (measured: in26 78×).
 #[test]
-fn gatys_default_lbfgs_stylises_the_pairs_the_parity_mode_abandons() {
+fn gatys_default_lbfgs_stylises_the_photo_pairs_of_issue_32() {
     let Some(dir) = shared_photoreal() else {
         eprintln!("skipped: ../shared/images/photoreal is not beside the repository");
         return;
@@ -258,12 +259,8 @@ fn gatys_default_lbfgs_stylises_the_pairs_the_parity_mode_abandons() {
             "{pair}: style loss {start:.3e} -> {best:.3e} ({:.1}x; {report:?})",
             start / best
         );
-        let (_, _, parity) = run(OptimizerKind::LbfgsParity { lr: 1.0 });
-        if parity.stopped_early() {
-            assert!(parity.early_stop_note(100).is_some());
-        }
         eprintln!(
-            "{pair}: style {start:.3e} -> {best:.3e} ({:.0}x) in {} evaluations; parity mode: {parity:?}",
+            "{pair}: style {start:.3e} -> {best:.3e} ({:.0}x) in {} evaluations",
             start / best,
             report.evals
         );

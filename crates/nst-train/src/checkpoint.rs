@@ -148,16 +148,22 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<S
     verify_checksum(path, &meta, &st)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(ck_err(
-                path,
-                format!("tensor {name} is {:?}, expected F32", view.dtype()),
-            ));
-        }
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            // Shipped weights are stored in bf16 (half the size); they are
+            // used as f32 like any other.
+            Dtype::BF16 => Kind::BFloat16,
+            other => {
+                return Err(ck_err(
+                    path,
+                    format!("tensor {name} is {other:?}, expected F32 or BF16"),
+                ))
+            }
+        };
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         out.push((
             name,
-            Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?,
+            Tensor::f_from_data_size(view.data(), &shape, kind)?.to_kind(Kind::Float),
         ));
     }
     Ok((out, meta))
