@@ -251,6 +251,8 @@ fn tiff(b: &[u8]) -> Result<(), String> {
     };
     let ifd = u32_at(4).ok_or_else(t)?;
     let n = u16_at(ifd).ok_or_else(t)?;
+    // The IFD ends with the offset of the next one: it must be in the file.
+    u32_at(ifd + 2 + 12 * n).ok_or_else(t)?;
     // (offsets, counts) of strips (273/279) or tiles (324/325).
     let mut offsets: Vec<usize> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
@@ -259,6 +261,19 @@ fn tiff(b: &[u8]) -> Result<(), String> {
         let tag = u16_at(e).ok_or_else(t)?;
         let typ = u16_at(e + 2).ok_or_else(t)?;
         let cnt = u32_at(e + 4).ok_or_else(t)?;
+        let unit = match typ {
+            1 | 2 | 6 | 7 => 1,
+            3 | 8 => 2,
+            4 | 9 | 11 => 4,
+            5 | 10 | 12 => 8,
+            _ => 1,
+        };
+        if cnt.saturating_mul(unit) > 4 {
+            let at = u32_at(e + 8).ok_or_else(t)?;
+            if at.saturating_add(cnt.saturating_mul(unit)) > b.len() {
+                return Err(t());
+            }
+        }
         if !matches!(tag, 273 | 279 | 324 | 325) {
             continue;
         }

@@ -438,6 +438,13 @@ pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
 }
 
 impl TrainModel for PseudoOptimizer {
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (68,082 B/px for configs/propo.toml, its noise samples per target included).
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        Some(68100)
+    }
+
     fn kind(&self) -> &str {
         KIND
     }
