@@ -170,6 +170,9 @@ impl Lbfgs {
     where
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
+        if max_evals == 0 {
+            return Ok(LbfgsReport { evals: 0, reason: StopReason::Budget, loss: f64::NAN });
+        }
         if self.strong_wolfe {
             self.minimize_wolfe(x, max_evals, f)
         } else {
@@ -198,9 +201,6 @@ impl Lbfgs {
     where
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
-        if max_evals == 0 {
-            return Ok(LbfgsReport { evals: 0, reason: StopReason::Budget, loss: f64::NAN });
-        }
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
         let report = |evals, reason, loss| Ok(LbfgsReport { evals, reason, loss });
@@ -279,9 +279,6 @@ impl Lbfgs {
     where
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
-        if max_evals == 0 {
-            return Ok(LbfgsReport { evals: 0, reason: StopReason::Budget, loss: f64::NAN });
-        }
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
         let report = |evals, reason, loss| Ok(LbfgsReport { evals, reason, loss });
