@@ -428,9 +428,9 @@ fn grad_clip_scales_the_global_norm_and_is_validated() {
 #[test]
 fn lr_scale_multiplies_the_rate_per_name_prefix() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let a = vs.root().var_copy("relu1_1.w", &Tensor::from_slice(&[0.0f32, 0.0]));
-    let b = vs.root().var_copy("relu1_10.w", &Tensor::from_slice(&[0.0f32]));
-    let c = vs.root().var_copy("relu5_1.w", &Tensor::from_slice(&[0.0f32]));
+    let a = (vs.root() / "relu1_1").var_copy("w", &Tensor::from_slice(&[0.0f32, 0.0]));
+    let b = (vs.root() / "relu1_10").var_copy("w", &Tensor::from_slice(&[0.0f32]));
+    let c = (vs.root() / "relu5_1").var_copy("w", &Tensor::from_slice(&[0.0f32]));
     let d = vs.root().var_copy("other", &Tensor::from_slice(&[0.0f32]));
     let scale: std::collections::BTreeMap<String, f64> = [
         ("relu1_1".to_string(), 3.0),
