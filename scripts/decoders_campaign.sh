@@ -5,6 +5,8 @@
 #   scripts/decoders_campaign.sh psnr      # held-out PSNR per level of the latest checkpoint (fp32, 256 px)
 #   scripts/decoders_campaign.sh stop      # SIGINT: the trainer writes a checkpoint and exits; waits for it
 # Extra arguments to start are passed to nst-train on resume (e.g. --set optim.lr=5e-4).
+# THREADS=1 scripts/decoders_campaign.sh start trains on one core (LibTorch's
+# OpenMP pool spins badly when it shares the cores with other work).
 # The run lives in checkpoints/decoders_campaign (ignored by git) and
 # runs/decoders_campaign (TensorBoard); its log in checkpoints/decoders_campaign.log.
 set -euo pipefail
@@ -29,6 +31,7 @@ case "${1:-}" in
       args=(--config configs/decoders_campaign.toml "$@")
     fi
     echo "=== $(date -u +%FT%TZ) start: ${args[*]}" >> "$log"
+    [ -n "${THREADS:-}" ] && export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
     setsid nice -n 10 "$run.bin" "${args[@]}" >> "$log" 2>&1 < /dev/null &
     echo $! > "$pidfile"
     echo "training in the background (pid $!); log $log"

@@ -8,9 +8,10 @@
 //!   losses; `model.kind = "adain"` in `nst-train` configs.
 
 pub mod model;
-pub mod ops;
+/// The operator lives with the other feature statistics, in `nst-losses`.
+pub use nst_losses::stats as ops;
 
-pub use model::{AdainLoss, AdainModel, AdainModelConfig, Decoder};
+pub use model::{decoder, AdainLoss, AdainModel, AdainModelConfig, Decoder, KIND};
 pub use ops::{adain, mean_std};
 
 #[cfg(test)]

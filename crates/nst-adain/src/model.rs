@@ -1,9 +1,9 @@
 //! The AdaIN decoder and training model.
 use crate::ops::{adain, mean_std, EPS};
-use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
+use tch::{nn, nn::Module, Kind, Reduction, Tensor};
 
 /// `[model]` for `kind = "adain"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,115 +53,14 @@ impl Default for AdainLoss {
     }
 }
 
-#[derive(Debug)]
-struct Block {
-    conv: nn::Conv2D,
-    relu: bool,
-    upsample: bool,
-}
+/// The AdaIN decoder: the mirror of VGG19 from `relu4_1` (parameters
+/// `decoder.conv4_1.weight`, …, `decoder.conv1_1.bias`).
+pub type Decoder = nst_vgg::MirrorDecoder;
 
-/// The mirror of VGG19 up to `relu4_1`: reflection-padded 3×3 convs with
-/// ReLU, nearest-neighbour ×2 upsampling where VGG pools; the last conv maps
-/// to RGB. Parameters are named after the VGG layer they mirror
-/// (`decoder.conv4_1.weight`, …, `decoder.conv1_1.bias`).
-#[derive(Debug)]
-pub struct Decoder {
-    blocks: Vec<Block>,
-    input_scale: f64,
-    precision: nst_vgg::Precision,
-}
-
-impl Decoder {
-    /// `input_scale` divides the incoming features (255 for Caffe-scaled VGG weights).
-    pub fn new(vs: &nn::Path, width: f64, input_scale: f64) -> Self {
-        let c = |n: i64| ((n as f64 * width).round() as i64).max(8);
-        // (name, in, out, relu, upsample after)
-        let spec = [
-            ("conv4_1", 512, c(256), true, true),
-            ("conv3_4", c(256), c(256), true, false),
-            ("conv3_3", c(256), c(256), true, false),
-            ("conv3_2", c(256), c(256), true, false),
-            ("conv3_1", c(256), c(128), true, true),
-            ("conv2_2", c(128), c(128), true, false),
-            ("conv2_1", c(128), c(64), true, true),
-            ("conv1_2", c(64), c(64), true, false),
-            ("conv1_1", c(64), 3, false, false),
-        ];
-        let blocks = spec
-            .iter()
-            .map(|&(name, i, o, relu, upsample)| Block {
-                conv: nn::conv2d(vs / name, i, o, 3, Default::default()),
-                relu,
-                upsample,
-            })
-            .collect();
-        Self {
-            blocks,
-            input_scale,
-            precision: nst_vgg::Precision::Fp32,
-        }
-    }
-
-    /// Runs the convolutions at `precision` (the weights stay fp32; the maps
-    /// handed to `modulate` and the output are fp32).
-    pub fn set_precision(&mut self, precision: nst_vgg::Precision) {
-        self.precision = precision;
-    }
-}
-
-impl Decoder {
-    /// Channels at the decoder's AdaIN points, in the order [`Decoder::forward_with`]
-    /// visits them: the input, then the output of each upsampling.
-    pub fn level_channels(&self) -> Vec<i64> {
-        let mut v = vec![self
-            .blocks
-            .first()
-            .map(|b| b.conv.ws.size()[1])
-            .unwrap_or(512)];
-        v.extend(
-            self.blocks
-                .iter()
-                .filter(|b| b.upsample)
-                .map(|b| b.conv.ws.size()[0]),
-        );
-        v
-    }
-
-    /// The forward pass with a hook at each level: `modulate(level, h)` sees the
-    /// scaled input (level 0), then the map after each ×2 upsampling (levels
-    /// 1..=3), and returns the map to continue with. The variational model
-    /// puts its AdaIN layers there.
-    pub fn forward_with(
-        &self,
-        features: &Tensor,
-        mut modulate: impl FnMut(usize, Tensor) -> Tensor,
-    ) -> Tensor {
-        let p = self.precision;
-        let mut h = modulate(0, features / self.input_scale);
-        let mut level = 0;
-        for b in &self.blocks {
-            h = p.conv2d(&b.conv, &h.reflection_pad2d([1, 1, 1, 1]), 0);
-            if b.relu {
-                h = h.relu();
-            }
-            if b.upsample {
-                let (_, _, hh, ww) = h.size4().unwrap_or((0, 0, 0, 0));
-                h = h.upsample_nearest2d([hh * 2, ww * 2], None, None);
-                level += 1;
-                // AdaIN statistics in the hook stay fp32.
-                h = modulate(level, h.to_kind(tch::Kind::Float));
-            }
-        }
-        h.to_kind(tch::Kind::Float)
-    }
-}
-
-impl Module for Decoder {
-    /// # Shapes
-    /// `features: [B, 512, H/8, W/8]` → `[B, 3, H, W]` (RGB, roughly in [0, 1])
-    fn forward(&self, features: &Tensor) -> Tensor {
-        self.forward_with(features, |_, h| h)
-    }
+/// The AdaIN decoder at `width` (1.0 = the paper's 256/128/64 channels);
+/// `input_scale` divides the incoming features (255 for Caffe-scaled VGG weights).
+pub fn decoder(vs: &nn::Path, width: f64, input_scale: f64) -> Decoder {
+    nst_vgg::MirrorDecoder::new(vs, 4, nst_vgg::MirrorOptions::adain(width, input_scale))
 }
 
 /// Frozen VGG19 encoder to `relu4_1`, AdaIN, trained decoder.
@@ -184,7 +83,7 @@ impl AdainModel {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Config(format!("loss.style_layers: {e}")))?;
         let vs = nn::VarStore::new(vgg.device());
-        let decoder = Decoder::new(&(vs.root() / "decoder"), width, vgg.preprocessing().scale);
+        let decoder = decoder(&(vs.root() / "decoder"), width, vgg.preprocessing().scale);
         Ok(Self {
             vs,
             decoder,
@@ -194,28 +93,8 @@ impl AdainModel {
         })
     }
 
-    /// Builds from the `[model]` and `[loss]` sections of a training config.
-    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
-        let m: AdainModelConfig = parse_section(model, "model", &["kind"])?;
-        let l: AdainLoss = parse_section(loss, "loss", &[])?;
-        let vgg = Vgg::load_or_default(
-            m.vgg_weights.as_deref(),
-            nst_vgg::VggOptions {
-                pooling: nst_vgg::Pooling::Max,
-                device,
-            },
-        )
-        .map_err(|e| Error::Model(e.to_string()))?;
-        if !(m.width > 0.0 && m.width <= 4.0) {
-            return Err(Error::Config("model.width must be in (0, 4]".into()));
-        }
-        Self::new(vgg, m.width, l)
-    }
-
     fn encode(&self, x: &Tensor, taps: &[Tap]) -> Result<nst_vgg::Features> {
-        self.vgg
-            .encode(x, taps)
-            .map_err(|e| Error::Model(e.to_string()))
+        self.vgg.encode(x, taps).map_err(Error::from)
     }
 
     /// Stylises `content` with `style`; `alpha` in [0, 1] blends the AdaIN
@@ -227,6 +106,24 @@ impl AdainModel {
         let t = adain(&fc[r41[0]], &fs[r41[0]]);
         let t = &t * alpha + &fc[r41[0]] * (1.0 - alpha);
         Ok(self.decoder.forward(&t))
+    }
+}
+
+impl Model for AdainModel {
+    const KIND: &'static str = KIND;
+    const TRAIN_CONFIG: &'static str = "configs/adain.toml";
+    type Config = AdainModelConfig;
+    type Loss = AdainLoss;
+
+    fn vgg_options(m: &AdainModelConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
+        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    }
+
+    fn build(vgg: Vgg, config: AdainModelConfig, loss: AdainLoss) -> Result<Self> {
+        if !(config.width > 0.0 && config.width <= 4.0) {
+            return Err(Error::Config("model.width must be in (0, 4]".into()));
+        }
+        Self::new(vgg, config.width, loss)
     }
 }
 
@@ -286,9 +183,7 @@ impl TrainModel for AdainModel {
     }
 
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.vgg
-            .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))?;
+        self.vgg.set_precision(precision).map_err(Error::from)?;
         self.decoder.set_precision(precision);
         Ok(())
     }

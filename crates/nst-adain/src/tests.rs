@@ -1,6 +1,7 @@
 //! AdaIN operator parity with PyTorch, decoder shapes, and the overfit test.
 #![allow(clippy::unwrap_used)]
 use crate::*;
+use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
 use nst_train::{NullLogger, TrainConfig, TrainModel, Trainer, TrainerHooks};
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ fn adain_and_statistics_match_pytorch() {
 fn decoder_mirrors_the_encoder_shapes() {
     let _rng = nst_testkit::rng_lock();
     let vs = nn::VarStore::new(Device::Cpu);
-    let dec = Decoder::new(&vs.root(), 0.25, 255.0);
+    let dec = decoder(&vs.root(), 0.25, 255.0);
     for (h, w) in [(8, 8), (5, 12)] {
         let y = dec.forward(&Tensor::rand([2, 512, h, w], (Kind::Float, Device::Cpu)));
         assert_eq!(y.size(), [2, 3, h * 8, w * 8]);
@@ -46,7 +47,7 @@ fn decoder_mirrors_the_encoder_shapes() {
 fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
     let _rng = nst_testkit::rng_lock();
     let vs = nn::VarStore::new(Device::Cpu);
-    let mut dec = Decoder::new(&vs.root(), 0.25, 255.0);
+    let mut dec = decoder(&vs.root(), 0.25, 255.0);
     tch::manual_seed(5);
     let f = Tensor::rand([1, 512, 6, 5], (Kind::Float, Device::Cpu)) * 255.0;
     let exact = dec.forward(&f);
@@ -55,12 +56,18 @@ fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
     assert_eq!(y.kind(), Kind::Float);
     // Nine bf16 convolutions: about 2^-8 relative rounding each.
     let e = nst_testkit::rel_err(&y, &exact);
-    assert!(e > 0.0 && e < 3e-2, "bf16 decoder vs fp32: relative error {e:.3e}");
+    assert!(
+        e > 0.0 && e < 3e-2,
+        "bf16 decoder vs fp32: relative error {e:.3e}"
+    );
     // Mixed precision training: the gradient reaches the fp32 weights.
     y.sum(Kind::Float).backward();
     for (name, v) in vs.variables() {
         assert_eq!(v.kind(), Kind::Float, "{name} must stay fp32");
-        assert!(v.grad().defined() && v.grad().kind() == Kind::Float, "{name} has no fp32 gradient");
+        assert!(
+            v.grad().defined() && v.grad().kind() == Kind::Float,
+            "{name} has no fp32 gradient"
+        );
     }
 }
 

@@ -317,7 +317,7 @@ fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae:
     tch::manual_seed(0);
     let mut model = nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
-    nst_train::TrainModel::set_precision(&mut model, precision)?;
+    nst_model::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
 }
 
@@ -329,7 +329,7 @@ fn decoders_model(
     tch::manual_seed(0);
     let mut model = nst_decoders::Decoders::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
-    nst_train::TrainModel::set_precision(&mut model, precision)?;
+    nst_model::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
 }
 
@@ -342,7 +342,7 @@ fn po_model(weights: &std::path::Path, precision: Precision) -> Result<nst_po::P
         Default::default(),
     )?;
     // The whole model at the precision under test: VGG and its own convolutions.
-    nst_train::TrainModel::set_precision(&mut model, precision)?;
+    nst_model::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
 }
 
@@ -358,22 +358,16 @@ fn propo_vs_gatys(
     gatys_precision: Precision,
 ) -> Result<(f64, f64, String)> {
     let target_side = target_size.unwrap_or(size);
-    let (side, meta) = nst_train::Checkpoint::resolve(ck)?;
-    let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let mut model = nst_po::PseudoOptimizer::from_config(&cfg.model, &cfg.loss, Device::Cpu)?;
+    // The solver at the precision under test (its VGG included); Gatys runs
+    // at gatys_precision and the yardstick below stays fp32.
+    let nst_model::Loaded { model, meta, .. } =
+        nst_model::load::<nst_po::PseudoOptimizer>(ck, Device::Cpu, precision)?;
+    let cfg = nst_model::ModelSections::parse(&meta.config, &ck.display().to_string())?;
     let name = match model.variant() {
         nst_po::Variant::Po => "PO",
         nst_po::Variant::Adapo => "AdaPO",
         nst_po::Variant::Propo => "ProPO",
     };
-    nst_train::Checkpoint::load_weights(
-        &side.with_file_name(&meta.weights_file),
-        nst_train::TrainModel::var_store(&model),
-        nst_po::KIND,
-    )?;
-    // The solver at the precision under test (its VGG included); Gatys runs
-    // at gatys_precision and the yardstick below stays fp32.
-    nst_train::TrainModel::set_precision(&mut model, precision)?;
     let img = nst_core::load_image(
         target,
         nst_core::LoadOptions {
@@ -479,7 +473,7 @@ fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy:
     let vgg = load_vgg(weights, Pooling::Avg, Precision::Fp32)?;
     let mut model = nst_puy::FlexibleSolver::new(vgg, Default::default(), Default::default())?;
     // The whole model at the precision under test: VGG and its own convolutions.
-    nst_train::TrainModel::set_precision(&mut model, precision)?;
+    nst_model::TrainModel::set_precision(&mut model, precision)?;
     Ok(model)
 }
 
@@ -499,7 +493,8 @@ fn puy_vs_luan(
     ck: &std::path::Path,
     a: &PuyArgs,
 ) -> Result<(f64, f64, String)> {
-    let model = nst_puy::FlexibleSolver::from_checkpoint(ck, Device::Cpu)?;
+    let model: nst_puy::FlexibleSolver =
+        nst_model::Model::from_checkpoint(ck, Device::Cpu, Precision::Fp32)?;
     let load = |p: &std::path::Path| {
         nst_core::load_image(
             p,
@@ -633,9 +628,9 @@ fn run_child(
         "puy_artistic" => {
             let model = puy_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
-            nst_train::checkpoint::load_into(
-                nst_train::TrainModel::var_store(&model),
+            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
+            nst_model::checkpoint::load_into(
+                nst_model::TrainModel::var_store(&model),
                 tensors,
                 path,
             )?;
@@ -673,11 +668,11 @@ fn run_child(
             }
         },
         "propo_train_step" => {
-            use nst_train::TrainModel;
+            use nst_model::TrainModel;
             let mut model = po_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
-            nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
+            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
+            nst_model::checkpoint::load_into(model.var_store(), tensors, path)?;
             let t = Tensor::cat(&(0..4).map(|i| blobs(128, 20 + i)).collect::<Vec<_>>(), 0);
             let mut adam = nst_train::Adam::new(nst_train::AdamConfig {
                 beta1: 0.5,
@@ -694,9 +689,9 @@ fn run_child(
         c if c.starts_with("optex_") => {
             let model = decoders_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
-            nst_train::checkpoint::load_into(
-                nst_train::TrainModel::var_store(&model),
+            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
+            nst_model::checkpoint::load_into(
+                nst_model::TrainModel::var_store(&model),
                 tensors,
                 path,
             )?;
@@ -741,11 +736,11 @@ fn run_child(
             (r.0, q)
         }
         "vae_infer" | "vae_train_step" => {
-            use nst_train::TrainModel;
+            use nst_model::TrainModel;
             let mut model = vae_model(&weights, precision)?;
             let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_train::checkpoint::read_safetensors(path)?;
-            nst_train::checkpoint::load_into(model.var_store(), tensors, path)?;
+            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
+            nst_model::checkpoint::load_into(model.var_store(), tensors, path)?;
             if case == "vae_infer" {
                 let (c, s) = (blobs(size, 1), blobs(size, 2));
                 let r = time_it(repeat, || {
@@ -816,7 +811,7 @@ fn run_child(
             let (c, s) = (blobs4(256, 1), blobs4(256, 2));
             let mut adam = nst_train::Adam::new(Default::default());
             time_it(repeat, || {
-                use nst_train::TrainModel;
+                use nst_model::TrainModel;
                 let out = model.step(&c, &s)?;
                 nst_train::Adam::zero_grad(model.var_store());
                 out.loss.backward();
@@ -868,7 +863,7 @@ fn run_child(
                 let (c, s) = (lc.next_batch()?.images, ls.next_batch()?.images);
                 let w = t0.elapsed().as_secs_f64();
                 let t1 = Instant::now();
-                use nst_train::TrainModel;
+                use nst_model::TrainModel;
                 let out = model.step(&c, &s)?;
                 nst_train::Adam::zero_grad(model.var_store());
                 out.loss.backward();
@@ -1026,27 +1021,27 @@ fn main() -> Result<()> {
         eprintln!("running {case} at {}px ({desc}) ...", case_px(case, size));
         let vae_file = vae_weights_path();
         if case.starts_with("vae_") {
-            nst_train::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?)
+            nst_model::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?)
                 .save(&vae_file)?;
         }
         if case.starts_with("optex_") {
-            nst_train::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?)
+            nst_model::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?)
                 .save(&vae_file)?;
         }
         if case == "propo_train_step" {
-            nst_train::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?)
+            nst_model::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?)
                 .save(&vae_file)?;
         }
         if case == "puy_artistic" {
             let m = puy_model(&weights, Precision::Fp32)?;
             // Non-zero last convs, so the whole update is exercised.
             tch::no_grad(|| {
-                for (_, mut v) in nst_train::TrainModel::var_store(&m).variables() {
+                for (_, mut v) in nst_model::TrainModel::var_store(&m).variables() {
                     let r = Tensor::randn_like(&v) * 0.05;
                     v.copy_(&r);
                 }
             });
-            nst_train::TrainModel::var_store(&m).save(&vae_file)?;
+            nst_model::TrainModel::var_store(&m).save(&vae_file)?;
         }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let images = tempfile::tempdir()?;

@@ -3,7 +3,6 @@ use crate::common::{self, RuntimeArgs};
 use anyhow::Result;
 use clap::Args;
 use nst_core::ImageSize;
-use nst_train::{Checkpoint, TrainConfig, TrainModel};
 use std::path::PathBuf;
 
 /// AdaIN (Huang & Belongie): one forward pass with a trained decoder.
@@ -43,19 +42,8 @@ pub fn run(args: AdainArgs) -> Result<()> {
         anyhow::bail!("--alpha must be in [0, 1], got {}", args.alpha);
     }
     let device = args.runtime.init()?;
-    let (side, meta) = Checkpoint::resolve(&args.checkpoint)?;
-    if meta.model_kind != nst_adain::model::KIND {
-        anyhow::bail!(
-            "{} is a {:?} checkpoint; `nst-infer adain` needs an \"adain\" one",
-            side.display(),
-            meta.model_kind
-        );
-    }
-    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let mut model = nst_adain::AdainModel::from_config(&cfg.model, &cfg.loss, device)?;
-    model.set_precision(args.runtime.precision)?;
-    let weights = side.with_file_name(&meta.weights_file);
-    Checkpoint::load_weights(&weights, model.var_store(), nst_adain::model::KIND)?;
+    let nst_model::Loaded { model, meta, .. } =
+        nst_model::load::<nst_adain::AdainModel>(&args.checkpoint, device, args.runtime.precision)?;
     let load = |p: &PathBuf, role: &str| -> Result<tch::Tensor> {
         let x = common::load(p, args.size, device, role)?;
         // The decoder upsamples by 8: crop to a multiple of 8.
@@ -72,7 +60,7 @@ pub fn run(args: AdainArgs) -> Result<()> {
             "wrote {} (step {} of run {:?})",
             args.out.display(),
             meta.step,
-            cfg.train.run
+            meta.run_name().unwrap_or_default()
         );
     }
     Ok(())

@@ -176,24 +176,3 @@ pub fn load(
     nst_core::load_image(path, nst_core::LoadOptions { size, device })
         .with_context(|| format!("{role} image"))
 }
-
-/// Opens a training checkpoint (a run folder, its `step_XXXXXXX.json`, or
-/// the weights file) that must hold a `kind` model: returns the weights
-/// file and the resolved training config saved with it. `config` names the
-/// config that trains such a model, for the error message.
-pub fn open_checkpoint(
-    path: &std::path::Path,
-    kind: &str,
-    config: &str,
-) -> Result<(PathBuf, nst_train::TrainConfig)> {
-    let (side, meta) = nst_train::Checkpoint::resolve(path)?;
-    if meta.model_kind != kind {
-        anyhow::bail!(
-            "{} is a {:?} checkpoint; this command needs a {kind:?} one (nst-train --config {config})",
-            side.display(),
-            meta.model_kind,
-        );
-    }
-    let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    Ok((side.with_file_name(&meta.weights_file), cfg))
-}

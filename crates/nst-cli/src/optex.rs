@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
 use nst_decoders::{ColorMode, Decoders, OptexConfig, Strategy};
-use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use nst_model::Model;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
@@ -141,7 +141,11 @@ pub fn shipped_decoders() -> Option<PathBuf> {
     repo.join("latest").exists().then_some(repo)
 }
 
-fn load_decoders(path: &Option<PathBuf>, device: Device, precision: nst_core::Precision) -> Result<Decoders> {
+fn load_decoders(
+    path: &Option<PathBuf>,
+    device: Device,
+    precision: nst_core::Precision,
+) -> Result<Decoders> {
     let path: PathBuf = match path {
         Some(p) => p.clone(),
         None => shipped_decoders().ok_or_else(|| {
@@ -150,20 +154,7 @@ fn load_decoders(path: &Option<PathBuf>, device: Device, precision: nst_core::Pr
             )
         })?,
     };
-    let path = path.as_path();
-    let (side, meta) = Checkpoint::resolve(path)?;
-    if meta.model_kind != nst_decoders::KIND {
-        bail!("{} is a {:?} checkpoint; optex and adain-wct need a {:?} one (nst-train --config configs/decoders.toml)", side.display(), meta.model_kind, nst_decoders::KIND);
-    }
-    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let mut model = Decoders::from_config(&cfg.model, &cfg.loss, device)?;
-    model.set_precision(precision)?;
-    Checkpoint::load_weights(
-        &side.with_file_name(&meta.weights_file),
-        model.var_store(),
-        nst_decoders::KIND,
-    )?;
-    Ok(model)
+    Ok(Decoders::from_checkpoint(&path, device, precision)?)
 }
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`

@@ -4,8 +4,8 @@ use crate::common::{self, RuntimeArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nst_core::ImageSize;
+use nst_model::Model;
 use nst_puy::{Band, FlexibleSolver, PhotorealOptions, PhotorealProjection};
-use nst_train::TrainModel;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Tensor;
@@ -100,9 +100,8 @@ pub fn run(args: PuyArgs) -> Result<()> {
         bail!("--k must be at least 1");
     }
     let device = args.runtime.init()?;
-    let mut solver = FlexibleSolver::from_checkpoint(&args.checkpoint, device)
+    let solver = FlexibleSolver::from_checkpoint(&args.checkpoint, device, args.runtime.precision)
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
-    solver.set_precision(args.runtime.precision)?;
     let steps = args.steps.unwrap_or(solver.steps());
     if steps == 0 || steps > solver.steps() {
         bail!(

@@ -3,8 +3,8 @@ use crate::common::{self, RuntimeArgs, VggArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
+use nst_model::Model;
 use nst_po::{PseudoOptimizer, TargetGrams, TextureLoss, Variant};
-use nst_train::{Checkpoint, TrainModel};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -96,10 +96,13 @@ pub struct TextureArgs {
 }
 
 /// Loads a `kind = "po"` checkpoint and checks it is the `want` variant.
-pub fn load_po(path: &Path, want: Variant, device: Device) -> Result<PseudoOptimizer> {
-    let (weights, cfg) =
-        common::open_checkpoint(path, nst_po::KIND, &format!("configs/{}.toml", want.name()))?;
-    let model = PseudoOptimizer::from_config(&cfg.model, &cfg.loss, device)?;
+pub fn load_po(
+    path: &Path,
+    want: Variant,
+    device: Device,
+    precision: nst_core::Precision,
+) -> Result<PseudoOptimizer> {
+    let model = PseudoOptimizer::from_checkpoint(path, device, precision)?;
     if model.variant() != want {
         bail!(
             "{} holds a {} network, not {}; use --method {}",
@@ -109,7 +112,6 @@ pub fn load_po(path: &Path, want: Variant, device: Device) -> Result<PseudoOptim
             model.variant().name()
         );
     }
-    Checkpoint::load_weights(&weights, model.var_store(), nst_po::KIND)?;
     Ok(model)
 }
 
@@ -186,9 +188,7 @@ fn build_solver(
             let Some(ck) = checkpoint else {
                 bail!("--method {} needs --checkpoint (train one with nst-train --config configs/{}.toml)", method.name(), method.name())
             };
-            let mut po = load_po(ck, v, device)?;
-            nst_train::TrainModel::set_precision(&mut po, precision)?;
-            Solver::Learned(po)
+            Solver::Learned(load_po(ck, v, device, precision)?)
         }
         None => {
             if steps == 0 {

@@ -2,6 +2,7 @@
 use crate::common;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use nst_model::Model;
 use nst_train::{
     Checkpoint, Logger, NullLogger, TensorBoard, TrainConfig, TrainModel, TrainOutcome, Trainer,
     TrainerHooks,
@@ -10,7 +11,13 @@ use std::path::PathBuf;
 use tch::Device;
 
 /// Model families `model.kind` can name.
-pub const KINDS: &[&str] = &["adain", "vae_adain", "decoders", "po", "puy_perez"];
+pub const KINDS: &[&str] = &[
+    nst_adain::KIND,
+    nst_vae::KIND,
+    nst_decoders::KIND,
+    nst_po::KIND,
+    nst_puy::KIND,
+];
 
 /// Train a style-transfer model from a TOML config.
 ///
@@ -54,19 +61,19 @@ pub struct TrainArgs {
 /// Builds the model a config names.
 pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<Box<dyn TrainModel>> {
     Ok(match cfg.model_kind.as_str() {
-        "adain" => Box::new(nst_adain::AdainModel::from_config(
+        nst_adain::KIND => Box::new(nst_adain::AdainModel::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
-        "vae_adain" => Box::new(nst_vae::VaeAdainModel::from_config(
+        nst_vae::KIND => Box::new(nst_vae::VaeAdainModel::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
-        "decoders" => Box::new(nst_decoders::Decoders::from_config(
+        nst_decoders::KIND => Box::new(nst_decoders::Decoders::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
-        "po" => Box::new(nst_po::PseudoOptimizer::from_config(
+        nst_po::KIND => Box::new(nst_po::PseudoOptimizer::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
-        "puy_perez" => Box::new(nst_puy::FlexibleSolver::from_config(
+        nst_puy::KIND => Box::new(nst_puy::FlexibleSolver::from_config(
             &cfg.model, &cfg.loss, device,
         )?),
         other => bail!(

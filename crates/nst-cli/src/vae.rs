@@ -4,7 +4,7 @@ use crate::common::{self, RuntimeArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use nst_core::ImageSize;
-use nst_train::{Checkpoint, TrainConfig, TrainModel};
+use nst_model::Model;
 use nst_vae::VaeAdainModel;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -125,29 +125,11 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
     let Some(path) = &args.checkpoint else {
         bail!("--checkpoint is required (a run folder of nst-train, e.g. checkpoints/vae_adain)")
     };
-    let (side, meta) = Checkpoint::resolve(path)?;
-    if meta.model_kind != nst_vae::KIND {
-        bail!(
-            "{} is a {:?} checkpoint; `nst-infer vae-adain` needs a {:?} one{}",
-            side.display(),
-            meta.model_kind,
-            nst_vae::KIND,
-            if meta.model_kind == "adain" {
-                " (use `nst-infer adain` for it)"
-            } else {
-                ""
-            }
-        );
-    }
-    let cfg = TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-    let mut model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, device)?;
-    model.set_precision(args.runtime.precision)?;
-    Checkpoint::load_weights(
-        &side.with_file_name(&meta.weights_file),
-        model.var_store(),
-        nst_vae::KIND,
-    )?;
-    Ok(model)
+    Ok(VaeAdainModel::from_checkpoint(
+        path,
+        device,
+        args.runtime.precision,
+    )?)
 }
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`

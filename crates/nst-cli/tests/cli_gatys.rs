@@ -199,11 +199,33 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     assert_one_error(&o_tpu, "invalid device", &out);
 
     // fp16 is for CUDA: on the CPU, one line that says so and names the way out.
-    let o_fp16 = run(&["--content", c, "--style", s, "--out", o, "--precision", "fp16"]);
+    let o_fp16 = run(&[
+        "--content",
+        c,
+        "--style",
+        s,
+        "--out",
+        o,
+        "--precision",
+        "fp16",
+    ]);
     assert_one_error(&o_fp16, "fp16 is for CUDA only", &out);
     // bf16 runs on the CPU and writes the image.
-    let ok = run(&["--content", c, "--style", s, "--out", o, "--precision", "bf16"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = run(&[
+        "--content",
+        c,
+        "--style",
+        s,
+        "--out",
+        o,
+        "--precision",
+        "bf16",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(out.exists());
 }
 
@@ -354,7 +376,13 @@ fn an_early_lbfgs_stop_is_reported() {
     ]);
     nst_testkit::assert_ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
-    let warn: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: L-BFGS stopped after")).collect();
+    let warn: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: L-BFGS stopped after"))
+        .collect();
     assert_eq!(warn.len(), 1, "{err}");
-    assert!(warn[0].contains("of 100 evaluations at loss") && warn[0].contains(": the "), "{err}");
+    assert!(
+        warn[0].contains("of 100 evaluations at loss") && warn[0].contains(": the "),
+        "{err}"
+    );
 }

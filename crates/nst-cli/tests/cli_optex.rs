@@ -184,11 +184,24 @@ fn synthesis_transfer_closed_form_and_kind_error() {
 #[test]
 fn smoke_decoders_wct_stylises_a_held_out_photo_visibly() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck_dir = format!("train.checkpoint_dir=\"{}\"", tmp.path().join("ck").display());
+    let ck_dir = format!(
+        "train.checkpoint_dir=\"{}\"",
+        tmp.path().join("ck").display()
+    );
     let log_dir = format!("log.dir=\"{}\"", tmp.path().join("runs").display());
     let o = bin(
         env!("CARGO_BIN_EXE_nst-train"),
-        &["--config", "configs/decoders_smoke.toml", "--set", &ck_dir, "--set", &log_dir, "--device", "cpu", "-q"],
+        &[
+            "--config",
+            "configs/decoders_smoke.toml",
+            "--set",
+            &ck_dir,
+            "--set",
+            &log_dir,
+            "--device",
+            "cpu",
+            "-q",
+        ],
     );
     nst_testkit::assert_ok(&o);
     let out = tmp.path().join("wct.png");

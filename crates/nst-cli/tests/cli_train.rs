@@ -294,7 +294,10 @@ fn a_batch_too_large_for_memory_is_refused_at_once() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("error:") && lines[0].contains("data.batch_size = 4096"), "{err}");
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains("data.batch_size = 4096"),
+        "{err}"
+    );
     let fits: usize = lines[0]
         .split("data.batch_size = ")
         .nth(2)
@@ -302,5 +305,9 @@ fn a_batch_too_large_for_memory_is_refused_at_once() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no batch size that fits in: {err}"));
     assert!((1..4096).contains(&fits), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(60), "refused only after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "refused only after {:?}",
+        t.elapsed()
+    );
 }

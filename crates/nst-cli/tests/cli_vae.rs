@@ -222,10 +222,19 @@ fn stylise_interpolate_sample_and_kind_errors() {
 #[test]
 fn smoke_run_stylises_a_held_out_photo_visibly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = s(&["--config", "configs/vae_adain_smoke.toml", "--device", "cpu", "-q"]);
+    let mut a = s(&[
+        "--config",
+        "configs/vae_adain_smoke.toml",
+        "--device",
+        "cpu",
+        "-q",
+    ]);
     a.extend([
         "--set".into(),
-        format!("train.checkpoint_dir=\"{}\"", tmp.path().join("ck").display()),
+        format!(
+            "train.checkpoint_dir=\"{}\"",
+            tmp.path().join("ck").display()
+        ),
         "--set".into(),
         format!("log.dir=\"{}\"", tmp.path().join("runs").display()),
     ]);
@@ -254,7 +263,15 @@ fn smoke_run_stylises_a_held_out_photo_visibly() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (std, corr) = nst_testkit::degeneracy_stats(&out, &content);
-    eprintln!("vae-adain smoke on a held-out photo: pixel std {std:.1}, gradient correlation {corr:.2}");
-    assert!(std >= 10.0, "pixel std {std:.2}: the output is flat (black?)");
-    assert!(corr >= 0.2, "gradient correlation {corr:.3}: no trace of the content");
+    eprintln!(
+        "vae-adain smoke on a held-out photo: pixel std {std:.1}, gradient correlation {corr:.2}"
+    );
+    assert!(
+        std >= 10.0,
+        "pixel std {std:.2}: the output is flat (black?)"
+    );
+    assert!(
+        corr >= 0.2,
+        "gradient correlation {corr:.3}: no trace of the content"
+    );
 }

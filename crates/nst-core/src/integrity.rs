@@ -50,7 +50,9 @@ fn jpeg(b: &[u8]) -> Result<(), String> {
     loop {
         // Find the next marker (fill bytes 0xFF may repeat).
         if i >= b.len() {
-            return Err(format!("{TRUNCATED} (JPEG ends before its end-of-image marker)"));
+            return Err(format!(
+                "{TRUNCATED} (JPEG ends before its end-of-image marker)"
+            ));
         }
         if b[i] != 0xFF {
             return Err(format!("broken JPEG structure at byte {i}"));
@@ -73,7 +75,8 @@ fn jpeg(b: &[u8]) -> Result<(), String> {
             0x01 | 0xD0..=0xD7 => continue, // no length
             _ => {}
         }
-        let len = be16(b, i).ok_or_else(|| format!("{TRUNCATED} (JPEG ends inside a segment header)"))?;
+        let len =
+            be16(b, i).ok_or_else(|| format!("{TRUNCATED} (JPEG ends inside a segment header)"))?;
         if len < 2 {
             return Err(format!("broken JPEG segment length at byte {i}"));
         }
@@ -161,7 +164,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         c ^= byte as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -218,7 +225,11 @@ fn gif(b: &[u8]) -> Result<(), String> {
                 i = skip_blocks(i)?;
                 frames += 1;
             }
-            other => return Err(format!("broken GIF structure (block 0x{other:02X} at byte {i})")),
+            other => {
+                return Err(format!(
+                    "broken GIF structure (block 0x{other:02X} at byte {i})"
+                ))
+            }
         }
     }
 }
@@ -243,11 +254,19 @@ fn tiff(b: &[u8]) -> Result<(), String> {
     let t = || format!("{TRUNCATED} (TIFF)");
     let u16_at = |i: usize| -> Option<usize> {
         let v = [*b.get(i)?, *b.get(i + 1)?];
-        Some(if le { u16::from_le_bytes(v) } else { u16::from_be_bytes(v) } as usize)
+        Some(if le {
+            u16::from_le_bytes(v)
+        } else {
+            u16::from_be_bytes(v)
+        } as usize)
     };
     let u32_at = |i: usize| -> Option<usize> {
         let v = [*b.get(i)?, *b.get(i + 1)?, *b.get(i + 2)?, *b.get(i + 3)?];
-        Some(if le { u32::from_le_bytes(v) } else { u32::from_be_bytes(v) } as usize)
+        Some(if le {
+            u32::from_le_bytes(v)
+        } else {
+            u32::from_be_bytes(v)
+        } as usize)
     };
     let ifd = u32_at(4).ok_or_else(t)?;
     let n = u16_at(ifd).ok_or_else(t)?;
@@ -319,7 +338,11 @@ mod tests {
     fn picture() -> DynamicImage {
         // Smooth gradients with an edge: something an encoder has work on.
         DynamicImage::ImageRgb8(RgbImage::from_fn(97, 81, |x, y| {
-            let e = if (x as i32 - 40).pow(2) + (y as i32 - 35).pow(2) < 400 { 90 } else { 0 };
+            let e = if (x as i32 - 40).pow(2) + (y as i32 - 35).pow(2) < 400 {
+                90
+            } else {
+                0
+            };
             image::Rgb([(x * 2 + e) as u8, (y * 3) as u8, ((x * y) % 200 + e) as u8])
         }))
     }
@@ -356,7 +379,11 @@ mod tests {
             crate::image_io::decode_rgb(&p).unwrap();
             let n = full.len();
             for k in 0..10 {
-                let cut = if k == 9 { n - 1 } else { n * (5 + 10 * k) / 100 };
+                let cut = if k == 9 {
+                    n - 1
+                } else {
+                    n * (5 + 10 * k) / 100
+                };
                 let part = &full[..cut];
                 let e = check_complete(part)
                     .expect_err(&format!("{ext} cut at {cut} of {n} bytes was accepted"));
@@ -393,8 +420,16 @@ mod tests {
     fn real_photos_pass() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut seen = 0;
-        for d in ["samples/content", "samples/style", "samples/texture", "../shared/images/content", "../shared/images/style"] {
-            let Ok(rd) = std::fs::read_dir(root.join(d)) else { continue };
+        for d in [
+            "samples/content",
+            "samples/style",
+            "samples/texture",
+            "../shared/images/content",
+            "../shared/images/style",
+        ] {
+            let Ok(rd) = std::fs::read_dir(root.join(d)) else {
+                continue;
+            };
             for f in rd.flatten() {
                 let bytes = std::fs::read(f.path()).unwrap();
                 check_complete(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.path().display()));

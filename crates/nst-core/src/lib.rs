@@ -17,6 +17,14 @@ pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MI
 pub use memory::Footprint;
 pub use precision::Precision;
 
+/// Where a data stream's next sample comes from: epoch and index into that
+/// epoch's order. The loader resumes from it; checkpoints record it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub epoch: u64,
+    pub index: u64,
+}
+
 /// Errors of the shared plumbing. Each message names the file or value at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -14,12 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use tch::Tensor;
 
-/// Where the next sample comes from: epoch and index into that epoch's order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Position {
-    pub epoch: u64,
-    pub index: u64,
-}
+pub use nst_core::Position;
 
 /// Pipeline settings (`[data]` in a training config).
 #[derive(Debug, Clone)]

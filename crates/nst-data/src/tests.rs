@@ -351,12 +351,19 @@ fn truncated_images_are_skipped_and_counted() {
         img(&p, 9);
         let bytes = std::fs::read(&p).unwrap();
         std::fs::remove_file(&p).unwrap();
-        std::fs::write(d.path().join(format!("cut.{ext}")), &bytes[..bytes.len() * 3 / 4]).unwrap();
+        std::fs::write(
+            d.path().join(format!("cut.{ext}")),
+            &bytes[..bytes.len() * 3 / 4],
+        )
+        .unwrap();
     }
     let ds = SourceConfig::folder(d.path()).open().unwrap();
     // Every image is tried once per epoch; take two epochs' worth.
     let mut l = Loader::new(ds, cfg(1, 0.9), 3, Position::default()).unwrap();
     let _ = take(&mut l, 8);
     let bad = l.stats().bad.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(bad >= 3, "the three truncated files of the first epoch are counted: {bad}");
+    assert!(
+        bad >= 3,
+        "the three truncated files of the first epoch are counted: {bad}"
+    );
 }

@@ -20,7 +20,7 @@ pub mod decoder;
 pub mod model;
 pub mod transforms;
 
-pub use decoder::{LevelDecoder, LEVELS};
+pub use decoder::{level_decoder, LevelDecoder, LEVELS};
 pub use model::{
     closed_form, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig,
     DecodersLoss, OptexConfig, KIND,

@@ -1,11 +1,11 @@
 //! The set of level decoders, its training objective, and the transfer
 //! procedures built on it: Optimal Textures, AdaIN and WCT.
-use crate::decoder::LevelDecoder;
+use crate::decoder::{level_decoder, LevelDecoder};
 use crate::transforms::{match_features, match_moments, sliced_ot, Strategy};
-use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
+use tch::{nn, nn::Module, Kind, Reduction, Tensor};
 
 /// The `model.kind` of the decoder set.
 pub const KIND: &str = "decoders";
@@ -95,7 +95,7 @@ impl Decoders {
         levels.dedup();
         let decoders = levels
             .iter()
-            .map(|&l| LevelDecoder::new(&(vs.root() / format!("relu{l}_1")), l, config.width))
+            .map(|&l| level_decoder(&(vs.root() / format!("relu{l}_1")), l, config.width))
             .collect();
         Ok(Self {
             vs,
@@ -105,21 +105,6 @@ impl Decoders {
             decoders,
             feature_scale,
         })
-    }
-
-    /// Builds from the `[model]` and `[loss]` sections of a training config.
-    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
-        let m: DecodersConfig = parse_section(model, "model", &["kind"])?;
-        let l: DecodersLoss = parse_section(loss, "loss", &[])?;
-        let vgg = Vgg::load_or_default(
-            m.vgg_weights.as_deref(),
-            nst_vgg::VggOptions {
-                pooling: nst_vgg::Pooling::Max,
-                device,
-            },
-        )
-        .map_err(|e| Error::Model(e.to_string()))?;
-        Self::new(vgg, m, l)
     }
 
     /// The trained levels, ascending.
@@ -150,16 +135,28 @@ impl Decoders {
     /// one VGG pass.
     pub fn encode_levels(&self, x: &Tensor, levels: &[u8]) -> Result<Vec<Tensor>> {
         let taps: Vec<Tap> = levels.iter().map(|&l| Tap::relu(l, 1)).collect();
-        let f = self
-            .vgg
-            .encode(x, &taps)
-            .map_err(|e| Error::Model(e.to_string()))?;
+        let f = self.vgg.encode(x, &taps).map_err(Error::from)?;
         Ok(taps.iter().map(|&t| &f[t] * self.feature_scale).collect())
     }
 
     /// Decodes `relu{level}_1` features (per unit of input) to an image.
     pub fn decode(&self, features: &Tensor, level: u8) -> Result<Tensor> {
         Ok(self.decoder(level)?.forward(features))
+    }
+}
+
+impl Model for Decoders {
+    const KIND: &'static str = KIND;
+    const TRAIN_CONFIG: &'static str = "configs/decoders.toml";
+    type Config = DecodersConfig;
+    type Loss = DecodersLoss;
+
+    fn vgg_options(m: &DecodersConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
+        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    }
+
+    fn build(vgg: Vgg, config: DecodersConfig, loss: DecodersLoss) -> Result<Self> {
+        Self::new(vgg, config, loss)
     }
 }
 
@@ -206,9 +203,7 @@ impl TrainModel for Decoders {
     }
 
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.vgg
-            .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))?;
+        self.vgg.set_precision(precision).map_err(Error::from)?;
         for d in &mut self.decoders {
             d.precision = precision;
         }
@@ -473,7 +468,7 @@ pub fn closed_form(
                     fw,
                 )
             } else {
-                nst_adain::adain(&f, &fs)
+                nst_losses::stats::adain(&f, &fs)
             };
             let m = t * alpha + f * (1.0 - alpha);
             x = model.decode(&m, level)?.clamp(0.0, 1.0);

@@ -98,7 +98,12 @@ fn matching_agrees_with_an_independent_numpy_reference() {
     let tgt = Tensor::rand([211, 5], F32).matmul(&Tensor::randn([5, 5], F32)) * 2.0;
     // sliced_ot draws its rotations from the generator: draw the same ones here.
     tch::manual_seed(9);
-    let rot = Tensor::stack(&(0..3).map(|_| random_rotation(5, Device::Cpu)).collect::<Vec<_>>(), 0);
+    let rot = Tensor::stack(
+        &(0..3)
+            .map(|_| random_rotation(5, Device::Cpu))
+            .collect::<Vec<_>>(),
+        0,
+    );
     tch::manual_seed(9);
     let sliced = sliced_ot(&src, &tgt, 3);
     let want = nst_testkit::torch_reference(
@@ -106,9 +111,17 @@ fn matching_agrees_with_an_independent_numpy_reference() {
         &[("src", &src), ("tgt", &tgt), ("rot", &rot)],
         &[],
     );
-    nst_testkit::assert_close(&histogram_match(&src, &tgt), &want["hist"], 1e-5, "histogram matching");
+    nst_testkit::assert_close(
+        &histogram_match(&src, &tgt),
+        &want["hist"],
+        1e-5,
+        "histogram matching",
+    );
     nst_testkit::assert_close(&sliced, &want["sliced"], 1e-4, "sliced OT, 3 passes");
-    for (s, name) in [(Strategy::Symmetric, "symmetric"), (Strategy::Cholesky, "cholesky")] {
+    for (s, name) in [
+        (Strategy::Symmetric, "symmetric"),
+        (Strategy::Cholesky, "cholesky"),
+    ] {
         nst_testkit::assert_close(&match_moments(&src, &tgt, s), &want[name], 1e-5, name);
     }
 }
@@ -152,7 +165,7 @@ fn decoders_invert_each_level_shape() {
         names.iter().any(|n| n == "relu4_1.conv4_1.weight"),
         "{names:?}"
     );
-    let d = LevelDecoder::new(&tch::nn::VarStore::new(Device::Cpu).root(), 1, 1.0);
+    let d = level_decoder(&tch::nn::VarStore::new(Device::Cpu).root(), 1, 1.0);
     assert_eq!(
         d.forward(&Tensor::rand([1, 64, 8, 8], F32)).size(),
         [1, 3, 8, 8]

@@ -4,6 +4,7 @@
 //! * [`strotss`]: the losses of Kolkin et al. (STROTSS, CVPR 2019) on sampled
 //!   hypercolumns: relaxed EMD, moments, palette, self-similarity content, and
 //!   their α-weighted total.
+//! * [`stats`]: per-channel mean and standard deviation, and the AdaIN operator.
 //! * [`sampling`]: random feature locations and hypercolumn gathering, so the
 //!   STROTSS losses cost O(N·M) for N and M sampled points rather than O(HW²).
 //!
@@ -12,6 +13,7 @@
 
 pub mod basic;
 pub mod sampling;
+pub mod stats;
 pub mod strotss;
 
 pub use basic::{content_loss, gram, gram_loss, total_variation};

@@ -238,7 +238,11 @@ impl<'a> Gatys<'a> {
     /// its report (evaluations, stop reason, final loss), so that a run that
     /// stopped before its budget can say so; `None` for Adam (which always
     /// takes every step).
-    pub fn run_report<F>(&self, init: &Tensor, mut observe: F) -> Result<(Tensor, Option<LbfgsReport>)>
+    pub fn run_report<F>(
+        &self,
+        init: &Tensor,
+        mut observe: F,
+    ) -> Result<(Tensor, Option<LbfgsReport>)>
     where
         F: FnMut(usize, &LossTerms) -> bool,
     {

@@ -8,7 +8,8 @@
 //! * [`lbfgs`]: limited-memory BFGS on tensors (tch ships none).
 
 pub mod gatys;
-pub mod lbfgs;
+/// L-BFGS lives below the methods, in `nst-solvers`.
+pub use nst_solvers::lbfgs;
 pub mod masks;
 pub mod strotss;
 
@@ -43,6 +44,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests;
 
 #[cfg(test)]
-mod strotss_tests;
-#[cfg(test)]
 mod precision_tests;
+#[cfg(test)]
+mod strotss_tests;

@@ -199,7 +199,8 @@ fn bad_settings_are_errors() {
 /// The photo pairs of `../shared/images/photoreal` (beside the repository,
 /// as on the developers' machines and in CI); `None` where there are none.
 fn shared_photoreal() -> Option<std::path::PathBuf> {
-    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/photoreal");
+    let d =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/photoreal");
     d.join("content/in26.png").exists().then_some(d)
 }
 

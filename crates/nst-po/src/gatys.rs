@@ -2,7 +2,7 @@
 //! noise, against the same texture loss and in the same parameterisation
 //! (x = sigmoid(z), z⁽⁰⁾ ~ U[−1, 1]) as the pseudo-optimizers.
 use crate::texture::{TargetGrams, TextureLoss};
-use nst_optim::lbfgs::Lbfgs;
+use nst_solvers::lbfgs::Lbfgs;
 use tch::Tensor;
 
 /// Why a L-BFGS run stopped early.

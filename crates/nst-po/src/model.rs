@@ -1,7 +1,7 @@
 //! PO, AdaPO and ProPO as one trainable model family (`model.kind = "po"`).
 use crate::net::{NetShape, Norm, Padding, PoNet};
 use crate::texture::{TargetGrams, TextureLoss, DEFAULT_LAYERS, DEFAULT_LAYER_WEIGHT};
-use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
@@ -283,21 +283,6 @@ impl PseudoOptimizer {
         })
     }
 
-    /// Builds from the `[model]` and `[loss]` sections of a training config.
-    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
-        let m: PoConfig = parse_section(model, "model", &["kind"])?;
-        let l: PoLoss = parse_section(loss, "loss", &[])?;
-        let vgg = Vgg::load_or_default(
-            m.vgg_weights.as_deref(),
-            nst_vgg::VggOptions {
-                pooling: nst_vgg::Pooling::Avg,
-                device,
-            },
-        )
-        .map_err(|e| Error::Model(e.to_string()))?;
-        Self::new(vgg, m, l)
-    }
-
     pub fn variant(&self) -> Variant {
         self.config.variant
     }
@@ -339,14 +324,14 @@ impl PseudoOptimizer {
         target: &TargetGrams,
         train: bool,
     ) -> Result<(Run, Vec<Vec<Tensor>>, Vec<Tensor>)> {
-        let (_, _, h, w) = z0.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let (_, _, h, w) = z0.size4().map_err(Error::from)?;
         let min = self.loss.min_side();
         if h.min(w) < min {
             return Err(Error::Model(format!(
                 "the texture layers need images of at least {min}×{min} pixels, got {h}×{w}"
             )));
         }
-        let vgg_err = |e: nst_vgg::Error| Error::Model(e.to_string());
+        let vgg_err = Error::Vgg;
         let n_all = self.loss.layers.len();
         let counts = self.stage_layer_counts();
         let mut zs = vec![z0.shallow_clone()];
@@ -437,6 +422,21 @@ pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
     }
 }
 
+impl Model for PseudoOptimizer {
+    const KIND: &'static str = KIND;
+    const TRAIN_CONFIG: &'static str = "configs/propo.toml";
+    type Config = PoConfig;
+    type Loss = PoLoss;
+
+    fn vgg_options(m: &PoConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
+        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Avg))
+    }
+
+    fn build(vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {
+        Self::new(vgg, config, loss)
+    }
+}
+
 impl TrainModel for PseudoOptimizer {
     /// Peak memory of one training step per crop pixel per batch element,
     /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
@@ -462,11 +462,11 @@ impl TrainModel for PseudoOptimizer {
     /// is Σ_s λ_s · mean_b L_tex(sigmoid(z⁽ˢ⁾), x̃; first k_s layers).
     fn step(&mut self, _content: &Tensor, style: &Tensor) -> Result<StepOutput> {
         let k = self.config.noise_per_target;
-        let (b, _, h, w) = style.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let (b, _, h, w) = style.size4().map_err(Error::from)?;
         let target = self
             .loss
             .target(style)
-            .map_err(|e| Error::Model(e.to_string()))?
+            .map_err(Error::from)?
             .repeat_interleave(k);
         let z0 = Self::noise(b * k, h, w, style.device());
         let (_, stage_feats, input_losses) = self.run_inner(&z0, &target, true)?;
@@ -534,7 +534,7 @@ impl TrainModel for PseudoOptimizer {
         self.loss
             .vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))?;
+            .map_err(Error::from)?;
         for net in &mut self.stages {
             net.precision = precision;
         }
@@ -545,11 +545,8 @@ impl TrainModel for PseudoOptimizer {
     fn sample_grid(&self, _content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let n = style.size()[0].min(4);
         let t = style.narrow(0, 0, n);
-        let (_, _, h, w) = t.size4().map_err(|e| Error::Model(e.to_string()))?;
-        let target = self
-            .loss
-            .target(&t)
-            .map_err(|e| Error::Model(e.to_string()))?;
+        let (_, _, h, w) = t.size4().map_err(Error::from)?;
+        let target = self.loss.target(&t).map_err(Error::from)?;
         let run = self.run(&Self::noise(n, h, w, t.device()), &target)?;
         let mut cols = vec![t];
         cols.extend(run.images());

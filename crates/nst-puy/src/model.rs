@@ -9,8 +9,8 @@
 //! At run time a projection can follow every update (the photorealistic
 //! mode): X⁽ᵗ⁺¹⁾ = P[X⁽ᵗ⁾ − g_t(X⁽ᵗ⁾)], with no retraining.
 use crate::net::{gram_per_pixel, CubicNorm, UpdateNet};
-use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
-use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
+use nst_model::{Error, Model, Result, StepOutput, TrainModel};
+use nst_vgg::{Pooling, Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
@@ -170,7 +170,7 @@ impl StyleLoss {
     }
 
     fn vgg_err(e: nst_vgg::Error) -> Error {
-        Error::Model(e.to_string())
+        Error::Vgg(e)
     }
 
     /// The targets, under `no_grad`.
@@ -314,48 +314,6 @@ impl FlexibleSolver {
         })
     }
 
-    /// Builds from the `[model]` and `[loss]` sections of a training config.
-    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
-        let m: PuyConfig = parse_section(model, "model", &["kind"])?;
-        let l: PuyLossConfig = parse_section(loss, "loss", &[])?;
-        let pooling = match m.pooling.as_str() {
-            "avg" => Pooling::Avg,
-            "max" => Pooling::Max,
-            p => {
-                return Err(Error::Config(format!(
-                    "model.pooling must be \"avg\" or \"max\", got {p:?}"
-                )))
-            }
-        };
-        let vgg = Vgg::load_or_default(m.vgg_weights.as_deref(), VggOptions { pooling, device })
-            .map_err(|e| Error::Model(e.to_string()))?;
-        Self::new(vgg, m, l)
-    }
-
-    /// Loads a `kind = "puy_perez"` training checkpoint (a run folder, its
-    /// `step_XXXXXXX.json`, or the weights file): the architecture from the
-    /// config saved with it, then the weights, strictly.
-    pub fn from_checkpoint(path: &std::path::Path, device: Device) -> Result<Self> {
-        let (side, meta) = nst_train::Checkpoint::resolve(path)?;
-        if meta.model_kind != KIND {
-            return Err(Error::Checkpoint {
-                path: side.display().to_string(),
-                reason: format!(
-                    "is a {:?} checkpoint; this needs a {KIND:?} one (nst-train --config configs/puy_perez.toml)",
-                    meta.model_kind
-                ),
-            });
-        }
-        let cfg = nst_train::TrainConfig::parse(&meta.config, &[], &side.display().to_string())?;
-        let model = Self::from_config(&cfg.model, &cfg.loss, device)?;
-        nst_train::Checkpoint::load_weights(
-            &side.with_file_name(&meta.weights_file),
-            &model.vs,
-            KIND,
-        )?;
-        Ok(model)
-    }
-
     pub fn device(&self) -> Device {
         self.vs.device()
     }
@@ -399,7 +357,7 @@ impl FlexibleSolver {
                 self.updates.len()
             )));
         }
-        let (_, c, h, w) = content.size4().map_err(|e| Error::Model(e.to_string()))?;
+        let (_, c, h, w) = content.size4().map_err(Error::from)?;
         let min = self.min_side();
         if c != 3 || h.min(w) < min {
             return Err(Error::Model(format!(
@@ -436,6 +394,30 @@ impl FlexibleSolver {
         let mut v: Vec<String> = self.vs.variables().into_keys().collect();
         v.sort();
         v
+    }
+}
+
+impl Model for FlexibleSolver {
+    const KIND: &'static str = KIND;
+    const TRAIN_CONFIG: &'static str = "configs/puy_perez.toml";
+    type Config = PuyConfig;
+    type Loss = PuyLossConfig;
+
+    fn vgg_options(m: &PuyConfig) -> Result<(Option<std::path::PathBuf>, Pooling)> {
+        let pooling = match m.pooling.as_str() {
+            "avg" => Pooling::Avg,
+            "max" => Pooling::Max,
+            p => {
+                return Err(Error::Config(format!(
+                    "model.pooling must be \"avg\" or \"max\", got {p:?}"
+                )))
+            }
+        };
+        Ok((m.vgg_weights.clone(), pooling))
+    }
+
+    fn build(vgg: Vgg, config: PuyConfig, loss: PuyLossConfig) -> Result<Self> {
+        Self::new(vgg, config, loss)
     }
 }
 
@@ -486,7 +468,7 @@ impl TrainModel for FlexibleSolver {
         self.loss
             .vgg
             .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))?;
+            .map_err(Error::from)?;
         for u in &mut self.updates {
             u.set_precision(precision);
         }

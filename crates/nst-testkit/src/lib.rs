@@ -211,6 +211,10 @@ pub fn degeneracy_stats(output: &Path, content: &Path) -> (f64, f64) {
     let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
     let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    let corr = if va > 0.0 && vb > 0.0 { cov / (va * vb).sqrt() } else { 0.0 };
+    let corr = if va > 0.0 && vb > 0.0 {
+        cov / (va * vb).sqrt()
+    } else {
+        0.0
+    };
     (std, corr)
 }

@@ -350,30 +350,7 @@ impl TrainConfig {
     }
 }
 
-/// Parses a model family's own section strictly (unknown keys named in the error).
-pub fn parse_section<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    section: &str,
-    skip: &[&str],
-) -> Result<T> {
-    let mut t = table.clone();
-    for k in skip {
-        t.remove(*k);
-    }
-    toml::Value::Table(t)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            Error::Config(format!("[{section}]: {}", one_line(&e.to_string())))
-        })
-}
-
-fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|'))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use nst_model::config::{one_line, parse_section};
 
 #[cfg(test)]
 mod tests {

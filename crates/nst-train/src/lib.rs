@@ -6,16 +6,17 @@
 //! NaN detection, TensorBoard logging and the progress display.
 
 pub mod adam;
-pub mod checkpoint;
 pub mod config;
 pub mod logger;
 pub mod trainer;
 
 pub use adam::{Adam, AdamConfig};
-pub use checkpoint::{Checkpoint, CheckpointMeta};
+// The checkpoint format and the model traits live in the model layer; they
+// are re-exported here for the trainer's users.
 pub use config::{DataSection, LogSection, OptimSection, TrainConfig, TrainSection};
 pub use logger::{Logger, NullLogger, TensorBoard};
-pub use trainer::{StepOutput, TrainModel, TrainOutcome, Trainer, TrainerHooks};
+pub use nst_model::{checkpoint, Checkpoint, CheckpointMeta, StepOutput, TrainModel};
+pub use trainer::{TrainOutcome, Trainer, TrainerHooks};
 
 /// Errors of the training engine; each names the key, file, step or term at fault.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,8 @@ pub enum Error {
     Data(#[from] nst_data::Error),
     #[error(transparent)]
     Core(#[from] nst_core::Error),
-    #[error("{0}")]
-    Model(String),
+    #[error(transparent)]
+    Model(#[from] nst_model::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -56,7 +56,7 @@ impl TrainModel for Tiny {
     fn uses_content(&self) -> bool {
         self.uses_content
     }
-    fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput> {
+    fn step(&mut self, content: &Tensor, style: &Tensor) -> nst_model::Result<StepOutput> {
         self.calls += 1;
         // Dropout makes the step depend on LibTorch's RNG, which the trainer seeds per step.
         let out = self.conv.forward(content).dropout(0.1, true);
@@ -73,7 +73,7 @@ impl TrainModel for Tiny {
             terms: vec![("fit".into(), fit), ("tv".into(), tv)],
         })
     }
-    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
+    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> nst_model::Result<Tensor> {
         let out = self.conv.forward(content).clamp(0.0, 1.0);
         Ok(Tensor::cat(&[content.get(0), style.get(0), out.get(0)], 2))
     }
@@ -442,12 +442,19 @@ fn lr_scale_multiplies_the_rate_per_name_prefix() {
     let mut adam = Adam::new(AdamConfig::default()).with_lr_scale(&scale);
     Adam::zero_grad(&vs);
     // loss = −Σ of everything: every gradient is −1, every step is +lr·scale.
-    (-(a.sum(tch::Kind::Float) + b.sum(tch::Kind::Float) + c.sum(tch::Kind::Float) + d.sum(tch::Kind::Float)))
-        .backward();
+    (-(a.sum(tch::Kind::Float)
+        + b.sum(tch::Kind::Float)
+        + c.sum(tch::Kind::Float)
+        + d.sum(tch::Kind::Float)))
+    .backward();
     adam.step(&vs, 0.1);
     let v = |t: &Tensor| Vec::<f32>::try_from(t.detach()).unwrap();
     assert!(v(&a).iter().all(|x| (x - 0.3).abs() < 1e-5), "{:?}", v(&a));
-    assert!((v(&b)[0] - 0.05).abs() < 1e-5, "longest prefix wins: {:?}", v(&b));
+    assert!(
+        (v(&b)[0] - 0.05).abs() < 1e-5,
+        "longest prefix wins: {:?}",
+        v(&b)
+    );
     assert_eq!(v(&c)[0], 0.0, "scale 0 freezes");
     assert!((v(&d)[0] - 0.1).abs() < 1e-5, "no prefix: base rate");
 
@@ -499,7 +506,9 @@ fn truncated_and_bit_flipped_checkpoints_are_refused_in_one_line() {
         }),
     ];
     for (what, b) in cases {
-        let p = d.path().join(format!("{}.safetensors", what.replace(' ', "_")));
+        let p = d
+            .path()
+            .join(format!("{}.safetensors", what.replace(' ', "_")));
         std::fs::write(&p, b).unwrap();
         let e = Checkpoint::load_weights(&p, m.var_store(), "tiny")
             .expect_err(what)

@@ -1,6 +1,6 @@
 //! The model-agnostic training loop.
 use crate::checkpoint::{Checkpoint, CheckpointMeta, FORMAT};
-use crate::{Adam, AdamConfig, Error, Logger, Result, TrainConfig};
+use crate::{Adam, AdamConfig, Error, Logger, Result, TrainConfig, TrainModel};
 use indicatif::{ProgressBar, ProgressStyle};
 use nst_data::{Loader, Position};
 use std::collections::BTreeMap;
@@ -8,57 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tch::{nn::VarStore, Device, Tensor};
-
-/// What a model returns from one training step.
-pub struct StepOutput {
-    /// The scalar to minimise.
-    pub loss: Tensor,
-    /// Named, already weighted loss terms (logged, and checked for NaN/Inf).
-    pub terms: Vec<(String, Tensor)>,
-}
-
-/// What every trainable model family implements.
-pub trait TrainModel {
-    /// The `model.kind` this model answers to (stored in its checkpoints).
-    fn kind(&self) -> &str;
-    /// The trainable parameters (names read like PyTorch state_dict keys).
-    fn var_store(&self) -> &VarStore;
-    /// Computes the losses of one batch.
-    ///
-    /// # Shapes
-    /// `content: [B, 3, S, S]`, `style: [B, 3, S, S]`, RGB in [0, 1], on the model's device.
-    fn step(&mut self, content: &Tensor, style: &Tensor) -> Result<StepOutput>;
-    /// Whether [`TrainModel::step`] reads the content batch. Models that do not
-    /// (texture synthesis) train without a `data.content` source; they are
-    /// then handed the style batch in its place.
-    fn uses_content(&self) -> bool {
-        true
-    }
-    /// Told the (1-based) number of the step about to run, before [`TrainModel::step`],
-    /// for schedules such as KL annealing. The default ignores it.
-    fn set_step(&mut self, _step: u64) {}
-    /// Peak memory of one training step in bytes per crop pixel per batch
-    /// element (its content and style images), measured at the model's
-    /// default widths by `scripts/measure_train_memory.sh`. `None`: no
-    /// check before training.
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        None
-    }
-    /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
-    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
-    /// Runs the model's frozen loss network (VGG) at `precision`; the trained
-    /// weights and everything statistical stay fp32. The default accepts only fp32.
-    fn set_precision(&mut self, precision: nst_core::Precision) -> Result<()> {
-        if precision.is_reduced() {
-            return Err(crate::Error::Config(format!(
-                "train.precision: {} does not support {precision}",
-                self.kind()
-            )));
-        }
-        Ok(())
-    }
-}
+use tch::Device;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +138,12 @@ impl<'a> Trainer<'a> {
         .with_lr_scale(&cfg.optim.lr_scale);
         // A prefix that names no trained variable is a typo: say so.
         for k in cfg.optim.lr_scale.keys() {
-            if !model.var_store().variables().keys().any(|n| n.starts_with(k.as_str())) {
+            if !model
+                .var_store()
+                .variables()
+                .keys()
+                .any(|n| n.starts_with(k.as_str()))
+            {
                 return Err(Error::Config(format!(
                     "optim.lr_scale.{k}: no trained parameter's name starts with {k:?}"
                 )));
@@ -282,7 +237,7 @@ impl<'a> Trainer<'a> {
             Checkpoint::save(
                 &run_dir,
                 model.var_store(),
-                adam,
+                &adam.state_tensors(),
                 &meta,
                 cfg.train.keep_last,
             )

@@ -8,7 +8,7 @@
 //!   channel means and standard deviations of VGG19 `relu1_1…relu4_1`
 //!   (`vgg_stats`); `conv` uses a trained strided conv net instead. Training
 //!   samples s = μ + σ·ε; inference uses μ.
-//! * **The decoder** mirrors VGG19 to `relu4_1` ([`nst_adain::Decoder`]). An MLP
+//! * **The decoder** mirrors VGG19 to `relu4_1` ([`nst_vgg::MirrorDecoder`], as AdaIN's). An MLP
 //!   maps s to (σ̂, μ̂) for an AdaIN layer at each of its four resolutions
 //!   (its input and after each upsampling):
 //!   AdaIN(x) = σ̂·(x − μ(x))/σ(x) + μ̂, statistics per instance and channel
@@ -23,7 +23,7 @@
 //!   depend on the preprocessing.
 //!
 //! The plain AdaIN baseline (Huang & Belongie 2017) is `model.kind = "adain"`
-//! ([`nst_adain`]), built from the same decoder.
+//! (`nst-adain`), built from the same decoder.
 
 pub mod model;
 pub mod ops;

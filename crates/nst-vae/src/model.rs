@@ -1,9 +1,9 @@
 //! The variational style-transfer model: E_c, E_s, the code MLP and the AdaIN decoder.
 use crate::ops::{adain_with, disentanglement_loss, kl_divergence, reparameterize};
-use nst_adain::ops::{mean_std, EPS};
-use nst_adain::Decoder;
+use nst_losses::stats::{mean_std, EPS};
+use nst_vgg::MirrorDecoder as Decoder;
 use nst_losses::{gram, gram_loss};
-use nst_train::{config::parse_section, Error, Result, StepOutput, TrainModel};
+use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_vgg::{Features, Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
@@ -434,7 +434,11 @@ impl VaeAdainModel {
             ContentEncoderKind::Vgg => 1.0 / feature_scale,
             ContentEncoderKind::Learned => 1.0,
         };
-        let decoder = Decoder::new(&(&root / "decoder"), config.width, input_scale);
+        let decoder = Decoder::new(
+            &(&root / "decoder"),
+            4,
+            nst_vgg::MirrorOptions::adain(config.width, input_scale),
+        );
         let channels = decoder.level_channels();
         let code_mlp = Mlp::new(
             &(&root / "code_mlp"),
@@ -460,29 +464,12 @@ impl VaeAdainModel {
         })
     }
 
-    /// Builds from the `[model]` and `[loss]` sections of a training config.
-    pub fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
-        let m: VaeModelConfig = parse_section(model, "model", &["kind"])?;
-        let l: VaeLoss = parse_section(loss, "loss", &[])?;
-        let vgg = Vgg::load_or_default(
-            m.vgg_weights.as_deref(),
-            nst_vgg::VggOptions {
-                pooling: nst_vgg::Pooling::Max,
-                device,
-            },
-        )
-        .map_err(|e| Error::Model(e.to_string()))?;
-        Self::new(vgg, m, l)
-    }
-
     pub fn style_dim(&self) -> i64 {
         self.config.style_dim
     }
 
     fn encode_vgg(&self, x: &Tensor, taps: &[Tap]) -> Result<Features> {
-        self.vgg
-            .encode(x, taps)
-            .map_err(|e| Error::Model(e.to_string()))
+        self.vgg.encode(x, taps).map_err(Error::from)
     }
 
     /// VGG features at `tap`, per unit of [0, 1] input.
@@ -637,6 +624,21 @@ impl VaeAdainModel {
     }
 }
 
+impl Model for VaeAdainModel {
+    const KIND: &'static str = KIND;
+    const TRAIN_CONFIG: &'static str = "configs/vae_adain.toml";
+    type Config = VaeModelConfig;
+    type Loss = VaeLoss;
+
+    fn vgg_options(m: &VaeModelConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
+        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    }
+
+    fn build(vgg: Vgg, config: VaeModelConfig, loss: VaeLoss) -> Result<Self> {
+        Self::new(vgg, config, loss)
+    }
+}
+
 impl TrainModel for VaeAdainModel {
     /// Peak memory of one training step per crop pixel per batch element,
     /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
@@ -661,27 +663,28 @@ impl TrainModel for VaeAdainModel {
         let taps = self.all_taps();
         let device = content.device();
         // Fixed targets: VGG features of the style (Grams, and E_s's input) and of the content.
-        let (style_feats, content_feats, target_grams, content_targets) = tch::no_grad(|| -> Result<_> {
-            let fs = self.encode_vgg(style, &taps)?;
-            let grams: Vec<Tensor> = self
-                .style_taps
-                .iter()
-                .map(|&t| gram(&self.scaled(&fs, t)))
-                .collect();
-            let fc = self.encode_vgg(content, &taps)?;
-            let targets: Vec<Tensor> = match self.loss.content_target {
-                ContentTarget::Content => self
-                    .content_taps
+        let (style_feats, content_feats, target_grams, content_targets) =
+            tch::no_grad(|| -> Result<_> {
+                let fs = self.encode_vgg(style, &taps)?;
+                let grams: Vec<Tensor> = self
+                    .style_taps
                     .iter()
-                    .map(|&t| self.scaled(&fc, t))
-                    .collect(),
-                ContentTarget::Adain => {
-                    let t = Tap::relu(4, 1);
-                    vec![nst_adain::adain(&self.scaled(&fc, t), &self.scaled(&fs, t))]
-                }
-            };
-            Ok((fs, fc, grams, targets))
-        })?;
+                    .map(|&t| gram(&self.scaled(&fs, t)))
+                    .collect();
+                let fc = self.encode_vgg(content, &taps)?;
+                let targets: Vec<Tensor> = match self.loss.content_target {
+                    ContentTarget::Content => self
+                        .content_taps
+                        .iter()
+                        .map(|&t| self.scaled(&fc, t))
+                        .collect(),
+                    ContentTarget::Adain => {
+                        let t = Tap::relu(4, 1);
+                        vec![nst_losses::stats::adain(&self.scaled(&fc, t), &self.scaled(&fs, t))]
+                    }
+                };
+                Ok((fs, fc, grams, targets))
+            })?;
         // E_s is trained: run its head with gradients (the VGG statistics themselves are fixed).
         let (mu, logvar) = self.encode_style_from(style, Some(&style_feats))?;
         let eps = mu.randn_like();
@@ -732,9 +735,7 @@ impl TrainModel for VaeAdainModel {
     }
 
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.vgg
-            .set_precision(precision)
-            .map_err(|e| Error::Model(e.to_string()))?;
+        self.vgg.set_precision(precision).map_err(Error::from)?;
         self.decoder.set_precision(precision);
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The operators of the variational model.
-use nst_adain::ops::{mean_std, EPS};
+use nst_losses::stats::{mean_std, EPS};
 use tch::{Kind, Tensor};
 
 /// The reparameterisation trick: s = μ + exp(½·log σ²) ⊙ ε, with ε ~ N(0, I)

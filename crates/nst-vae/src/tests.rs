@@ -1,6 +1,7 @@
 //! Operator parity with PyTorch, shapes, interpolation, sampling and the overfit test.
 #![allow(clippy::unwrap_used)]
 use crate::*;
+use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
 use nst_train::{NullLogger, TrainConfig, TrainModel, Trainer, TrainerHooks};
 use nst_vgg::{Pooling, Tap, Vgg, VggOptions};

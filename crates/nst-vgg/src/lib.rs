@@ -13,9 +13,11 @@
 //! # Ok::<(), nst_vgg::Error>(())
 //! ```
 
+pub mod mirror;
 mod tap;
 mod weights;
 
+pub use mirror::{MirrorDecoder, MirrorOptions};
 pub use nst_core::Precision;
 pub use tap::{LayerKind, Tap};
 pub use weights::{default_weights_path, ChannelOrder, Preprocessing, WeightsFile, SETUP_HINT};

@@ -1,4 +1,5 @@
-//! The AdaIN operator and channel statistics.
+//! Channel statistics and the AdaIN operator (Huang & Belongie 2017),
+//! shared by AdaIN, the variational model and the universal decoders.
 use tch::{Kind, Tensor};
 
 /// Default ε added to the variance before the square root.

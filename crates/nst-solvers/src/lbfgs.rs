@@ -171,7 +171,11 @@ impl Lbfgs {
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
         if max_evals == 0 {
-            return Ok(LbfgsReport { evals: 0, reason: StopReason::Budget, loss: f64::NAN });
+            return Ok(LbfgsReport {
+                evals: 0,
+                reason: StopReason::Budget,
+                loss: f64::NAN,
+            });
         }
         if self.strong_wolfe {
             self.minimize_wolfe(x, max_evals, f)
@@ -181,7 +185,13 @@ impl Lbfgs {
     }
 
     /// Two-loop recursion: −H∇f from the stored pairs (γ = sᵀy / yᵀy).
-    fn direction(g: &Tensor, s: &VecDeque<Tensor>, y: &VecDeque<Tensor>, rho: &VecDeque<f64>, h_diag: f64) -> Tensor {
+    fn direction(
+        g: &Tensor,
+        s: &VecDeque<Tensor>,
+        y: &VecDeque<Tensor>,
+        rho: &VecDeque<f64>,
+        h_diag: f64,
+    ) -> Tensor {
         let k = s.len();
         let mut alphas = vec![0.0; k];
         let mut q = -g;
@@ -197,13 +207,24 @@ impl Lbfgs {
         r
     }
 
-    fn minimize_fixed<E, F>(&self, x: &mut Tensor, max_evals: usize, mut f: F) -> Result<LbfgsReport, E>
+    fn minimize_fixed<E, F>(
+        &self,
+        x: &mut Tensor,
+        max_evals: usize,
+        mut f: F,
+    ) -> Result<LbfgsReport, E>
     where
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
-        let report = |evals, reason, loss| Ok(LbfgsReport { evals, reason, loss });
+        let report = |evals, reason, loss| {
+            Ok(LbfgsReport {
+                evals,
+                reason,
+                loss,
+            })
+        };
         if abs_max(&g) <= self.tolerance_grad {
             return report(evals, StopReason::Gradient, loss);
         }
@@ -275,13 +296,24 @@ impl Lbfgs {
         }
     }
 
-    fn minimize_wolfe<E, F>(&self, x: &mut Tensor, max_evals: usize, mut f: F) -> Result<LbfgsReport, E>
+    fn minimize_wolfe<E, F>(
+        &self,
+        x: &mut Tensor,
+        max_evals: usize,
+        mut f: F,
+    ) -> Result<LbfgsReport, E>
     where
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
-        let report = |evals, reason, loss| Ok(LbfgsReport { evals, reason, loss });
+        let report = |evals, reason, loss| {
+            Ok(LbfgsReport {
+                evals,
+                reason,
+                loss,
+            })
+        };
         if !loss.is_finite() {
             return report(evals, StopReason::NonFinite, loss);
         }
@@ -314,13 +346,23 @@ impl Lbfgs {
                 t = self.lr / gtd.abs().sqrt();
             }
             let d_max = abs_max(&d);
-            let here = Point { t: 0.0, f: loss, g: g.shallow_clone(), gtd };
-            let (best, used) = self.line_search(x, &d, here, t, d_max, max_evals - evals, &mut f)?;
+            let here = Point {
+                t: 0.0,
+                f: loss,
+                g: g.shallow_clone(),
+                gtd,
+            };
+            let (best, used) =
+                self.line_search(x, &d, here, t, d_max, max_evals - evals, &mut f)?;
             evals += used;
             let Some(p) = best else {
                 return report(
                     evals,
-                    if used == 0 { StopReason::Budget } else { StopReason::LineSearch },
+                    if used == 0 {
+                        StopReason::Budget
+                    } else {
+                        StopReason::LineSearch
+                    },
                     loss,
                 );
             };
@@ -401,7 +443,12 @@ impl Lbfgs {
         let mut best: Option<Point> = None;
         let keep_best = |p: &Point, best: &mut Option<Point>| {
             if p.f < f0 && armijo(p) && best.as_ref().is_none_or(|b| p.f < b.f) {
-                *best = Some(Point { t: p.t, f: p.f, g: p.g.shallow_clone(), gtd: p.gtd });
+                *best = Some(Point {
+                    t: p.t,
+                    f: p.f,
+                    g: p.g.shallow_clone(),
+                    gtd: p.gtd,
+                });
             }
         };
         // Bracketing phase.
@@ -428,7 +475,16 @@ impl Lbfgs {
                 break;
             }
             // Extrapolate: cubic step, at least 1.1× and at most 10× the current.
-            let next = cubic_min(prev.t, prev.f, prev.gtd, p.t, p.f, p.gtd, p.t * 1.1, p.t * 10.0);
+            let next = cubic_min(
+                prev.t,
+                prev.f,
+                prev.gtd,
+                p.t,
+                p.f,
+                p.gtd,
+                p.t * 1.1,
+                p.t * 10.0,
+            );
             prev = p;
             t = next;
         }
@@ -443,7 +499,16 @@ impl Lbfgs {
             let (a, b) = (lo.t.min(hi.t), lo.t.max(hi.t));
             let margin = 0.1 * (b - a);
             let t = if hi.f.is_finite() && hi.gtd.is_finite() {
-                cubic_min(lo.t, lo.f, lo.gtd, hi.t, hi.f, hi.gtd, a + margin, b - margin)
+                cubic_min(
+                    lo.t,
+                    lo.f,
+                    lo.gtd,
+                    hi.t,
+                    hi.f,
+                    hi.gtd,
+                    a + margin,
+                    b - margin,
+                )
             } else {
                 0.5 * (a + b)
             };
@@ -599,9 +664,18 @@ mod scale_free_tests {
             );
             assert!(fx < 1e-10, "scale {scale}: value {fx}");
         }
-        let parity = Lbfgs { lr: 0.1, ..Default::default() };
-        let counts: Vec<usize> = [1.0, 1e6].iter().map(|&s| run(&parity, s).0.evals).collect();
-        assert_ne!(counts[0], counts[1], "the PyTorch mode depends on the scale");
+        let parity = Lbfgs {
+            lr: 0.1,
+            ..Default::default()
+        };
+        let counts: Vec<usize> = [1.0, 1e6]
+            .iter()
+            .map(|&s| run(&parity, s).0.evals)
+            .collect();
+        assert_ne!(
+            counts[0], counts[1],
+            "the PyTorch mode depends on the scale"
+        );
     }
 
     /// A large loss (a quartic, like a Gram loss, at 1e7) in float32: the
@@ -622,7 +696,12 @@ mod scale_free_tests {
         let mut x = x0.copy();
         let sf = Lbfgs::scale_free().minimize(&mut x, 100, f).unwrap();
         assert!(sf.loss < 1e-4 * f0, "scale-free: {sf:?} from {f0:.3e}");
-        let note = LbfgsReport { evals: 7, reason: StopReason::Step, loss: 2.5e7 }.early_stop_note(100);
+        let note = LbfgsReport {
+            evals: 7,
+            reason: StopReason::Step,
+            loss: 2.5e7,
+        }
+        .early_stop_note(100);
         assert_eq!(
             note.as_deref(),
             Some("L-BFGS stopped after 7 of 100 evaluations at loss 2.5000e7: the steps became too small to change the image")

@@ -4,8 +4,8 @@
 //! resolved config, optimiser scalars, last losses). Every file is written to
 //! a temporary name and renamed; `latest` (a one-line text file) is replaced
 //! last, so it always names a complete checkpoint.
-use crate::{Adam, Error, Result};
-use nst_data::Position;
+use crate::{Error, Result};
+use nst_core::Position;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,14 @@ pub struct CheckpointMeta {
     pub losses: BTreeMap<String, f64>,
     pub weights_file: String,
     pub optimizer_file: String,
+}
+
+impl CheckpointMeta {
+    /// The run's name (`train.run` in the saved config), if it has one.
+    pub fn run_name(&self) -> Option<String> {
+        let t: toml::Table = self.config.parse().ok()?;
+        Some(t.get("train")?.get("run")?.as_str()?.to_string())
+    }
 }
 
 /// Checkpoint file operations.
@@ -65,7 +73,11 @@ pub fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8
 
 /// Checks the [`CHECKSUM_KEY`] of a read file against its tensors (files
 /// written before checksums were kept have none and pass).
-pub fn verify_checksum(path: &Path, meta: &HashMap<String, String>, st: &SafeTensors) -> Result<()> {
+pub fn verify_checksum(
+    path: &Path,
+    meta: &HashMap<String, String>,
+    st: &SafeTensors,
+) -> Result<()> {
     let Some(want) = meta.get(CHECKSUM_KEY) else {
         return Ok(());
     };
@@ -76,7 +88,11 @@ pub fn verify_checksum(path: &Path, meta: &HashMap<String, String>, st: &SafeTen
         .collect();
     let got = format!(
         "{:08x}",
-        checksum(shapes.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d)))
+        checksum(
+            shapes
+                .iter()
+                .map(|(n, s, d)| (n.as_str(), s.as_slice(), *d))
+        )
     );
     if &got != want {
         return Err(ck_err(
@@ -116,7 +132,11 @@ pub fn write_safetensors(
         CHECKSUM_KEY.into(),
         format!(
             "{:08x}",
-            checksum(owned.iter().map(|(n, _, s, b)| (n.as_str(), s.as_slice(), b.as_slice())))
+            checksum(
+                owned
+                    .iter()
+                    .map(|(n, _, s, b)| (n.as_str(), s.as_slice(), b.as_slice()))
+            )
         ),
     );
     let mut views = Vec::with_capacity(owned.len());
@@ -215,7 +235,7 @@ impl Checkpoint {
     pub fn save(
         run_dir: &Path,
         vs: &VarStore,
-        adam: &Adam,
+        optimizer_state: &[(String, Tensor)],
         meta: &CheckpointMeta,
         keep: usize,
     ) -> Result<PathBuf> {
@@ -231,7 +251,7 @@ impl Checkpoint {
         write_safetensors(&run_dir.join(&meta.weights_file), &weights, wmeta)?;
         write_safetensors(
             &run_dir.join(&meta.optimizer_file),
-            &adam.state_tensors(),
+            optimizer_state,
             HashMap::new(),
         )?;
         let json = serde_json::to_vec_pretty(meta).map_err(|e| ck_err(run_dir, e))?;
