@@ -16,3 +16,7 @@ pub use ops::{adain, mean_std};
 
 #[cfg(test)]
 mod tests;
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+pub const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN", 1600);

@@ -32,10 +32,6 @@ pub struct AdainArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN", 1600);
-
 pub fn run(args: AdainArgs) -> Result<()> {
     common::check_output(&args.out)?;
     if !(0.0..=1.0).contains(&args.alpha) {
@@ -51,7 +47,7 @@ pub fn run(args: AdainArgs) -> Result<()> {
         Ok(x.narrow(2, 0, h).narrow(3, 0, w))
     };
     let c = load(&args.content, "content")?;
-    common::ensure_fits(FOOTPRINT, &c, device, "--size")?;
+    common::ensure_fits(nst_adain::FOOTPRINT, &c, device, "--size")?;
     let s = load(&args.style, "style")?;
     let out = tch::no_grad(|| model.stylize(&c, &s, args.alpha))?.clamp(0.0, 1.0);
     nst_core::save_image(&out, &args.out)?;

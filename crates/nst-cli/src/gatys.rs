@@ -118,10 +118,6 @@ pub struct GatysArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Gatys", 3800);
-
 pub fn run(args: GatysArgs) -> Result<()> {
     // Cheap checks first, so a typo fails in milliseconds, not after minutes.
     common::check_output(&args.out)?;
@@ -169,7 +165,13 @@ pub fn run(args: GatysArgs) -> Result<()> {
     } else {
         "--size"
     };
-    common::fit_memory(FOOTPRINT, (height, width), 1, device, size_flag)?;
+    common::fit_memory(
+        nst_optim::GATYS_FOOTPRINT,
+        (height, width),
+        1,
+        device,
+        size_flag,
+    )?;
     let optimizer = match args.optimizer {
         OptimizerArg::Lbfgs => OptimizerKind::Lbfgs {
             lr: args.lr.unwrap_or(1.0),

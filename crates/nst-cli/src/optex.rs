@@ -157,12 +157,6 @@ fn load_decoders(
     Ok(Decoders::from_checkpoint(&path, device, precision)?)
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px).
-const OPTEX_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Optimal Textures", 2950);
-/// The same for `adain-wct`.
-const CLOSED_FORM_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN/WCT", 2700);
-
 pub fn run_optex(a: OptexArgs) -> Result<()> {
     common::check_output(&a.out)?;
     if !a.mix.is_empty() && a.mix.len() != a.style.len() {
@@ -205,7 +199,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
             bail!("--size original needs --content; give a size such as 512 or 1024x512")
         }
     };
-    common::fit_memory(OPTEX_FOOTPRINT, size, 1, device, "--size")?;
+    common::fit_memory(nst_decoders::OPTEX_FOOTPRINT, size, 1, device, "--size")?;
     let style_size = ImageSize::LongSide(a.style_size.unwrap_or(size.0.max(size.1) as u32));
     let weights = if a.mix.is_empty() {
         vec![1.0; a.style.len()]
@@ -278,7 +272,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         x.narrow(2, 0, h).narrow(3, 0, w)
     };
     let c = crop16(common::load(&a.content, a.size, device, "content")?);
-    common::ensure_fits(CLOSED_FORM_FOOTPRINT, &c, device, "--size")?;
+    common::ensure_fits(nst_decoders::CLOSED_FORM_FOOTPRINT, &c, device, "--size")?;
     let s = common::load(&a.style, a.size, device, "style")?;
     let out = nst_decoders::closed_form(
         &model,
@@ -319,11 +313,7 @@ pub struct PsnrArgs {
 pub fn run_psnr(a: PsnrArgs) -> Result<()> {
     let device = a.runtime.init()?;
     let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = nst_core::images_in(&a.images)?;
     let mut sums = vec![0.0; 5];
     let mut n = 0;
     for p in &files {

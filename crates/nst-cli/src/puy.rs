@@ -82,13 +82,6 @@ fn step_path(out: &Path, t: usize) -> PathBuf {
     out.with_file_name(format!("{stem}_step{t}.{ext}"))
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px), artistic and
-/// photoreal.
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("the Puy–Pérez solver", 1400);
-const PHOTOREAL_FOOTPRINT: nst_core::Footprint =
-    nst_core::Footprint::new("the photorealistic Puy–Pérez solver", 1250);
-
 pub fn run(args: PuyArgs) -> Result<()> {
     common::check_output(&args.out)?;
     if let Some(f) = args.cutoff {
@@ -111,9 +104,9 @@ pub fn run(args: PuyArgs) -> Result<()> {
     }
     let content = common::load(&args.content, args.size, device, "content")?;
     let footprint = if args.photoreal {
-        PHOTOREAL_FOOTPRINT
+        nst_puy::PHOTOREAL_FOOTPRINT
     } else {
-        FOOTPRINT
+        nst_puy::FOOTPRINT
     };
     common::ensure_fits(footprint, &content, device, "--size")?;
     let style = common::load(

@@ -98,10 +98,6 @@ pub struct StrotssArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("STROTSS", 4100);
-
 pub fn run(args: StrotssArgs) -> Result<()> {
     common::check_output(&args.out)?;
     if !args.style_weights.is_empty() && args.style_weights.len() != args.style.len() {
@@ -140,7 +136,7 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         device,
         "content",
     )?;
-    common::ensure_fits(FOOTPRINT, &content, device, "--size")?;
+    common::ensure_fits(nst_optim::STROTSS_FOOTPRINT, &content, device, "--size")?;
     let styles: Vec<tch::Tensor> = args
         .style
         .iter()

@@ -212,14 +212,6 @@ fn stem(p: &Path) -> String {
         .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Peak memory per output pixel of one image, measured by
-/// `scripts/measure_memory.sh` (the larger of its slopes between 256, 512
-/// and 1024 px): Gatys (autograd through VGG), and a learned solver with the
-/// default widths of `configs/propo.toml`.
-const GATYS_FOOTPRINT: nst_core::Footprint =
-    nst_core::Footprint::new("Gatys texture synthesis", 3800);
-const LEARNED_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("a pseudo-optimizer", 3400);
-
 pub fn run_texture(a: TextureArgs) -> Result<()> {
     if a.count == 0 {
         bail!("--count must be at least 1");
@@ -243,8 +235,10 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     }
     // Gatys makes one image at a time; a network, --batch at once.
     let batch = match a.method {
-        TextureMethod::Gatys => common::fit_memory(GATYS_FOOTPRINT, (h, w), 1, device, "--size")?,
-        _ => common::fit_memory(LEARNED_FOOTPRINT, (h, w), a.batch, device, "--size")?,
+        TextureMethod::Gatys => {
+            common::fit_memory(nst_po::GATYS_FOOTPRINT, (h, w), 1, device, "--size")?
+        }
+        _ => common::fit_memory(nst_po::FOOTPRINT, (h, w), a.batch, device, "--size")?,
     };
     let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
     let target_img = common::load(&a.target, tsize, device, "target")?;
@@ -392,15 +386,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     if a.count < 2 {
         bail!("--count must be at least 2 (diversity compares outputs pairwise)");
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.targets)
-        .with_context(|| format!("reading --targets {}", a.targets.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && nst_core::image_io::output_format(p).is_ok())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no images", a.targets.display());
-    }
+    let files = nst_core::images_in(&a.targets).context("reading --targets")?;
     let device = a.runtime.init()?;
     let learned = a.methods.iter().filter(|m| m.variant().is_some()).count();
     let mut solvers = Vec::new();
@@ -443,10 +429,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     // Learned solvers run 4 outputs at a time, or fewer if 4 do not fit;
     // Gatys makes one at a time.
     if solvers.iter().any(|(m, _)| m.variant().is_none()) {
-        common::fit_memory(GATYS_FOOTPRINT, (s, s), 1, device, "--size")?;
+        common::fit_memory(nst_po::GATYS_FOOTPRINT, (s, s), 1, device, "--size")?;
     }
     let batch = if solvers.iter().any(|(m, _)| m.variant().is_some()) {
-        common::fit_memory(LEARNED_FOOTPRINT, (s, s), 4, device, "--size")?
+        common::fit_memory(nst_po::FOOTPRINT, (s, s), 4, device, "--size")?
     } else {
         1
     };

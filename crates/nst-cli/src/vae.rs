@@ -132,17 +132,13 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
     )?)
 }
 
-/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
-/// (the larger of its slopes between 256, 512 and 1024 px).
-const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("variational AdaIN", 1450);
-
 /// Loads a content image, cropped to a multiple of 8 (the decoder upsamples
 /// ×8), after checking that stylising it fits in memory.
 fn load8(p: &Path, size: ImageSize, device: Device, role: &str) -> Result<Tensor> {
     let x = common::load(p, size, device, role)?;
     let (h, w) = (x.size()[2] / 8 * 8, x.size()[3] / 8 * 8);
     let x = x.narrow(2, 0, h).narrow(3, 0, w);
-    common::ensure_fits(FOOTPRINT, &x, device, "--size")?;
+    common::ensure_fits(nst_vae::FOOTPRINT, &x, device, "--size")?;
     Ok(x)
 }
 
@@ -160,23 +156,8 @@ fn strip(images: &Tensor) -> Tensor {
     Tensor::cat(&images.unbind(0), 2).unsqueeze(0)
 }
 
-const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"];
-
 fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list folder", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    v.sort();
-    if v.is_empty() {
-        bail!("{}: no images ({})", dir.display(), IMAGE_EXTS.join(", "));
-    }
-    Ok(v)
+    Ok(nst_core::images_in(dir)?)
 }
 
 pub fn run(args: VaeArgs) -> Result<()> {

@@ -12,6 +12,42 @@ use tch::{Device, Kind, Tensor};
 /// Images smaller than this on either side are rejected: VGG's five pooling
 /// stages leave nothing of them.
 pub const MIN_IMAGE_SIDE: u32 = 32;
+
+/// The extensions read as images (any case): the formats `decode_rgb` checks.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"];
+
+/// Whether `path` has an image extension ([`IMAGE_EXTENSIONS`]).
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The images directly in `dir` (not in subfolders), sorted by path. An
+/// unreadable folder, or one with no image, is an error naming it.
+pub fn images_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            path: dir.to_path_buf(),
+        },
+        _ => Error::BadImage {
+            path: dir.to_path_buf(),
+            reason: format!("cannot list folder: {e}"),
+        },
+    })?;
+    let mut v: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image_path(p))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(Error::BadImage {
+            path: dir.to_path_buf(),
+            reason: format!("no images in this folder ({})", IMAGE_EXTENSIONS.join(", ")),
+        });
+    }
+    Ok(v)
+}
 /// Decoding refuses images over this many megapixels (a 16k x 16k image).
 pub const MAX_MEGAPIXELS: u64 = 256;
 

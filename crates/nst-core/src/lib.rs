@@ -13,7 +13,10 @@ pub mod precision;
 pub use color::preserve_color;
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
-pub use image_io::{load_image, resize_to, save_image, ImageSize, LoadOptions, MIN_IMAGE_SIDE};
+pub use image_io::{
+    images_in, is_image_path, load_image, resize_to, save_image, ImageSize, LoadOptions,
+    IMAGE_EXTENSIONS, MIN_IMAGE_SIDE,
+};
 pub use memory::Footprint;
 pub use precision::Precision;
 

@@ -10,8 +10,6 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"];
-
 /// One image and its class, if the layout has classes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
@@ -120,9 +118,7 @@ impl SourceConfig {
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+    nst_core::is_image_path(p)
 }
 
 fn require_dir(p: &Path) -> Result<()> {

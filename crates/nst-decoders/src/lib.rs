@@ -29,3 +29,10 @@ pub use transforms::Strategy;
 
 #[cfg(test)]
 mod tests;
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+pub const OPTEX_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Optimal Textures", 2950);
+
+/// The same for `adain-wct`.
+pub const CLOSED_FORM_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("AdaIN/WCT", 2700);

@@ -16,7 +16,7 @@ pub mod sampling;
 pub mod stats;
 pub mod strotss;
 
-pub use basic::{content_loss, gram, gram_loss, total_variation};
+pub use basic::{content_loss, gram, gram_loss, gram_with, total_variation, GramNorm};
 pub use sampling::{hypercolumns, random_coords};
 pub use strotss::{
     cosine_distance, euclidean_distance, moment_loss, palette_loss, remd, remd_loss,

@@ -6,7 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Each paper's crate.
-const METHODS: &[&str] = &["nst-adain", "nst-vae", "nst-decoders", "nst-po", "nst-puy", "nst-optim"];
+const METHODS: &[&str] = &[
+    "nst-adain",
+    "nst-vae",
+    "nst-decoders",
+    "nst-po",
+    "nst-puy",
+    "nst-optim",
+];
 /// Below the methods.
 const SHARED: &[&str] = &[
     "nst-core",
@@ -31,11 +38,19 @@ fn workspace_deps() -> BTreeMap<String, Vec<String>> {
             continue;
         };
         let t: toml::Table = text.parse().expect("a valid Cargo.toml");
-        let name = t["package"]["name"].as_str().expect("a package name").to_string();
+        let name = t["package"]["name"]
+            .as_str()
+            .expect("a package name")
+            .to_string();
         let deps = t
             .get("dependencies")
             .and_then(|d| d.as_table())
-            .map(|d| d.keys().filter(|k| k.starts_with("nst-")).cloned().collect())
+            .map(|d| {
+                d.keys()
+                    .filter(|k| k.starts_with("nst-"))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         out.insert(name, deps);
     }

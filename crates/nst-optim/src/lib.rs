@@ -47,3 +47,11 @@ mod tests;
 mod precision_tests;
 #[cfg(test)]
 mod strotss_tests;
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+pub const GATYS_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("Gatys", 3800);
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+pub const STROTSS_FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("STROTSS", 4100);

@@ -33,7 +33,16 @@ pub mod texture;
 
 pub use model::{stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, Variant, KIND};
 pub use net::{NetShape, Norm, Padding, PoNet};
-pub use texture::{gram, TargetGrams, TextureLoss};
+pub use texture::{TargetGrams, TextureLoss};
 
 #[cfg(test)]
 mod tests;
+
+/// Peak memory per output pixel of one image, measured by
+/// `scripts/measure_memory.sh` (the larger of its slopes between 256, 512
+/// and 1024 px) of Gatys texture synthesis (autograd through VGG).
+pub const GATYS_FOOTPRINT: nst_core::Footprint =
+    nst_core::Footprint::new("Gatys texture synthesis", 3800);
+
+/// The same for a learned solver with the default widths of `configs/propo.toml`.
+pub const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("a pseudo-optimizer", 3400);

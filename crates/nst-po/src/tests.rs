@@ -312,7 +312,7 @@ fn tiles_cut_each_map_into_a_grid_and_the_tiled_loss_is_their_mean() {
         for i in 0..2 {
             for j in 0..2 {
                 let tile = fl.narrow(2, i * h, h).narrow(3, j * wd, wd);
-                let d = texture::gram(&tile) - &tg.0[l];
+                let d = nst_losses::gram_with(&tile, nst_losses::GramNorm::Pixels) - &tg.0[l];
                 sum += w * d.square().mean(Kind::Float).double_value(&[]);
             }
         }

@@ -45,13 +45,9 @@ impl TargetGrams {
     }
 }
 
-/// Gram matrices G = FᵀF / N of `[B, C, H, W]` maps, in fp32: `[B, C, C]`.
-pub fn gram(f: &Tensor) -> Tensor {
-    let (b, c, h, w) = f
-        .size4()
-        .unwrap_or_else(|_| panic!("gram expects [B, C, H, W], got {:?}", f.size()));
-    let f = f.to_kind(Kind::Float).reshape([b, c, h * w]);
-    f.bmm(&f.transpose(1, 2)) / (h * w) as f64
+/// The PO papers' Gram matrices, G = FᵀF / (H·W), in fp32: `[B, C, H, W]` → `[B, C, C]`.
+fn gram(f: &Tensor) -> Tensor {
+    nst_losses::gram_with(f, nst_losses::GramNorm::Pixels)
 }
 
 impl TextureLoss {

@@ -16,3 +16,11 @@ pub use projection::{Band, BandlimitedProjection};
 
 #[cfg(test)]
 mod tests;
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px): artistic …
+pub const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("the Puy–Pérez solver", 1400);
+
+/// … and photoreal (with the matting-Laplacian projection).
+pub const PHOTOREAL_FOOTPRINT: nst_core::Footprint =
+    nst_core::Footprint::new("the photorealistic Puy–Pérez solver", 1250);

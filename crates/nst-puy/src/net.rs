@@ -272,14 +272,10 @@ fn gram_scale(g: &Tensor, h: &Tensor) -> Tensor {
     ((msf.clamp_min(0.0).sqrt() * (msf + mss)) + 1e-8).reshape([b, 1, 1, 1])
 }
 
-/// (1/n)·FᵀF per sample: `[B, C, H, W]` → `[B, C, C]`, fp32.
-///
-/// # Panics
-/// If `f` is not 4-d (feature maps always are).
-pub fn gram_per_pixel(f: &Tensor) -> Tensor {
-    let (b, c, h, w) = f.size4().expect("feature maps are 4-d");
-    let x = f.to_kind(Kind::Float).reshape([b, c, h * w]);
-    x.bmm(&x.transpose(1, 2)) / (h * w) as f64
+/// The paper's Gram matrices, (1/n)·FᵀF per sample with n = H·W:
+/// `[B, C, H, W]` → `[B, C, C]`, fp32.
+pub(crate) fn gram_per_pixel(f: &Tensor) -> Tensor {
+    nst_losses::gram_with(f, nst_losses::GramNorm::Pixels)
 }
 
 /// Nearest ×2 upsampling back to a level's exact input size (average pooling

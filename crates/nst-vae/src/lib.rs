@@ -36,3 +36,7 @@ pub use ops::{adain_with, disentanglement_loss, kl_divergence, reparameterize};
 
 #[cfg(test)]
 mod tests;
+
+/// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
+/// (the larger of its slopes between 256, 512 and 1024 px).
+pub const FOOTPRINT: nst_core::Footprint = nst_core::Footprint::new("variational AdaIN", 1450);

@@ -1,9 +1,9 @@
 //! The variational style-transfer model: E_c, E_s, the code MLP and the AdaIN decoder.
 use crate::ops::{adain_with, disentanglement_loss, kl_divergence, reparameterize};
 use nst_losses::stats::{mean_std, EPS};
-use nst_vgg::MirrorDecoder as Decoder;
 use nst_losses::{gram, gram_loss};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
+use nst_vgg::MirrorDecoder as Decoder;
 use nst_vgg::{Features, Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
@@ -680,7 +680,10 @@ impl TrainModel for VaeAdainModel {
                         .collect(),
                     ContentTarget::Adain => {
                         let t = Tap::relu(4, 1);
-                        vec![nst_losses::stats::adain(&self.scaled(&fc, t), &self.scaled(&fs, t))]
+                        vec![nst_losses::stats::adain(
+                            &self.scaled(&fc, t),
+                            &self.scaled(&fs, t),
+                        )]
                     }
                 };
                 Ok((fs, fc, grams, targets))

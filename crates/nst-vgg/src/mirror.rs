@@ -60,10 +60,11 @@ impl MirrorDecoder {
     pub fn new(vs: &nn::Path, level: u8, o: MirrorOptions) -> Self {
         assert!((1..=5).contains(&level), "VGG19 levels are 1..=5");
         let ch = |b: usize| ((BLOCKS[b].1 as f64 * o.width).round() as i64).max(o.min_channels);
-        let conv = |name: String, i: i64, out: i64| nn::conv2d(vs / name, i, out, 3, Default::default());
+        let conv =
+            |name: String, i: i64, out: i64| nn::conv2d(vs / name, i, out, 3, Default::default());
         let mut layers = Vec::new();
         let mut cin = BLOCKS[level as usize - 1].1; // VGG's channels at relu{level}_1
-        // The mirror of conv{b+2}_1 (then upsample), then of conv{b+1}_n … conv{b+1}_2.
+                                                    // The mirror of conv{b+2}_1 (then upsample), then of conv{b+1}_n … conv{b+1}_2.
         for b in (0..level as usize - 1).rev() {
             layers.push(Layer {
                 conv: conv(format!("conv{}_1", b + 2), cin, ch(b)),
