@@ -455,7 +455,7 @@ fn propo_vs_gatys(
     Ok((
         t_po,
         t_g / t_po,
-        format!("{name} ({precision}) {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.0}×", t_po, t_g / t_po),
+        format!("{name} ({precision}) {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.1}×", t_po, t_g / t_po),
     ))
 }
 
@@ -552,10 +552,8 @@ fn puy_vs_luan(
         steps: 300,
         ..Default::default()
     };
-    let lap = nst_puy::MattingLaplacian::new(&c, nst_puy::matting::DEFAULT_EPS)
-        .map_err(anyhow::Error::msg)?;
     let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?
-        .with_regularizer(a.luan_weight, Box::new(|x: &Tensor| lap.energy(x)));
+        .with_photorealism(a.luan_weight)?;
     let t = Instant::now();
     let mut reached = None;
     let mut last = f64::NAN;
@@ -585,7 +583,7 @@ fn puy_vs_luan(
         t_puy,
         t_g / t_puy,
         format!(
-            "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}; {what}: speed-up {:.0}×",
+            "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}; {what}: speed-up {:.1}×",
             model.steps(),
             t_g / t_puy
         ),

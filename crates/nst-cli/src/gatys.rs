@@ -8,7 +8,6 @@ use nst_vgg::{Pooling, Tap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use tch::Tensor;
 
 fn reg_note(t: &nst_optim::LossTerms) -> String {
     if t.reg != 0.0 {
@@ -199,10 +198,8 @@ pub fn run(args: GatysArgs) -> Result<()> {
         init,
     };
     let mut gatys = Gatys::new(&vgg, cfg, content.as_ref(), &style)?;
-    if let (Some(lambda), Some(c)) = (args.photoreal_weight, &content) {
-        let laplacian = nst_puy::MattingLaplacian::new(c, nst_puy::matting::DEFAULT_EPS)
-            .map_err(anyhow::Error::msg)?;
-        gatys = gatys.with_regularizer(lambda, Box::new(move |x: &Tensor| laplacian.energy(x)));
+    if let (Some(lambda), Some(_)) = (args.photoreal_weight, &content) {
+        gatys = gatys.with_photorealism(lambda)?;
     }
     let x0 = gatys.initial_image(height, width);
 

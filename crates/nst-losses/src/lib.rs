@@ -5,6 +5,8 @@
 //!   hypercolumns: relaxed EMD, moments, palette, self-similarity content, and
 //!   their α-weighted total.
 //! * [`stats`]: per-channel mean and standard deviation, and the AdaIN operator.
+//! * [`matting`]: Levin et al.'s matting Laplacian, the photorealism term of
+//!   Luan et al. (Gatys + λ·Tr(XᵀLX)) and of Puy–Pérez's projection.
 //! * [`sampling`]: random feature locations and hypercolumn gathering, so the
 //!   STROTSS losses cost O(N·M) for N and M sampled points rather than O(HW²).
 //!
@@ -12,6 +14,7 @@
 //! checked against the independent PyTorch reference `tests/torch_ref/losses_ref.py`.
 
 pub mod basic;
+pub mod matting;
 pub mod sampling;
 pub mod stats;
 pub mod strotss;

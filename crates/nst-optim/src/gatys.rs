@@ -172,6 +172,21 @@ impl<'a> Gatys<'a> {
         self
     }
 
+    /// Luan et al.'s photorealism term: adds λ·Tr(XᵀLX) with L the matting
+    /// Laplacian of the content (ε = [`nst_losses::matting::DEFAULT_EPS`]).
+    /// An error when the run has no content.
+    pub fn with_photorealism(self, lambda: f64) -> Result<Self> {
+        let Some(c) = &self.content else {
+            return Err(Error::Config(
+                "the photorealism term needs a content image".into(),
+            ));
+        };
+        let laplacian =
+            nst_losses::matting::MattingLaplacian::new(c, nst_losses::matting::DEFAULT_EPS)
+                .map_err(Error::Config)?;
+        Ok(self.with_regularizer(lambda, Box::new(move |x: &Tensor| laplacian.energy(x))))
+    }
+
     pub fn config(&self) -> &GatysConfig {
         &self.cfg
     }

@@ -3,7 +3,8 @@
 //! [`net`]), and its photorealistic mode: a projection onto the smooth
 //! eigenspace of the content's matting Laplacian ([`matting`],
 //! [`projection`], [`photoreal`]), added at run time without retraining.
-pub mod matting;
+/// The matting Laplacian lives with the losses (Luan's term uses it too).
+pub use nst_losses::matting;
 pub mod model;
 pub mod net;
 pub mod photoreal;
