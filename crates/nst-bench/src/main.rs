@@ -1197,7 +1197,7 @@ fn main() -> Result<()> {
     println!("{md}");
     if let Some(p) = &cli.markdown {
         let header = format!(
-            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process.\nAllocator: {}.\n\n",
+            "# Benchmarks\n\nMachine: {} ({} cores). Command: `cargo run --release -p nst-bench -- --size {}{}{}`.\nMedian of {repeat} timed runs after a warm-up; each implementation in its own process. The STROTSS rows are one whole run on each side, with no warm-up on either side.\nAllocator: {}.\n\n",
             cpu_name(),
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             size,
