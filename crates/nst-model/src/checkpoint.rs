@@ -300,6 +300,34 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Removes the temporary files (`.NAME.tmp-PID`) that a writer killed
+    /// mid-write left in `run_dir`, unless their process still runs (Linux:
+    /// `/proc/PID`). They never look like checkpoints (`latest` only ever
+    /// names complete ones); this only reclaims their space. Returns how
+    /// many were removed.
+    pub fn remove_stale_temps(run_dir: &Path) -> usize {
+        let Ok(rd) = std::fs::read_dir(run_dir) else {
+            return 0;
+        };
+        let own = std::process::id().to_string();
+        let mut removed = 0;
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix('.')
+                .and_then(|n| n.rsplit_once(".tmp-"))
+                .map(|(_, pid)| pid.to_string())
+            else {
+                continue;
+            };
+            let alive = pid == own || Path::new("/proc").join(&pid).exists();
+            if !alive && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Resolves a run folder (through `latest`), a sidecar `.json` or a weights
     /// file to the sidecar path and its metadata.
     pub fn resolve(path: &Path) -> Result<(PathBuf, CheckpointMeta)> {

@@ -115,6 +115,8 @@ impl<'a> Trainer<'a> {
             path: run_dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        // A run killed mid-write (kill -9, power loss) leaves temporary files.
+        Checkpoint::remove_stale_temps(&run_dir);
         nst_core::fsutil::write_bytes_atomic(
             &run_dir.join("config.toml"),
             cfg.resolved.as_bytes(),
