@@ -11,7 +11,7 @@ pub mod model;
 /// The operator lives with the other feature statistics, in `nst-losses`.
 pub use nst_losses::stats as ops;
 
-pub use model::{decoder, AdainLoss, AdainModel, AdainModelConfig, Decoder, KIND};
+pub use model::{decoder, AdainLoss, AdainModel, AdainModelConfig, Decoder, HALO, KIND, STRIDE};
 pub use ops::{adain, mean_std};
 
 #[cfg(test)]

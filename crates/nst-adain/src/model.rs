@@ -1,5 +1,6 @@
 //! The AdaIN decoder and training model.
-use crate::ops::{adain, mean_std, EPS};
+use crate::ops::{adain, adain_with, mean_std, EPS};
+use nst_tiling::{Grid, Tiling};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
@@ -107,7 +108,58 @@ impl AdainModel {
         let t = &t * alpha + &fc[r41[0]] * (1.0 - alpha);
         Ok(self.decoder.forward(&t))
     }
+
+    /// [`AdainModel::stylize`] for one image of any size: with `tiling`,
+    /// tile by tile ([`nst_tiling`]). The content's and the style's channel
+    /// statistics are those of the whole images, accumulated over the
+    /// tiles; each tile is then encoded with its halo, normalised with them,
+    /// decoded, and cross-faded into place. Without `tiling`, one tile is
+    /// the whole image. Returns `[1, 3, H, W]` fp32 on the CPU.
+    pub fn stylize_tiled(
+        &self,
+        content: &Tensor,
+        style: &Tensor,
+        alpha: f64,
+        tiling: Option<&Tiling>,
+    ) -> Result<Tensor> {
+        let r41 = Tap::relu(4, 1);
+        let device = self.vgg.device();
+        let encode = |x: &Tensor| -> Result<Tensor> {
+            Ok(self.encode(&x.to_device(device), &[r41])?[r41].shallow_clone())
+        };
+        let grid = |x: &Tensor, main: bool| -> Result<Grid> {
+            let (h, w) = (x.size()[2], x.size()[3]);
+            Ok(match tiling {
+                None => Grid::whole(h, w),
+                Some(t) if main => t.grid(h, w)?,
+                Some(t) => t.grid_or_whole(h, w),
+            })
+        };
+        let stride = STRIDE;
+        let cg = grid(content, true)?;
+        let (mc, sc) = cg.feature_moments(content, stride, false, encode)?.mean_std(EPS);
+        let (ms, ss) = grid(style, false)?
+            .feature_moments(style, stride, false, encode)?
+            .mean_std(EPS);
+        tch::no_grad(|| {
+            cg.stitch(3, |tile| {
+                let f = encode(&tile.window.crop(content))?;
+                let t = adain_with(&f, (&mc, &sc), (&ms, &ss));
+                let t = &t * alpha + f.to_kind(Kind::Float) * (1.0 - alpha);
+                Ok(self.decoder.forward(&t))
+            })
+        })
+    }
 }
+
+/// The decoder's upsampling factor (the stride of `relu4_1`): tiled images
+/// are cut on multiples of it.
+pub const STRIDE: i64 = 8;
+
+/// The context a tile needs on each side for its interior to match the
+/// whole-image result (encoder to `relu4_1` and decoder), in px: chosen by
+/// `tiled_adain_matches_whole_image` (PSNR ≥ 40 dB at 1024², tiles of 256).
+pub const HALO: i64 = 64;
 
 impl Model for AdainModel {
     const KIND: &'static str = KIND;

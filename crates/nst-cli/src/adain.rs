@@ -29,6 +29,8 @@ pub struct AdainArgs {
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 
@@ -40,16 +42,26 @@ pub fn run(args: AdainArgs) -> Result<()> {
     let device = args.runtime.init()?;
     let nst_model::Loaded { model, meta, .. } =
         nst_model::load::<nst_adain::AdainModel>(&args.checkpoint, device, args.runtime.precision)?;
+    // Whole images stay on the CPU; tiles go to the device.
     let load = |p: &PathBuf, role: &str| -> Result<tch::Tensor> {
-        let x = common::load(p, args.size, device, role)?;
+        let x = common::load(p, args.size, tch::Device::Cpu, role)?;
         // The decoder upsamples by 8: crop to a multiple of 8.
         let (h, w) = (x.size()[2] / 8 * 8, x.size()[3] / 8 * 8);
         Ok(x.narrow(2, 0, h).narrow(3, 0, w))
     };
     let c = load(&args.content, "content")?;
-    common::ensure_fits(nst_adain::FOOTPRINT, &c, device, "--size")?;
+    let plan = args.tiles.plan(
+        nst_adain::FOOTPRINT,
+        (c.size()[2], c.size()[3]),
+        nst_adain::HALO,
+        nst_adain::STRIDE,
+        device,
+        args.runtime.quiet,
+    )?;
     let s = load(&args.style, "style")?;
-    let out = tch::no_grad(|| model.stylize(&c, &s, args.alpha))?.clamp(0.0, 1.0);
+    let out = model
+        .stylize_tiled(&c, &s, args.alpha, plan.tiling())?
+        .clamp(0.0, 1.0);
     nst_core::save_image(&out, &args.out)?;
     if !args.runtime.quiet {
         eprintln!(

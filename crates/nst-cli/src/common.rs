@@ -43,6 +43,55 @@ impl RuntimeArgs {
     }
 }
 
+/// Options for outputs larger than memory allows (docs/high-resolution.md).
+#[derive(Debug, Clone, Args)]
+pub struct TileArgs {
+    /// Work tile by tile, each at most SIZE px square with its halo (the
+    /// context around it). Statistics are still those of the whole image,
+    /// so the result matches the untiled one. Default: the whole image when
+    /// it fits in memory, else the largest tile that fits (with a note).
+    #[arg(long, value_name = "SIZE")]
+    pub tile: Option<i64>,
+    /// The memory this run may use, e.g. 3G or 512M (powers of 1024).
+    /// Default: what is available now (on the CPU; no limit on CUDA).
+    #[arg(long, value_name = "SIZE", value_parser = nst_tiling::parse_bytes)]
+    pub max_memory: Option<u64>,
+}
+
+impl TileArgs {
+    /// Decides whether and how to tile `(height, width)` for the work `fp`
+    /// (whose tiles need `halo` px of context and boundaries on multiples of
+    /// `align`), printing a one-line note when tiling was chosen for the user.
+    pub fn plan(
+        &self,
+        fp: nst_core::Footprint,
+        (height, width): (i64, i64),
+        halo: i64,
+        align: i64,
+        device: Device,
+        quiet: bool,
+    ) -> Result<nst_tiling::Plan> {
+        let skip = std::env::var(nst_core::memory::SKIP_ENV).is_ok_and(|v| v == "1");
+        let budget = self.max_memory.or_else(|| {
+            (device == Device::Cpu && !skip)
+                .then(nst_core::memory::available_cpu_bytes)
+                .flatten()
+        });
+        let plan = nst_tiling::plan(&fp, (height, width), halo, align, self.tile, budget)?;
+        if let nst_tiling::Plan::Tiled { tiling, auto: true } = &plan {
+            if !quiet {
+                let n = tiling.grid(height, width).map(|g| g.len()).unwrap_or(0);
+                eprintln!(
+                    "note: {width}x{height} does not fit in {:.1} GB at once; working in {n} tiles of at most {} px (set --tile or --max-memory to choose)",
+                    budget.unwrap_or(0) as f64 / 1e9,
+                    tiling.tile
+                );
+            }
+        }
+        Ok(plan)
+    }
+}
+
 /// Where the VGG weights come from.
 #[derive(Debug, Clone, Args)]
 pub struct VggArgs {

@@ -67,3 +67,18 @@ mod tests {
         assert!(err(g.narrow(1, 0, 1), g.narrow(1, 2, 1)) < 1e-4);
     }
 }
+
+/// Peak signal-to-noise ratio of `a` against `b` in dB, for signals whose
+/// range is `peak` (1 for images in [0, 1]): 10·log10(peak² / MSE),
+/// computed in f64; infinite when they are equal.
+pub fn psnr(a: &tch::Tensor, b: &tch::Tensor, peak: f64) -> f64 {
+    let mse = (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
+        .square()
+        .mean(tch::Kind::Double)
+        .double_value(&[]);
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (peak * peak / mse).log10()
+    }
+}

@@ -10,7 +10,7 @@ pub mod integrity;
 pub mod memory;
 pub mod precision;
 
-pub use color::preserve_color;
+pub use color::{preserve_color, psnr};
 pub use device::{parse_device, seed_everything};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
 pub use image_io::{

@@ -232,8 +232,7 @@ pub fn psnr_per_level(model: &Decoders, x: &Tensor) -> Result<Vec<(u8, f64)>> {
             .into_iter()
             .map(|l| {
                 let y = model.decode(&model.encode(x, l)?, l)?.clamp(0.0, 1.0);
-                let mse = y.mse_loss(x, Reduction::Mean).double_value(&[]).max(1e-12);
-                Ok((l, 10.0 * (1.0 / mse).log10()))
+                Ok((l, nst_core::psnr(&y, x, 1.0)))
             })
             .collect()
     })

@@ -31,5 +31,108 @@ pub fn mean_std(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
 pub fn adain(content: &Tensor, style: &Tensor) -> Tensor {
     let (mc, sc) = mean_std(content, EPS);
     let (ms, ss) = mean_std(style, EPS);
-    (content.to_kind(Kind::Float) - mc) / sc * ss + ms
+    adain_with(content, (&mc, &sc), (&ms, &ss))
+}
+
+/// Feature statistics of one image accumulated piece by piece (over the
+/// tiles of a large image, say): the count, the per-channel sums and either
+/// the per-channel sums of squares or the full `C × C` sums of products, in
+/// f64. Adding the pieces of a partition gives the statistics of the whole,
+/// up to rounding.
+#[derive(Debug)]
+pub struct Moments {
+    n: i64,
+    sum: Option<Tensor>,
+    sq: Option<Tensor>,
+    full: bool,
+}
+
+impl Moments {
+    /// Per-channel mean and variance (`full = false`), or mean and
+    /// covariance (`full = true`).
+    pub fn new(full: bool) -> Self {
+        Self {
+            n: 0,
+            sum: None,
+            sq: None,
+            full,
+        }
+    }
+
+    /// The moments of one feature map `[1, C, H, W]`.
+    pub fn of(f: &Tensor, full: bool) -> Self {
+        let mut m = Self::new(full);
+        m.add(f);
+        m
+    }
+
+    /// Adds the samples of `f: [1, C, H, W]` (every pixel is one sample).
+    pub fn add(&mut self, f: &Tensor) {
+        let c = f.size()[1];
+        let rows = f.to_kind(Kind::Double).reshape([c, -1]); // [C, N]
+        let s = rows.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+        let q = if self.full {
+            rows.matmul(&rows.transpose(0, 1))
+        } else {
+            rows.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+        };
+        self.n += rows.size()[1];
+        self.sum = Some(match self.sum.take() {
+            Some(a) => a + s,
+            None => s,
+        });
+        self.sq = Some(match self.sq.take() {
+            Some(a) => a + q,
+            None => q,
+        });
+    }
+
+    pub fn count(&self) -> i64 {
+        self.n
+    }
+
+    fn parts(&self) -> (&Tensor, &Tensor) {
+        match (&self.sum, &self.sq) {
+            (Some(s), Some(q)) if self.n > 0 => (s, q),
+            _ => panic!("Moments used before any samples were added"),
+        }
+    }
+
+    /// The mean `[C]` (f64).
+    pub fn mean(&self) -> Tensor {
+        self.parts().0 / self.n as f64
+    }
+
+    /// The unbiased per-channel variance `[C]` (f64).
+    pub fn variance(&self) -> Tensor {
+        let (s, q) = self.parts();
+        let q = if self.full { q.diagonal(0, 0, 1) } else { q.shallow_clone() };
+        let n = self.n as f64;
+        ((q - s.square() / n) / (n - 1.0).max(1.0)).clamp_min(0.0)
+    }
+
+    /// The unbiased covariance `[C, C]` (f64); needs `full`.
+    pub fn covariance(&self) -> Tensor {
+        assert!(self.full, "covariance needs Moments::new(true)");
+        let (s, q) = self.parts();
+        let n = self.n as f64;
+        (q - s.outer(s) / n) / (n - 1.0).max(1.0)
+    }
+
+    /// [`mean_std`] of the whole: (`[1, C, 1, 1]`, `[1, C, 1, 1]`) fp32,
+    /// σ = sqrt(Var + ε).
+    pub fn mean_std(&self, eps: f64) -> (Tensor, Tensor) {
+        let shape = [1i64, -1, 1, 1];
+        (
+            self.mean().to_kind(Kind::Float).reshape(shape),
+            (self.variance() + eps).sqrt().to_kind(Kind::Float).reshape(shape),
+        )
+    }
+}
+
+/// AdaIN with the channel statistics given: σ_s · (x − μ_c) / σ_c + μ_s,
+/// each `[1, C, 1, 1]` (as [`mean_std`] or [`Moments::mean_std`] return).
+pub fn adain_with(content: &Tensor, (mc, sc): (&Tensor, &Tensor), (ms, ss): (&Tensor, &Tensor)) -> Tensor {
+    let d = content.device();
+    (content.to_kind(Kind::Float) - mc.to_device(d)) / sc.to_device(d) * ss.to_device(d) + ms.to_device(d)
 }

@@ -396,3 +396,30 @@ fn fast_moment_loss_value_is_exact_at_strotss_width() {
         "moment loss {got} vs float64 sum {want}"
     );
 }
+
+#[test]
+fn moments_accumulated_over_pieces_equal_the_whole_images() {
+    use crate::stats::{mean_std, Moments, EPS};
+    tch::manual_seed(3);
+    let f = Tensor::randn([1, 6, 40, 52], (Kind::Float, Device::Cpu)) * 3.0 + 1.5;
+    // Four uneven pieces that partition the map.
+    let mut m = Moments::new(true);
+    let mut d = Moments::new(false);
+    for (y, h) in [(0, 17), (17, 23)] {
+        for (x, w) in [(0, 30), (30, 22)] {
+            let p = f.narrow(2, y, h).narrow(3, x, w);
+            m.add(&p);
+            d.add(&p);
+        }
+    }
+    assert_eq!(m.count(), 40 * 52);
+    let (mu, sd) = mean_std(&f, EPS);
+    for (a, b) in [m.mean_std(EPS), d.mean_std(EPS)] {
+        assert_close(&a, &mu, 1e-5, "mean");
+        assert_close(&b, &sd, 1e-5, "std");
+    }
+    // torch.cov over pixels (rows are channels), unbiased.
+    let rows = f.reshape([6, -1]).to_kind(Kind::Double);
+    let cov = rows.cov(1, None::<Tensor>, None::<Tensor>);
+    assert_close(&m.covariance(), &cov, 1e-9, "covariance");
+}

@@ -36,6 +36,8 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
     #[error(transparent)]
+    Tiling(#[from] nst_tiling::Error),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Torch(#[from] tch::TchError),

@@ -23,6 +23,7 @@ const SHARED: &[&str] = &[
     "nst-model",
     "nst-data",
     "nst-testkit",
+    "nst-tiling",
 ];
 const TRAINER: &str = "nst-train";
 /// The binaries: they may use everything.

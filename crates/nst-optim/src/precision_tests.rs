@@ -8,7 +8,7 @@ use crate::strotss_tests::{blobs, run_single};
 use crate::*;
 use nst_testkit::vgg19_weights;
 use nst_vgg::{Pooling, Precision, Vgg, VggOptions};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Whole optimisations diverge in detail once their first steps differ in
 /// rounding, so the guard is on the objective and on a PSNR floor well above
@@ -32,8 +32,7 @@ fn vgg(pooling: Pooling, p: Precision) -> Vgg {
 /// PSNR of two images in [0, 1], after 8-bit quantisation as when saved.
 fn psnr(a: &Tensor, b: &Tensor) -> f64 {
     let q = |x: &Tensor| (x.clamp(0.0, 1.0) * 255.0).round();
-    let mse = (q(a) - q(b)).square().mean(Kind::Double).double_value(&[]);
-    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+    nst_core::psnr(&q(a), &q(b), 255.0)
 }
 
 #[test]

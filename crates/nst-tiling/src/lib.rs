@@ -1,0 +1,504 @@
+//! Tiled execution of image operators, for outputs larger than memory allows.
+//!
+//! A [`Tiling`] cuts an `H × W` image into a [`Grid`] of [`Tile`]s. The
+//! tiles' *cores* partition the image; each tile is computed on its *window*,
+//! the core grown by a *halo* on every side that is inside the image, so that
+//! the operator sees (nearly) what it would see on the whole image. Only the
+//! core, plus a narrow *blend* band on each inner side, is kept: across each
+//! boundary the two neighbours are cross-faded by linear ramps that sum to
+//! one, so [`Grid::stitch`] of an exact operator reproduces the whole-image
+//! result exactly, and a small residual mismatch leaves no visible step.
+//!
+//! Whatever a method computes over the whole image (feature means and
+//! covariances, Gram matrices) must not be computed per tile: the methods
+//! accumulate it over the tiles' cores first ([`Grid::for_each`]), then
+//! apply it to every tile ([`Grid::stitch`]).
+pub use nst_losses::stats::Moments;
+use tch::{Kind, Tensor};
+
+/// A tiling that cannot be made, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    #[error("--tile {tile} is smaller than twice the halo ({halo} px on each side) plus {align} px: use --tile {min} or more")]
+    TileTooSmall {
+        tile: i64,
+        halo: i64,
+        align: i64,
+        min: i64,
+    },
+    #[error("--tile {tile} is larger than the image ({width}x{height}): use a smaller --tile, or leave it out to run the image whole")]
+    TileTooLarge { tile: i64, width: i64, height: i64 },
+    #[error("--max-memory {budget_gb:.2} GB is below what {what} needs for one tile of {tile} px ({need_gb:.2} GB with the whole-image buffers): raise --max-memory or lower --tile")]
+    TileOverBudget {
+        what: String,
+        tile: i64,
+        need_gb: f64,
+        budget_gb: f64,
+    },
+    #[error("{what} cannot fit even its smallest tile ({tile} px) and the {width}x{height} image's buffers in {budget_gb:.2} GB: lower --size or raise --max-memory")]
+    NothingFits {
+        what: String,
+        tile: i64,
+        width: i64,
+        height: i64,
+        budget_gb: f64,
+    },
+}
+
+/// Memory a tiled run keeps for the whole image besides the tile's work, per
+/// output pixel: the fp32 input and the fp32 output on the CPU, and the
+/// 8-bit image being encoded (measured by `scripts/measure_memory.sh` with
+/// `--tile`).
+pub const WHOLE_IMAGE_BYTES_PER_PIXEL: u64 = 40;
+
+/// How to run one image, as [`plan`] decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Plan {
+    /// In one piece.
+    Whole,
+    /// Tile by tile; `auto` when [`plan`] chose to, not the user.
+    Tiled { tiling: Tiling, auto: bool },
+}
+
+impl Plan {
+    pub fn tiling(&self) -> Option<&Tiling> {
+        match self {
+            Plan::Whole => None,
+            Plan::Tiled { tiling, .. } => Some(tiling),
+        }
+    }
+}
+
+/// Decides how to run a `height × width` image of work `fp` within `budget`
+/// bytes (no limit when `None`): the `tile` the user asked for (checked
+/// against the budget); else whole when it fits; else the largest tile that
+/// fits, with `halo` and `align` the method's.
+pub fn plan(
+    fp: &nst_core::Footprint,
+    (height, width): (i64, i64),
+    halo: i64,
+    align: i64,
+    tile: Option<i64>,
+    budget: Option<u64>,
+) -> Result<Plan, Error> {
+    let whole_px = (height * width).max(0) as u64;
+    let need = |t: i64| fp.bytes(t, t, 1) + whole_px * WHOLE_IMAGE_BYTES_PER_PIXEL;
+    let gb = |b: u64| b as f64 / 1e9;
+    if let Some(t) = tile {
+        let tiling = Tiling::new(t, halo, align)?;
+        tiling.grid(height, width)?;
+        if let Some(b) = budget {
+            if need(tiling.tile) > b {
+                return Err(Error::TileOverBudget {
+                    what: fp.what.to_string(),
+                    tile: tiling.tile,
+                    need_gb: gb(need(tiling.tile)),
+                    budget_gb: gb(b),
+                });
+            }
+        }
+        return Ok(Plan::Tiled {
+            tiling,
+            auto: false,
+        });
+    }
+    let Some(b) = budget else {
+        return Ok(Plan::Whole);
+    };
+    if fp.bytes(width, height, 1) <= b {
+        return Ok(Plan::Whole);
+    }
+    let min = Tiling::min_tile(halo, align);
+    if need(min) > b {
+        return Err(Error::NothingFits {
+            what: fp.what.to_string(),
+            tile: min,
+            width,
+            height,
+            budget_gb: gb(b),
+        });
+    }
+    // The largest aligned tile within the budget (need() grows with t).
+    let (mut lo, mut hi) = (min / align, height.max(width) / align);
+    while lo < hi {
+        let mid = (lo + hi + 1) / 2;
+        if need(mid * align) <= b {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(Plan::Tiled {
+        tiling: Tiling::new(lo * align, halo, align)?,
+        auto: true,
+    })
+}
+
+/// An axis-aligned rectangle in pixels: rows `y..y+h`, columns `x..x+w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub y: i64,
+    pub x: i64,
+    pub h: i64,
+    pub w: i64,
+}
+
+impl Rect {
+    /// The part of `t: [.., .., H, W]` this rectangle covers (a view).
+    pub fn crop(&self, t: &Tensor) -> Tensor {
+        t.narrow(-2, self.y, self.h).narrow(-1, self.x, self.w)
+    }
+
+    /// This rectangle at `1/factor` of the resolution (for feature maps of
+    /// stride `factor`; exact when the grid was aligned to it).
+    pub fn scaled_down(&self, factor: i64) -> Rect {
+        Rect {
+            y: self.y / factor,
+            x: self.x / factor,
+            h: self.h / factor,
+            w: self.w / factor,
+        }
+    }
+
+    /// This rectangle in the coordinates of `outer`, which contains it.
+    pub fn within(&self, outer: &Rect) -> Rect {
+        Rect {
+            y: self.y - outer.y,
+            x: self.x - outer.x,
+            ..*self
+        }
+    }
+
+    pub fn pixels(&self) -> i64 {
+        self.h * self.w
+    }
+}
+
+/// One tile: the `core` it owns in the output and the `window` it is
+/// computed on (the core and its halo, clipped to the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub index: usize,
+    pub core: Rect,
+    pub window: Rect,
+}
+
+impl Tile {
+    /// The core in the window's coordinates: what to crop from a result
+    /// computed on the window.
+    pub fn core_in_window(&self) -> Rect {
+        self.core.within(&self.window)
+    }
+}
+
+/// How to cut images into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// The largest window, in px (core plus halos).
+    pub tile: i64,
+    /// Context on each inner side of a core, in px.
+    pub halo: i64,
+    /// Every core and window boundary is a multiple of this (the stride of
+    /// the deepest feature map the operator uses, so that features crop
+    /// exactly).
+    pub align: i64,
+    /// Half-width of the cross-fade band across each boundary, in px
+    /// (at most the halo).
+    pub blend: i64,
+}
+
+fn round_up(v: i64, m: i64) -> i64 {
+    (v + m - 1) / m * m
+}
+
+impl Tiling {
+    /// `tile` is rounded down and `halo` up to multiples of `align`; the
+    /// blend band is a quarter of the halo (at least 1 px when there is a
+    /// halo).
+    pub fn new(tile: i64, halo: i64, align: i64) -> Result<Self, Error> {
+        let align = align.max(1);
+        let halo = round_up(halo.max(0), align);
+        let tile_r = tile / align * align;
+        let min = 2 * halo + align;
+        if tile_r < min {
+            return Err(Error::TileTooSmall {
+                tile,
+                halo,
+                align,
+                min,
+            });
+        }
+        Ok(Self {
+            tile: tile_r,
+            halo,
+            align,
+            blend: if halo > 0 { (halo / 4).max(1) } else { 0 },
+        })
+    }
+
+    /// The smallest tile this halo allows.
+    pub fn min_tile(halo: i64, align: i64) -> i64 {
+        2 * round_up(halo, align.max(1)) + align.max(1)
+    }
+
+    /// Cuts a `height × width` image. The tile may not exceed the image's
+    /// long side (a tile as large as the image runs it whole).
+    pub fn grid(&self, height: i64, width: i64) -> Result<Grid, Error> {
+        if self.tile > height.max(width) {
+            return Err(Error::TileTooLarge {
+                tile: self.tile,
+                width,
+                height,
+            });
+        }
+        Ok(self.grid_unchecked(height, width))
+    }
+
+    /// [`Tiling::grid`], or one whole-image tile when the image fits in a
+    /// tile (for secondary images such as a style, whose size the user did
+    /// not choose with the tile in mind).
+    pub fn grid_or_whole(&self, height: i64, width: i64) -> Grid {
+        if self.tile >= height.max(width) {
+            Grid::whole(height, width)
+        } else {
+            self.grid_unchecked(height, width)
+        }
+    }
+
+    fn grid_unchecked(&self, height: i64, width: i64) -> Grid {
+        let rows = self.split(height);
+        let cols = self.split(width);
+        let mut tiles = Vec::with_capacity(rows.len() * cols.len());
+        for &(y0, y1) in &rows {
+            for &(x0, x1) in &cols {
+                let (wy0, wy1) = ((y0 - self.halo).max(0), (y1 + self.halo).min(height));
+                let (wx0, wx1) = ((x0 - self.halo).max(0), (x1 + self.halo).min(width));
+                tiles.push(Tile {
+                    index: tiles.len(),
+                    core: Rect {
+                        y: y0,
+                        x: x0,
+                        h: y1 - y0,
+                        w: x1 - x0,
+                    },
+                    window: Rect {
+                        y: wy0,
+                        x: wx0,
+                        h: wy1 - wy0,
+                        w: wx1 - wx0,
+                    },
+                });
+            }
+        }
+        let blend = tiles
+            .iter()
+            .map(|t| t.core.h.min(t.core.w) / 2)
+            .min()
+            .unwrap_or(0)
+            .min(self.blend);
+        Grid {
+            height,
+            width,
+            tiles,
+            blend,
+        }
+    }
+
+    /// The cores along one axis of length `len`: as few as the window size
+    /// allows (edge cores have a halo on one side only), of nearly equal
+    /// share of their capacity, boundaries on multiples of `align`.
+    fn split(&self, len: i64) -> Vec<(i64, i64)> {
+        if len <= self.tile {
+            return vec![(0, len)];
+        }
+        let edge = self.tile - self.halo;
+        let mid = self.tile - 2 * self.halo;
+        let mut n = if len <= 2 * edge {
+            2
+        } else {
+            2 + (len - 2 * edge + mid - 1) / mid
+        };
+        loop {
+            let caps: Vec<i64> = (0..n)
+                .map(|i| if i == 0 || i == n - 1 { edge } else { mid })
+                .collect();
+            let total: i64 = caps.iter().sum();
+            let mut bounds = vec![0i64];
+            let mut cum = 0i64;
+            for c in &caps[..caps.len() - 1] {
+                cum += c;
+                let b = (cum as f64 * len as f64 / total as f64 / self.align as f64).round() as i64
+                    * self.align;
+                bounds.push(b);
+            }
+            bounds.push(len);
+            let ok = bounds
+                .windows(2)
+                .zip(&caps)
+                .all(|(b, &c)| b[1] > b[0] && b[1] - b[0] <= c);
+            if ok {
+                return bounds.windows(2).map(|b| (b[0], b[1])).collect();
+            }
+            n += 1;
+        }
+    }
+}
+
+/// The tiles of one image and how to put their results back together.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub height: i64,
+    pub width: i64,
+    pub tiles: Vec<Tile>,
+    /// Half-width of the cross-fade band actually used.
+    pub blend: i64,
+}
+
+impl Grid {
+    /// One tile covering the whole image (no halo, no blending).
+    pub fn whole(height: i64, width: i64) -> Grid {
+        Tiling {
+            tile: height.max(width),
+            halo: 0,
+            align: 1,
+            blend: 0,
+        }
+        .grid_unchecked(height, width)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tiles.is_empty()
+    }
+
+    /// The pixels all windows together cover, over the image's: the cost of
+    /// the halos.
+    pub fn overhead(&self) -> f64 {
+        let covered: i64 = self.tiles.iter().map(|t| t.window.pixels()).sum();
+        covered as f64 / (self.height * self.width).max(1) as f64
+    }
+
+    /// Calls `f` on every tile in order (to accumulate statistics over the
+    /// cores, say), stopping at the first error.
+    pub fn for_each<E>(&self, mut f: impl FnMut(&Tile) -> Result<(), E>) -> Result<(), E> {
+        self.tiles.iter().try_for_each(&mut f)
+    }
+
+    /// Channel moments of the features `encode` computes on each window,
+    /// taken over the cores only, so each pixel counts once: the
+    /// whole-image statistics. `stride` is the features' (the grid must be
+    /// aligned to it); `full` keeps the covariance.
+    pub fn feature_moments<E>(
+        &self,
+        image: &Tensor,
+        stride: i64,
+        full: bool,
+        mut encode: impl FnMut(&Tensor) -> Result<Tensor, E>,
+    ) -> Result<Moments, E> {
+        let mut m = Moments::new(full);
+        self.for_each(|t| {
+            let f = encode(&t.window.crop(image))?;
+            m.add(&t.core_in_window().scaled_down(stride).crop(&f));
+            Ok(())
+        })?;
+        Ok(m)
+    }
+
+    /// The tile's weights along one axis over its window: 1 inside the
+    /// core, ramps across the blend bands at inner boundaries, 0 beyond.
+    fn ramp(&self, start: i64, len: i64, core0: i64, core1: i64, full: i64) -> Tensor {
+        let b = self.blend as f64;
+        let w: Vec<f32> = (start..start + len)
+            .map(|p| {
+                let c = p as f64 + 0.5;
+                let up = if core0 == 0 || b == 0.0 {
+                    if p >= core0 { 1.0 } else { 0.0 }
+                } else {
+                    ((c - (core0 as f64 - b)) / (2.0 * b)).clamp(0.0, 1.0)
+                };
+                let down = if core1 == full || b == 0.0 {
+                    if p < core1 { 1.0 } else { 0.0 }
+                } else {
+                    (1.0 - (c - (core1 as f64 - b)) / (2.0 * b)).clamp(0.0, 1.0)
+                };
+                (up * down) as f32
+            })
+            .collect();
+        Tensor::from_slice(&w)
+    }
+
+    /// Runs `f` on every tile and assembles its results: `f` returns the
+    /// result on the tile's window, `[1, C, window.h, window.w]` (any device
+    /// and float kind). Returns `[1, C, H, W]` fp32 on the CPU, each pixel
+    /// the blend of the tiles whose core or blend band covers it (their
+    /// weights sum to one).
+    pub fn stitch<E>(
+        &self,
+        channels: i64,
+        mut f: impl FnMut(&Tile) -> Result<Tensor, E>,
+    ) -> Result<Tensor, E> {
+        let out = Tensor::zeros(
+            [1, channels, self.height, self.width],
+            (Kind::Float, tch::Device::Cpu),
+        );
+        let b = self.blend;
+        for tile in &self.tiles {
+            let r = f(tile)?;
+            let (c, win) = (&tile.core, &tile.window);
+            // The kept region: the core plus the blend band on inner sides.
+            let y0 = if c.y == 0 { 0 } else { c.y - b };
+            let x0 = if c.x == 0 { 0 } else { c.x - b };
+            let y1 = if c.y + c.h == self.height { self.height } else { c.y + c.h + b };
+            let x1 = if c.x + c.w == self.width { self.width } else { c.x + c.w + b };
+            let keep = Rect {
+                y: y0,
+                x: x0,
+                h: y1 - y0,
+                w: x1 - x0,
+            };
+            let wy = self.ramp(y0, keep.h, c.y, c.y + c.h, self.height);
+            let wx = self.ramp(x0, keep.w, c.x, c.x + c.w, self.width);
+            let weight = wy.unsqueeze(1) * wx.unsqueeze(0);
+            let part = keep
+                .within(win)
+                .crop(&r)
+                .to_device(tch::Device::Cpu)
+                .to_kind(Kind::Float)
+                * weight;
+            let mut dst = keep.crop(&out);
+            dst += part;
+        }
+        Ok(out)
+    }
+}
+
+/// Parses a memory size: a number of bytes with an optional K, M, G or T
+/// suffix (powers of 1024; a trailing "B" or "iB" is accepted): `3G`,
+/// `512M`, `1.5GiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let body = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (num, mult) = match body.chars().last() {
+        Some('K') => (&body[..body.len() - 1], 1u64 << 10),
+        Some('M') => (&body[..body.len() - 1], 1 << 20),
+        Some('G') => (&body[..body.len() - 1], 1 << 30),
+        Some('T') => (&body[..body.len() - 1], 1 << 40),
+        _ => (body, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok((v * mult as f64) as u64),
+        _ => Err(format!(
+            "{s:?} is not a memory size: use a number with K, M or G, such as 3G or 512M"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

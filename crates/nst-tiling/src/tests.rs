@@ -1,0 +1,123 @@
+use super::*;
+use tch::{Device, Kind, Tensor};
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+#[test]
+fn cores_partition_the_image_and_windows_respect_the_tile() {
+    for &(h, w, tile, halo, align) in &[
+        (1024, 1024, 512, 64, 8),
+        (1000, 1536, 256, 48, 8),
+        (4096, 2048, 1024, 96, 16),
+        (96, 200, 64, 8, 8),
+        (300, 300, 300, 32, 1),
+    ] {
+        let t = Tiling::new(tile, halo, align).unwrap();
+        let g = t.grid(h, w).unwrap();
+        let count = Tensor::zeros([h, w], (Kind::Int, Device::Cpu));
+        for tile in &g.tiles {
+            let c = tile.core;
+            let mut r = c.crop(&count);
+            r += 1;
+            assert!(tile.window.h <= t.tile && tile.window.w <= t.tile, "{tile:?}");
+            // The halo is there on every inner side.
+            assert!(c.y == 0 || c.y - tile.window.y == t.halo, "{tile:?}");
+            assert!(c.x == 0 || c.x - tile.window.x == t.halo, "{tile:?}");
+            assert!(c.y + c.h == h || tile.window.y + tile.window.h - (c.y + c.h) == t.halo);
+            assert!(c.x + c.w == w || tile.window.x + tile.window.w - (c.x + c.w) == t.halo);
+            for v in [c.y, c.x, tile.window.y, tile.window.x] {
+                assert_eq!(v % align, 0, "{tile:?}");
+            }
+        }
+        assert_eq!(count.min().int64_value(&[]), 1);
+        assert_eq!(count.max().int64_value(&[]), 1);
+    }
+}
+
+#[test]
+fn the_number_of_tiles_is_minimal_along_each_axis() {
+    // 1024 with windows of 512 and halo 64: edge cores hold 448, middle 384:
+    // two cannot cover 1024 (896), three can (1280).
+    let g = Tiling::new(512, 64, 8).unwrap().grid(1024, 1024).unwrap();
+    assert_eq!(g.len(), 9);
+    // 800 fits in two edge cores of 448.
+    let g = Tiling::new(512, 64, 8).unwrap().grid(800, 512).unwrap();
+    assert_eq!(g.len(), 2);
+}
+
+#[test]
+fn stitching_an_exact_local_operator_reproduces_the_whole_image() {
+    tch::manual_seed(0);
+    let x = Tensor::rand([1, 3, 200, 264], (Kind::Float, Device::Cpu));
+    // A 7x7 box blur with zero padding: radius 3, so a halo of 3 is exact.
+    let k = Tensor::ones([3, 1, 7, 7], (Kind::Float, Device::Cpu)) / 49.0;
+    let op = |t: &Tensor| t.conv2d(&k, None::<Tensor>, [1, 1], [3, 3], [1, 1], 3);
+    let whole = op(&x);
+    let tiling = Tiling::new(64, 8, 8).unwrap();
+    let g = tiling.grid(200, 264).unwrap();
+    assert!(g.len() > 9 && g.blend >= 1);
+    let tiled = g
+        .stitch(3, |t| Ok::<_, ()>(op(&t.window.crop(&x))))
+        .unwrap();
+    assert!(max_abs(&tiled, &whole) < 1e-5, "{}", max_abs(&tiled, &whole));
+}
+
+#[test]
+fn blend_weights_sum_to_one() {
+    let g = Tiling::new(128, 32, 8).unwrap().grid(300, 410).unwrap();
+    let ones = g
+        .stitch(1, |t| {
+            Ok::<_, ()>(Tensor::ones(
+                [1, 1, t.window.h, t.window.w],
+                (Kind::Float, Device::Cpu),
+            ))
+        })
+        .unwrap();
+    assert!(max_abs(&ones, &Tensor::ones_like(&ones)) < 1e-6);
+}
+
+#[test]
+fn a_too_short_halo_shows_at_the_boundaries_and_the_blend_softens_it() {
+    // The same blur with a halo of 0 is wrong near the inner boundaries only.
+    let x = Tensor::ones([1, 1, 64, 64], (Kind::Float, Device::Cpu));
+    let k = Tensor::ones([1, 1, 7, 7], (Kind::Float, Device::Cpu)) / 49.0;
+    let op = |t: &Tensor| t.conv2d(&k, None::<Tensor>, [1, 1], [3, 3], [1, 1], 1);
+    let g = Tiling::new(32, 0, 8).unwrap().grid(64, 64).unwrap();
+    let tiled = g.stitch(1, |t| Ok::<_, ()>(op(&t.window.crop(&x)))).unwrap();
+    let whole = op(&x);
+    let diff = (&tiled - &whole).abs();
+    // Row 31/32 is a tile boundary: the error is there, not at row 16.
+    assert!(f64::try_from(diff.select(2, 31).max()).unwrap() > 0.1);
+    assert!(f64::try_from(diff.narrow(2, 8, 16).narrow(3, 8, 16).max()).unwrap() < 1e-6);
+}
+
+#[test]
+fn bad_tilings_are_refused_with_the_size_to_use() {
+    let e = Tiling::new(100, 64, 8).unwrap_err();
+    assert_eq!(
+        e,
+        Error::TileTooSmall {
+            tile: 100,
+            halo: 64,
+            align: 8,
+            min: 136
+        }
+    );
+    assert!(e.to_string().contains("--tile 136"), "{e}");
+    let e = Tiling::new(512, 64, 8).unwrap().grid(256, 300).unwrap_err();
+    assert!(e.to_string().contains("larger than the image (300x256)"), "{e}");
+}
+
+#[test]
+fn memory_sizes_parse() {
+    assert_eq!(parse_bytes("3G").unwrap(), 3 << 30);
+    assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+    assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
+    assert_eq!(parse_bytes("2048").unwrap(), 2048);
+    assert_eq!(parse_bytes("64kb").unwrap(), 64 << 10);
+    for bad in ["", "G", "-1G", "3X", "nanG"] {
+        assert!(parse_bytes(bad).is_err(), "{bad}");
+    }
+}
