@@ -1,7 +1,7 @@
 //! The AdaIN decoder and training model.
 use crate::ops::{adain, adain_with, mean_std, EPS};
-use nst_tiling::{Grid, Tiling};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
+use nst_tiling::{FeatureCache, Grid, Tiling};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Reduction, Tensor};
@@ -137,13 +137,19 @@ impl AdainModel {
         };
         let stride = STRIDE;
         let cg = grid(content, true)?;
-        let (mc, sc) = cg.feature_moments(content, stride, false, encode)?.mean_std(EPS);
+        let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
+        let (mc, sc) = cg
+            .feature_moments(content, stride, false, &mut cache, encode)?
+            .mean_std(EPS);
         let (ms, ss) = grid(style, false)?
-            .feature_moments(style, stride, false, encode)?
+            .feature_moments(style, stride, false, &mut FeatureCache::none(), encode)?
             .mean_std(EPS);
         tch::no_grad(|| {
             cg.stitch(3, |tile| {
-                let f = encode(&tile.window.crop(content))?;
+                let f = match cache.take(tile.index) {
+                    Some(f) => f.to_device(device),
+                    None => encode(&tile.window.crop(content))?,
+                };
                 let t = adain_with(&f, (&mc, &sc), (&ms, &ss));
                 let t = &t * alpha + f.to_kind(Kind::Float) * (1.0 - alpha);
                 Ok(self.decoder.forward(&t))

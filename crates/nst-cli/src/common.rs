@@ -82,8 +82,8 @@ impl TileArgs {
             if !quiet {
                 let n = tiling.grid(height, width).map(|g| g.len()).unwrap_or(0);
                 eprintln!(
-                    "note: {width}x{height} does not fit in {:.1} GB at once; working in {n} tiles of at most {} px (set --tile or --max-memory to choose)",
-                    budget.unwrap_or(0) as f64 / 1e9,
+                    "note: {width}x{height} does not fit in {:.1}G at once; working in {n} tiles of at most {} px (set --tile or --max-memory to choose)",
+                    budget.unwrap_or(0) as f64 / (1u64 << 30) as f64,
                     tiling.tile
                 );
             }

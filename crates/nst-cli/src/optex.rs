@@ -127,6 +127,8 @@ pub struct AdainWctArgs {
     #[arg(long, default_value = "512")]
     pub size: ImageSize,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 
@@ -271,9 +273,19 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         let (h, w) = (x.size()[2] / 16 * 16, x.size()[3] / 16 * 16);
         x.narrow(2, 0, h).narrow(3, 0, w)
     };
-    let c = crop16(common::load(&a.content, a.size, device, "content")?);
-    common::ensure_fits(nst_decoders::CLOSED_FORM_FOOTPRINT, &c, device, "--size")?;
-    let s = common::load(&a.style, a.size, device, "style")?;
+    // Whole images stay on the CPU; tiles go to the device.
+    let cpu = tch::Device::Cpu;
+    let c = crop16(common::load(&a.content, a.size, cpu, "content")?);
+    let deepest = a.levels.iter().copied().max().unwrap_or(1);
+    let plan = a.tiles.plan(
+        nst_decoders::CLOSED_FORM_FOOTPRINT,
+        (c.size()[2], c.size()[3]),
+        nst_decoders::halo(deepest),
+        nst_decoders::STRIDE,
+        device,
+        a.runtime.quiet,
+    )?;
+    let s = common::load(&a.style, a.size, cpu, "style")?;
     let out = nst_decoders::closed_form(
         &model,
         &c,
@@ -281,6 +293,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         matches!(a.method, ClosedFormMethod::Wct),
         &a.levels,
         a.alpha,
+        plan.tiling(),
     )?;
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {

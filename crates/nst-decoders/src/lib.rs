@@ -22,10 +22,10 @@ pub mod transforms;
 
 pub use decoder::{level_decoder, LevelDecoder, LEVELS};
 pub use model::{
-    closed_form, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig,
-    DecodersLoss, OptexConfig, KIND,
+    closed_form, halo, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig,
+    DecodersLoss, OptexConfig, KIND, STRIDE,
 };
-pub use transforms::Strategy;
+pub use transforms::{MomentMap, Strategy};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,9 @@
 //! The set of level decoders, its training objective, and the transfer
 //! procedures built on it: Optimal Textures, AdaIN and WCT.
 use crate::decoder::{level_decoder, LevelDecoder};
-use crate::transforms::{match_features, match_moments, sliced_ot, Strategy};
+use crate::transforms::{match_features, sliced_ot, MomentMap, Strategy};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
+use nst_tiling::{FeatureCache, Grid, Tiling};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Reduction, Tensor};
@@ -440,10 +441,32 @@ pub fn optimal_textures(
     })
 }
 
+/// The context a tile needs on each side at `level` (the encoder to
+/// `relu{level}_1` and its decoder), in px: about their joint receptive
+/// radius. Measured with the trained decoders (docs/high-resolution.md):
+/// halving every halo drops tiled-vs-whole WCT at 1024² from 58 to 24 dB.
+pub fn halo(level: u8) -> i64 {
+    match level {
+        1 => 8,
+        2 => 16,
+        3 => 32,
+        4 => 64,
+        _ => 128,
+    }
+}
+
+/// Tiles are cut on multiples of the deepest stride (relu5_1's).
+pub const STRIDE: i64 = 16;
+
 /// Closed-form transfer with the decoders: at each level (deepest first), the
 /// features of the current image are replaced by AdaIN's (channel mean and
 /// std of the style) or WCT's (whitening–colouring to the style's covariance),
 /// blended with the unmodified features by `alpha`, then decoded.
+///
+/// With `tiling`, each level runs tile by tile ([`nst_tiling`]): the
+/// content's and the style's statistics are those of the whole images,
+/// accumulated over the tiles, and each tile is computed with the level's
+/// [`halo`]. Returns `[1, 3, H, W]` fp32 on the CPU.
 pub fn closed_form(
     model: &Decoders,
     content: &Tensor,
@@ -451,26 +474,65 @@ pub fn closed_form(
     wct: bool,
     levels: &[u8],
     alpha: f64,
+    tiling: Option<&Tiling>,
 ) -> Result<Tensor> {
     let device = model.vgg.device();
+    let grid = |x: &Tensor, level: u8, main: bool| -> Result<Grid> {
+        let (h, w) = (x.size()[2], x.size()[3]);
+        Ok(match tiling {
+            None => Grid::whole(h, w),
+            Some(t) => {
+                let t = Tiling::new(t.tile, halo(level), STRIDE)?;
+                if main {
+                    t.grid(h, w)?
+                } else {
+                    t.grid_or_whole(h, w)
+                }
+            }
+        })
+    };
     tch::no_grad(|| {
-        let mut x = content.to_device(device);
-        let s = style.to_device(device);
+        let mut x = content.to_device(tch::Device::Cpu);
         for &level in levels {
-            let f = model.encode(&x, level)?;
-            let fs = model.encode(&s, level)?;
-            let (fh, fw) = (f.size()[2], f.size()[3]);
-            let t = if wct {
-                from_rows(
-                    &match_moments(&to_rows(&f), &to_rows(&fs), Strategy::Symmetric),
-                    fh,
-                    fw,
+            let stride = 1i64 << (level - 1);
+            let encode = |t: &Tensor| model.encode(&t.to_device(device), level);
+            let g = grid(&x, level, true)?;
+            let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
+            let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
+            let ms = grid(style, level, false)?.feature_moments(
+                style,
+                stride,
+                wct,
+                &mut FeatureCache::none(),
+                encode,
+            )?;
+            let map = wct.then(|| {
+                MomentMap::new(
+                    (&mc.mean(), &mc.covariance()),
+                    (&ms.mean(), &ms.covariance()),
+                    Strategy::Symmetric,
                 )
-            } else {
-                nst_losses::stats::adain(&f, &fs)
-            };
-            let m = t * alpha + f * (1.0 - alpha);
-            x = model.decode(&m, level)?.clamp(0.0, 1.0);
+            });
+            let (stats_c, stats_s) = (
+                mc.mean_std(nst_losses::stats::EPS),
+                ms.mean_std(nst_losses::stats::EPS),
+            );
+            x = g.stitch(3, |tile| {
+                let f = match cache.take(tile.index) {
+                    Some(f) => f.to_device(device),
+                    None => encode(&tile.window.crop(&x))?,
+                };
+                let t = match &map {
+                    Some(map) => from_rows(&map.apply(&to_rows(&f)), f.size()[2], f.size()[3]),
+                    None => nst_losses::stats::adain_with(
+                        &f,
+                        (&stats_c.0, &stats_c.1),
+                        (&stats_s.0, &stats_s.1),
+                    ),
+                };
+                let m = t * alpha + f.to_kind(Kind::Float) * (1.0 - alpha);
+                Ok::<_, Error>(model.decode(&m, level)?.clamp(0.0, 1.0))
+            })?;
         }
         Ok(x)
     })

@@ -211,8 +211,43 @@ fn untrained_end_to_end_at_64px() {
     )
     .unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);
-    let y = closed_form(&m, &content, &style, true, &[5, 4, 3, 2, 1], 0.8).unwrap();
+    let y = closed_form(&m, &content, &style, true, &[5, 4, 3, 2, 1], 0.8, None).unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);
-    let y = closed_form(&m, &content, &style, false, &[4], 1.0).unwrap();
+    let y = closed_form(&m, &content, &style, false, &[4], 1.0, None).unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);
+}
+
+/// Tiled WCT at two levels against the whole image (untrained decoders, so
+/// PSNR over the output's range), and the tile-size errors.
+#[test]
+fn tiled_closed_form_matches_whole_image() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(2);
+    let m = model(0.125);
+    let load = |p: &str, n: u32| {
+        nst_core::load_image(
+            nst_testkit::repo_root().join(p),
+            nst_core::LoadOptions {
+                size: nst_core::ImageSize::Exact {
+                    width: n,
+                    height: n,
+                },
+                device: Device::Cpu,
+            },
+        )
+        .unwrap()
+    };
+    let (c, s) = (
+        load("samples/content/chelsea.png", 256),
+        load("samples/style/retina.jpg", 160),
+    );
+    let whole = closed_form(&m, &c, &s, true, &[4, 2], 0.9, None).unwrap();
+    let tiling = nst_tiling::Tiling::new(160, halo(4), STRIDE).unwrap();
+    let tiled = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&tiling)).unwrap();
+    let peak = f64::try_from(whole.max() - whole.min()).unwrap();
+    let db = nst_core::psnr(&tiled, &whole, peak);
+    assert!(db >= 40.0, "tiled WCT vs whole: {db:.1} dB");
+    // relu5_1 needs 128 px of context: a 160-px tile is refused.
+    let e = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&tiling)).unwrap_err();
+    assert!(e.to_string().contains("--tile 272"), "{e}");
 }

@@ -133,42 +133,70 @@ fn eig(c: &Tensor) -> (Tensor, Tensor) {
 pub fn match_moments(src: &Tensor, tgt: &Tensor, strategy: Strategy) -> Tensor {
     let (mu_s, cs) = mean_cov(src);
     let (mu_t, ct) = mean_cov(tgt);
-    let xc = src.to_kind(Kind::Double) - &mu_s;
-    let d = cs.size()[0];
-    let eye = Tensor::eye(d, (Kind::Double, cs.device()));
-    let out = match strategy {
-        Strategy::Symmetric | Strategy::Cdf => {
-            let (ls, es) = eig(&cs);
-            let (lt, et) = eig(&ct);
-            let white = es
-                .matmul(&ls.rsqrt().diag_embed(0, -2, -1))
-                .matmul(&es.transpose(0, 1));
-            let colour = et
-                .matmul(&lt.sqrt().diag_embed(0, -2, -1))
-                .matmul(&et.transpose(0, 1));
-            xc.matmul(&white).matmul(&colour)
+    MomentMap::new((&mu_s, &cs), (&mu_t, &ct), strategy).apply(src)
+}
+
+/// The affine map on rows x ↦ (x − μ_s)·M + μ_t that takes the moments
+/// (mean `[1, D]`, covariance `[D, D]`) `from` to `to`: whitening then
+/// colouring with the factors a [`Strategy`] names. Built once, applied to
+/// any number of pieces of the source (the tiles of a large image).
+#[derive(Debug)]
+pub struct MomentMap {
+    mu_s: Tensor,
+    m: Tensor,
+    mu_t: Tensor,
+}
+
+impl MomentMap {
+    pub fn new(from: (&Tensor, &Tensor), to: (&Tensor, &Tensor), strategy: Strategy) -> Self {
+        let dbl = |t: &Tensor| t.to_kind(Kind::Double);
+        let (cs, ct) = (dbl(from.1), dbl(to.1));
+        let m = match strategy {
+            Strategy::Symmetric | Strategy::Cdf => {
+                let (ls, es) = eig(&cs);
+                let (lt, et) = eig(&ct);
+                let white = es
+                    .matmul(&ls.rsqrt().diag_embed(0, -2, -1))
+                    .matmul(&es.transpose(0, 1));
+                let colour = et
+                    .matmul(&lt.sqrt().diag_embed(0, -2, -1))
+                    .matmul(&et.transpose(0, 1));
+                white.matmul(&colour)
+            }
+            Strategy::Pca => {
+                let (ls, es) = eig(&cs);
+                let (lt, et) = eig(&ct);
+                // rows: x ↦ Λs^{-1/2} Esᵀ x ↦ Et Λt^{1/2} (·), eigenvalues in the same (ascending) order.
+                es.g_mul(&(ls.rsqrt() * lt.sqrt()).unsqueeze(0))
+                    .matmul(&et.transpose(0, 1))
+            }
+            Strategy::Cholesky => {
+                let d = cs.size()[0];
+                let eye = Tensor::eye(d, (Kind::Double, cs.device()));
+                let floor = |c: &Tensor| {
+                    c + &eye * (c.diagonal(0, 0, 1).max().double_value(&[]).max(1e-12) * 1e-8)
+                };
+                let ls = floor(&cs).linalg_cholesky(false);
+                let lt = floor(&ct).linalg_cholesky(false);
+                // white: L_s^{-1} x (columns), colour: L_t (·); on rows: x L_s^{-ᵀ} L_tᵀ.
+                let ls_inv = Tensor::linalg_solve_triangular(&ls, &eye, false, true, false);
+                lt.matmul(&ls_inv).transpose(0, 1)
+            }
+        };
+        Self {
+            mu_s: dbl(from.0).reshape([1, -1]),
+            m,
+            mu_t: dbl(to.0).reshape([1, -1]),
         }
-        Strategy::Pca => {
-            let (ls, es) = eig(&cs);
-            let (lt, et) = eig(&ct);
-            // rows: x ↦ Λs^{-1/2} Esᵀ x ↦ Et Λt^{1/2} (·), eigenvalues in the same (ascending) order.
-            xc.matmul(&es)
-                .g_mul(&ls.rsqrt().unsqueeze(0))
-                .g_mul(&lt.sqrt().unsqueeze(0))
-                .matmul(&et.transpose(0, 1))
-        }
-        Strategy::Cholesky => {
-            let floor = |c: &Tensor| {
-                c + &eye * (c.diagonal(0, 0, 1).max().double_value(&[]).max(1e-12) * 1e-8)
-            };
-            let ls = floor(&cs).linalg_cholesky(false);
-            let lt = floor(&ct).linalg_cholesky(false);
-            // white: L_s^{-1} x (columns) ⇒ rows: x L_s^{-ᵀ}; colour: rows · L_tᵀ.
-            let w = Tensor::linalg_solve_triangular(&ls, &xc.transpose(0, 1), false, true, false);
-            lt.matmul(&w).transpose(0, 1)
-        }
-    };
-    (out + mu_t).to_kind(Kind::Float)
+    }
+
+    /// The map on rows `[N, D]`, in f64, returned as fp32.
+    pub fn apply(&self, rows: &Tensor) -> Tensor {
+        let d = rows.device();
+        ((rows.to_kind(Kind::Double) - self.mu_s.to_device(d)).matmul(&self.m.to_device(d))
+            + self.mu_t.to_device(d))
+        .to_kind(Kind::Float)
+    }
 }
 
 /// The PCA basis of `x` keeping `fraction` of its variance: (mean `[1, D]`,

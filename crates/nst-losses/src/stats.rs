@@ -74,7 +74,8 @@ impl Moments {
         let q = if self.full {
             rows.matmul(&rows.transpose(0, 1))
         } else {
-            rows.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+            rows.square()
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
         };
         self.n += rows.size()[1];
         self.sum = Some(match self.sum.take() {
@@ -106,7 +107,11 @@ impl Moments {
     /// The unbiased per-channel variance `[C]` (f64).
     pub fn variance(&self) -> Tensor {
         let (s, q) = self.parts();
-        let q = if self.full { q.diagonal(0, 0, 1) } else { q.shallow_clone() };
+        let q = if self.full {
+            q.diagonal(0, 0, 1)
+        } else {
+            q.shallow_clone()
+        };
         let n = self.n as f64;
         ((q - s.square() / n) / (n - 1.0).max(1.0)).clamp_min(0.0)
     }
@@ -125,14 +130,22 @@ impl Moments {
         let shape = [1i64, -1, 1, 1];
         (
             self.mean().to_kind(Kind::Float).reshape(shape),
-            (self.variance() + eps).sqrt().to_kind(Kind::Float).reshape(shape),
+            (self.variance() + eps)
+                .sqrt()
+                .to_kind(Kind::Float)
+                .reshape(shape),
         )
     }
 }
 
 /// AdaIN with the channel statistics given: σ_s · (x − μ_c) / σ_c + μ_s,
 /// each `[1, C, 1, 1]` (as [`mean_std`] or [`Moments::mean_std`] return).
-pub fn adain_with(content: &Tensor, (mc, sc): (&Tensor, &Tensor), (ms, ss): (&Tensor, &Tensor)) -> Tensor {
+pub fn adain_with(
+    content: &Tensor,
+    (mc, sc): (&Tensor, &Tensor),
+    (ms, ss): (&Tensor, &Tensor),
+) -> Tensor {
     let d = content.device();
-    (content.to_kind(Kind::Float) - mc.to_device(d)) / sc.to_device(d) * ss.to_device(d) + ms.to_device(d)
+    (content.to_kind(Kind::Float) - mc.to_device(d)) / sc.to_device(d) * ss.to_device(d)
+        + ms.to_device(d)
 }

@@ -28,14 +28,14 @@ pub enum Error {
     },
     #[error("--tile {tile} is larger than the image ({width}x{height}): use a smaller --tile, or leave it out to run the image whole")]
     TileTooLarge { tile: i64, width: i64, height: i64 },
-    #[error("--max-memory {budget_gb:.2} GB is below what {what} needs for one tile of {tile} px ({need_gb:.2} GB with the whole-image buffers): raise --max-memory or lower --tile")]
+    #[error("--max-memory {budget_gb:.2}G is below what {what} needs for one tile of {tile} px ({need_gb:.2}G with the whole-image buffers): raise --max-memory or lower --tile")]
     TileOverBudget {
         what: String,
         tile: i64,
         need_gb: f64,
         budget_gb: f64,
     },
-    #[error("{what} cannot fit even its smallest tile ({tile} px) and the {width}x{height} image's buffers in {budget_gb:.2} GB: lower --size or raise --max-memory")]
+    #[error("{what} cannot fit even its smallest tile ({tile} px) and the {width}x{height} image's buffers in {budget_gb:.2}G: lower --size or raise --max-memory")]
     NothingFits {
         what: String,
         tile: i64,
@@ -83,11 +83,13 @@ pub fn plan(
 ) -> Result<Plan, Error> {
     let whole_px = (height * width).max(0) as u64;
     let need = |t: i64| fp.bytes(t, t, 1) + whole_px * WHOLE_IMAGE_BYTES_PER_PIXEL;
-    let gb = |b: u64| b as f64 / 1e9;
+    let gb = |b: u64| b as f64 / (1u64 << 30) as f64;
     if let Some(t) = tile {
         let tiling = Tiling::new(t, halo, align)?;
         tiling.grid(height, width)?;
+        let mut tiling = tiling;
         if let Some(b) = budget {
+            tiling.cache_bytes = Some(b - need(tiling.tile).min(b));
             if need(tiling.tile) > b {
                 return Err(Error::TileOverBudget {
                     what: fp.what.to_string(),
@@ -128,10 +130,9 @@ pub fn plan(
             hi = mid - 1;
         }
     }
-    Ok(Plan::Tiled {
-        tiling: Tiling::new(lo * align, halo, align)?,
-        auto: true,
-    })
+    let mut tiling = Tiling::new(lo * align, halo, align)?;
+    tiling.cache_bytes = Some(b - need(tiling.tile).min(b));
+    Ok(Plan::Tiled { tiling, auto: true })
 }
 
 /// An axis-aligned rectangle in pixels: rows `y..y+h`, columns `x..x+w`.
@@ -205,6 +206,9 @@ pub struct Tiling {
     /// Half-width of the cross-fade band across each boundary, in px
     /// (at most the halo).
     pub blend: i64,
+    /// Bytes the tiled run may spend keeping encoded features between its
+    /// passes ([`FeatureCache`]); `None`: no limit.
+    pub cache_bytes: Option<u64>,
 }
 
 fn round_up(v: i64, m: i64) -> i64 {
@@ -233,6 +237,7 @@ impl Tiling {
             halo,
             align,
             blend: if halo > 0 { (halo / 4).max(1) } else { 0 },
+            cache_bytes: None,
         })
     }
 
@@ -362,6 +367,7 @@ impl Grid {
             halo: 0,
             align: 1,
             blend: 0,
+            cache_bytes: None,
         }
         .grid_unchecked(height, width)
     }
@@ -390,21 +396,76 @@ impl Grid {
     /// Channel moments of the features `encode` computes on each window,
     /// taken over the cores only, so each pixel counts once: the
     /// whole-image statistics. `stride` is the features' (the grid must be
-    /// aligned to it); `full` keeps the covariance.
+    /// aligned to it); `full` keeps the covariance. The windows' features
+    /// are kept in `cache` while it has room, for the pass that uses them.
     pub fn feature_moments<E>(
         &self,
         image: &Tensor,
         stride: i64,
         full: bool,
+        cache: &mut FeatureCache,
         mut encode: impl FnMut(&Tensor) -> Result<Tensor, E>,
     ) -> Result<Moments, E> {
         let mut m = Moments::new(full);
         self.for_each(|t| {
             let f = encode(&t.window.crop(image))?;
             m.add(&t.core_in_window().scaled_down(stride).crop(&f));
+            cache.offer(t.index, f);
             Ok(())
         })?;
         Ok(m)
+    }
+
+    /// How visible the tile boundaries are in `image: [1, C, H, W]` made
+    /// with this grid: the mean absolute difference between the two pixel
+    /// rows (or columns) on either side of each boundary between cores,
+    /// over the same between every other pair of neighbouring rows and
+    /// columns. About 1 when there are no seams.
+    pub fn seam_ratio(&self, image: &Tensor) -> f64 {
+        let mut rows: Vec<i64> = self
+            .tiles
+            .iter()
+            .map(|t| t.core.y)
+            .filter(|&y| y > 0)
+            .collect();
+        let mut cols: Vec<i64> = self
+            .tiles
+            .iter()
+            .map(|t| t.core.x)
+            .filter(|&x| x > 0)
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        cols.sort_unstable();
+        cols.dedup();
+        let x = image.to_kind(Kind::Double);
+        // Differences between neighbours: dy[i] is row i+1 minus row i.
+        let dy = (x.narrow(2, 1, self.height - 1) - x.narrow(2, 0, self.height - 1))
+            .abs()
+            .mean_dim([0i64, 1, 3].as_slice(), false, Kind::Double);
+        let dx = (x.narrow(3, 1, self.width - 1) - x.narrow(3, 0, self.width - 1))
+            .abs()
+            .mean_dim([0i64, 1, 2].as_slice(), false, Kind::Double);
+        let split = |d: &Tensor, at: &[i64]| -> (f64, usize, f64, usize) {
+            let v = Vec::<f64>::try_from(d).unwrap_or_default();
+            let (mut s_in, mut n_in, mut s_out, mut n_out) = (0.0, 0, 0.0, 0);
+            for (i, val) in v.iter().enumerate() {
+                if at.contains(&(i as i64 + 1)) {
+                    s_in += val;
+                    n_in += 1;
+                } else {
+                    s_out += val;
+                    n_out += 1;
+                }
+            }
+            (s_in, n_in, s_out, n_out)
+        };
+        let (a, na, b, nb) = split(&dy, &rows);
+        let (c, nc, d, nd) = split(&dx, &cols);
+        if na + nc == 0 {
+            return 1.0;
+        }
+        ((a + c) / (na + nc) as f64) / ((b + d) / (nb + nd).max(1) as f64).max(1e-12)
     }
 
     /// The tile's weights along one axis over its window: 1 inside the
@@ -415,12 +476,20 @@ impl Grid {
             .map(|p| {
                 let c = p as f64 + 0.5;
                 let up = if core0 == 0 || b == 0.0 {
-                    if p >= core0 { 1.0 } else { 0.0 }
+                    if p >= core0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else {
                     ((c - (core0 as f64 - b)) / (2.0 * b)).clamp(0.0, 1.0)
                 };
                 let down = if core1 == full || b == 0.0 {
-                    if p < core1 { 1.0 } else { 0.0 }
+                    if p < core1 {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else {
                     (1.0 - (c - (core1 as f64 - b)) / (2.0 * b)).clamp(0.0, 1.0)
                 };
@@ -451,8 +520,16 @@ impl Grid {
             // The kept region: the core plus the blend band on inner sides.
             let y0 = if c.y == 0 { 0 } else { c.y - b };
             let x0 = if c.x == 0 { 0 } else { c.x - b };
-            let y1 = if c.y + c.h == self.height { self.height } else { c.y + c.h + b };
-            let x1 = if c.x + c.w == self.width { self.width } else { c.x + c.w + b };
+            let y1 = if c.y + c.h == self.height {
+                self.height
+            } else {
+                c.y + c.h + b
+            };
+            let x1 = if c.x + c.w == self.width {
+                self.width
+            } else {
+                c.x + c.w + b
+            };
             let keep = Rect {
                 y: y0,
                 x: x0,
@@ -472,6 +549,54 @@ impl Grid {
             dst += part;
         }
         Ok(out)
+    }
+}
+
+/// The features of a grid's windows, computed once for the statistics and
+/// kept for the pass that transforms and decodes them, within a byte limit
+/// (held on the CPU, so a GPU's memory holds one tile's work only). Saves
+/// the second encoder pass; without room, [`FeatureCache::take`] returns
+/// `None` and the caller encodes again.
+#[derive(Debug, Default)]
+pub struct FeatureCache {
+    limit: Option<u64>,
+    used: u64,
+    feats: Vec<Option<Tensor>>,
+}
+
+impl FeatureCache {
+    /// A cache holding at most `limit` bytes (no limit when `None`).
+    pub fn new(limit: Option<u64>) -> Self {
+        Self {
+            limit,
+            used: 0,
+            feats: Vec::new(),
+        }
+    }
+
+    /// A cache that keeps nothing.
+    pub fn none() -> Self {
+        Self::new(Some(0))
+    }
+
+    /// Keeps `f` as tile `index`'s features if there is room.
+    pub fn offer(&mut self, index: usize, f: Tensor) {
+        let bytes = (f.numel() * f.kind().elt_size_in_bytes()) as u64;
+        if self.limit.is_some_and(|l| self.used + bytes > l) {
+            return;
+        }
+        if self.feats.len() <= index {
+            self.feats.resize_with(index + 1, || None);
+        }
+        self.used += bytes;
+        self.feats[index] = Some(f.to_device(tch::Device::Cpu));
+    }
+
+    /// Tile `index`'s features, if kept (each is handed out once).
+    pub fn take(&mut self, index: usize) -> Option<Tensor> {
+        let f = self.feats.get_mut(index)?.take()?;
+        self.used -= (f.numel() * f.kind().elt_size_in_bytes()) as u64;
+        Some(f)
     }
 }
 

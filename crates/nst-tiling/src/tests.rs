@@ -21,7 +21,10 @@ fn cores_partition_the_image_and_windows_respect_the_tile() {
             let c = tile.core;
             let mut r = c.crop(&count);
             r += 1;
-            assert!(tile.window.h <= t.tile && tile.window.w <= t.tile, "{tile:?}");
+            assert!(
+                tile.window.h <= t.tile && tile.window.w <= t.tile,
+                "{tile:?}"
+            );
             // The halo is there on every inner side.
             assert!(c.y == 0 || c.y - tile.window.y == t.halo, "{tile:?}");
             assert!(c.x == 0 || c.x - tile.window.x == t.halo, "{tile:?}");
@@ -61,7 +64,11 @@ fn stitching_an_exact_local_operator_reproduces_the_whole_image() {
     let tiled = g
         .stitch(3, |t| Ok::<_, ()>(op(&t.window.crop(&x))))
         .unwrap();
-    assert!(max_abs(&tiled, &whole) < 1e-5, "{}", max_abs(&tiled, &whole));
+    assert!(
+        max_abs(&tiled, &whole) < 1e-5,
+        "{}",
+        max_abs(&tiled, &whole)
+    );
 }
 
 #[test]
@@ -85,7 +92,9 @@ fn a_too_short_halo_shows_at_the_boundaries_and_the_blend_softens_it() {
     let k = Tensor::ones([1, 1, 7, 7], (Kind::Float, Device::Cpu)) / 49.0;
     let op = |t: &Tensor| t.conv2d(&k, None::<Tensor>, [1, 1], [3, 3], [1, 1], 1);
     let g = Tiling::new(32, 0, 8).unwrap().grid(64, 64).unwrap();
-    let tiled = g.stitch(1, |t| Ok::<_, ()>(op(&t.window.crop(&x)))).unwrap();
+    let tiled = g
+        .stitch(1, |t| Ok::<_, ()>(op(&t.window.crop(&x))))
+        .unwrap();
     let whole = op(&x);
     let diff = (&tiled - &whole).abs();
     // Row 31/32 is a tile boundary: the error is there, not at row 16.
@@ -107,7 +116,10 @@ fn bad_tilings_are_refused_with_the_size_to_use() {
     );
     assert!(e.to_string().contains("--tile 136"), "{e}");
     let e = Tiling::new(512, 64, 8).unwrap().grid(256, 300).unwrap_err();
-    assert!(e.to_string().contains("larger than the image (300x256)"), "{e}");
+    assert!(
+        e.to_string().contains("larger than the image (300x256)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,4 +132,57 @@ fn memory_sizes_parse() {
     for bad in ["", "G", "-1G", "3X", "nanG"] {
         assert!(parse_bytes(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn seam_ratio_finds_a_step_at_a_boundary_only() {
+    let g = Tiling::new(64, 8, 8).unwrap().grid(128, 128).unwrap();
+    // A smooth ramp has no seams.
+    let ramp = Tensor::arange(128, (Kind::Float, Device::Cpu)).reshape([1, 1, 1, 128]) / 128.0;
+    let smooth = ramp.expand([1, 3, 128, 128], false) + ramp.reshape([1, 1, 128, 1]);
+    let r = g.seam_ratio(&smooth);
+    assert!((r - 1.0).abs() < 1e-6, "{r}");
+    // Offsetting one tile's core shows up.
+    let stepped = smooth.copy();
+    let c = g.tiles[0].core;
+    let mut part = c.crop(&stepped);
+    part += 0.05;
+    assert!(g.seam_ratio(&stepped) > 1.5, "{}", g.seam_ratio(&stepped));
+}
+
+#[test]
+fn the_plan_runs_whole_when_it_fits_and_tiles_within_the_budget_otherwise() {
+    let fp = nst_core::Footprint::new("test work", 1000);
+    const G: u64 = 1 << 30;
+    // 1024² at 1000 B/px (×1.2) is about 1.3 GB: whole within 4G.
+    assert_eq!(
+        plan(&fp, (1024, 1024), 64, 8, None, Some(4 * G)).unwrap(),
+        Plan::Whole
+    );
+    assert_eq!(
+        plan(&fp, (1024, 1024), 64, 8, None, None).unwrap(),
+        Plan::Whole
+    );
+    // 4096² does not fit in 4G: the largest tile that does, automatically.
+    let Plan::Tiled { tiling, auto: true } =
+        plan(&fp, (4096, 4096), 64, 8, None, Some(4 * G)).unwrap()
+    else {
+        panic!("expected an automatic tiling")
+    };
+    let whole = 4096 * 4096 * WHOLE_IMAGE_BYTES_PER_PIXEL;
+    assert!(fp.bytes(tiling.tile, tiling.tile, 1) + whole <= 4 * G);
+    assert!(fp.bytes(tiling.tile + 8, tiling.tile + 8, 1) + whole > 4 * G);
+    // A tile the budget cannot hold, and a budget nothing fits in.
+    let e = plan(&fp, (4096, 4096), 64, 8, Some(2048), Some(2 * G)).unwrap_err();
+    assert!(e.to_string().contains("--max-memory 2.00G is below"), "{e}");
+    let e = plan(&fp, (4096, 4096), 64, 8, None, Some(G / 2)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot fit even its smallest tile (136 px)"),
+        "{e}"
+    );
+    // A tile the user chose is kept, and checked.
+    let p = plan(&fp, (1024, 1024), 64, 8, Some(512), None).unwrap();
+    assert_eq!(p.tiling().map(|t| t.tile), Some(512));
+    assert!(plan(&fp, (1024, 1024), 64, 8, Some(100), None).is_err());
 }
