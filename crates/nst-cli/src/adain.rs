@@ -62,6 +62,7 @@ pub fn run(args: AdainArgs) -> Result<()> {
     let out = model
         .stylize_tiled(&c, &s, args.alpha, plan.tiling())?
         .clamp(0.0, 1.0);
+    common::end_tiles();
     nst_core::save_image(&out, &args.out)?;
     if !args.runtime.quiet {
         eprintln!(

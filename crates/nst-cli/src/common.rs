@@ -78,6 +78,19 @@ impl TileArgs {
                 .flatten()
         });
         let plan = nst_tiling::plan(&fp, (height, width), halo, align, self.tile, budget)?;
+        if plan.tiling().is_some() && !quiet {
+            // A bar over each pass's tiles, cleared by `end_tiles`.
+            let pb = ClearOnDrop(progress_bar(0, "tiles", false));
+            nst_tiling::set_progress(Some(std::sync::Arc::new(move |pass, done, total| {
+                let pb = &pb.0;
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+                pb.set_message(pass);
+                if done == total {
+                    pb.reset_eta();
+                }
+            })));
+        }
         if let nst_tiling::Plan::Tiled { tiling, auto: true } = &plan {
             if !quiet {
                 let n = tiling.grid(height, width).map(|g| g.len()).unwrap_or(0);
@@ -90,6 +103,19 @@ impl TileArgs {
         }
         Ok(plan)
     }
+}
+
+struct ClearOnDrop(ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Clears the tiles' progress bar, if [`TileArgs::plan`] showed one.
+pub fn end_tiles() {
+    nst_tiling::set_progress(None);
 }
 
 /// Where the VGG weights come from.

@@ -295,6 +295,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         a.alpha,
         plan.tiling(),
     )?;
+    common::end_tiles();
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {
         eprintln!("wrote {}", a.out.display());

@@ -126,6 +126,48 @@ fn synthesis_transfer_closed_form_and_kind_error() {
         assert!(std::path::Path::new(&p).exists());
     }
 
+    // Tiled (issue 27): a run in tiles writes the image; each bad tiling is
+    // one line naming the option, and writes nothing.
+    let wct_tiled = |extra: &[&str], p: &str| {
+        let mut a = vec![
+            "adain-wct",
+            "--levels",
+            "2,1",
+            "--content",
+            "samples/content/chelsea.png",
+            "--style",
+            "samples/style/coffee.png",
+            "--size",
+            "160",
+            "--out",
+            p,
+        ];
+        a.extend(extra);
+        a.extend(common);
+        bin(infer, &a)
+    };
+    let p = out("tiled.png");
+    let o = wct_tiled(&["--tile", "96"], &p);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::path::Path::new(&p).exists());
+    for (extra, want) in [
+        (&["--tile", "40"][..], "smaller than twice the halo"),
+        (&["--tile", "400"][..], "larger than the image"),
+        (
+            &["--tile", "96", "--max-memory", "1M"][..],
+            "--max-memory 0.00G is below",
+        ),
+    ] {
+        let p = out("badtile.png");
+        let o = wct_tiled(extra, &p);
+        let e = nst_testkit::clean_error(&o);
+        assert!(
+            !o.status.success() && e.contains(want) && e.lines().count() == 1,
+            "{extra:?}: {e}"
+        );
+        assert!(!std::path::Path::new(&p).exists());
+    }
+
     // Reconstruction PSNR: one line per level.
     let o = bin(
         infer,

@@ -251,3 +251,37 @@ fn tiled_closed_form_matches_whole_image() {
     let e = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&tiling)).unwrap_err();
     assert!(e.to_string().contains("--tile 272"), "{e}");
 }
+
+/// No seams (issue 27): a 1024² WCT (relu2_1, then relu1_1) made in tiles of
+/// 256 px changes across the tile boundaries no more than across any other
+/// rows and columns (mean absolute difference, ratio ≤ 1.1).
+#[test]
+fn tiled_output_has_no_seams_at_1024() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(5);
+    let m = model(0.125);
+    let load = |p: &str, n: u32| {
+        nst_core::load_image(
+            nst_testkit::repo_root().join(p),
+            nst_core::LoadOptions {
+                size: nst_core::ImageSize::Exact {
+                    width: n,
+                    height: n,
+                },
+                device: Device::Cpu,
+            },
+        )
+        .unwrap()
+    };
+    let (c, s) = (
+        load("samples/content/astronaut.png", 1024),
+        load("samples/style/coffee.png", 256),
+    );
+    let tiling = nst_tiling::Tiling::new(256, halo(2), STRIDE).unwrap();
+    let y = closed_form(&m, &c, &s, true, &[2, 1], 1.0, Some(&tiling)).unwrap();
+    let grid = tiling.grid(1024, 1024).unwrap();
+    assert!(grid.len() >= 16);
+    let r = grid.seam_ratio(&y);
+    eprintln!("seam ratio at 1024², {} tiles: {r:.3}", grid.len());
+    assert!(r <= 1.1, "seam ratio {r:.3}");
+}

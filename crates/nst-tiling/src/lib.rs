@@ -14,6 +14,28 @@
 //! accumulate it over the tiles' cores first ([`Grid::for_each`]), then
 //! apply it to every tile ([`Grid::stitch`]).
 pub use nst_losses::stats::Moments;
+use std::sync::{Arc, Mutex};
+
+/// What a tiled pass reports after each tile: the pass (`"statistics"` or
+/// `"render"`), tiles done, tiles in the pass.
+pub type ProgressFn = dyn Fn(&'static str, usize, usize) + Send + Sync;
+
+static PROGRESS: Mutex<Option<Arc<ProgressFn>>> = Mutex::new(None);
+
+/// Sets (or, with `None`, clears) the function every tiled pass of this
+/// process reports to: how binaries show a progress bar over the tiles.
+pub fn set_progress(f: Option<Arc<ProgressFn>>) {
+    if let Ok(mut p) = PROGRESS.lock() {
+        *p = f;
+    }
+}
+
+fn report(pass: &'static str, done: usize, total: usize) {
+    let f = PROGRESS.lock().ok().and_then(|p| p.clone());
+    if let Some(f) = f {
+        f(pass, done, total);
+    }
+}
 use tch::{Kind, Tensor};
 
 /// A tiling that cannot be made, with what to change.
@@ -411,6 +433,7 @@ impl Grid {
             let f = encode(&t.window.crop(image))?;
             m.add(&t.core_in_window().scaled_down(stride).crop(&f));
             cache.offer(t.index, f);
+            report("statistics", t.index + 1, self.len());
             Ok(())
         })?;
         Ok(m)
@@ -547,6 +570,7 @@ impl Grid {
                 * weight;
             let mut dst = keep.crop(&out);
             dst += part;
+            report("render", tile.index + 1, self.len());
         }
         Ok(out)
     }
