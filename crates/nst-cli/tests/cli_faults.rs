@@ -233,3 +233,80 @@ fn kill_9_at_random_moments_then_resume_gives_the_uninterrupted_weights() {
         per_step * 1e3
     );
 }
+
+/// A full disk (issue 30): a run resumed with a file-size limit (RLIMIT_FSIZE
+/// with SIGXFSZ ignored, so every write past the limit fails as on a full
+/// disk) cannot write its next checkpoint. It stops with one error line
+/// naming the checkpoint, no panic; `latest` still names the last good
+/// checkpoint, which loads; no temporary file is left; and once there is
+/// room again the run resumes from it and finishes.
+#[test]
+fn a_full_disk_stops_training_cleanly_and_keeps_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = config_args(tmp.path(), "disk");
+    for s in ["train.steps=3", "train.keep_last=5"] {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    let o = nst_train(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run_dir = tmp.path().join("ck/disk");
+    assert_eq!(latest_step(&run_dir), 3);
+    let before: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+
+    // Resume to 6 steps with at most 64 KiB per file: smaller than a checkpoint.
+    let resume = [
+        "--resume".to_string(),
+        run_dir.display().to_string(),
+        "--set".into(),
+        "train.steps=6".into(),
+        "--device".into(),
+        "cpu".into(),
+        "-q".into(),
+    ];
+    let mut c = nst_train(&resume);
+    {
+        use std::os::unix::process::CommandExt;
+        #[allow(unsafe_code)]
+        unsafe {
+            c.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the run should fail: {err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    eprintln!("{}", lines[0]);
+    assert!(
+        lines[0].contains("step_0000004") && lines[0].contains("File too large"),
+        "{err}"
+    );
+    // The last good checkpoint is intact and still `latest`; nothing partial is left.
+    assert_eq!(latest_step(&run_dir), 3);
+    let (side, meta) = nst_model::Checkpoint::resolve(&run_dir).unwrap();
+    tensors(&side.with_file_name(&meta.weights_file));
+    tensors(&side.with_file_name(&meta.optimizer_file));
+    let after: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "files left by the failed write");
+
+    // With room again, the run resumes from step 3 and finishes.
+    let o = nst_train(&resume).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(latest_step(&run_dir), 6);
+}
