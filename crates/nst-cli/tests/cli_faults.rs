@@ -286,12 +286,18 @@ fn a_full_disk_stops_training_cleanly_and_keeps_the_last_checkpoint() {
     let o = c.output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the run should fail: {err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{err}");
     eprintln!("{}", lines[0]);
     assert!(
-        lines[0].contains("step_0000004") && lines[0].contains("File too large"),
+        lines[0].contains("step_0000004")
+            && lines[0].contains("File too large")
+            && lines[0].contains("step_0000003.json, is intact")
+            && lines[0].contains("--resume"),
         "{err}"
     );
     // The last good checkpoint is intact and still `latest`; nothing partial is left.

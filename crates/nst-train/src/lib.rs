@@ -29,6 +29,15 @@ pub enum Error {
     NonFinite { step: u64, term: String, value: f64 },
     #[error("the gradients' norm became {value} at step {step} though the loss was finite; stopped, the last good checkpoint is kept")]
     NonFiniteGradient { step: u64, value: f64 },
+    /// A checkpoint could not be written (a full disk, say): the run stops;
+    /// the previous checkpoint is untouched.
+    #[error("{cause}; training stopped at step {step}; {kept}; once there is room, continue with: nst-train --resume {run_dir}")]
+    CheckpointWrite {
+        step: u64,
+        kept: String,
+        run_dir: String,
+        cause: Box<Error>,
+    },
     #[error(transparent)]
     Data(#[from] nst_data::Error),
     #[error(transparent)]

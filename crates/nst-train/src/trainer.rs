@@ -359,14 +359,16 @@ impl<'a> Trainer<'a> {
             }
             last_terms = terms;
             if step % cfg.train.checkpoint_every == 0 || step == total {
-                last_ckpt = Some(save(
+                let saved = save(step, &adam, content_pos, style_pos, &last_terms, &*model);
+                last_ckpt = Some(saved.map_err(|e| Error::CheckpointWrite {
                     step,
-                    &adam,
-                    content_pos,
-                    style_pos,
-                    &last_terms,
-                    &*model,
-                )?);
+                    kept: match &last_ckpt {
+                        Some(p) => format!("the last checkpoint, {}, is intact", p.display()),
+                        None => "no checkpoint was written yet".into(),
+                    },
+                    run_dir: run_dir.display().to_string(),
+                    cause: Box::new(Error::from(e)),
+                })?);
             }
         }
         pb.finish_and_clear();
