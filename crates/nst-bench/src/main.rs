@@ -720,6 +720,7 @@ fn run_child(
                     None,
                     (out, out),
                     &cfg,
+                    None,
                 )?;
                 let q = y.sum(Kind::Double).double_value(&[]);
                 last = Some(y);

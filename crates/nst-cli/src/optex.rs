@@ -87,6 +87,8 @@ pub struct OptexArgs {
     #[arg(long, requires = "content")]
     pub preserve_color: bool,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 
@@ -189,8 +191,9 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         }
         a.levels.clone()
     };
+    // Whole images stay on the CPU; the work moves to the device.
     let content = match &a.content {
-        Some(p) => Some(common::load(p, a.size, device, "content")?),
+        Some(p) => Some(common::load(p, a.size, tch::Device::Cpu, "content")?),
         None => None,
     };
     let size = match (&content, a.size) {
@@ -201,8 +204,29 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
             bail!("--size original needs --content; give a size such as 512 or 1024x512")
         }
     };
-    common::fit_memory(nst_decoders::OPTEX_FOOTPRINT, size, 1, device, "--size")?;
-    let style_size = ImageSize::LongSide(a.style_size.unwrap_or(size.0.max(size.1) as u32));
+    let deepest = levels.iter().copied().max().unwrap_or(1);
+    let plan = a.tiles.plan(
+        nst_decoders::OPTEX_FOOTPRINT,
+        size,
+        nst_decoders::halo(deepest),
+        nst_decoders::STRIDE,
+        device,
+        a.runtime.quiet,
+    )?;
+    // The styles are encoded whole: in a tiled run they default to at most
+    // MAX_TILED_STYLE px.
+    let long = size.0.max(size.1) as u32;
+    let style_long = match (a.style_size, plan.tiling()) {
+        (Some(s), _) => s,
+        (None, Some(_)) if long > MAX_TILED_STYLE => {
+            if !a.runtime.quiet {
+                eprintln!("note: style images at {MAX_TILED_STYLE} px for a tiled output (set --style-size to change)");
+            }
+            MAX_TILED_STYLE
+        }
+        (None, _) => long,
+    };
+    let style_size = ImageSize::LongSide(style_long);
     let weights = if a.mix.is_empty() {
         vec![1.0; a.style.len()]
     } else {
@@ -211,7 +235,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     let mut styles = Vec::new();
     for (i, (p, w)) in a.style.iter().zip(&weights).enumerate() {
         styles.push((
-            common::load(p, style_size, device, &format!("style {}", i + 1))?,
+            common::load(p, style_size, tch::Device::Cpu, &format!("style {}", i + 1))?,
             *w,
         ));
     }
@@ -247,8 +271,16 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         cfg.levels.len(),
         cfg.pyramid
     ));
-    let out = nst_decoders::optimal_textures(&model, &styles, content.as_ref(), size, &cfg)?;
+    let out = nst_decoders::optimal_textures(
+        &model,
+        &styles,
+        content.as_ref(),
+        size,
+        &cfg,
+        plan.tiling(),
+    )?;
     pb.finish_and_clear();
+    common::end_tiles();
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {
         eprintln!(
@@ -261,6 +293,9 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The default long side of the style images when the output is tiled.
+const MAX_TILED_STYLE: u32 = 1024;
 
 pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     common::check_output(&a.out)?;

@@ -1,7 +1,7 @@
 //! The set of level decoders, its training objective, and the transfer
 //! procedures built on it: Optimal Textures, AdaIN and WCT.
 use crate::decoder::{level_decoder, LevelDecoder};
-use crate::transforms::{match_features, sliced_ot, MomentMap, Strategy};
+use crate::transforms::{match_features, pca_basis, sliced_ot, MomentMap, SlicedOtMap, Strategy};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_tiling::{FeatureCache, Grid, Tiling};
 use nst_vgg::{Tap, Vgg};
@@ -325,6 +325,7 @@ pub fn optimal_textures(
     content: Option<&Tensor>,
     size: (i64, i64),
     cfg: &OptexConfig,
+    tiling: Option<&Tiling>,
 ) -> Result<Tensor> {
     if styles.is_empty() {
         return Err(Error::Config("at least one style is needed".into()));
@@ -379,9 +380,6 @@ pub fn optimal_textures(
                 _ => None,
             };
             for (li, &level) in cfg.levels.iter().enumerate() {
-                let f = model.encode(&cur, level)?;
-                let (fh, fw) = (f.size()[2], f.size()[3]);
-                let rows = to_rows(&f);
                 // Target samples: each style contributes in proportion to its
                 // weight (all of a style's samples when it is the only one;
                 // their order does not matter to any matching strategy).
@@ -404,6 +402,13 @@ pub fn optimal_textures(
                 } else {
                     Tensor::cat(&parts, 0)
                 };
+                if let Some(t) = tiling.filter(|t| t.tile < h.max(w)) {
+                    cur = tiled_level(model, &cur, c_img.as_ref(), &target, level, cfg, t)?;
+                    continue;
+                }
+                let f = model.encode(&cur.to_device(device), level)?;
+                let (fh, fw) = (f.size()[2], f.size()[3]);
+                let rows = to_rows(&f);
                 let mut m = match_features(&rows, &target, cfg.strategy, cfg.passes, cfg.pca);
                 if let Some(fc) = &content_feats {
                     let a = cfg.content_weight(level);
@@ -424,7 +429,7 @@ pub fn optimal_textures(
                 let target = Tensor::cat(
                     &styles
                         .iter()
-                        .map(|(s, _)| to_rows(&s.to_device(device)))
+                        .map(|(s, _)| to_rows(&s.to_device(out.device())))
                         .collect::<Vec<_>>(),
                     0,
                 );
@@ -433,7 +438,7 @@ pub fn optimal_textures(
             }
             ColorMode::Preserve => {
                 if let Some(c) = content {
-                    out = nst_core::preserve_color(&c.to_device(device), &out);
+                    out = nst_core::preserve_color(&c.to_device(out.device()), &out);
                 }
             }
         }
@@ -457,6 +462,120 @@ pub fn halo(level: u8) -> i64 {
 
 /// Tiles are cut on multiples of the deepest stride (relu5_1's).
 pub const STRIDE: i64 = 16;
+
+/// At most this many feature vectors of the image being synthesised are
+/// sampled, per level, to fit a tiled level's transport map (all of them
+/// below it: up to 1024² at relu1_1, where the tiled map is then exact).
+pub const OT_SAMPLE: i64 = 1 << 20;
+
+/// One level of [`optimal_textures`] tile by tile: the features of every
+/// window are encoded once (kept in a [`FeatureCache`] while the budget
+/// allows); the matching map is fitted on the whole image's features (all
+/// of them, or [`OT_SAMPLE`] of them drawn uniformly over the cores, for
+/// sliced OT; their exact moments for the closed-form strategies), then each
+/// tile is mapped, mixed with the content's features, decoded and stitched.
+fn tiled_level(
+    model: &Decoders,
+    cur: &Tensor,
+    content: Option<&Tensor>,
+    target: &Tensor,
+    level: u8,
+    cfg: &OptexConfig,
+    tiling: &Tiling,
+) -> Result<Tensor> {
+    let device = model.vgg.device();
+    let (h, w) = (cur.size()[2], cur.size()[3]);
+    let grid = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
+    let stride = 1i64 << (level - 1);
+    let encode = |x: &Tensor| model.encode(&x.to_device(device), level);
+    let cols_of = |f: &Tensor| f.reshape([f.size()[1], -1]); // [1, C, h, w] → [C, h·w]
+    let total = (h / stride) * (w / stride);
+    let keep = (OT_SAMPLE as f64 / total as f64).min(1.0);
+    // The target's PCA subspace (the identity when cfg.pca >= 1).
+    let (mu, basis) = if cfg.pca < 1.0 {
+        let (mu, b, _) = pca_basis(target, cfg.pca);
+        (Some(mu.transpose(0, 1)), Some(b))
+    } else {
+        (None, None)
+    };
+    let project = |x: &Tensor| match (&mu, &basis) {
+        (Some(mu), Some(b)) => b.transpose(0, 1).matmul(&(x.to_kind(Kind::Float) - mu)),
+        _ => x.to_kind(Kind::Float),
+    };
+    let lift = |y: &Tensor| match (&mu, &basis) {
+        (Some(mu), Some(b)) => mu.addmm(b, y),
+        _ => y.shallow_clone(),
+    };
+    let mut cache = FeatureCache::new(tiling.cache_bytes);
+    let mut sample = Vec::new();
+    let mut moments = nst_losses::stats::Moments::new(true);
+    grid.for_each(|t| -> Result<()> {
+        let f = encode(&t.window.crop(cur))?;
+        let core = project(&cols_of(&t.core_in_window().scaled_down(stride).crop(&f)));
+        if cfg.strategy == Strategy::Cdf {
+            let core = if keep < 1.0 {
+                let n = core.size()[1];
+                let pick = Tensor::rand([n], (Kind::Float, core.device()))
+                    .lt(keep)
+                    .nonzero()
+                    .squeeze_dim(1);
+                core.index_select(1, &pick)
+            } else {
+                core
+            };
+            sample.push(core);
+        } else {
+            moments.add(&core.unsqueeze(0).unsqueeze(-1));
+        }
+        cache.offer(t.index, f);
+        Ok(())
+    })?;
+    let tgt = project(&target.transpose(0, 1));
+    enum Map {
+        Ot(SlicedOtMap),
+        Moments(MomentMap),
+    }
+    let map = if cfg.strategy == Strategy::Cdf {
+        Map::Ot(SlicedOtMap::fit_cols(
+            &Tensor::cat(&sample, 1),
+            &tgt,
+            cfg.passes,
+        ))
+    } else {
+        let t = nst_losses::stats::Moments::of(&tgt.unsqueeze(0).unsqueeze(-1), true);
+        Map::Moments(MomentMap::new(
+            (&moments.mean(), &moments.covariance()),
+            (&t.mean(), &t.covariance()),
+            cfg.strategy,
+        ))
+    };
+    drop(sample);
+    let a = cfg.content_weight(level);
+    let mut out = grid.stitch(3, |t| -> Result<Tensor> {
+        let f = match cache.take(t.index) {
+            Some(f) => f.to_device(device),
+            None => encode(&t.window.crop(cur))?,
+        };
+        let (c, fh, fw) = (f.size()[1], f.size()[2], f.size()[3]);
+        let y = project(&cols_of(&f));
+        let mapped = match &map {
+            Map::Ot(m) => m.apply_cols(&y),
+            Map::Moments(m) => m.apply(&y.transpose(0, 1)).transpose(0, 1),
+        };
+        let mut m = lift(&mapped);
+        if let (Some(c_img), true) = (content, a > 0.0) {
+            let fc = encode(&t.window.crop(c_img))?;
+            m = m * (1.0 - a) + cols_of(&fc) * a;
+        }
+        Ok(model
+            .decode(&m.reshape([1, c, fh, fw]), level)?
+            .clamp(0.0, 1.0))
+    })?;
+    if out.size() != [1, 3, h, w] {
+        out = out.narrow(2, 0, h).narrow(3, 0, w);
+    }
+    Ok(out)
+}
 
 /// Closed-form transfer with the decoders: at each level (deepest first), the
 /// features of the current image are replaced by AdaIN's (channel mean and

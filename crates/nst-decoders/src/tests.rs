@@ -191,8 +191,15 @@ fn untrained_end_to_end_at_64px() {
             pyramid: 2,
             ..Default::default()
         };
-        let y =
-            optimal_textures(&m, &[(style.shallow_clone(), 1.0)], None, (64, 96), &cfg).unwrap();
+        let y = optimal_textures(
+            &m,
+            &[(style.shallow_clone(), 1.0)],
+            None,
+            (64, 96),
+            &cfg,
+            None,
+        )
+        .unwrap();
         assert_eq!(y.size(), [1, 3, 64, 96], "{strategy:?}");
         assert!(y.isfinite().all().int64_value(&[]) == 1);
     }
@@ -208,6 +215,7 @@ fn untrained_end_to_end_at_64px() {
         Some(&content),
         (64, 48),
         &cfg,
+        None,
     )
     .unwrap();
     assert_eq!(y.size(), [1, 3, 64, 48]);

@@ -57,14 +57,27 @@ pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
 /// each row matched to the same row of `tgt`.
 fn histogram_match_cols(src: &Tensor, tgt: &Tensor) -> Tensor {
     let n = src.size()[1];
-    let m = tgt.size()[1];
     let (_, order) = src.sort(1, false);
+    let values = target_quantiles(tgt, n);
+    // Scatter the sorted target values back to the source's rank positions;
+    // every position is written once.
+    let mut out = src.empty_like();
+    let _ = out.scatter_(1, &order, &values);
+    out
+}
+
+/// The values of each row of `tgt: [D, M]` at the quantiles (k + ½)/n,
+/// k = 0…n−1 (linear interpolation between sorted values; the sorted
+/// values themselves when M = n): what the k-th smallest of n source values
+/// is mapped to. `[D, n]`.
+fn target_quantiles(tgt: &Tensor, n: i64) -> Tensor {
+    let m = tgt.size()[1];
     let (tsorted, _) = tgt.sort(1, false);
-    let values = if m == n {
+    if m == n {
         tsorted
     } else {
         // Positions in the sorted target of the source ranks' quantiles.
-        let pos = ((Tensor::arange(n, (Kind::Float, src.device())) + 0.5) * (m as f64 / n as f64)
+        let pos = ((Tensor::arange(n, (Kind::Float, tgt.device())) + 0.5) * (m as f64 / n as f64)
             - 0.5)
             .clamp(0.0, (m - 1) as f64);
         let lo = pos.floor().to_kind(Kind::Int64);
@@ -73,12 +86,59 @@ fn histogram_match_cols(src: &Tensor, tgt: &Tensor) -> Tensor {
         let a = tsorted.index_select(1, &lo);
         let b = tsorted.index_select(1, &hi);
         &a + (b - &a) * frac
-    };
-    // Scatter the sorted target values back to the source's rank positions;
-    // every position is written once.
-    let mut out = src.empty_like();
-    let _ = out.scatter_(1, &order, &values);
-    out
+    }
+}
+
+/// Sliced optimal transport as a map fitted once and applied to any rows:
+/// the tiled form of [`sliced_ot`]. Each pass keeps its rotation, the sorted
+/// projections of the sample it was fitted on, and the target values those
+/// ranks map to; a new value is placed among the sample's by linear
+/// interpolation. Fitted on all of the source's rows (drawing the same
+/// rotations), it maps them exactly as [`sliced_ot`]; fitted on a random
+/// sample of a larger source, each pass uses the sample's distribution.
+/// Column layout (`[D, ·]`) throughout.
+#[derive(Debug)]
+pub struct SlicedOtMap {
+    passes: Vec<(Tensor, Tensor, Tensor)>,
+}
+
+impl SlicedOtMap {
+    /// Fits on `sample: [D, Ns]` towards `tgt: [D, M]`.
+    pub fn fit_cols(sample: &Tensor, tgt: &Tensor, passes: usize) -> Self {
+        let d = sample.size()[0];
+        let n = sample.size()[1];
+        let mut x = sample.to_kind(Kind::Float);
+        let mut out = Vec::with_capacity(passes);
+        for _ in 0..passes {
+            let r = random_rotation(d, sample.device());
+            let rt = r.transpose(0, 1);
+            let (sorted, order) = rt.matmul(&x).sort(1, false);
+            let values = target_quantiles(&rt.matmul(tgt), n);
+            let mut matched = sorted.empty_like();
+            let _ = matched.scatter_(1, &order, &values);
+            x = r.matmul(&matched);
+            out.push((r, sorted, values));
+        }
+        Self { passes: out }
+    }
+
+    /// The map on `x: [D, n]` (any n), on the map's device.
+    pub fn apply_cols(&self, x: &Tensor) -> Tensor {
+        let mut x = x.to_kind(Kind::Float);
+        for (r, sorted, values) in &self.passes {
+            let y = r.transpose(0, 1).matmul(&x);
+            let ns = sorted.size()[1];
+            let hi = y
+                .searchsorted(sorted, false, false, "left", None::<Tensor>)
+                .clamp(1, (ns - 1).max(1));
+            let lo = (&hi - 1).clamp_min(0);
+            let (x0, x1) = (sorted.gather(1, &lo, false), sorted.gather(1, &hi, false));
+            let (v0, v1) = (values.gather(1, &lo, false), values.gather(1, &hi, false));
+            let w = ((&y - &x0) / (&x1 - &x0).clamp_min(1e-12)).clamp(0.0, 1.0);
+            x = r.matmul(&(&v0 + (v1 - &v0) * w));
+        }
+        x
+    }
 }
 
 /// A uniformly random `d × d` rotation (orthogonal matrix): QR of a Gaussian
