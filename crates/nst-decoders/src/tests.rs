@@ -293,3 +293,73 @@ fn tiled_output_has_no_seams_at_1024() {
     eprintln!("seam ratio at 1024², {} tiles: {r:.3}", grid.len());
     assert!(r <= 1.1, "seam ratio {r:.3}");
 }
+
+/// The tiled form of sliced OT: fitted on every source row (with the same
+/// rotations), the map sends those rows where `sliced_ot` does; applied to
+/// new rows in between, it stays within the target's range.
+#[test]
+fn sliced_ot_map_fitted_on_all_rows_equals_sliced_ot() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(10);
+    let src = Tensor::randn([500, 6], F32) * 2.0 + 1.0;
+    let tgt = Tensor::rand([700, 6], F32) * 3.0;
+    tch::manual_seed(11);
+    let want = sliced_ot(&src, &tgt, 3);
+    tch::manual_seed(11);
+    let map = transforms::SlicedOtMap::fit_cols(&src.transpose(0, 1), &tgt.transpose(0, 1), 3);
+    let got = map.apply_cols(&src.transpose(0, 1)).transpose(0, 1);
+    // Up to the order of near-equal projections (rows transposed in memory
+    // round differently): 1e-4.
+    nst_testkit::assert_close(&got, &want, 1e-4, "map on the fitted rows");
+    // Rows it was not fitted on land in the matched distribution too: the
+    // per-dimension means of a fresh draw match the target's within 0.1.
+    let fresh = Tensor::randn([2000, 6], F32) * 2.0 + 1.0;
+    let mapped = map.apply_cols(&fresh.transpose(0, 1)).transpose(0, 1);
+    let d = f64::try_from(
+        (mapped.mean_dim(0, false, Kind::Float) - want.mean_dim(0, false, Kind::Float))
+            .abs()
+            .max(),
+    )
+    .unwrap();
+    assert!(d < 0.1, "{d}");
+}
+
+/// Tiled Optimal Textures (sliced OT and WCT matching, with a content)
+/// against the whole image, untrained decoders: PSNR over the range ≥ 40 dB.
+#[test]
+fn tiled_optimal_textures_matches_whole_image() {
+    let _rng = nst_testkit::rng_lock();
+    let m = model(0.125);
+    let c = nst_core::load_image(
+        nst_testkit::repo_root().join("samples/content/chelsea.png"),
+        nst_core::LoadOptions {
+            size: nst_core::ImageSize::Exact {
+                width: 256,
+                height: 224,
+            },
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    let style = Tensor::rand([1, 3, 96, 96], F32);
+    let tiling = nst_tiling::Tiling::new(160, halo(3), STRIDE).unwrap();
+    for strategy in [Strategy::Cdf, Strategy::Symmetric] {
+        let cfg = OptexConfig {
+            strategy,
+            passes: 2,
+            pyramid: 1,
+            levels: vec![3, 1],
+            content_strength: 0.5,
+            ..Default::default()
+        };
+        let run = |t: Option<&nst_tiling::Tiling>| {
+            tch::manual_seed(4);
+            optimal_textures(&m, &[(style.shallow_clone(), 1.0)], Some(&c), (224, 256), &cfg, t)
+                .unwrap()
+        };
+        let (whole, tiled) = (run(None), run(Some(&tiling)));
+        let peak = f64::try_from(whole.max() - whole.min()).unwrap();
+        let db = nst_core::psnr(&tiled, &whole, peak);
+        assert!(db >= 40.0, "{strategy:?}: tiled vs whole {db:.1} dB");
+    }
+}
