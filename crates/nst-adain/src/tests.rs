@@ -189,19 +189,7 @@ fn tiled_stylisation_matches_the_whole_image() {
     )
     .unwrap();
     let model = AdainModel::new(vgg, 0.25, AdainLoss::default()).unwrap();
-    let load = |p: &str, n: u32| {
-        nst_core::load_image(
-            nst_testkit::repo_root().join(p),
-            nst_core::LoadOptions {
-                size: nst_core::ImageSize::Exact {
-                    width: n,
-                    height: n,
-                },
-                device: Device::Cpu,
-            },
-        )
-        .unwrap()
-    };
+    let load = |p: &str, n: u32| nst_testkit::sample_image(p, n, n);
     let (c, s) = (
         load("samples/content/astronaut.png", 256),
         load("samples/style/coffee.png", 192),

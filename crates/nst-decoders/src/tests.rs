@@ -232,19 +232,7 @@ fn tiled_closed_form_matches_whole_image() {
     let _rng = nst_testkit::rng_lock();
     tch::manual_seed(2);
     let m = model(0.125);
-    let load = |p: &str, n: u32| {
-        nst_core::load_image(
-            nst_testkit::repo_root().join(p),
-            nst_core::LoadOptions {
-                size: nst_core::ImageSize::Exact {
-                    width: n,
-                    height: n,
-                },
-                device: Device::Cpu,
-            },
-        )
-        .unwrap()
-    };
+    let load = |p: &str, n: u32| nst_testkit::sample_image(p, n, n);
     let (c, s) = (
         load("samples/content/chelsea.png", 256),
         load("samples/style/retina.jpg", 160),
@@ -268,19 +256,7 @@ fn tiled_output_has_no_seams_at_1024() {
     let _rng = nst_testkit::rng_lock();
     tch::manual_seed(5);
     let m = model(0.125);
-    let load = |p: &str, n: u32| {
-        nst_core::load_image(
-            nst_testkit::repo_root().join(p),
-            nst_core::LoadOptions {
-                size: nst_core::ImageSize::Exact {
-                    width: n,
-                    height: n,
-                },
-                device: Device::Cpu,
-            },
-        )
-        .unwrap()
-    };
+    let load = |p: &str, n: u32| nst_testkit::sample_image(p, n, n);
     let (c, s) = (
         load("samples/content/astronaut.png", 1024),
         load("samples/style/coffee.png", 256),
@@ -330,17 +306,7 @@ fn sliced_ot_map_fitted_on_all_rows_equals_sliced_ot() {
 fn tiled_optimal_textures_matches_whole_image() {
     let _rng = nst_testkit::rng_lock();
     let m = model(0.125);
-    let c = nst_core::load_image(
-        nst_testkit::repo_root().join("samples/content/chelsea.png"),
-        nst_core::LoadOptions {
-            size: nst_core::ImageSize::Exact {
-                width: 256,
-                height: 224,
-            },
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let c = nst_testkit::sample_image("samples/content/chelsea.png", 256, 224);
     let style = Tensor::rand([1, 3, 96, 96], F32);
     let tiling = nst_tiling::Tiling::new(160, halo(3), STRIDE).unwrap();
     for strategy in [Strategy::Cdf, Strategy::Symmetric] {
@@ -354,8 +320,15 @@ fn tiled_optimal_textures_matches_whole_image() {
         };
         let run = |t: Option<&nst_tiling::Tiling>| {
             tch::manual_seed(4);
-            optimal_textures(&m, &[(style.shallow_clone(), 1.0)], Some(&c), (224, 256), &cfg, t)
-                .unwrap()
+            optimal_textures(
+                &m,
+                &[(style.shallow_clone(), 1.0)],
+                Some(&c),
+                (224, 256),
+                &cfg,
+                t,
+            )
+            .unwrap()
         };
         let (whole, tiled) = (run(None), run(Some(&tiling)));
         let peak = f64::try_from(whole.max() - whole.min()).unwrap();

@@ -218,3 +218,19 @@ pub fn degeneracy_stats(output: &Path, content: &Path) -> (f64, f64) {
     };
     (std, corr)
 }
+
+/// A sample image of the repository (`samples/...`), resized to exactly
+/// `width × height`, as `[1, 3, H, W]` fp32 in [0, 1] on the CPU.
+pub fn sample_image(rel: &str, width: u32, height: u32) -> Tensor {
+    let path = repo_root().join(rel);
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .resize_exact(width, height, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    Tensor::from_slice(img.as_raw())
+        .reshape([height as i64, width as i64, 3])
+        .permute([2, 0, 1])
+        .unsqueeze(0)
+        .to_kind(tch::Kind::Float)
+        / 255.0
+}

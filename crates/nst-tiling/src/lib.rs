@@ -445,22 +445,13 @@ impl Grid {
     /// over the same between every other pair of neighbouring rows and
     /// columns. About 1 when there are no seams.
     pub fn seam_ratio(&self, image: &Tensor) -> f64 {
-        let mut rows: Vec<i64> = self
-            .tiles
-            .iter()
-            .map(|t| t.core.y)
-            .filter(|&y| y > 0)
-            .collect();
-        let mut cols: Vec<i64> = self
-            .tiles
-            .iter()
-            .map(|t| t.core.x)
-            .filter(|&x| x > 0)
-            .collect();
-        rows.sort_unstable();
-        rows.dedup();
-        cols.sort_unstable();
-        cols.dedup();
+        let bounds = |at: fn(&Tile) -> i64| {
+            let mut b: Vec<i64> = self.tiles.iter().map(at).filter(|&v| v > 0).collect();
+            b.sort_unstable();
+            b.dedup();
+            b
+        };
+        let (rows, cols) = (bounds(|t| t.core.y), bounds(|t| t.core.x));
         let x = image.to_kind(Kind::Double);
         // Differences between neighbours: dy[i] is row i+1 minus row i.
         let dy = (x.narrow(2, 1, self.height - 1) - x.narrow(2, 0, self.height - 1))
