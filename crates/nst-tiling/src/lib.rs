@@ -68,9 +68,11 @@ pub enum Error {
 }
 
 /// Memory a tiled run keeps for the whole image besides the tile's work, per
-/// output pixel: the fp32 input and the fp32 output on the CPU, and the
-/// 8-bit image being encoded (measured by `scripts/measure_memory.sh` with
-/// `--tile`).
+/// output pixel: the fp32 input and output on the CPU (24 B), the decoded
+/// file and the 8-bit copy being encoded (6 B), with room for a resize's
+/// temporaries. An estimate: the 4096² AdaIN run with `--max-memory 8G`
+/// peaked at 3.8 GB against the 8.6 GB this and the tile's footprint
+/// budgeted (docs/high-resolution.md).
 pub const WHOLE_IMAGE_BYTES_PER_PIXEL: u64 = 40;
 
 /// How to run one image, as [`plan`] decided.
