@@ -57,7 +57,7 @@ pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
 /// each row matched to the same row of `tgt`.
 fn histogram_match_cols(src: &Tensor, tgt: &Tensor) -> Tensor {
     let n = src.size()[1];
-    let (_, order) = src.sort(1, false);
+    let (_, order) = src.sort_stable(true, 1, false);
     let values = target_quantiles(tgt, n);
     // Scatter the sorted target values back to the source's rank positions;
     // every position is written once.
@@ -112,7 +112,7 @@ impl SlicedOtMap {
         for _ in 0..passes {
             let r = random_rotation(d, sample.device());
             let rt = r.transpose(0, 1);
-            let (sorted, order) = rt.matmul(&x).sort(1, false);
+            let (sorted, order) = rt.matmul(&x).sort_stable(true, 1, false);
             let values = target_quantiles(&rt.matmul(tgt), n);
             let mut matched = sorted.empty_like();
             let _ = matched.scatter_(1, &order, &values);
