@@ -60,8 +60,15 @@ pub type Decoder = nst_vgg::MirrorDecoder;
 
 /// The AdaIN decoder at `width` (1.0 = the paper's 256/128/64 channels);
 /// `input_scale` divides the incoming features (255 for Caffe-scaled VGG weights).
+/// It starts near mid grey (issue 31): with the default initialisation the
+/// untrained output swings far outside [0, 1], a short run ends with an
+/// almost black image after the clamp, and the first losses are inflated.
 pub fn decoder(vs: &nn::Path, width: f64, input_scale: f64) -> Decoder {
-    nst_vgg::MirrorDecoder::new(vs, 4, nst_vgg::MirrorOptions::adain(width, input_scale))
+    let options = nst_vgg::MirrorOptions {
+        grey_start: true,
+        ..nst_vgg::MirrorOptions::adain(width, input_scale)
+    };
+    nst_vgg::MirrorDecoder::new(vs, 4, options)
 }
 
 /// Frozen VGG19 encoder to `relu4_1`, AdaIN, trained decoder.

@@ -51,10 +51,15 @@ fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
 }
 
 /// configs/smoke.toml (the real AdaIN model, 200 steps on the sample images):
-/// the mean total loss of the last 5 logged points must be at least 100x
-/// below the first step's (measured: about 1800x).
+/// the mean total loss of the last 5 logged points must be at least 4x
+/// below the first step's (measured: 6.7x; the decoder starts near mid grey,
+/// so the first loss is no longer inflated by an output far outside the
+/// image range, as it was at 1800x). Then issue 31's check: a held-out photo
+/// stylised with the trained decoder is not degenerate (pixel std ≥ 10 of
+/// 255, luminance-gradient correlation with the content ≥ 0.2; measured
+/// 54 and 0.38; before the grey start the output was near black, 11 and 0.17).
 #[test]
-fn smoke_config_loss_falls_100x() {
+fn smoke_config_loss_falls_4x_and_stylises_visibly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = vec!["--config".to_string(), "configs/smoke.toml".into()];
     args.extend(dirs(tmp.path()));
@@ -70,10 +75,7 @@ fn smoke_config_loss_falls_100x() {
         "smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)",
         first / last
     );
-    assert!(
-        last * 100.0 < first,
-        "loss fell only from {first} to {last}"
-    );
+    assert!(last * 4.0 < first, "loss fell only from {first} to {last}");
     assert!(tmp
         .path()
         .join("ck/smoke/step_0000200.safetensors")
@@ -121,6 +123,22 @@ fn smoke_config_loss_falls_100x() {
     let o = infer("1.5");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--alpha"));
+
+    let held_out = nst_testkit::repo_root().join("samples/heldout/camera.png");
+    let out = tmp.path().join("held_out.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_nst-infer"))
+        .current_dir(nst_testkit::repo_root())
+        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
+        .args(["adain", "--checkpoint", tmp.path().join("ck/smoke").to_str().unwrap()])
+        .args(["--content", held_out.to_str().unwrap(), "--style", "samples/style/coffee.png"])
+        .args(["--out", out.to_str().unwrap(), "--size", "256", "--device", "cpu", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (std, corr) = nst_testkit::degeneracy_stats(&out, &held_out);
+    eprintln!("adain smoke on a held-out photo: pixel std {std:.1}, gradient correlation {corr:.2}");
+    assert!(std >= 10.0, "pixel std {std:.2}: the output is flat (black?)");
+    assert!(corr >= 0.2, "gradient correlation {corr:.3}: no trace of the content");
 }
 
 #[test]
