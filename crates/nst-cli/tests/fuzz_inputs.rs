@@ -82,6 +82,15 @@ impl Tally {
     }
 }
 
+/// With `NST_FUZZ_KEEP=<folder>`, a failing input is kept there to replay.
+fn keep_failing_input(name: &str, bytes: &[u8]) {
+    if let Some(dir) = std::env::var_os("NST_FUZZ_KEEP") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
 /// One damaged copy of `bytes`, and the name of the damage.
 fn mutate(bytes: &[u8], rng: &mut ChaCha8Rng) -> (&'static str, Vec<u8>) {
     let mut b = bytes.to_vec();
@@ -330,6 +339,8 @@ fn fuzzed_checkpoints_never_panic() {
             tally
                 .failures
                 .push(format!("weights case {i} ({damage}): accepted with other values"));
+            keep_failing_input(&format!("weights_{i}.safetensors"), &bytes);
+            keep_failing_input("weights_original.safetensors", &w_bytes);
         }
     }
     // Restore the variables the accepted-but-changed cases would have touched.
@@ -339,6 +350,21 @@ fn fuzzed_checkpoints_never_panic() {
     let s_bytes = std::fs::read(&sidecar).unwrap();
     std::fs::copy(&weights, fuzz_dir.join("step_0000001.safetensors")).unwrap();
     let s_path = fuzz_dir.join("step_0000001.json");
+
+    // Found by this fuzzer: a weights_file with a newline gave a two-line
+    // error, and one with a path could point outside the run folder.
+    let meta: serde_json::Value = serde_json::from_slice(&s_bytes).unwrap();
+    for bad in ["../ck/puy_perez_smoke/step_0000001.safetensors", "step\n.safetensors", ""] {
+        let mut m = meta.clone();
+        m["weights_file"] = serde_json::Value::String(bad.into());
+        std::fs::write(&s_path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = nst_model::load::<M>(&s_path, Device::Cpu, Default::default())
+            .err()
+            .unwrap_or_else(|| panic!("weights_file {bad:?} accepted"))
+            .to_string();
+        assert!(e.contains("weights_file") && !e.contains('\n'), "{e}");
+    }
+
     for i in 0..cases() / 3 {
         let (damage, bytes) = mutate(&s_bytes, &mut rng);
         std::fs::write(&s_path, &bytes).unwrap();

@@ -504,6 +504,17 @@ fn truncated_and_bit_flipped_checkpoints_are_refused_in_one_line() {
             b[header / 2] ^= 0x01;
             b
         }),
+        // The checksum's key renamed by one bit, and a data bit flipped: the
+        // check must not be switched off (the fuzzer found this).
+        ("key and data bits", {
+            let mut b = bytes.clone();
+            let key = checkpoint::CHECKSUM_KEY.as_bytes();
+            let at = b[..header].windows(key.len()).position(|w| w == key).unwrap();
+            b[at + key.len() - 1] ^= 0x01;
+            let k = header + (b.len() - header) / 2;
+            b[k] ^= 0x10;
+            b
+        }),
     ];
     for (what, b) in cases {
         let p = d
