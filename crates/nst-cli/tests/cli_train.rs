@@ -1,6 +1,6 @@
-//! `nst-train` as a user runs it: the smoke config's loss falls by a stated
-//! factor; Ctrl-C writes a checkpoint and --resume finishes the run; bad
-//! configs end in one error line.
+//! `nst-train` as a user runs it: Ctrl-C and SIGTERM write a checkpoint and
+//! --resume finishes the run; bad configs end in one error line. (The smoke
+//! configs' loss and held-out results: tests/smoke_runs.rs.)
 #![allow(clippy::unwrap_used)]
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -28,117 +28,6 @@ fn dirs(tmp: &Path) -> Vec<String> {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
-}
-
-fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
-    let out = Command::new(nst_testkit::python())
-        .arg(nst_testkit::repo_root().join("tests/tools/read_tensorboard.py"))
-        .arg(run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["scalars"][tag]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
-        .collect()
-}
-
-/// configs/smoke.toml (the real AdaIN model, 200 steps on the sample images):
-/// the mean total loss of the last 5 logged points must be at least 4x
-/// below the first step's (measured: 6.7x; the decoder starts near mid grey,
-/// so the first loss is no longer inflated by an output far outside the
-/// image range, as it was at 1800x). Then issue 31's check: a held-out photo
-/// stylised with the trained decoder is not degenerate (pixel std ≥ 10 of
-/// 255, luminance-gradient correlation with the content ≥ 0.2; measured
-/// 54 and 0.38; before the grey start the output was near black, 11 and 0.17).
-#[test]
-fn smoke_config_loss_falls_4x_and_stylises_visibly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec!["--config".to_string(), "configs/smoke.toml".into()];
-    args.extend(dirs(tmp.path()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let t = Instant::now();
-    let o = run(&mut nst_train(&a));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("smoke run took {:.1} s", t.elapsed().as_secs_f64());
-    let total = scalars(&tmp.path().join("runs/smoke"), "loss/total");
-    let first = total[0].1;
-    let last: f64 = total[total.len() - 5..].iter().map(|p| p.1).sum::<f64>() / 5.0;
-    eprintln!(
-        "smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)",
-        first / last
-    );
-    assert!(last * 4.0 < first, "loss fell only from {first} to {last}");
-    assert!(tmp
-        .path()
-        .join("ck/smoke/step_0000200.safetensors")
-        .exists());
-
-    // The trained decoder stylises through nst-infer adain.
-    let out = tmp.path().join("adain.png");
-    let infer = |alpha: &str| {
-        Command::new(env!("CARGO_BIN_EXE_nst-infer"))
-            .current_dir(nst_testkit::repo_root())
-            .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-            .args([
-                "adain",
-                "--checkpoint",
-                tmp.path().join("ck/smoke").to_str().unwrap(),
-            ])
-            .args([
-                "--content",
-                "samples/content/chelsea.png",
-                "--style",
-                "samples/style/coffee.png",
-            ])
-            .args([
-                "--out",
-                out.to_str().unwrap(),
-                "--size",
-                "100",
-                "--alpha",
-                alpha,
-                "--device",
-                "cpu",
-                "-q",
-            ])
-            .output()
-            .unwrap()
-    };
-    let o = infer("0.8");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let img = image::open(&out).unwrap();
-    assert_eq!(
-        (img.width(), img.height()),
-        (96, 64),
-        "100x66 cropped to multiples of 8"
-    );
-    let o = infer("1.5");
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--alpha"));
-
-    let held_out = nst_testkit::repo_root().join("samples/heldout/camera.png");
-    let out = tmp.path().join("held_out.png");
-    let o = Command::new(env!("CARGO_BIN_EXE_nst-infer"))
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-        .args(["adain", "--checkpoint", tmp.path().join("ck/smoke").to_str().unwrap()])
-        .args(["--content", held_out.to_str().unwrap(), "--style", "samples/style/coffee.png"])
-        .args(["--out", out.to_str().unwrap(), "--size", "256", "--device", "cpu", "-q"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (std, corr) = nst_testkit::degeneracy_stats(&out, &held_out);
-    eprintln!("adain smoke on a held-out photo: pixel std {std:.1}, gradient correlation {corr:.2}");
-    assert!(std >= 10.0, "pixel std {std:.2}: the output is flat (black?)");
-    assert!(corr >= 0.2, "gradient correlation {corr:.3}: no trace of the content");
 }
 
 #[test]
