@@ -11,29 +11,10 @@ fn train_then_stylize_artistic_and_photoreal() {
     let train = env!("CARGO_BIN_EXE_nst-train");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
     let train_tiny = |config: &str, steps: &str, channels: &str| {
-        let o = run_bin(
-            train,
-            &[
-                "--config",
-                config,
-                "--set",
-                &format!("train.steps={steps}"),
-                "--set",
-                "data.crop=32",
-                "--set",
-                "data.resize_shorter=40",
-                "--set",
-                &format!("model.channels={channels}"),
-                "--set",
-                &format!("train.checkpoint_dir=\"{}\"", p("ck")),
-                "--set",
-                &format!("log.dir=\"{}\"", p("runs")),
-                "--device",
-                "cpu",
-                "-q",
-            ],
-        );
-        assert_ok(&o);
+        let steps = format!("train.steps={steps}");
+        let channels = format!("model.channels={channels}");
+        let sets = [steps.as_str(), "data.crop=32", "data.resize_shorter=40", channels.as_str()];
+        nst_testkit::train_in(train, config, tmp.path(), &sets);
     };
     train_tiny("configs/puy_perez_smoke.toml", "2", "[4, 8, 8]");
     let ck = p("ck/puy_perez_smoke");

@@ -138,6 +138,20 @@ pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `nst-train` (its `env!("CARGO_BIN_EXE_nst-train")`) on `config` with
+/// `--set` overrides, its checkpoints under `dir/ck` and its logs under
+/// `dir/runs`, on the CPU, quietly; asserts it succeeded.
+pub fn train_in(nst_train: &str, config: &str, dir: &Path, sets: &[&str]) {
+    let ck = format!("train.checkpoint_dir=\"{}\"", dir.join("ck").display());
+    let log = format!("log.dir=\"{}\"", dir.join("runs").display());
+    let mut args = vec!["--config", config, "--set", &ck, "--set", &log];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--device", "cpu", "-q"]);
+    assert_ok(&run_bin(nst_train, &args));
+}
+
 /// Asserts a command succeeded, showing its stderr otherwise.
 #[track_caller]
 pub fn assert_ok(o: &std::process::Output) {
