@@ -7,5 +7,7 @@
 #   scripts/fuzz.sh 20000
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-NST_FUZZ_CASES="${1:-5000}" cargo test --locked -p nst-cli --test fuzz_inputs \
+cases="${1:-5000}"
+[[ "$cases" =~ ^[1-9][0-9]*$ ]] || { echo "error: scripts/fuzz.sh takes a number of cases per kind (e.g. 5000), not '$cases'" >&2; exit 2; }
+NST_FUZZ_CASES="$cases" cargo test --locked -p nst-cli --test fuzz_inputs \
   -- --nocapture --test-threads 1 2>&1 | grep -E "^fuzz|^  |^test |FAILURE|panicked"

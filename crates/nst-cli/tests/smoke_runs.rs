@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin(exe: &str, args: &[&str]) -> Output {
-    Command::new(exe)
+    nst_testkit::bin_command(exe)
         .args(args)
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
         .env("OMP_NUM_THREADS", "1")
         .env("MKL_NUM_THREADS", "1")
         .output()

@@ -130,12 +130,16 @@ pub fn write_tiny_images(dir: &Path, style: bool) {
 /// Runs one of the workspace's binaries (`env!("CARGO_BIN_EXE_…")`) from the
 /// repository root, with the test VGG weights, and returns its output.
 pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {
-    Command::new(exe)
-        .args(args)
-        .current_dir(repo_root())
-        .env("NST_VGG_WEIGHTS", vgg19_weights())
-        .output()
-        .unwrap()
+    bin_command(exe).args(args).output().unwrap()
+}
+
+/// The command [`run_bin`] runs, before its arguments: one of the
+/// workspace's binaries, from the repository root, with the test VGG weights.
+pub fn bin_command(exe: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.current_dir(repo_root())
+        .env("NST_VGG_WEIGHTS", vgg19_weights());
+    c
 }
 
 /// Runs `nst-train` (its `env!("CARGO_BIN_EXE_nst-train")`) on `config` with
