@@ -13,7 +13,12 @@ fn train_then_stylize_artistic_and_photoreal() {
     let train_tiny = |config: &str, steps: &str, channels: &str| {
         let steps = format!("train.steps={steps}");
         let channels = format!("model.channels={channels}");
-        let sets = [steps.as_str(), "data.crop=32", "data.resize_shorter=40", channels.as_str()];
+        let sets = [
+            steps.as_str(),
+            "data.crop=32",
+            "data.resize_shorter=40",
+            channels.as_str(),
+        ];
         nst_testkit::train_in(train, config, tmp.path(), &sets);
     };
     train_tiny("configs/puy_perez_smoke.toml", "2", "[4, 8, 8]");

@@ -193,9 +193,26 @@ fn fuzzed_images_never_panic_and_truncations_are_refused() {
 /// values replaced by hostile ones, unknown keys, byte damage.
 fn mutate_toml(text: &str, rng: &mut ChaCha8Rng) -> (&'static str, String) {
     const VALUES: &[&str] = &[
-        "-1", "0", "1e400", "-1e400", "nan", "inf", "\"x\"", "[", "{}", "[]", "true",
-        "99999999999999999999", "1e9", "0.0", "\"\"", "[1, \"a\"]", "{ kind = 3 }",
-        "\"../../../../etc/passwd\"", "18446744073709551615", "-0.0",
+        "-1",
+        "0",
+        "1e400",
+        "-1e400",
+        "nan",
+        "inf",
+        "\"x\"",
+        "[",
+        "{}",
+        "[]",
+        "true",
+        "99999999999999999999",
+        "1e9",
+        "0.0",
+        "\"\"",
+        "[1, \"a\"]",
+        "{ kind = 3 }",
+        "\"../../../../etc/passwd\"",
+        "18446744073709551615",
+        "-0.0",
     ];
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let n = lines.len();
@@ -223,7 +240,11 @@ fn mutate_toml(text: &str, rng: &mut ChaCha8Rng) -> (&'static str, String) {
         3 => {
             lines.insert(
                 i,
-                format!("unknown_{} = {}", rng.gen_range(0..9), VALUES[rng.gen_range(0..VALUES.len())]),
+                format!(
+                    "unknown_{} = {}",
+                    rng.gen_range(0..9),
+                    VALUES[rng.gen_range(0..VALUES.len())]
+                ),
             );
             ("key added", lines.join("\n"))
         }
@@ -235,7 +256,10 @@ fn mutate_toml(text: &str, rng: &mut ChaCha8Rng) -> (&'static str, String) {
         _ => {
             let (damage, bytes) = mutate(text.as_bytes(), rng);
             let _ = damage;
-            ("bytes damaged", String::from_utf8_lossy(&bytes).into_owned())
+            (
+                "bytes damaged",
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
         }
     }
 }
@@ -261,10 +285,14 @@ fn fuzzed_configs_never_panic() {
             .unwrap_or_else(|e| panic!("{name} as shipped is refused: {e}"));
         for i in 0..cases().div_ceil(seeds.len()).max(10) {
             let (damage, t) = mutate_toml(&text, &mut rng);
-            tally.run(damage, &format!("{name} case {i} ({damage})"), || -> anyhow::Result<()> {
-                let cfg = nst_train::TrainConfig::parse(&t, &[], &name)?;
-                nst_cli::train::build_model(&cfg, Device::Cpu).map(|_| ())
-            });
+            tally.run(
+                damage,
+                &format!("{name} case {i} ({damage})"),
+                || -> anyhow::Result<()> {
+                    let cfg = nst_train::TrainConfig::parse(&t, &[], &name)?;
+                    nst_cli::train::build_model(&cfg, Device::Cpu).map(|_| ())
+                },
+            );
         }
     }
     tally.report("configs");
@@ -280,7 +308,12 @@ fn fuzzed_checkpoints_never_panic() {
         env!("CARGO_BIN_EXE_nst-train"),
         "configs/puy_perez_smoke.toml",
         tmp.path(),
-        &["train.steps=1", "data.crop=32", "data.resize_shorter=40", "model.channels=[4, 8, 8]"],
+        &[
+            "train.steps=1",
+            "data.crop=32",
+            "data.resize_shorter=40",
+            "model.channels=[4, 8, 8]",
+        ],
     );
     std::env::set_var("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights());
     type M = nst_puy::FlexibleSolver;
@@ -318,9 +351,9 @@ fn fuzzed_checkpoints_never_panic() {
             || Checkpoint::load_weights(&w_path, vs, M::KIND),
         );
         if outcome == Some(Outcome::Accepted) && !same_as_original(vs) {
-            tally
-                .failures
-                .push(format!("weights case {i} ({damage}): accepted with other values"));
+            tally.failures.push(format!(
+                "weights case {i} ({damage}): accepted with other values"
+            ));
             keep_failing_input(&format!("weights_{i}.safetensors"), &bytes);
             keep_failing_input("weights_original.safetensors", &w_bytes);
         }
@@ -336,7 +369,11 @@ fn fuzzed_checkpoints_never_panic() {
     // Found by this fuzzer: a weights_file with a newline gave a two-line
     // error, and one with a path could point outside the run folder.
     let meta: serde_json::Value = serde_json::from_slice(&s_bytes).unwrap();
-    for bad in ["../ck/puy_perez_smoke/step_0000001.safetensors", "step\n.safetensors", ""] {
+    for bad in [
+        "../ck/puy_perez_smoke/step_0000001.safetensors",
+        "step\n.safetensors",
+        "",
+    ] {
         let mut m = meta.clone();
         m["weights_file"] = serde_json::Value::String(bad.into());
         std::fs::write(&s_path, serde_json::to_vec(&m).unwrap()).unwrap();

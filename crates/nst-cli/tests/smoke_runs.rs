@@ -73,8 +73,14 @@ fn held_out(name: &str) -> PathBuf {
 fn assert_visible(what: &str, out: &Path, content: &Path) {
     let (std, corr) = nst_testkit::degeneracy_stats(out, content);
     eprintln!("{what}: pixel std {std:.1}, gradient correlation {corr:.3}");
-    assert!(std >= 10.0, "{what}: pixel std {std:.2}: the output is flat (black?)");
-    assert!(corr >= 0.2, "{what}: gradient correlation {corr:.3}: no trace of the content");
+    assert!(
+        std >= 10.0,
+        "{what}: pixel std {std:.2}: the output is flat (black?)"
+    );
+    assert!(
+        corr >= 0.2,
+        "{what}: gradient correlation {corr:.3}: no trace of the content"
+    );
 }
 
 fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
@@ -83,7 +89,11 @@ fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
         .arg(run_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["scalars"][tag]
         .as_array()
@@ -108,7 +118,10 @@ fn smoke_4_adain_loss_falls_4x_and_stylises_visibly() {
     let total = scalars(&tmp.path().join("runs/smoke"), "loss/total");
     let first = total[0].1;
     let last: f64 = total[total.len() - 5..].iter().map(|p| p.1).sum::<f64>() / 5.0;
-    eprintln!("adain smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)", first / last);
+    eprintln!(
+        "adain smoke: loss {first:.3e} -> {last:.3e} ({:.0}x)",
+        first / last
+    );
     assert!(last * 4.0 < first, "loss fell only from {first} to {last}");
     assert!(ck.join("step_0000200.safetensors").exists());
 
@@ -120,15 +133,36 @@ fn smoke_4_adain_loss_falls_4x_and_stylises_visibly() {
     // Sizes are cropped to the decoder's multiple of 8; bad alpha is refused.
     let small = tmp.path().join("small.png");
     let chelsea = nst_testkit::repo_root().join("samples/content/chelsea.png");
-    stylise(&["adain"], &ck, &chelsea, &small, &["--size", "100", "--alpha", "0.8", "-q"]);
+    stylise(
+        &["adain"],
+        &ck,
+        &chelsea,
+        &small,
+        &["--size", "100", "--alpha", "0.8", "-q"],
+    );
     let img = image::open(&small).unwrap();
-    assert_eq!((img.width(), img.height()), (96, 64), "100x66 cropped to multiples of 8");
+    assert_eq!(
+        (img.width(), img.height()),
+        (96, 64),
+        "100x66 cropped to multiples of 8"
+    );
     let o = bin(
         env!("CARGO_BIN_EXE_nst-infer"),
         &[
-            "adain", "--checkpoint", ck.to_str().unwrap(), "--content", chelsea.to_str().unwrap(),
-            "--style", "samples/style/coffee.png", "--alpha", "1.5", "--out",
-            tmp.path().join("x.png").to_str().unwrap(), "--device", "cpu", "-q",
+            "adain",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--content",
+            chelsea.to_str().unwrap(),
+            "--style",
+            "samples/style/coffee.png",
+            "--alpha",
+            "1.5",
+            "--out",
+            tmp.path().join("x.png").to_str().unwrap(),
+            "--device",
+            "cpu",
+            "-q",
         ],
     );
     assert_eq!(o.status.code(), Some(1));
@@ -142,7 +176,11 @@ fn smoke_4_adain_loss_falls_4x_and_stylises_visibly() {
 #[test]
 fn smoke_1_vae_adain_is_not_black() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck = train(tmp.path(), "configs/vae_adain_smoke.toml", "vae_adain_smoke");
+    let ck = train(
+        tmp.path(),
+        "configs/vae_adain_smoke.toml",
+        "vae_adain_smoke",
+    );
     let content = held_out("motorcycle_left.png");
     let out = tmp.path().join("vae.png");
     stylise(&["vae-adain"], &ck, &content, &out, &["-q"]);
@@ -159,13 +197,25 @@ fn smoke_2_decoders_wct_stylises_visibly() {
     let content = held_out("motorcycle_left.png");
     let out = tmp.path().join("wct.png");
     stylise(
-        &["adain-wct", "--method", "wct", "--levels", "3,2,1", "--alpha", "0.6"],
+        &[
+            "adain-wct",
+            "--method",
+            "wct",
+            "--levels",
+            "3,2,1",
+            "--alpha",
+            "0.6",
+        ],
         &ck,
         &content,
         &out,
         &["-q"],
     );
-    assert_visible("decoders smoke, WCT 3,2,1, held-out motorcycle", &out, &content);
+    assert_visible(
+        "decoders smoke, WCT 3,2,1, held-out motorcycle",
+        &out,
+        &content,
+    );
 }
 
 /// After configs/puy_perez_smoke.toml, the artistic output is not degenerate
@@ -175,7 +225,11 @@ fn smoke_2_decoders_wct_stylises_visibly() {
 #[test]
 fn smoke_3_puy_perez_lowers_the_style_loss_visibly() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck = train(tmp.path(), "configs/puy_perez_smoke.toml", "puy_perez_smoke");
+    let ck = train(
+        tmp.path(),
+        "configs/puy_perez_smoke.toml",
+        "puy_perez_smoke",
+    );
     let content = held_out("motorcycle_left.png");
     let out = tmp.path().join("puy.png");
     let stdout = stylise(&["puy-perez"], &ck, &content, &out, &["--report-loss"]);

@@ -96,7 +96,9 @@ pub fn verify_checksum(
         }
         return Err(ck_err(
             path,
-            format!("has no {CHECKSUM_KEY} checksum in its metadata: damaged, or not written by nst"),
+            format!(
+                "has no {CHECKSUM_KEY} checksum in its metadata: damaged, or not written by nst"
+            ),
         ));
     };
     let shapes: Vec<(String, Vec<usize>, &[u8])> = st
@@ -391,7 +393,9 @@ impl Checkpoint {
         {
             return Err(ck_err(
                 &side,
-                format!("weights_file {w:?} is not a file name beside the sidecar (a damaged sidecar?)"),
+                format!(
+                    "weights_file {w:?} is not a file name beside the sidecar (a damaged sidecar?)"
+                ),
             ));
         }
         Ok((side, meta))

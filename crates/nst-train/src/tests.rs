@@ -509,7 +509,10 @@ fn truncated_and_bit_flipped_checkpoints_are_refused_in_one_line() {
         ("key and data bits", {
             let mut b = bytes.clone();
             let key = checkpoint::CHECKSUM_KEY.as_bytes();
-            let at = b[..header].windows(key.len()).position(|w| w == key).unwrap();
+            let at = b[..header]
+                .windows(key.len())
+                .position(|w| w == key)
+                .unwrap();
             b[at + key.len() - 1] ^= 0x01;
             let k = header + (b.len() - header) / 2;
             b[k] ^= 0x10;
