@@ -532,12 +532,19 @@ elif a.case.startswith("optex_"):
     FS = (sum(std) / 3) / SCALE
     STD = torch.tensor(std).view(1, 3, 1, 1)
 
-    def enc(x, level):
+    def enc_all(x, levels):
+        # relu{L}_1 features at every level in `levels`, from one VGG pass.
+        want, out = {f"relu{L}_1": L for L in levels}, {}
         h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
         for name, m in net:
             h = m(h)
-            if name == f"relu{level}_1":
-                return h * FS
+            if name in want:
+                out[want[name]] = h * FS
+                if len(out) == len(want):
+                    return out
+
+    def enc(x, level):
+        return enc_all(x, [level])[level]
 
     BLOCKS = [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)]
 
@@ -639,11 +646,15 @@ elif a.case.startswith("optex_"):
                 h = max((size_out // div + 8) // 16 * 16, 32)
                 cur = torch.rand(1, 3, h, h) if x is None else F.interpolate(x, size=(h, h), mode="bilinear", align_corners=False)
                 s = style if div == 1 else F.interpolate(style, size=(max(a.size // div, 32),) * 2, mode="bilinear", align_corners=False, antialias=True)
+                # The style is encoded once per scale (one VGG pass for all
+                # levels), as nst does; only the image being made is encoded
+                # again at each level.
+                s_feats = enc_all(s, [5, 4, 3, 2, 1])
                 for L in [5, 4, 3, 2, 1]:
                     f = enc(cur, L)
                     c, fh, fw = f.shape[1:]
                     rows = f[0].reshape(c, -1).t()
-                    t = enc(s, L)[0].reshape(c, -1).t()
+                    t = s_feats[L][0].reshape(c, -1).t()
                     t = t[torch.randperm(t.shape[0])]
                     m = match(rows, t)
                     cur = dec(m.t().reshape(1, c, fh, fw), L).clamp(0, 1)

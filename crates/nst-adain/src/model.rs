@@ -28,7 +28,7 @@ pub struct AdainLoss {
     #[serde(default = "ten")]
     pub style_weight: f64,
     #[serde(default = "style_layers")]
-    pub style_layers: Vec<String>,
+    pub style_layers: Vec<Tap>,
 }
 
 fn one() -> f64 {
@@ -37,11 +37,8 @@ fn one() -> f64 {
 fn ten() -> f64 {
     10.0
 }
-fn style_layers() -> Vec<String> {
-    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+fn style_layers() -> Vec<Tap> {
+    (1..=4).map(|b| Tap::relu(b, 1)).collect()
 }
 
 impl Default for AdainLoss {
@@ -87,7 +84,7 @@ impl AdainModel {
         let style_taps = loss
             .style_layers
             .iter()
-            .map(|s| Tap::parse_for(s, vgg.arch()))
+            .map(|t| t.check_for(vgg.arch()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Config(format!("loss.style_layers: {e}")))?;
         let vs = nn::VarStore::new(vgg.device());
@@ -180,8 +177,8 @@ impl Model for AdainModel {
     type Config = AdainModelConfig;
     type Loss = AdainLoss;
 
-    fn vgg_options(m: &AdainModelConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
-        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    fn vgg_options(m: &AdainModelConfig) -> (Option<std::path::PathBuf>, nst_vgg::Pooling) {
+        (m.vgg_weights.clone(), nst_vgg::Pooling::Max)
     }
 
     fn build(vgg: Vgg, config: AdainModelConfig, loss: AdainLoss) -> Result<Self> {

@@ -404,8 +404,11 @@ fn propo_vs_gatys(
             },
         )?;
         vgg.set_precision(p)?;
-        nst_po::TextureLoss::new(vgg, model.loss.layers.clone(), model.loss.weights.clone())
-            .map_err(anyhow::Error::msg)
+        Ok(nst_po::TextureLoss::new(
+            vgg,
+            model.loss.layers.clone(),
+            model.loss.weights.clone(),
+        )?)
     };
     let reference = texture_loss(Precision::Fp32)?;
     let tg = reference.target(&img)?;
@@ -509,7 +512,7 @@ fn puy_vs_luan(
     let mut proj_secs = Vec::new();
     let (t_puy, _) = time_it(repeat, || {
         let t = Instant::now();
-        let p = nst_puy::PhotorealProjection::new(&c, opts).map_err(anyhow::Error::msg)?;
+        let p = nst_puy::PhotorealProjection::new(&c, opts)?;
         let f = |x: &Tensor| p.apply_image(x);
         let xs = model.run(&c, &s, model.steps(), Some(&f))?;
         proj_secs.push(t.elapsed().as_secs_f64());
@@ -518,7 +521,7 @@ fn puy_vs_luan(
             .map(|x| x.sum(Kind::Double).double_value(&[]))
             .unwrap_or(0.0))
     })?;
-    let p = nst_puy::PhotorealProjection::new(&c, opts).map_err(anyhow::Error::msg)?;
+    let p = nst_puy::PhotorealProjection::new(&c, opts)?;
     let f = |x: &Tensor| p.apply_image(x);
     let out = model
         .run(&c, &s, model.steps(), Some(&f))?
@@ -644,8 +647,7 @@ fn run_child(
             let c = blobs(size, 43);
             let x = blobs(size, 44);
             let t = Instant::now();
-            let p = nst_puy::PhotorealProjection::new(&c, puy_bench_projection())
-                .map_err(anyhow::Error::msg)?;
+            let p = nst_puy::PhotorealProjection::new(&c, puy_bench_projection())?;
             let setup = t.elapsed().as_secs_f64();
             let r = time_it(repeat, || {
                 Ok(p.apply_image(&x).sum(Kind::Double).double_value(&[]))

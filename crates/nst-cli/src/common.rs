@@ -14,12 +14,12 @@ use tch::Device;
 pub struct RuntimeArgs {
     /// Where to run: auto (CUDA when available, else CPU), cpu, cuda, or cuda:N.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
-    pub device: String,
+    pub device: nst_core::DeviceSpec,
     /// Precision of the heavy convolutions and matmuls: fp32, bf16 (CPU with
     /// AMX/AVX512-BF16, or CUDA; about 1.5-3x faster on such CPUs) or fp16
     /// (CUDA only). Statistics (Gram, covariance, AdaIN mean/std), losses and
     /// optimizer state stay in fp32.
-    #[arg(long, default_value = "fp32", value_name = "P", value_parser = parse_precision)]
+    #[arg(long, default_value = "fp32", value_name = "P")]
     pub precision: nst_core::Precision,
     /// Seed for every random choice (noise, sampling), so runs are reproducible.
     #[arg(long, default_value_t = 0)]
@@ -29,14 +29,10 @@ pub struct RuntimeArgs {
     pub quiet: bool,
 }
 
-fn parse_precision(s: &str) -> Result<nst_core::Precision, String> {
-    s.parse().map_err(|e: nst_core::Error| e.to_string())
-}
-
 impl RuntimeArgs {
     /// Parses the device, checks that it can run `--precision`, and seeds LibTorch.
     pub fn init(&self) -> Result<Device> {
-        let device = nst_core::parse_device(&self.device)?;
+        let device = self.device.resolve()?;
         self.precision.check(device)?;
         nst_core::seed_everything(self.seed);
         Ok(device)

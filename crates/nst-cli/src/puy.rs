@@ -132,7 +132,7 @@ pub fn run(args: PuyArgs) -> Result<()> {
             ..Default::default()
         };
         let t = Instant::now();
-        let p = PhotorealProjection::new(&content, opts).map_err(anyhow::Error::msg)?;
+        let p = PhotorealProjection::new(&content, opts)?;
         if !args.runtime.quiet {
             eprintln!(
                 "photoreal: matting Laplacian on a {}x{} grid, cutoff λ = {:.3e} (λ_max ≤ {}), degree {}, prepared in {:.2} s",

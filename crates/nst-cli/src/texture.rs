@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
 use nst_model::Model;
-use nst_po::{PseudoOptimizer, TargetGrams, TextureLoss, Variant};
+use nst_po::{PseudoOptimizer, Solver, TextureLoss, Variant};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -123,58 +123,6 @@ fn out_size(size: ImageSize) -> Result<(i64, i64)> {
     })
 }
 
-/// The solver a command runs: a trained network, or Gatys with its VGG.
-enum Solver {
-    Learned(PseudoOptimizer),
-    Gatys(TextureLoss, usize),
-}
-
-impl Solver {
-    fn loss(&self) -> &TextureLoss {
-        match self {
-            Solver::Learned(m) => &m.loss,
-            Solver::Gatys(l, _) => l,
-        }
-    }
-
-    /// Every stage's images for the noise `z0` (Gatys: just the result).
-    fn synthesize(&self, z0: &Tensor, target: &TargetGrams, batch: usize) -> Result<Vec<Tensor>> {
-        match self {
-            Solver::Learned(m) => {
-                let mut stages: Vec<Vec<Tensor>> = Vec::new();
-                for chunk in z0.split(batch.max(1) as i64, 0) {
-                    let imgs = m.run(&chunk, target)?.images();
-                    if stages.is_empty() {
-                        stages = imgs.into_iter().map(|t| vec![t]).collect();
-                    } else {
-                        for (s, t) in stages.iter_mut().zip(imgs) {
-                            s.push(t);
-                        }
-                    }
-                }
-                Ok(stages.iter().skip(1).map(|v| Tensor::cat(v, 0)).collect())
-            }
-            Solver::Gatys(loss, steps) => {
-                let mut outs = Vec::new();
-                for i in 0..z0.size()[0] {
-                    let (x, _, early) = nst_po::gatys::synthesize(
-                        loss,
-                        target,
-                        &z0.narrow(0, i, 1),
-                        *steps,
-                        |_, _| true,
-                    )?;
-                    if let Some(note) = early {
-                        eprintln!("warning: Gatys texture {}: {note}", i + 1);
-                    }
-                    outs.push(x);
-                }
-                Ok(vec![Tensor::cat(&outs, 0)])
-            }
-        }
-    }
-}
-
 fn build_solver(
     method: TextureMethod,
     checkpoint: Option<&Path>,
@@ -195,9 +143,11 @@ fn build_solver(
                 bail!("--steps must be at least 1");
             }
             let loss =
-                TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device, precision)?)
-                    .map_err(anyhow::Error::msg)?;
-            Solver::Gatys(loss, steps)
+                TextureLoss::published(vgg.load(nst_vgg::Pooling::Avg, device, precision)?)?;
+            Solver::Gatys {
+                loss,
+                max_evals: steps,
+            }
         }
     })
 }
@@ -234,12 +184,13 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
         bail!("--size {w}x{h} is too small: the texture layers need at least {min}×{min}");
     }
     // Gatys makes one image at a time; a network, --batch at once.
-    let batch = match a.method {
-        TextureMethod::Gatys => {
-            common::fit_memory(nst_po::GATYS_FOOTPRINT, (h, w), 1, device, "--size")?
-        }
-        _ => common::fit_memory(nst_po::FOOTPRINT, (h, w), a.batch, device, "--size")?,
-    };
+    let batch = common::fit_memory(
+        solver.footprint(),
+        (h, w),
+        solver.batch(a.batch),
+        device,
+        "--size",
+    )?;
     let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
     let target_img = common::load(&a.target, tsize, device, "target")?;
     let target = solver
@@ -261,30 +212,14 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let name = stem(&a.target);
     let pb = common::progress_bar(a.count as u64, a.method.name(), a.runtime.quiet);
     let t0 = Instant::now();
-    let mut stages_all: Vec<Vec<Tensor>> = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let k = (batch as i64).min(n - i);
-        let st = solver.synthesize(&z0.narrow(0, i, k), &target, batch)?;
-        stages_all.push(st);
-        i += k;
-        pb.set_position(i as u64);
-    }
+    let synthesis = solver.synthesize(&z0, &target, batch, |done| pb.set_position(done as u64))?;
     let secs = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
-    let n_stages = stages_all[0].len();
-    let stages: Vec<Tensor> = (0..n_stages)
-        .map(|s| {
-            Tensor::cat(
-                &stages_all
-                    .iter()
-                    .map(|v| v[s].shallow_clone())
-                    .collect::<Vec<_>>(),
-                0,
-            )
-        })
-        .collect();
-    let out = stages.last().expect("one stage at least");
+    for note in &synthesis.notes {
+        eprintln!("warning: {note}");
+    }
+    let stages = &synthesis.stages;
+    let out = synthesis.result();
     let quality = nst_po::eval::quality(solver.loss(), out, &target)?;
     for j in 0..n {
         let p = a
@@ -413,8 +348,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         nst_vgg::Pooling::Avg,
         device,
         nst_core::Precision::Fp32,
-    )?)
-    .map_err(anyhow::Error::msg)?;
+    )?)?;
     // Images are read at 32 px or more; the deepest layer needs its stride.
     let min = reference
         .min_side()
@@ -428,20 +362,20 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     let n = a.count as i64;
     // Learned solvers run 4 outputs at a time, or fewer if 4 do not fit;
     // Gatys makes one at a time.
-    if solvers.iter().any(|(m, _)| m.variant().is_none()) {
-        common::fit_memory(nst_po::GATYS_FOOTPRINT, (s, s), 1, device, "--size")?;
+    let mut batch = 1;
+    for (_, solver) in &solvers {
+        batch = batch.max(common::fit_memory(
+            solver.footprint(),
+            (s, s),
+            solver.batch(4),
+            device,
+            "--size",
+        )?);
     }
-    let batch = if solvers.iter().any(|(m, _)| m.variant().is_some()) {
-        common::fit_memory(nst_po::FOOTPRINT, (s, s), 4, device, "--size")?
-    } else {
-        1
-    };
-    let mut rows: Vec<(String, String, f64, f64, f64)> = Vec::new();
-    let pb = common::progress_bar(
-        (files.len() * solvers.len()) as u64,
-        "eval",
-        a.runtime.quiet,
-    );
+    let named: Vec<(&str, &Solver)> = solvers.iter().map(|(m, sv)| (m.name(), sv)).collect();
+    let mut rows: Vec<nst_po::eval::EvalRow> = Vec::new();
+    let mut notes = Vec::new();
+    let pb = common::progress_bar(files.len() as u64, "eval", a.runtime.quiet);
     for (ti, f) in files.iter().enumerate() {
         let img = match common::load(
             f,
@@ -461,48 +395,39 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
                 continue;
             }
         };
-        let target = reference.target(&img)?;
         let z0 = noise(a.runtime.seed.wrapping_add(ti as u64), n, s, s, device);
-        let noise_img = z0.sigmoid();
-        rows.push((
-            stem(f),
-            "noise".into(),
-            nst_po::eval::quality(&reference, &noise_img, &target)?,
-            nst_po::eval::diversity(&reference, &noise_img)?,
-            0.0,
-        ));
-        for (m, solver) in &solvers {
-            let t0 = Instant::now();
-            let st = solver.synthesize(&z0, &solver.loss().target(&img)?, batch)?;
-            let secs = t0.elapsed().as_secs_f64() / n as f64;
-            let out = st.last().expect("a stage");
-            let q = nst_po::eval::quality(&reference, out, &target)?;
-            let d = nst_po::eval::diversity(&reference, out)?;
-            if let Some(dir) = &a.out_dir {
-                for j in 0..n {
-                    nst_core::save_image(
-                        &out.get(j),
-                        dir.join(format!("{}_{}_{j}.png", stem(f), m.name())),
-                    )?;
+        let name = stem(f);
+        rows.extend(nst_po::eval::evaluate_target(
+            &reference,
+            &name,
+            &img,
+            &named,
+            &z0,
+            batch,
+            |method, out| {
+                if let Some(dir) = &a.out_dir {
+                    for j in 0..n {
+                        nst_core::save_image(
+                            &out.get(j),
+                            dir.join(format!("{name}_{method}_{j}.png")),
+                        )?;
+                    }
                 }
-            }
-            rows.push((stem(f), m.name().into(), q, d, secs));
-            pb.inc(1);
-        }
+                Ok(())
+            },
+            &mut notes,
+        )?);
+        pb.inc(1);
     }
     pb.finish_and_clear();
+    for note in &notes {
+        eprintln!("warning: {note}");
+    }
     if rows.is_empty() {
         bail!(
             "no target in {} could be read (see the warnings above)",
             a.targets.display()
         );
-    }
-    let mut csv = String::from("target,method,quality,diversity,seconds_per_image\n");
-    for r in &rows {
-        csv.push_str(&format!(
-            "{},{},{:.6e},{:.6e},{:.6}\n",
-            r.0, r.1, r.2, r.3, r.4
-        ));
     }
     let csv_path = a.csv.clone().unwrap_or_else(|| {
         a.out_dir
@@ -510,8 +435,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             .unwrap_or(std::path::Path::new("."))
             .join("eval_texture.csv")
     });
-    nst_core::fsutil::write_bytes_atomic(&csv_path, csv.as_bytes())?;
-    let n_targets = rows.iter().filter(|r| r.1 == "noise").count();
+    nst_core::fsutil::write_bytes_atomic(&csv_path, nst_po::eval::to_csv(&rows).as_bytes())?;
+    let n_targets = rows.iter().filter(|r| r.method == "noise").count();
     let read_at = match a.target_size {
         Some(t) => format!("targets read at a {t}-px long side"),
         None => format!("targets read at {}x{}", a.size, a.size),
@@ -521,21 +446,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         "{:<8} {:>12} {:>12} {:>14}",
         "method", "quality", "diversity", "s/image"
     );
-    let mut names = vec!["noise".to_string()];
-    names.extend(a.methods.iter().map(|m| m.name().to_string()));
-    for name in names {
-        let sel: Vec<_> = rows.iter().filter(|r| r.1 == name).collect();
-        let k = sel.len().max(1) as f64;
-        let mean = |f: &dyn Fn(&&(String, String, f64, f64, f64)) -> f64| {
-            sel.iter().map(f).sum::<f64>() / k
-        };
-        println!(
-            "{:<8} {:>12.4e} {:>12.4e} {:>14.4}",
-            name,
-            mean(&|r| r.2),
-            mean(&|r| r.3),
-            mean(&|r| r.4)
-        );
+    let mut names = vec!["noise"];
+    names.extend(a.methods.iter().map(|m| m.name()));
+    for (name, q, d, t) in nst_po::eval::means(&rows, &names) {
+        println!("{name:<8} {q:>12.4e} {d:>12.4e} {t:>14.4}");
     }
     println!("per-target rows: {}", csv_path.display());
     Ok(())

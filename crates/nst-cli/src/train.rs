@@ -46,13 +46,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "PATH")]
     pub resume: Option<PathBuf>,
     /// Device, overriding train.device: auto, cpu, cuda, cuda:N.
-    #[arg(long)]
-    pub device: Option<String>,
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<nst_core::DeviceSpec>,
     /// Precision of the loss network's convolutions, overriding train.precision:
     /// fp32, bf16 (CPU with AMX/AVX512-BF16, or CUDA) or fp16 (CUDA only).
     /// The trained weights, statistics, losses and optimizer state stay fp32.
     #[arg(long, value_name = "P")]
-    pub precision: Option<String>,
+    pub precision: Option<nst_core::Precision>,
     /// Hide the progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -110,9 +110,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
     }
-    let device = nst_core::parse_device(&cfg.train.device)?;
+    let device = cfg.train.device.resolve()?;
     nst_core::seed_everything(cfg.train.seed);
-    let precision: nst_core::Precision = cfg.train.precision.parse()?;
+    let precision = cfg.train.precision;
     precision.check(device)?;
     let mut model = build_model(&cfg, device).context("building the model")?;
     model.set_precision(precision)?;

@@ -11,7 +11,7 @@ pub mod memory;
 pub mod precision;
 
 pub use color::{preserve_color, psnr};
-pub use device::{parse_device, seed_everything};
+pub use device::{parse_device, seed_everything, DeviceSpec};
 pub use fsutil::{check_writable, write_atomic, write_bytes_atomic};
 pub use image_io::{
     images_in, is_image_path, load_image, resize_to, save_image, ImageSize, LoadOptions,
@@ -76,6 +76,9 @@ pub enum Error {
     },
     #[error("invalid size {given:?}: {reason}")]
     BadSize { given: String, reason: String },
+    /// An operator given a tensor or setting it cannot work on.
+    #[error("{what}: {reason}")]
+    BadInput { what: &'static str, reason: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

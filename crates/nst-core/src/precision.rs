@@ -14,7 +14,17 @@ use crate::{Error, Result};
 use tch::{nn::Module, Device, Kind, Tensor};
 
 /// The precision of the heavy convolutions and matmuls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    serde_with::DeserializeFromStr,
+    serde_with::SerializeDisplay,
+)]
 pub enum Precision {
     #[default]
     Fp32,

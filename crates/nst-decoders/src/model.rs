@@ -152,8 +152,8 @@ impl Model for Decoders {
     type Config = DecodersConfig;
     type Loss = DecodersLoss;
 
-    fn vgg_options(m: &DecodersConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
-        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    fn vgg_options(m: &DecodersConfig) -> (Option<std::path::PathBuf>, nst_vgg::Pooling) {
+        (m.vgg_weights.clone(), nst_vgg::Pooling::Max)
     }
 
     fn build(vgg: Vgg, config: DecodersConfig, loss: DecodersLoss) -> Result<Self> {

@@ -54,7 +54,7 @@ fn scatter_windows(a: &Tensor) -> Tensor {
 
 impl MattingLaplacian {
     /// Builds the operator for `image: [3, H, W]` (or `[1, 3, H, W]`) in [0, 1].
-    pub fn new(image: &Tensor, eps: f64) -> Result<Self, String> {
+    pub fn new(image: &Tensor, eps: f64) -> nst_core::Result<Self> {
         let img = if image.dim() == 4 {
             image.squeeze_dim(0)
         } else {
@@ -62,9 +62,10 @@ impl MattingLaplacian {
         };
         let s = img.size();
         if s.len() != 3 || s[0] != 3 || s[1] < 3 || s[2] < 3 {
-            return Err(format!(
-                "the matting Laplacian needs an RGB image of at least 3×3, got {s:?}"
-            ));
+            return Err(nst_core::Error::BadInput {
+                what: "the matting Laplacian",
+                reason: format!("needs an RGB image of at least 3×3, got {s:?}"),
+            });
         }
         let (h, w) = (s[1], s[2]);
         let img = img.to_kind(Kind::Double);

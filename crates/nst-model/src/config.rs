@@ -37,6 +37,7 @@ impl ModelSections {
 }
 
 /// Parses one section into `T`, leaving out the keys in `skip` (e.g. `kind`).
+/// An error names the section and the key at fault (`[loss] style_layers[1]: …`).
 pub fn parse_section<T: serde::de::DeserializeOwned>(
     table: &toml::Table,
     section: &str,
@@ -46,11 +47,29 @@ pub fn parse_section<T: serde::de::DeserializeOwned>(
     for k in skip {
         t.remove(*k);
     }
-    toml::Value::Table(t)
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            Error::Config(format!("[{section}]: {}", one_line(&e.to_string())))
+    from_toml(toml::Value::Table(t)).map_err(|(path, msg)| {
+        Error::Config(match path {
+            None => format!("[{section}]: {msg}"),
+            Some(p) => format!("[{section}] {p}: {msg}"),
         })
+    })
+}
+
+/// Deserialises `value` into `T`. An error is the path of the value at
+/// fault (`style_layers[1]`; `None` at the top level) and a one-line message.
+pub fn from_toml<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+) -> std::result::Result<T, (Option<String>, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut msg = one_line(&e.into_inner().to_string());
+        // toml names the innermost key itself ("… in `style_layers`"): the
+        // path says it already.
+        if let Some(i) = msg.rfind(" in `").filter(|_| msg.ends_with('`')) {
+            msg.truncate(i);
+        }
+        ((path != ".").then_some(path), msg)
+    })
 }
 
 /// A TOML error on one line (toml's own spans several, with a source excerpt).
@@ -89,6 +108,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("widht") && !e.contains('\n'), "{e}");
+        // A bad value inside a list: the section, the key and the index.
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct L {
+            layers: Vec<nst_vgg::Tap>,
+        }
+        let t: toml::Table = "layers = [\"relu1_1\", \"relu9_1\"]".parse().unwrap();
+        let e = parse_section::<L>(&t, "loss", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("[loss] layers[1]") && e.contains("relu9_1"),
+            "{e}"
+        );
         let e = ModelSections::parse("[loss]\n", "t.toml")
             .unwrap_err()
             .to_string();

@@ -72,7 +72,7 @@ pub trait Model: TrainModel + Sized {
 
     /// The VGG19 weights file (`None`: the default, `checkpoints/vgg19.safetensors`)
     /// and the pooling this config asks for.
-    fn vgg_options(config: &Self::Config) -> Result<(Option<PathBuf>, Pooling)>;
+    fn vgg_options(config: &Self::Config) -> (Option<PathBuf>, Pooling);
 
     /// Builds an untrained model around a loaded VGG; checks the config.
     fn build(vgg: Vgg, config: Self::Config, loss: Self::Loss) -> Result<Self>;
@@ -81,7 +81,7 @@ pub trait Model: TrainModel + Sized {
     fn from_config(model: &toml::Table, loss: &toml::Table, device: Device) -> Result<Self> {
         let m: Self::Config = parse_section(model, "model", &["kind"])?;
         let l: Self::Loss = parse_section(loss, "loss", &[])?;
-        let (weights, pooling) = Self::vgg_options(&m)?;
+        let (weights, pooling) = Self::vgg_options(&m);
         let vgg = Vgg::load_or_default(weights.as_deref(), VggOptions { pooling, device })?;
         Self::build(vgg, m, l)
     }

@@ -182,8 +182,7 @@ impl<'a> Gatys<'a> {
             ));
         };
         let laplacian =
-            nst_losses::matting::MattingLaplacian::new(c, nst_losses::matting::DEFAULT_EPS)
-                .map_err(Error::Config)?;
+            nst_losses::matting::MattingLaplacian::new(c, nst_losses::matting::DEFAULT_EPS)?;
         Ok(self.with_regularizer(lambda, Box::new(move |x: &Tensor| laplacian.energy(x))))
     }
 

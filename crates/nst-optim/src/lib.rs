@@ -36,6 +36,8 @@ pub enum Error {
     Interrupted,
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Core(#[from] nst_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -22,17 +22,22 @@
 //!   Training minimises S(x̃) = E_z Σ_s λ_s L_tex(x⁽ˢ⁾, x̃; first k_s layers) with Adam.
 //! * [`gatys`]: L-BFGS on the pixels (in the same sigmoid parameterisation)
 //!   from the same noise: slow, strong.
+//! * [`solver`]: a trained network or Gatys, run in batches on noise for a
+//!   target (what `nst-infer texture` runs).
 //! * [`eval`]: the paper's quality (texture loss) and diversity
-//!   (E_{i≠j} ‖F_div(x_i) − F_div(x_j)‖₁) measures.
+//!   (E_{i≠j} ‖F_div(x_i) − F_div(x_j)‖₁) measures, and its comparison
+//!   protocol per target (what `nst-infer eval-texture` runs).
 
 pub mod eval;
 pub mod gatys;
 pub mod model;
 pub mod net;
+pub mod solver;
 pub mod texture;
 
 pub use model::{stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, Variant, KIND};
 pub use net::{NetShape, Norm, Padding, PoNet};
+pub use solver::{Solver, Synthesis};
 pub use texture::{TargetGrams, TextureLoss};
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub struct PoConfig {
     pub vgg_weights: Option<std::path::PathBuf>,
     /// Texture layers, shallow to deep (ProPO's stage s uses the first s+1).
     #[serde(default = "d_layers")]
-    pub layers: Vec<String>,
+    pub layers: Vec<Tap>,
     /// Weight w_l of each layer in L_tex (images in [0, 1]).
     #[serde(default = "d_layer_weights")]
     pub layer_weights: Vec<f64>,
@@ -75,8 +75,8 @@ pub struct PoConfig {
     pub noise_per_target: i64,
 }
 
-fn d_layers() -> Vec<String> {
-    DEFAULT_LAYERS.split(',').map(String::from).collect()
+fn d_layers() -> Vec<Tap> {
+    DEFAULT_LAYERS.to_vec()
 }
 fn d_layer_weights() -> Vec<f64> {
     vec![DEFAULT_LAYER_WEIGHT; 5]
@@ -198,7 +198,7 @@ impl PseudoOptimizer {
         let taps = config
             .layers
             .iter()
-            .map(|s| Tap::parse_for(s, vgg.arch()))
+            .map(|t| t.check_for(vgg.arch()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Config(format!("model.layers: {e}")))?;
         if config.channels.is_empty() || config.channels.iter().any(|&c| c < 1) {
@@ -212,8 +212,11 @@ impl PseudoOptimizer {
                 "model.noise_per_target must be at least 1".into(),
             ));
         }
-        let tex = TextureLoss::new(vgg, taps, config.layer_weights.clone())
-            .map_err(|e| Error::Config(format!("model.layers/layer_weights: {e}")))?;
+        let tex =
+            TextureLoss::new(vgg, taps, config.layer_weights.clone()).map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("model.layers/layer_weights: {m}")),
+                e => e,
+            })?;
         let n = tex.layers.len();
         let counts = stage_layer_counts(config.variant, n);
         let stage_weights = if loss.stage_weights.is_empty() {
@@ -428,8 +431,8 @@ impl Model for PseudoOptimizer {
     type Config = PoConfig;
     type Loss = PoLoss;
 
-    fn vgg_options(m: &PoConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
-        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Avg))
+    fn vgg_options(m: &PoConfig) -> (Option<std::path::PathBuf>, nst_vgg::Pooling) {
+        (m.vgg_weights.clone(), nst_vgg::Pooling::Avg)
     }
 
     fn build(vgg: Vgg, config: PoConfig, loss: PoLoss) -> Result<Self> {

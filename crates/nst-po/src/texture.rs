@@ -11,11 +11,18 @@
 //!
 //! The default layers are `conv1_1, pool1, pool2, pool3, pool4` with
 //! w_l = 1e5 each, the published setup.
+use nst_model::{Error, Result};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
 
 /// The published texture layers, shallow to deep.
-pub const DEFAULT_LAYERS: &str = "conv1_1,pool1,pool2,pool3,pool4";
+pub const DEFAULT_LAYERS: [Tap; 5] = [
+    Tap::conv(1, 1),
+    Tap::pool(1),
+    Tap::pool(2),
+    Tap::pool(3),
+    Tap::pool(4),
+];
 /// The published per-layer weight (images in [0, 1]).
 pub const DEFAULT_LAYER_WEIGHT: f64 = 1e5;
 
@@ -52,34 +59,36 @@ fn gram(f: &Tensor) -> Tensor {
 
 impl TextureLoss {
     /// `layers` must be taps of `vgg` (shallow to deep); `weights` one per layer.
-    pub fn new(vgg: Vgg, layers: Vec<Tap>, weights: Vec<f64>) -> Result<Self, String> {
+    pub fn new(vgg: Vgg, layers: Vec<Tap>, weights: Vec<f64>) -> Result<Self> {
         if layers.is_empty() {
-            return Err("the texture loss needs at least one layer".into());
+            return Err(Error::Config(
+                "the texture loss needs at least one layer".into(),
+            ));
         }
         if layers.len() != weights.len() {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "{} texture layers but {} layer weights",
                 layers.len(),
                 weights.len()
-            ));
+            )));
         }
         let pos: Vec<usize> = layers
             .iter()
             .map(|t| {
                 vgg.arch()
                     .position(*t)
-                    .ok_or_else(|| format!("{t} is not a layer of {}", vgg.arch()))
+                    .ok_or_else(|| Error::Config(format!("{t} is not a layer of {}", vgg.arch())))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_>>()?;
         if pos.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "texture layers must be listed shallow to deep without repeats, got {}",
                 layers
                     .iter()
                     .map(|t| t.to_string())
                     .collect::<Vec<_>>()
                     .join(",")
-            ));
+            )));
         }
         let gain = vgg.preprocessing().input_gain();
         Ok(Self {
@@ -91,10 +100,9 @@ impl TextureLoss {
     }
 
     /// The published setup: `conv1_1, pool1 … pool4`, weight 1e5 each.
-    pub fn published(vgg: Vgg) -> Result<Self, String> {
-        let layers = Tap::parse_list(DEFAULT_LAYERS, vgg.arch()).map_err(|e| e.to_string())?;
-        let n = layers.len();
-        Self::new(vgg, layers, vec![DEFAULT_LAYER_WEIGHT; n])
+    pub fn published(vgg: Vgg) -> Result<Self> {
+        let n = DEFAULT_LAYERS.len();
+        Self::new(vgg, DEFAULT_LAYERS.to_vec(), vec![DEFAULT_LAYER_WEIGHT; n])
     }
 
     /// Channels of each layer.

@@ -26,7 +26,7 @@ pub struct PuyConfig {
     pub vgg_weights: Option<std::path::PathBuf>,
     /// VGG pooling in the loss: "avg" (as `nst-infer gatys`) or "max".
     #[serde(default = "d_pooling")]
-    pub pooling: String,
+    pub pooling: Pooling,
     /// Unrolled updates N (each g_t has its own weights).
     #[serde(default = "d_steps")]
     pub steps: usize,
@@ -35,10 +35,10 @@ pub struct PuyConfig {
     pub channels: Vec<i64>,
     /// The content layer of Lc.
     #[serde(default = "d_content_layer")]
-    pub content_layer: String,
+    pub content_layer: Tap,
     /// The style layers I_s of Ls.
     #[serde(default = "d_style_layers")]
-    pub style_layers: Vec<String>,
+    pub style_layers: Vec<Tap>,
     /// Normalisation of the cubic term D_ℓ: "rms" (its own RMS: direction
     /// only) or "gram" (the activations' scale: keeps the size of the Gram
     /// mismatch). Checkpoints saved before this option use "rms".
@@ -46,8 +46,8 @@ pub struct PuyConfig {
     pub cubic_norm: CubicNorm,
 }
 
-fn d_pooling() -> String {
-    "avg".into()
+fn d_pooling() -> Pooling {
+    Pooling::Avg
 }
 fn d_steps() -> usize {
     4
@@ -55,11 +55,11 @@ fn d_steps() -> usize {
 fn d_channels() -> Vec<i64> {
     vec![16, 32, 64, 128]
 }
-fn d_content_layer() -> String {
-    "conv4_2".into()
+fn d_content_layer() -> Tap {
+    Tap::conv(4, 2)
 }
-fn d_style_layers() -> Vec<String> {
-    (1..=5).map(|b| format!("relu{b}_1")).collect()
+fn d_style_layers() -> Vec<Tap> {
+    (1..=5).map(|b| Tap::relu(b, 1)).collect()
 }
 
 impl Default for PuyConfig {
@@ -264,12 +264,14 @@ impl FlexibleSolver {
             )));
         }
         let arch = vgg.arch();
-        let content_layer = Tap::parse_for(&config.content_layer, arch)
+        let content_layer = config
+            .content_layer
+            .check_for(arch)
             .map_err(|e| Error::Config(format!("model.content_layer: {e}")))?;
         let style_layers = config
             .style_layers
             .iter()
-            .map(|s| Tap::parse_for(s, arch))
+            .map(|t| t.check_for(arch))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Config(format!("model.style_layers: {e}")))?;
         let step_weights = if loss.step_weights.is_empty() {
@@ -403,17 +405,8 @@ impl Model for FlexibleSolver {
     type Config = PuyConfig;
     type Loss = PuyLossConfig;
 
-    fn vgg_options(m: &PuyConfig) -> Result<(Option<std::path::PathBuf>, Pooling)> {
-        let pooling = match m.pooling.as_str() {
-            "avg" => Pooling::Avg,
-            "max" => Pooling::Max,
-            p => {
-                return Err(Error::Config(format!(
-                    "model.pooling must be \"avg\" or \"max\", got {p:?}"
-                )))
-            }
-        };
-        Ok((m.vgg_weights.clone(), pooling))
+    fn vgg_options(m: &PuyConfig) -> (Option<std::path::PathBuf>, Pooling) {
+        (m.vgg_weights.clone(), m.pooling)
     }
 
     fn build(vgg: Vgg, config: PuyConfig, loss: PuyLossConfig) -> Result<Self> {

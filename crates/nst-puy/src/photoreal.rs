@@ -78,7 +78,7 @@ fn box_mean(x: &Tensor, r: i64) -> Tensor {
 
 impl PhotorealProjection {
     /// Prepares the projection for `content: [1, 3, H, W]` or `[3, H, W]` in [0, 1].
-    pub fn new(content: &Tensor, opts: PhotorealOptions) -> Result<Self, String> {
+    pub fn new(content: &Tensor, opts: PhotorealOptions) -> nst_core::Result<Self> {
         let img = if content.dim() == 4 {
             content.squeeze_dim(0)
         } else {
@@ -86,13 +86,19 @@ impl PhotorealProjection {
         };
         let s = img.size();
         if s.len() != 3 || s[0] != 3 {
-            return Err(format!("the content must be one RGB image, got {s:?}"));
+            return Err(nst_core::Error::BadInput {
+                what: "the photoreal projection",
+                reason: format!("the content must be one RGB image, got {s:?}"),
+            });
         }
         if opts.work_side < 8 {
-            return Err(format!(
-                "the projection's working side must be at least 8, got {}",
-                opts.work_side
-            ));
+            return Err(nst_core::Error::BadInput {
+                what: "the photoreal projection",
+                reason: format!(
+                    "its working side must be at least 8, got {}",
+                    opts.work_side
+                ),
+            });
         }
         let (h, w) = (s[1], s[2]);
         let img = img.to_kind(Kind::Float);

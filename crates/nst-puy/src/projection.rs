@@ -86,24 +86,30 @@ impl BandlimitedProjection {
         band: Band,
         degree: usize,
         probes: usize,
-    ) -> Result<Self, String> {
+    ) -> nst_core::Result<Self> {
+        let bad = |reason: String| nst_core::Error::BadInput {
+            what: "the band-limited projection",
+            reason,
+        };
         if degree < 2 {
-            return Err("the Chebyshev degree must be at least 2".into());
+            return Err(bad("the Chebyshev degree must be at least 2".into()));
         }
         let lambda_max = laplacian.max_windows_per_pixel();
         let cutoff = match band {
             Band::Fraction(f) => {
                 if !(f > 0.0 && f < 1.0) {
-                    return Err(format!("the cutoff fraction must be in (0, 1), got {f}"));
+                    return Err(bad(format!(
+                        "the cutoff fraction must be in (0, 1), got {f}"
+                    )));
                 }
                 f * lambda_max
             }
             Band::Count(k) => {
                 let n = laplacian.n() as usize;
                 if k == 0 || k >= n {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "k must be in 1..{n} (the number of pixels), got {k}"
-                    ));
+                    )));
                 }
                 let mu = moments(&laplacian, lambda_max, degree, probes.max(1));
                 let count = |c: f64| -> f64 {

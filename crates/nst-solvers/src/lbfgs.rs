@@ -185,28 +185,6 @@ impl Lbfgs {
     }
 
     /// Two-loop recursion: −H∇f from the stored pairs (γ = sᵀy / yᵀy).
-    fn direction(
-        g: &Tensor,
-        s: &VecDeque<Tensor>,
-        y: &VecDeque<Tensor>,
-        rho: &VecDeque<f64>,
-        h_diag: f64,
-    ) -> Tensor {
-        let k = s.len();
-        let mut alphas = vec![0.0; k];
-        let mut q = -g;
-        for i in (0..k).rev() {
-            alphas[i] = rho[i] * dot(&s[i], &q);
-            q -= &y[i] * alphas[i];
-        }
-        let mut r = q * h_diag;
-        for i in 0..k {
-            let beta = rho[i] * dot(&y[i], &r);
-            r += &s[i] * (alphas[i] - beta);
-        }
-        r
-    }
-
     fn minimize_fixed<E, F>(
         &self,
         x: &mut Tensor,
@@ -228,9 +206,7 @@ impl Lbfgs {
         if abs_max(&g) <= self.tolerance_grad {
             return report(evals, StopReason::Gradient, loss);
         }
-        let mut s_hist: VecDeque<Tensor> = VecDeque::new();
-        let mut y_hist: VecDeque<Tensor> = VecDeque::new();
-        let mut rho_hist: VecDeque<f64> = VecDeque::new();
+        let mut hist = History::new(self.history);
         let mut d = -&g;
         let mut step = (1.0f64).min(1.0 / g.abs().sum(Kind::Double).double_value(&[])) * self.lr;
         let mut prev_g = g.copy();
@@ -278,19 +254,12 @@ impl Lbfgs {
             let ys = dot(&y, &s);
             let mut h_diag = 1.0;
             if ys > 1e-10 {
-                if s_hist.len() == self.history {
-                    s_hist.pop_front();
-                    y_hist.pop_front();
-                    rho_hist.pop_front();
-                }
                 h_diag = ys / dot(&y, &y);
-                s_hist.push_back(s);
-                y_hist.push_back(y);
-                rho_hist.push_back(1.0 / ys);
-            } else if let (Some(s), Some(y)) = (s_hist.back(), y_hist.back()) {
-                h_diag = dot(s, y) / dot(y, y);
+                hist.push(s, y, ys);
+            } else if let Some(h) = hist.scale() {
+                h_diag = h;
             }
-            d = Self::direction(&g, &s_hist, &y_hist, &rho_hist, h_diag);
+            d = hist.direction(&g, h_diag);
             prev_g = g.copy();
             step = self.lr;
         }
@@ -321,9 +290,7 @@ impl Lbfgs {
         if g0_max == 0.0 {
             return report(evals, StopReason::Gradient, loss);
         }
-        let mut s_hist: VecDeque<Tensor> = VecDeque::new();
-        let mut y_hist: VecDeque<Tensor> = VecDeque::new();
-        let mut rho_hist: VecDeque<f64> = VecDeque::new();
+        let mut hist = History::new(self.history);
         let mut d = -&g;
         // First trial: a step of L2 length lr along −∇f, whatever the loss's scale.
         let mut t = self.lr / dot(&g, &g).sqrt();
@@ -335,9 +302,7 @@ impl Lbfgs {
             if !(gtd < 0.0) {
                 // Not a descent direction (a stale curvature model): restart
                 // from steepest descent, which always is one.
-                s_hist.clear();
-                y_hist.clear();
-                rho_hist.clear();
+                hist.clear();
                 d = -&g;
                 gtd = dot(&g, &d);
                 if !(gtd < 0.0) {
@@ -387,20 +352,10 @@ impl Lbfgs {
             // The strong-Wolfe curvature condition makes yᵀs > 0 whenever the
             // line search met it; a pair that does not is skipped.
             if ys > 1e-12 * yy.sqrt() * dot(&s, &s).sqrt() && ys > 0.0 {
-                if s_hist.len() == self.history {
-                    s_hist.pop_front();
-                    y_hist.pop_front();
-                    rho_hist.pop_front();
-                }
-                s_hist.push_back(s);
-                y_hist.push_back(y);
-                rho_hist.push_back(1.0 / ys);
+                hist.push(s, y, ys);
             }
-            let h_diag = match (s_hist.back(), y_hist.back()) {
-                (Some(s), Some(y)) => dot(s, y) / dot(y, y),
-                _ => self.lr / dot(&g, &g).sqrt(),
-            };
-            d = Self::direction(&g, &s_hist, &y_hist, &rho_hist, h_diag);
+            let h_diag = hist.scale().unwrap_or_else(|| self.lr / dot(&g, &g).sqrt());
+            d = hist.direction(&g, h_diag);
             t = 1.0;
         }
     }
@@ -526,6 +481,67 @@ impl Lbfgs {
                 lo = p;
             }
         }
+    }
+}
+
+/// The last `cap` curvature pairs (s, y) with ρ = 1/(yᵀs), oldest first.
+struct History {
+    cap: usize,
+    s: VecDeque<Tensor>,
+    y: VecDeque<Tensor>,
+    rho: VecDeque<f64>,
+}
+
+impl History {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            s: VecDeque::new(),
+            y: VecDeque::new(),
+            rho: VecDeque::new(),
+        }
+    }
+
+    /// Adds a pair (`ys` = yᵀs > 0), dropping the oldest when full.
+    fn push(&mut self, s: Tensor, y: Tensor, ys: f64) {
+        if self.s.len() == self.cap {
+            self.s.pop_front();
+            self.y.pop_front();
+            self.rho.pop_front();
+        }
+        self.s.push_back(s);
+        self.y.push_back(y);
+        self.rho.push_back(1.0 / ys);
+    }
+
+    fn clear(&mut self) {
+        self.s.clear();
+        self.y.clear();
+        self.rho.clear();
+    }
+
+    /// sᵀy / yᵀy of the newest pair: the initial inverse-Hessian scale.
+    fn scale(&self) -> Option<f64> {
+        let (s, y) = (self.s.back()?, self.y.back()?);
+        Some(dot(s, y) / dot(y, y))
+    }
+
+    /// The quasi-Newton direction −H·g by the two-loop recursion, with
+    /// H₀ = `h_diag`·I.
+    fn direction(&self, g: &Tensor, h_diag: f64) -> Tensor {
+        let k = self.s.len();
+        let mut alphas = vec![0.0; k];
+        let mut q = -g;
+        for i in (0..k).rev() {
+            alphas[i] = self.rho[i] * dot(&self.s[i], &q);
+            q -= &self.y[i] * alphas[i];
+        }
+        let mut r = q * h_diag;
+        for i in 0..k {
+            let beta = self.rho[i] * dot(&self.y[i], &r);
+            r += &self.s[i] * (alphas[i] - beta);
+        }
+        r
     }
 }
 

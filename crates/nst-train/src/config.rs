@@ -114,13 +114,14 @@ pub struct TrainSection {
     pub steps: u64,
     #[serde(default)]
     pub seed: u64,
-    #[serde(default = "d_device")]
-    pub device: String,
+    /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: nst_core::DeviceSpec,
     /// Precision of the loss network's convolutions: "fp32" (default), "bf16"
     /// (CPU with AMX/AVX512-BF16, or CUDA) or "fp16" (CUDA only). The trained
     /// weights, statistics, losses and optimizer state stay fp32.
-    #[serde(default = "d_precision")]
-    pub precision: String,
+    #[serde(default)]
+    pub precision: nst_core::Precision,
     #[serde(default = "d_ckpt_dir")]
     pub checkpoint_dir: PathBuf,
     #[serde(default = "d_ckpt_every")]
@@ -129,12 +130,6 @@ pub struct TrainSection {
     pub keep_last: usize,
 }
 
-fn d_device() -> String {
-    "auto".into()
-}
-fn d_precision() -> String {
-    "fp32".into()
-}
 fn d_ckpt_dir() -> PathBuf {
     "checkpoints".into()
 }
@@ -256,9 +251,15 @@ impl TrainConfig {
             apply_override(&mut table, o)?;
         }
         let resolved = toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?;
-        let raw: Raw = toml::from_str(&resolved).map_err(|e: toml::de::Error| {
-            Error::Config(format!("{origin}: {}", one_line(&e.to_string())))
-        })?;
+        // Deserialised through serde_path_to_error so that a bad value names
+        // its key ("train.precision: invalid precision \"int8\"…").
+        let raw: Raw =
+            nst_model::config::from_toml(toml::Value::Table(table)).map_err(|(path, msg)| {
+                Error::Config(match path {
+                    None => format!("{origin}: {msg}"),
+                    Some(p) => format!("{origin}: {p}: {msg}"),
+                })
+            })?;
         let model_kind = raw
             .model
             .get("kind")
@@ -292,9 +293,6 @@ impl TrainConfig {
         }
         if self.train.run.is_empty() || self.train.run.contains(['/', '\\']) {
             return bad("train.run", "must be a plain, non-empty name");
-        }
-        if let Err(e) = self.train.precision.parse::<nst_core::Precision>() {
-            return bad("train.precision", &e.to_string());
         }
         if self.train.checkpoint_every == 0 {
             return bad("train.checkpoint_every", "must be at least 1");
@@ -340,7 +338,7 @@ impl TrainConfig {
         if self.log.scalar_every == 0 || self.log.image_every == 0 {
             return bad("log.scalar_every/image_every", "must be at least 1");
         }
-        nst_core::parse_device(&self.train.device).map(|_| ())?;
+        self.train.device.resolve()?;
         Ok(())
     }
 
@@ -417,7 +415,7 @@ device = "cpu"
             .to_string();
         assert!(e.contains("train.precision") && e.contains("int8"), "{e}");
         let ok = TrainConfig::parse(BASE, &["train.precision=\"bf16\"".into()], "t").unwrap();
-        assert_eq!(ok.train.precision, "bf16");
+        assert_eq!(ok.train.precision, nst_core::Precision::Bf16);
         let e = TrainConfig::parse(BASE, &["nokey".into()], "t")
             .unwrap_err()
             .to_string();

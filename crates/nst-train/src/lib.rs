@@ -23,8 +23,6 @@ pub use trainer::{TrainOutcome, Trainer, TrainerHooks};
 pub enum Error {
     #[error("config: {0}")]
     Config(String),
-    #[error("checkpoint {path}: {reason}")]
-    Checkpoint { path: String, reason: String },
     #[error("loss term {term:?} became {value} at step {step}; stopped, the last good checkpoint is kept")]
     NonFinite { step: u64, term: String, value: f64 },
     #[error("the gradients' norm became {value} at step {step} though the loss was finite; stopped, the last good checkpoint is kept")]

@@ -111,7 +111,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<TrainOutcome> {
         let cfg = self.cfg;
         let run_dir = cfg.run_dir();
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::Checkpoint {
+        std::fs::create_dir_all(&run_dir).map_err(|e| nst_model::Error::Checkpoint {
             path: run_dir.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -157,14 +157,15 @@ impl<'a> Trainer<'a> {
         if let Some(path) = resume {
             let (side, meta) = Checkpoint::resolve(path)?;
             if meta.model_kind != model.kind() {
-                return Err(Error::Checkpoint {
+                return Err(nst_model::Error::Checkpoint {
                     path: side.display().to_string(),
                     reason: format!(
                         "is a {:?} checkpoint, but the config trains {:?}",
                         meta.model_kind,
                         model.kind()
                     ),
-                });
+                }
+                .into());
             }
             let dir = side.parent().unwrap_or(Path::new("."));
             Checkpoint::load_weights(

@@ -73,13 +73,13 @@ pub struct VaeLoss {
     #[serde(default = "one")]
     pub content_weight: f64,
     #[serde(default = "content_layers")]
-    pub content_layers: Vec<String>,
+    pub content_layers: Vec<Tap>,
     #[serde(default = "content_target")]
     pub content_target: ContentTarget,
     #[serde(default = "style_weight")]
     pub style_weight: f64,
     #[serde(default = "style_layers")]
-    pub style_layers: Vec<String>,
+    pub style_layers: Vec<Tap>,
     /// β, the KL weight.
     #[serde(default = "kl_weight")]
     pub kl_weight: f64,
@@ -105,8 +105,8 @@ fn content_encoder() -> ContentEncoderKind {
 fn style_encoder() -> StyleEncoderKind {
     StyleEncoderKind::VggStats
 }
-fn content_layers() -> Vec<String> {
-    vec!["relu4_1".into()]
+fn content_layers() -> Vec<Tap> {
+    vec![Tap::relu(4, 1)]
 }
 fn content_target() -> ContentTarget {
     ContentTarget::Content
@@ -114,11 +114,8 @@ fn content_target() -> ContentTarget {
 fn style_weight() -> f64 {
     3e4
 }
-fn style_layers() -> Vec<String> {
-    ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+fn style_layers() -> Vec<Tap> {
+    (1..=4).map(|b| Tap::relu(b, 1)).collect()
 }
 fn kl_weight() -> f64 {
     1e-3
@@ -380,9 +377,9 @@ pub struct VaeAdainModel {
 
 impl VaeAdainModel {
     pub fn new(vgg: Vgg, config: VaeModelConfig, loss: VaeLoss) -> Result<Self> {
-        let parse = |v: &[String], what: &str| -> Result<Vec<Tap>> {
+        let parse = |v: &[Tap], what: &str| -> Result<Vec<Tap>> {
             v.iter()
-                .map(|s| Tap::parse_for(s, vgg.arch()))
+                .map(|t| t.check_for(vgg.arch()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::Config(format!("loss.{what}: {e}")))
         };
@@ -630,8 +627,8 @@ impl Model for VaeAdainModel {
     type Config = VaeModelConfig;
     type Loss = VaeLoss;
 
-    fn vgg_options(m: &VaeModelConfig) -> Result<(Option<std::path::PathBuf>, nst_vgg::Pooling)> {
-        Ok((m.vgg_weights.clone(), nst_vgg::Pooling::Max))
+    fn vgg_options(m: &VaeModelConfig) -> (Option<std::path::PathBuf>, nst_vgg::Pooling) {
+        (m.vgg_weights.clone(), nst_vgg::Pooling::Max)
     }
 
     fn build(vgg: Vgg, config: VaeModelConfig, loss: VaeLoss) -> Result<Self> {

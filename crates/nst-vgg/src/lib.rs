@@ -142,11 +142,29 @@ impl Arch {
 }
 
 /// Pooling between blocks. Gatys et al. recommend average pooling for synthesis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde_with::DeserializeFromStr,
+    serde_with::SerializeDisplay,
+)]
 pub enum Pooling {
     #[default]
     Max,
     Avg,
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Max => "max",
+            Pooling::Avg => "avg",
+        })
+    }
 }
 
 impl std::str::FromStr for Pooling {

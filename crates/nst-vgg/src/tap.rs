@@ -12,8 +12,19 @@ pub enum LayerKind {
 
 /// A named point in the network, e.g. `relu4_1` (block 4, layer 1, after the ReLU).
 ///
-/// Pooling layers are `pool1 … pool5` and have `index == 0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Pooling layers are `pool1 … pool5` and have `index == 0`. In configs a
+/// tap is its name (`"relu4_1"`); parsing accepts VGG19's names, and a model
+/// built on VGG16 checks its taps against that network.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde_with::DeserializeFromStr,
+    serde_with::SerializeDisplay,
+)]
 pub struct Tap {
     pub kind: LayerKind,
     pub block: u8,
@@ -54,15 +65,19 @@ impl Tap {
 
     /// Parses one name and checks it exists in `arch`.
     pub fn parse_for(s: &str, arch: Arch) -> Result<Tap, Error> {
-        let tap: Tap = s.parse()?;
-        if arch.position(tap).is_none() {
+        s.parse::<Tap>()?.check_for(arch)
+    }
+
+    /// This tap, if it exists in `arch` (VGG16 lacks `relu3_4`, …).
+    pub fn check_for(self, arch: Arch) -> Result<Tap, Error> {
+        if arch.position(self).is_none() {
             return Err(Error::UnknownTap {
-                name: s.to_string(),
+                name: self.to_string(),
                 arch,
                 valid: arch.tap_names().join(", "),
             });
         }
-        Ok(tap)
+        Ok(self)
     }
 }
 
