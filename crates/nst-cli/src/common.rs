@@ -13,8 +13,10 @@ use tch::Device;
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
     /// Where to run: auto (CUDA when available, else CPU), cpu, cuda, or cuda:N.
+    // Parsed in `init`, not by clap, so that a bad name is one error line
+    // (exit 1) like every other bad input.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
-    pub device: nst_core::DeviceSpec,
+    pub device: String,
     /// Precision of the heavy convolutions and matmuls: fp32, bf16 (CPU with
     /// AMX/AVX512-BF16, or CUDA; about 1.5-3x faster on such CPUs) or fp16
     /// (CUDA only). Statistics (Gram, covariance, AdaIN mean/std), losses and
@@ -32,7 +34,7 @@ pub struct RuntimeArgs {
 impl RuntimeArgs {
     /// Parses the device, checks that it can run `--precision`, and seeds LibTorch.
     pub fn init(&self) -> Result<Device> {
-        let device = self.device.resolve()?;
+        let device = self.device.parse::<nst_core::DeviceSpec>()?.resolve()?;
         self.precision.check(device)?;
         nst_core::seed_everything(self.seed);
         Ok(device)

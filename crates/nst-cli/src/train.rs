@@ -47,12 +47,12 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     /// Device, overriding train.device: auto, cpu, cuda, cuda:N.
     #[arg(long, value_name = "DEVICE")]
-    pub device: Option<nst_core::DeviceSpec>,
+    pub device: Option<String>,
     /// Precision of the loss network's convolutions, overriding train.precision:
     /// fp32, bf16 (CPU with AMX/AVX512-BF16, or CUDA) or fp16 (CUDA only).
     /// The trained weights, statistics, losses and optimizer state stay fp32.
     #[arg(long, value_name = "P")]
-    pub precision: Option<nst_core::Precision>,
+    pub precision: Option<String>,
     /// Hide the progress bar.
     #[arg(long, short)]
     pub quiet: bool,
