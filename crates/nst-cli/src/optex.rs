@@ -120,11 +120,15 @@ pub struct AdainWctArgs {
     pub style: PathBuf,
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
-    /// Levels, applied in this order (e.g. 5,4,3,2,1 or 4).
-    #[arg(long, value_delimiter = ',', default_value = "5,4,3,2,1")]
+    /// Levels, applied in this order (e.g. 5,4,3,2,1 or 4). The default
+    /// suits the shipped decoders: with them, Li et al.'s 5,4,3,2,1 at
+    /// alpha 1 loses the content in blotches (their relu5_1 and relu4_1
+    /// decoders are still far from converged).
+    #[arg(long, value_delimiter = ',', default_value = "4,3,2,1")]
     pub levels: Vec<u8>,
-    /// Blend with the content features: 1 = full transform, 0 = reconstruction.
-    #[arg(long, default_value_t = 1.0)]
+    /// Blend with the content features at each level: 1 = full transform,
+    /// 0 = reconstruction.
+    #[arg(long, default_value_t = 0.6)]
     pub alpha: f64,
     #[arg(long, default_value = "512")]
     pub size: ImageSize,
