@@ -173,8 +173,21 @@ impl<'a> Trainer<'a> {
                 model.var_store(),
                 model.kind(),
             )?;
-            let (opt, _) = crate::checkpoint::read_safetensors(&dir.join(&meta.optimizer_file))?;
-            adam.load_state(meta.optimizer_step, opt, self.device);
+            // A shipped checkpoint (scripts/ship_decoders.py) has weights
+            // only: warm start, with Adam's moments from zero and the step
+            // (so the learning-rate schedule) where the weights left off.
+            if meta.optimizer_file.is_empty() {
+                if !hooks.quiet {
+                    eprintln!(
+                        "note: {} has no optimizer state (a shipped checkpoint): Adam starts afresh from its weights",
+                        side.display()
+                    );
+                }
+            } else {
+                let (opt, _) =
+                    crate::checkpoint::read_safetensors(&dir.join(&meta.optimizer_file))?;
+                adam.load_state(meta.optimizer_step, opt, self.device);
+            }
             step = meta.step;
             content_pos = meta.content_position;
             style_pos = meta.style_position;
