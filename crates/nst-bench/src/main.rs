@@ -12,56 +12,222 @@ use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-const CASES: &[(&str, &str)] = &[
-    ("vgg_features", "VGG19 relu1_1…relu5_1 forward, 1×3×S×S, no grad"),
-    ("gatys_step", "one Gatys evaluation (forward + backward), content relu4_2 + 5 style Grams, S×S"),
-    ("adain_train_step", "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops"),
-    ("strotss", "a whole STROTSS run: --strotss-scales scales × --strotss-steps RMSprop steps to S×S, 1,024 vs 5,000 samples (quality: final loss)"),
-    ("strotss_guided", "the same run guided by two-region masks (quality: final loss)"),
-    ("strotss_peer", "STROTSS at 256 px, 3 scales × --strotss-steps, 1,024 vs 5,000 samples, against a PyTorch reference of the public futscdav/strotss procedure (it recomputes the style moments, the full REMD matrix through autograd and both self-similarity matrices every step); issue 9's goals: ratio ≤ 0.7 in fp32, ≤ 0.25 in bf16"),
-    ("vae_infer", "variational AdaIN inference, S×S content and style: VGG to relu4_1 twice, E_s, code MLP, decoder (same weights both sides)"),
-    ("vae_train_step", "variational AdaIN training step (all four losses, backward, Adam), batch 4, 256² crops"),
-    ("optex_cdf", "Optimal Textures synthesis S×S from noise, 5 levels, sliced OT (4 passes, PCA 0.9), width-1 decoders"),
-    ("optex_symmetric", "the same with closed-form mean/covariance matching by matrix square roots"),
-    ("optex_pca", "the same with closed-form matching through eigenbases"),
-    ("optex_cholesky", "the same with closed-form matching through Cholesky factors"),
-    ("optex_pyramid", "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)"),
-    ("propo_train_step", "ProPO training step (5 stages, Gram-gradient inputs, texture losses, backward, Adam), batch 4, 128² (same weights both sides)"),
-    ("puy_artistic", "Puy–Pérez artistic inference: 4 learned updates (forward maps, style Grams, cubic term, masked backward maps), S×S content and style (same weights both sides)"),
-    ("puy_projection", "one photoreal projection of an S×S image: area-downsample to 128 px, Chebyshev degree-100 low-pass on the matting Laplacian, guided upsampling"),
-];
+/// A benchmark case: one variant per case, named on the command line as in
+/// [`Case::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    VggFeatures,
+    GatysStep,
+    AdainTrainStep,
+    Strotss,
+    StrotssGuided,
+    StrotssPeer,
+    VaeInfer,
+    VaeTrainStep,
+    Optex(OptexCase),
+    PropoTrainStep,
+    PuyArtistic,
+    PuyProjection,
+    Loader { threads: usize },
+    TrainDataWait,
+    PropoVsGatys { side: i64 },
+    PuyPhotorealVsLuan,
+}
 
-/// Cases with no PyTorch counterpart: measured in nst only.
-const SOLO_CASES: &[(&str, &str)] = &[
-    (
-        "loader_1_thread",
-        "decode 512×384 JPEGs → resize 288 → 256² crop/flip → batch 8, 1 decode thread (images/s)",
-    ),
-    (
-        "loader_2_threads",
-        "the same with 2 decode threads (images/s)",
-    ),
-    (
-        "train_data_wait",
-        "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)",
-    ),
-    (
-        "propo_vs_gatys_128",
-        "ProPO (--po-checkpoint) synthesis of one 128² texture (the CPU-scale training size) vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
-    ),
-    (
-        "propo_vs_gatys_256",
-        "the same at 256²",
-    ),
-    (
-        "propo_vs_gatys_512",
-        "the same at 512²",
-    ),
-    (
-        "puy_photoreal_vs_luan",
-        "Puy–Pérez photoreal inference at S (--puy-checkpoint; projection set-up with k = 1000 included) vs Gatys L-BFGS with Luan's matting term from the content until it reaches the solver output's loss L",
-    ),
-];
+/// The Optimal Textures cases: one per matching strategy, and the pyramid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OptexCase {
+    Cdf,
+    Symmetric,
+    Pca,
+    Cholesky,
+    Pyramid,
+}
+
+/// Which model's random weights a case shares with its PyTorch reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedWeights {
+    Vae,
+    Decoders,
+    Propo,
+    Puy,
+}
+
+impl Case {
+    /// Every case, in the order a full run takes them.
+    const ALL: [Case; 23] = [
+        Case::VggFeatures,
+        Case::GatysStep,
+        Case::AdainTrainStep,
+        Case::Strotss,
+        Case::StrotssGuided,
+        Case::StrotssPeer,
+        Case::VaeInfer,
+        Case::VaeTrainStep,
+        Case::Optex(OptexCase::Cdf),
+        Case::Optex(OptexCase::Symmetric),
+        Case::Optex(OptexCase::Pca),
+        Case::Optex(OptexCase::Cholesky),
+        Case::Optex(OptexCase::Pyramid),
+        Case::PropoTrainStep,
+        Case::PuyArtistic,
+        Case::PuyProjection,
+        Case::Loader { threads: 1 },
+        Case::Loader { threads: 2 },
+        Case::TrainDataWait,
+        Case::PropoVsGatys { side: 128 },
+        Case::PropoVsGatys { side: 256 },
+        Case::PropoVsGatys { side: 512 },
+        Case::PuyPhotorealVsLuan,
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Case::VggFeatures => "vgg_features".into(),
+            Case::GatysStep => "gatys_step".into(),
+            Case::AdainTrainStep => "adain_train_step".into(),
+            Case::Strotss => "strotss".into(),
+            Case::StrotssGuided => "strotss_guided".into(),
+            Case::StrotssPeer => "strotss_peer".into(),
+            Case::VaeInfer => "vae_infer".into(),
+            Case::VaeTrainStep => "vae_train_step".into(),
+            Case::Optex(o) => format!("optex_{}", o.name()),
+            Case::PropoTrainStep => "propo_train_step".into(),
+            Case::PuyArtistic => "puy_artistic".into(),
+            Case::PuyProjection => "puy_projection".into(),
+            Case::Loader { threads: 1 } => "loader_1_thread".into(),
+            Case::Loader { threads } => format!("loader_{threads}_threads"),
+            Case::TrainDataWait => "train_data_wait".into(),
+            Case::PropoVsGatys { side } => format!("propo_vs_gatys_{side}"),
+            Case::PuyPhotorealVsLuan => "puy_photoreal_vs_luan".into(),
+        }
+    }
+
+    fn description(self) -> String {
+        let d = match self {
+            Case::VggFeatures => "VGG19 relu1_1…relu5_1 forward, 1×3×S×S, no grad",
+            Case::GatysStep => "one Gatys evaluation (forward + backward), content relu4_2 + 5 style Grams, S×S",
+            Case::AdainTrainStep => "AdaIN training step (VGG19→relu4_1, decoder, losses, backward, Adam), batch 4, 256² crops",
+            Case::Strotss => "a whole STROTSS run: --strotss-scales scales × --strotss-steps RMSprop steps to S×S, 1,024 vs 5,000 samples (quality: final loss)",
+            Case::StrotssGuided => "the same run guided by two-region masks (quality: final loss)",
+            Case::StrotssPeer => "STROTSS at 256 px, 3 scales × --strotss-steps, 1,024 vs 5,000 samples, against a PyTorch reference of the public futscdav/strotss procedure (it recomputes the style moments, the full REMD matrix through autograd and both self-similarity matrices every step); issue 9's goals: ratio ≤ 0.7 in fp32, ≤ 0.25 in bf16",
+            Case::VaeInfer => "variational AdaIN inference, S×S content and style: VGG to relu4_1 twice, E_s, code MLP, decoder (same weights both sides)",
+            Case::VaeTrainStep => "variational AdaIN training step (all four losses, backward, Adam), batch 4, 256² crops",
+            Case::Optex(OptexCase::Cdf) => "Optimal Textures synthesis S×S from noise, 5 levels, sliced OT (4 passes, PCA 0.9), width-1 decoders",
+            Case::Optex(OptexCase::Symmetric) => "the same with closed-form mean/covariance matching by matrix square roots",
+            Case::Optex(OptexCase::Pca) => "the same with closed-form matching through eigenbases",
+            Case::Optex(OptexCase::Cholesky) => "the same with closed-form matching through Cholesky factors",
+            Case::Optex(OptexCase::Pyramid) => "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)",
+            Case::PropoTrainStep => "ProPO training step (5 stages, Gram-gradient inputs, texture losses, backward, Adam), batch 4, 128² (same weights both sides)",
+            Case::PuyArtistic => "Puy–Pérez artistic inference: 4 learned updates (forward maps, style Grams, cubic term, masked backward maps), S×S content and style (same weights both sides)",
+            Case::PuyProjection => "one photoreal projection of an S×S image: area-downsample to 128 px, Chebyshev degree-100 low-pass on the matting Laplacian, guided upsampling",
+            Case::Loader { threads: 1 } => "decode 512×384 JPEGs → resize 288 → 256² crop/flip → batch 8, 1 decode thread (images/s)",
+            Case::Loader { .. } => "the same with 2 decode threads (images/s)",
+            Case::TrainDataWait => "share of AdaIN step time spent waiting for data (2 decode threads, batch 4, 256²)",
+            Case::PropoVsGatys { side: 128 } => "ProPO (--po-checkpoint) synthesis of one 128² texture (the CPU-scale training size) vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
+            Case::PropoVsGatys { side } => return format!("the same at {side}²"),
+            Case::PuyPhotorealVsLuan => "Puy–Pérez photoreal inference at S (--puy-checkpoint; projection set-up with k = 1000 included) vs Gatys L-BFGS with Luan's matting term from the content until it reaches the solver output's loss L",
+        };
+        d.into()
+    }
+
+    /// Measured in nst only: no PyTorch counterpart.
+    fn solo(self) -> bool {
+        matches!(
+            self,
+            Case::Loader { .. }
+                | Case::TrainDataWait
+                | Case::PropoVsGatys { .. }
+                | Case::PuyPhotorealVsLuan
+        )
+    }
+
+    /// The image side the case runs at, for `--size S`.
+    fn px(self, size: i64) -> i64 {
+        match self {
+            Case::PropoTrainStep => 128,
+            Case::StrotssPeer => 256,
+            Case::Optex(OptexCase::Pyramid) => 2 * size,
+            Case::AdainTrainStep | Case::VaeTrainStep => 256,
+            _ => size,
+        }
+    }
+
+    /// A training step starts from random weights on each side: no result to compare.
+    fn compares_result(self) -> bool {
+        !matches!(
+            self,
+            Case::AdainTrainStep | Case::VaeTrainStep | Case::PropoTrainStep
+        )
+    }
+
+    /// The random weights the case shares with its reference, if any.
+    fn shared_weights(self) -> Option<SharedWeights> {
+        match self {
+            Case::VaeInfer | Case::VaeTrainStep => Some(SharedWeights::Vae),
+            Case::Optex(_) => Some(SharedWeights::Decoders),
+            Case::PropoTrainStep => Some(SharedWeights::Propo),
+            Case::PuyArtistic => Some(SharedWeights::Puy),
+            _ => None,
+        }
+    }
+
+    /// The guard of `--precision bf16`: (result tolerance, PSNR floor if the PSNR is guarded).
+    fn guard(self) -> (f64, Option<f64>) {
+        match self {
+            Case::Optex(_) => (TOL_SYNTHESIS, None),
+            Case::Strotss | Case::StrotssGuided | Case::StrotssPeer => {
+                (TOL_OPTIMISATION, Some(FLOOR_OPTIMISATION_DB))
+            }
+            _ => (TOL_FEEDFORWARD, Some(FLOOR_FEEDFORWARD_DB)),
+        }
+    }
+
+    /// How nst's and PyTorch's results compare in the table: `false` where
+    /// they measure different things (the peer's objective is not nst's;
+    /// Optimal Textures reports a Gram distance against a checksum).
+    fn results_comparable(self) -> bool {
+        !matches!(self, Case::StrotssPeer | Case::Optex(_))
+    }
+}
+
+impl OptexCase {
+    fn name(self) -> &'static str {
+        match self {
+            OptexCase::Cdf => "cdf",
+            OptexCase::Symmetric => "symmetric",
+            OptexCase::Pca => "pca",
+            OptexCase::Cholesky => "cholesky",
+            OptexCase::Pyramid => "pyramid",
+        }
+    }
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl std::str::FromStr for Case {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Case::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .with_context(|| {
+                format!(
+                    "unknown case {s:?}; known: {}",
+                    Case::ALL
+                        .into_iter()
+                        .map(Case::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -191,9 +357,16 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The median as Python's `statistics.median` takes it (the reference's):
+/// the mean of the two middle values of an even count.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn time_it(repeat: usize, mut f: impl FnMut() -> Result<f64>) -> Result<(f64, f64)> {
@@ -352,12 +525,11 @@ fn propo_vs_gatys(
     size: i64,
     repeat: usize,
     ck: &std::path::Path,
-    target: &std::path::Path,
-    target_size: Option<i64>,
-    precision: Precision,
-    gatys_precision: Precision,
+    cli: &Cli,
 ) -> Result<(f64, f64, String)> {
-    let target_side = target_size.unwrap_or(size);
+    let (precision, gatys_precision) = (cli.precision, cli.gatys_precision);
+    let target = &cli.po_target;
+    let target_side = cli.po_target_size.unwrap_or(size);
     // The solver at the precision under test (its VGG included); Gatys runs
     // at gatys_precision and the yardstick below stays fp32.
     let nst_model::Loaded { model, meta, .. } =
@@ -480,13 +652,6 @@ fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy:
     Ok(model)
 }
 
-struct PuyArgs {
-    checkpoint: Option<PathBuf>,
-    content: PathBuf,
-    style: PathBuf,
-    luan_weight: f64,
-}
-
 /// The photoreal solver (median of `repeat`, projection set-up included)
 /// against Gatys + Luan's matting term from the content until its loss L
 /// reaches the solver output's (at most 300 evaluations).
@@ -494,7 +659,7 @@ fn puy_vs_luan(
     size: i64,
     repeat: usize,
     ck: &std::path::Path,
-    a: &PuyArgs,
+    cli: &Cli,
 ) -> Result<(f64, f64, String)> {
     let model: nst_puy::FlexibleSolver =
         nst_model::Model::from_checkpoint(ck, Device::Cpu, Precision::Fp32)?;
@@ -507,7 +672,7 @@ fn puy_vs_luan(
             },
         )
     };
-    let (c, s) = (load(&a.content)?, load(&a.style)?);
+    let (c, s) = (load(&cli.puy_content)?, load(&cli.puy_style)?);
     let opts = nst_puy::PhotorealOptions::default();
     let mut proj_secs = Vec::new();
     let (t_puy, _) = time_it(repeat, || {
@@ -556,7 +721,7 @@ fn puy_vs_luan(
         ..Default::default()
     };
     let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?
-        .with_photorealism(a.luan_weight)?;
+        .with_photorealism(cli.luan_weight)?;
     let t = Instant::now();
     let mut reached = None;
     let mut last = f64::NAN;
@@ -575,11 +740,11 @@ fn puy_vs_luan(
         Err(e) => return Err(e.into()),
     };
     let (t_g, what) = match reached {
-        Some((e, secs)) => (secs, format!("Luan-regularised Gatys (λ = {:.0e}) reached it after {e} L-BFGS evaluations in {secs:.1} s", a.luan_weight)),
+        Some((e, secs)) => (secs, format!("Luan-regularised Gatys (λ = {:.0e}) reached it after {e} L-BFGS evaluations in {secs:.1} s", cli.luan_weight)),
         None => {
             let secs = t.elapsed().as_secs_f64();
             let why = early.map_or_else(String::new, |n| format!("; {n}"));
-            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e}{why})", a.luan_weight))
+            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e}{why})", cli.luan_weight))
         }
     };
     Ok((
@@ -593,57 +758,96 @@ fn puy_vs_luan(
     ))
 }
 
+/// What a child process measured: the median seconds, the result (loss,
+/// checksum or the case's figure), the output image for the bf16-vs-fp32
+/// PSNR, and a sentence for the nst-only table.
+struct Outcome {
+    seconds: f64,
+    quality: f64,
+    image: Option<Tensor>,
+    detail: Option<String>,
+}
+
+impl Outcome {
+    fn timed((seconds, quality): (f64, f64)) -> Self {
+        Outcome {
+            seconds,
+            quality,
+            image: None,
+            detail: None,
+        }
+    }
+
+    fn with_image(mut self, image: Tensor) -> Self {
+        self.image = Some(image);
+        self
+    }
+
+    fn skipped(why: &str) -> Self {
+        Outcome {
+            detail: Some(format!("skipped: {why}")),
+            ..Self::timed((0.0, f64::NAN))
+        }
+    }
+}
+
+/// Loads the random weights the parent shared with the reference (`--vae-weights`).
+fn load_shared(vs: &tch::nn::VarStore, path: Option<&std::path::Path>) -> Result<()> {
+    let path = path.context("--vae-weights")?;
+    let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
+    nst_model::checkpoint::load_into(vs, tensors, path)?;
+    Ok(())
+}
+
+/// One Adam step of a model on a batch, for the training-step cases; returns the loss.
+fn train_step(
+    model: &mut dyn nst_model::TrainModel,
+    adam: &mut nst_train::Adam,
+    lr: f64,
+    content: &Tensor,
+    style: &Tensor,
+) -> Result<f64> {
+    let out = model.step(content, style)?;
+    nst_train::Adam::zero_grad(model.var_store());
+    out.loss.backward();
+    adam.step(model.var_store(), lr);
+    Ok(out.loss.double_value(&[]))
+}
+
+/// Runs one case in this process (the `--child` mode).
 fn run_child(
-    case: &str,
+    case: Case,
+    cli: &Cli,
     size: i64,
     repeat: usize,
-    strotss: (usize, usize, i64),
-    vae_weights: Option<&std::path::Path>,
-    po: (Option<&std::path::Path>, &std::path::Path, Option<i64>),
-    puy: &PuyArgs,
-    precision: Precision,
-    gatys_precision: Precision,
-    save_image: Option<&std::path::Path>,
+    strotss_steps: usize,
 ) -> Result<CaseResult> {
+    use nst_model::TrainModel;
     let weights = nst_vgg::default_weights_path()?;
-    let mut detail = None;
-    // The case's output image, for the bf16-vs-fp32 PSNR.
-    let mut image: Option<Tensor> = None;
-    let (seconds, quality) = match case {
-        c if c.starts_with("propo_vs_gatys_") => {
-            let s: i64 = c["propo_vs_gatys_".len()..].parse()?;
-            match po.0 {
-                Some(ck) => {
-                    let (secs, speedup, d) =
-                        propo_vs_gatys(s, repeat, ck, po.1, po.2, precision, gatys_precision)?;
-                    detail = Some(d);
-                    (secs, speedup)
-                }
-                None => {
-                    detail =
-                        Some("skipped: give --po-checkpoint (a ProPO run from nst-train)".into());
-                    (0.0, f64::NAN)
+    let precision = cli.precision;
+    let shared = cli.vae_weights.as_deref();
+    let out = match case {
+        Case::PropoVsGatys { side } => match &cli.po_checkpoint {
+            Some(ck) => {
+                let (secs, speedup, d) = propo_vs_gatys(side, repeat, ck, cli)?;
+                Outcome {
+                    detail: Some(d),
+                    ..Outcome::timed((secs, speedup))
                 }
             }
-        }
-        "puy_artistic" => {
+            None => Outcome::skipped("give --po-checkpoint (a ProPO run from nst-train)"),
+        },
+        Case::PuyArtistic => {
             let model = puy_model(&weights, precision)?;
-            let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
-            nst_model::checkpoint::load_into(
-                nst_model::TrainModel::var_store(&model),
-                tensors,
-                path,
-            )?;
+            load_shared(model.var_store(), shared)?;
             let (c, st) = (blobs(size, 41), blobs(size, 42));
             let r = time_it(repeat, || {
                 let xs = model.run(&c, &st, 4, None)?;
                 Ok(xs[4].sum(Kind::Double).double_value(&[]))
             })?;
-            image = Some(model.run(&c, &st, 4, None)?[4].shallow_clone());
-            r
+            Outcome::timed(r).with_image(model.run(&c, &st, 4, None)?[4].shallow_clone())
         }
-        "puy_projection" => {
+        Case::PuyProjection => {
             let c = blobs(size, 43);
             let x = blobs(size, 44);
             let t = Instant::now();
@@ -652,57 +856,43 @@ fn run_child(
             let r = time_it(repeat, || {
                 Ok(p.apply_image(&x).sum(Kind::Double).double_value(&[]))
             })?;
-            detail = Some(format!("set-up {setup:.2} s"));
-            r
+            Outcome {
+                detail: Some(format!("set-up {setup:.2} s")),
+                ..Outcome::timed(r)
+            }
         }
-        "puy_photoreal_vs_luan" => match &puy.checkpoint {
+        Case::PuyPhotorealVsLuan => match &cli.puy_checkpoint {
             Some(ck) => {
-                let (secs, speedup, d) = puy_vs_luan(size, repeat, ck, puy)?;
-                detail = Some(d);
-                (secs, speedup)
+                let (secs, speedup, d) = puy_vs_luan(size, repeat, ck, cli)?;
+                Outcome {
+                    detail: Some(d),
+                    ..Outcome::timed((secs, speedup))
+                }
             }
-            None => {
-                detail =
-                    Some("skipped: give --puy-checkpoint (a puy_perez run from nst-train)".into());
-                (0.0, f64::NAN)
-            }
+            None => Outcome::skipped("give --puy-checkpoint (a puy_perez run from nst-train)"),
         },
-        "propo_train_step" => {
-            use nst_model::TrainModel;
+        Case::PropoTrainStep => {
             let mut model = po_model(&weights, precision)?;
-            let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
-            nst_model::checkpoint::load_into(model.var_store(), tensors, path)?;
+            load_shared(model.var_store(), shared)?;
             let t = Tensor::cat(&(0..4).map(|i| blobs(128, 20 + i)).collect::<Vec<_>>(), 0);
             let mut adam = nst_train::Adam::new(nst_train::AdamConfig {
                 beta1: 0.5,
                 ..Default::default()
             });
-            time_it(repeat, || {
-                let out = model.step(&t, &t)?;
-                nst_train::Adam::zero_grad(model.var_store());
-                out.loss.backward();
-                adam.step(model.var_store(), 2e-4);
-                Ok(out.loss.double_value(&[]))
-            })?
+            Outcome::timed(time_it(repeat, || {
+                train_step(&mut model, &mut adam, 2e-4, &t, &t)
+            })?)
         }
-        c if c.starts_with("optex_") => {
+        Case::Optex(which) => {
             let model = decoders_model(&weights, precision)?;
-            let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
-            nst_model::checkpoint::load_into(
-                nst_model::TrainModel::var_store(&model),
-                tensors,
-                path,
-            )?;
-            let which = &c["optex_".len()..];
+            load_shared(model.var_store(), shared)?;
             let strategy = match which {
-                "symmetric" => nst_decoders::Strategy::Symmetric,
-                "pca" => nst_decoders::Strategy::Pca,
-                "cholesky" => nst_decoders::Strategy::Cholesky,
-                _ => nst_decoders::Strategy::Cdf,
+                OptexCase::Symmetric => nst_decoders::Strategy::Symmetric,
+                OptexCase::Pca => nst_decoders::Strategy::Pca,
+                OptexCase::Cholesky => nst_decoders::Strategy::Cholesky,
+                OptexCase::Cdf | OptexCase::Pyramid => nst_decoders::Strategy::Cdf,
             };
-            let (pyramid, out) = if which == "pyramid" {
+            let (pyramid, out) = if which == OptexCase::Pyramid {
                 (3, 2 * size)
             } else {
                 (1, size)
@@ -733,95 +923,80 @@ fn run_child(
             // to the exemplar's, measured with an fp32 VGG.
             let y = last.context("no optex output")?;
             let q = texture_distance(&weights, &y, &style)?;
-            image = Some(y);
-            (r.0, q)
+            Outcome::timed((r.0, q)).with_image(y)
         }
-        "vae_infer" | "vae_train_step" => {
-            use nst_model::TrainModel;
+        Case::VaeInfer => {
+            let model = vae_model(&weights, precision)?;
+            load_shared(model.var_store(), shared)?;
+            let (c, s) = (blobs(size, 1), blobs(size, 2));
+            let r = time_it(repeat, || {
+                Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?
+                    .sum(Kind::Double)
+                    .double_value(&[]))
+            })?;
+            Outcome::timed(r).with_image(tch::no_grad(|| model.stylize(&c, &s, 1.0))?)
+        }
+        Case::VaeTrainStep => {
             let mut model = vae_model(&weights, precision)?;
-            let path = vae_weights.context("--vae-weights")?;
-            let (tensors, _) = nst_model::checkpoint::read_safetensors(path)?;
-            nst_model::checkpoint::load_into(model.var_store(), tensors, path)?;
-            if case == "vae_infer" {
-                let (c, s) = (blobs(size, 1), blobs(size, 2));
-                let r = time_it(repeat, || {
-                    Ok(tch::no_grad(|| model.stylize(&c, &s, 1.0))?
-                        .sum(Kind::Double)
-                        .double_value(&[]))
-                })?;
-                image = Some(tch::no_grad(|| model.stylize(&c, &s, 1.0))?);
-                r
-            } else {
-                let (c, s) = (blobs4(256, 1), blobs4(256, 2));
-                let mut adam = nst_train::Adam::new(Default::default());
-                time_it(repeat, || {
-                    let out = model.step(&c, &s)?;
-                    nst_train::Adam::zero_grad(model.var_store());
-                    out.loss.backward();
-                    adam.step(model.var_store(), 1e-4);
-                    Ok(out.loss.double_value(&[]))
-                })?
-            }
+            load_shared(model.var_store(), shared)?;
+            let (c, s) = (blobs4(256, 1), blobs4(256, 2));
+            let mut adam = nst_train::Adam::new(Default::default());
+            Outcome::timed(time_it(repeat, || {
+                train_step(&mut model, &mut adam, 1e-4, &c, &s)
+            })?)
         }
-        "strotss" | "strotss_guided" | "strotss_peer" => {
+        Case::Strotss | Case::StrotssGuided | Case::StrotssPeer => {
             // strotss_peer: the peer's setting, 3 scales to 256 px.
-            let (size, scales) = if case == "strotss_peer" {
-                (256, 3)
+            let scales = if case == Case::StrotssPeer {
+                3
             } else {
-                (size, strotss.0)
+                cli.strotss_scales
             };
             let (secs, q, y) = strotss_run(
                 &weights,
-                size,
+                case.px(size),
                 scales,
-                strotss.1,
-                strotss.2,
-                case == "strotss_guided",
+                strotss_steps,
+                cli.strotss_seed,
+                case == Case::StrotssGuided,
                 precision,
             )?;
-            image = Some(y);
-            (secs, q)
+            Outcome::timed((secs, q)).with_image(y)
         }
-        "vgg_features" => {
+        Case::VggFeatures => {
             let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let taps: Vec<Tap> = (1..=5).map(|b| Tap::relu(b, 1)).collect();
             let x = blobs(size, 0);
-            time_it(repeat, || {
+            Outcome::timed(time_it(repeat, || {
                 let f = tch::no_grad(|| vgg.encode(&x, &taps))?;
                 Ok(f.iter()
                     .map(|(_, t)| t.sum(Kind::Double).double_value(&[]))
                     .sum())
-            })?
+            })?)
         }
-        "gatys_step" => {
+        Case::GatysStep => {
             let vgg = load_vgg(&weights, Pooling::Avg, precision)?;
             let (c, s) = (blobs(size, 1), blobs(size, 2));
             let g = nst_optim::Gatys::new(&vgg, nst_optim::GatysConfig::default(), Some(&c), &s)?;
             let x = blobs(size, 3);
-            time_it(repeat, || {
+            Outcome::timed(time_it(repeat, || {
                 let xv = x.detach().set_requires_grad(true);
                 let (loss, _) = g.loss(&xv)?;
                 let grad = Tensor::run_backward(&[&loss], &[&xv], false, false);
                 Ok(loss.double_value(&[]) + 0.0 * grad[0].sum(Kind::Double).double_value(&[]))
-            })?
+            })?)
         }
-        "adain_train_step" => {
+        Case::AdainTrainStep => {
             let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             tch::manual_seed(0);
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let (c, s) = (blobs4(256, 1), blobs4(256, 2));
             let mut adam = nst_train::Adam::new(Default::default());
-            time_it(repeat, || {
-                use nst_model::TrainModel;
-                let out = model.step(&c, &s)?;
-                nst_train::Adam::zero_grad(model.var_store());
-                out.loss.backward();
-                adam.step(model.var_store(), 1e-4);
-                Ok(out.loss.double_value(&[]))
-            })?
+            Outcome::timed(time_it(repeat, || {
+                train_step(&mut model, &mut adam, 1e-4, &c, &s)
+            })?)
         }
-        "loader_1_thread" | "loader_2_threads" => {
-            let threads = if case == "loader_1_thread" { 1 } else { 2 };
+        Case::Loader { threads } => {
             let dir = tempfile::tempdir()?;
             let ds = fake_jpegs(dir.path(), 64)?;
             let cfg = nst_data::PipelineConfig {
@@ -840,9 +1015,9 @@ fn run_child(
                 loader.next_batch()?;
             }
             let secs = t.elapsed().as_secs_f64();
-            (secs, n as f64 / secs)
+            Outcome::timed((secs, n as f64 / secs))
         }
-        "train_data_wait" => {
+        Case::TrainDataWait => {
             let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
             let dir = tempfile::tempdir()?;
@@ -864,38 +1039,26 @@ fn run_child(
                 let (c, s) = (lc.next_batch()?.images, ls.next_batch()?.images);
                 let w = t0.elapsed().as_secs_f64();
                 let t1 = Instant::now();
-                use nst_model::TrainModel;
-                let out = model.step(&c, &s)?;
-                nst_train::Adam::zero_grad(model.var_store());
-                out.loss.backward();
-                adam.step(model.var_store(), 1e-4);
+                train_step(&mut model, &mut adam, 1e-4, &c, &s)?;
                 if i > 0 {
                     wait += w;
                     compute += t1.elapsed().as_secs_f64();
                 }
             }
-            (wait + compute, 100.0 * wait / (wait + compute))
+            Outcome::timed((wait + compute, 100.0 * wait / (wait + compute)))
         }
-        other => bail!("unknown case {other:?}"),
     };
-    // Decoder initialisations differ between tch and PyTorch: no result to compare there.
-    // No comparable result: random initialisations (training steps) or random rotations and noise (optex).
-    let quality = if case.ends_with("train_step") {
-        None
-    } else {
-        Some(quality)
-    };
-    if let (Some(path), Some(y)) = (save_image, &image) {
+    if let (Some(path), Some(y)) = (&cli.save_image, &out.image) {
         let y = y.clamp(0.0, 1.0);
         let y = if y.dim() == 4 { y.get(0) } else { y };
         nst_core::save_image(&y, path)?;
     }
     Ok(CaseResult {
-        case: case.into(),
-        seconds,
+        case: case.name(),
+        seconds: out.seconds,
         peak_mb: peak_rss_mb(),
-        quality,
-        detail,
+        quality: case.compares_result().then_some(out.quality),
+        detail: out.detail,
     })
 }
 
@@ -935,27 +1098,7 @@ fn main() -> Result<()> {
         cli.strotss_seed.to_string(),
     ];
     if let Some(case) = &cli.child {
-        let r = run_child(
-            case,
-            size,
-            repeat,
-            (cli.strotss_scales, strotss_steps, cli.strotss_seed),
-            cli.vae_weights.as_deref(),
-            (
-                cli.po_checkpoint.as_deref(),
-                &cli.po_target,
-                cli.po_target_size,
-            ),
-            &PuyArgs {
-                checkpoint: cli.puy_checkpoint.clone(),
-                content: cli.puy_content.clone(),
-                style: cli.puy_style.clone(),
-                luan_weight: cli.luan_weight,
-            },
-            cli.precision,
-            cli.gatys_precision,
-            cli.save_image.as_deref(),
-        )?;
+        let r = run_child(case.parse()?, &cli, size, repeat, strotss_steps)?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
@@ -964,9 +1107,12 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".venv/bin/python"));
     let weights = nst_vgg::default_weights_path()?;
-    let wanted: Vec<&str> = match &cli.cases {
-        Some(c) => c.split(',').map(str::trim).collect(),
-        None => CASES.iter().chain(SOLO_CASES).map(|(n, _)| *n).collect(),
+    let wanted: Vec<Case> = match &cli.cases {
+        Some(c) => c
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<Result<_>>()?,
+        None => Case::ALL.to_vec(),
     };
     let me = std::env::current_exe()?;
     let mut rows = Vec::new();
@@ -986,10 +1132,11 @@ fn main() -> Result<()> {
     eprintln!("allocator: {allocator}");
     let mut solo = Vec::new();
     for case in wanted {
-        if let Some((_, desc)) = SOLO_CASES.iter().find(|(n, _)| *n == case) {
-            eprintln!("running {case} ({desc}) ...");
+        let (name, desc) = (case.name(), case.description());
+        if case.solo() {
+            eprintln!("running {name} ({desc}) ...");
             let mut cmd = Command::new(&me);
-            cmd.args(["--child", case, "--repeat", &repeat.to_string()]);
+            cmd.args(["--child", &name, "--repeat", &repeat.to_string()]);
             // propo_vs_gatys runs its solver at --precision, Gatys at --gatys-precision.
             cmd.args(["--precision", &cli.precision.to_string()]);
             cmd.args(["--gatys-precision", &cli.gatys_precision.to_string()]);
@@ -1013,36 +1160,33 @@ fn main() -> Result<()> {
             solo.push((case, desc, r));
             continue;
         }
-        let Some((_, desc)) = CASES.iter().find(|(n, _)| *n == case) else {
-            bail!(
-                "unknown case {case:?}; known: {}",
-                CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-            );
-        };
-        eprintln!("running {case} at {}px ({desc}) ...", case_px(case, size));
+        eprintln!("running {name} at {}px ({desc}) ...", case.px(size));
         let vae_file = vae_weights_path();
-        if case.starts_with("vae_") {
-            nst_model::TrainModel::var_store(&vae_model(&weights, Precision::Fp32)?)
-                .save(&vae_file)?;
-        }
-        if case.starts_with("optex_") {
-            nst_model::TrainModel::var_store(&decoders_model(&weights, Precision::Fp32)?)
-                .save(&vae_file)?;
-        }
-        if case == "propo_train_step" {
-            nst_model::TrainModel::var_store(&po_model(&weights, Precision::Fp32)?)
-                .save(&vae_file)?;
-        }
-        if case == "puy_artistic" {
-            let m = puy_model(&weights, Precision::Fp32)?;
-            // Non-zero last convs, so the whole update is exercised.
-            tch::no_grad(|| {
-                for (_, mut v) in nst_model::TrainModel::var_store(&m).variables() {
-                    let r = Tensor::randn_like(&v) * 0.05;
-                    v.copy_(&r);
+        {
+            use nst_model::TrainModel;
+            match case.shared_weights() {
+                Some(SharedWeights::Vae) => vae_model(&weights, Precision::Fp32)?
+                    .var_store()
+                    .save(&vae_file)?,
+                Some(SharedWeights::Decoders) => decoders_model(&weights, Precision::Fp32)?
+                    .var_store()
+                    .save(&vae_file)?,
+                Some(SharedWeights::Propo) => po_model(&weights, Precision::Fp32)?
+                    .var_store()
+                    .save(&vae_file)?,
+                Some(SharedWeights::Puy) => {
+                    let m = puy_model(&weights, Precision::Fp32)?;
+                    // Non-zero last convs, so the whole update is exercised.
+                    tch::no_grad(|| {
+                        for (_, mut v) in m.var_store().variables() {
+                            let r = Tensor::randn_like(&v) * 0.05;
+                            v.copy_(&r);
+                        }
+                    });
+                    m.var_store().save(&vae_file)?;
                 }
-            });
-            nst_model::TrainModel::var_store(&m).save(&vae_file)?;
+                None => {}
+            }
         }
         let vae_args = ["--vae-weights".to_string(), vae_file.display().to_string()];
         let images = tempfile::tempdir()?;
@@ -1051,7 +1195,7 @@ fn main() -> Result<()> {
                 Command::new(&me)
                     .args([
                         "--child",
-                        case,
+                        &name,
                         "--size",
                         &size.to_string(),
                         "--repeat",
@@ -1067,7 +1211,7 @@ fn main() -> Result<()> {
             )
         };
         let ours = nst_at(Precision::Fp32)?;
-        let reduced = if cli.precision.is_reduced() && case != "puy_projection" {
+        let reduced = if cli.precision.is_reduced() && case != Case::PuyProjection {
             let r = nst_at(cli.precision)?;
             let psnr = psnr(
                 &images.path().join("fp32.png"),
@@ -1077,12 +1221,13 @@ fn main() -> Result<()> {
         } else {
             None
         };
-        let (ref_case, guided): (&str, &[&str]) = if case == "strotss_guided" {
-            ("strotss", &["--guided"])
+        let (ref_case, guided): (String, &[&str]) = if case == Case::StrotssGuided {
+            (Case::Strotss.name(), &["--guided"])
         } else {
-            (case, &[])
+            (name.clone(), &[])
         };
-        let (ref_size, ref_scales) = if case == "strotss_peer" {
+        // The reference takes --size S as nst's side does, except the peer's fixed setting.
+        let (ref_size, ref_scales) = if case == Case::StrotssPeer {
             (256, 3)
         } else {
             (size, cli.strotss_scales)
@@ -1098,7 +1243,7 @@ fn main() -> Result<()> {
             reference
                 .arg(root.join("bench/torch_ref.py"))
                 .args([
-                    ref_case,
+                    &ref_case,
                     "--size",
                     &ref_size.to_string(),
                     "--repeat",
@@ -1128,9 +1273,9 @@ fn main() -> Result<()> {
     for (case, _, o, t, _) in &rows {
         let qd = match (o.quality, t.quality) {
             // Different objectives (the peer's loss is not nst's): nothing to compare.
-            _ if *case == "strotss_peer" => "n/a (different objectives)".into(),
+            _ if *case == Case::StrotssPeer => "n/a (different objectives)".into(),
             // nst reports the texture's Gram distance, the reference a checksum.
-            _ if case.starts_with("optex_") => "n/a".into(),
+            _ if !case.results_comparable() => "n/a".into(),
             (Some(a), Some(b)) => format!(
                 "{a:.4e} / {b:.4e} ({:.1e})",
                 (a - b).abs() / b.abs().max(1e-12)
@@ -1139,7 +1284,7 @@ fn main() -> Result<()> {
         };
         md += &format!(
             "| {case} {}px | {:.3} | {:.3} | {:.2} | {:.0} | {:.0} | {qd} |\n",
-            case_px(case, size),
+            case.px(size),
             o.seconds,
             t.seconds,
             o.seconds / t.seconds,
@@ -1157,7 +1302,7 @@ fn main() -> Result<()> {
         );
         for (case, _, o, t, red) in &rows {
             let Some((b, psnr)) = red else { continue };
-            let (tol, floor) = guard_for(case);
+            let (tol, floor) = case.guard();
             let (qd, q_ok) = match (o.quality, b.quality) {
                 (Some(x), Some(y)) => {
                     let rel = (x - y).abs() / x.abs().max(1e-12);
@@ -1172,7 +1317,7 @@ fn main() -> Result<()> {
             };
             md += &format!(
                 "| {case} {}px | {:.3} | {:.3} | {:.2}× | {:.3} | {:.2} | {:.0} | {qd} | {ps} | {} |\n",
-                case_px(case, size),
+                case.px(size),
                 o.seconds,
                 b.seconds,
                 o.seconds / b.seconds,
@@ -1188,7 +1333,7 @@ fn main() -> Result<()> {
         for (case, desc, r) in &solo {
             let fig = match *case {
                 _ if r.detail.is_some() => r.detail.clone().unwrap_or_default(),
-                "train_data_wait" => format!(
+                Case::TrainDataWait => format!(
                     "{:.1}% of step time waiting for data",
                     r.quality.unwrap_or(f64::NAN)
                 ),
@@ -1227,17 +1372,6 @@ const FLOOR_FEEDFORWARD_DB: f64 = 30.0;
 const FLOOR_OPTIMISATION_DB: f64 = 20.0;
 const TOL_SYNTHESIS: f64 = 0.10;
 
-/// The guard of a case: (result tolerance, PSNR floor if the PSNR is guarded).
-fn guard_for(case: &str) -> (f64, Option<f64>) {
-    if case.starts_with("optex_") {
-        (TOL_SYNTHESIS, None)
-    } else if case.starts_with("strotss") {
-        (TOL_OPTIMISATION, Some(FLOOR_OPTIMISATION_DB))
-    } else {
-        (TOL_FEEDFORWARD, Some(FLOOR_FEEDFORWARD_DB))
-    }
-}
-
 /// Σ_ℓ ‖G_ℓ(y) − G_ℓ(s)‖² / ‖G_ℓ(s)‖² over relu1_1…relu5_1, with an fp32
 /// VGG: how far a synthesised texture's statistics are from the exemplar's.
 fn texture_distance(weights: &std::path::Path, y: &Tensor, s: &Tensor) -> Result<f64> {
@@ -1252,17 +1386,6 @@ fn texture_distance(weights: &std::path::Path, y: &Tensor, s: &Tensor) -> Result
             / gs.square().sum(Kind::Double).double_value(&[]).max(1e-30);
     }
     Ok(d)
-}
-
-/// The image side a case runs at.
-fn case_px(case: &str, size: i64) -> i64 {
-    match case {
-        "propo_train_step" => 128,
-        "strotss_peer" => 256,
-        "optex_pyramid" => 2 * size,
-        c if c.ends_with("train_step") => 256,
-        _ => size,
-    }
 }
 
 /// PSNR in dB of two 8-bit images of the same size (None if either is missing).
