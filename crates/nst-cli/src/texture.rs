@@ -218,7 +218,6 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     for note in &synthesis.notes {
         eprintln!("warning: {note}");
     }
-    let stages = &synthesis.stages;
     let out = synthesis.result();
     let quality = nst_po::eval::quality(solver.loss(), out, &target)?;
     for j in 0..n {
@@ -227,7 +226,7 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
             .join(format!("{name}_{}_{j}.png", a.method.name()));
         nst_core::save_image(&out.get(j), &p)?;
         if a.save_stages {
-            for (s, img) in stages.iter().enumerate() {
+            for (s, img) in synthesis.stages().enumerate() {
                 let p =
                     a.out_dir
                         .join(format!("{name}_{}_{j}_stage{}.png", a.method.name(), s + 1));

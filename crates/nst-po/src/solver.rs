@@ -3,7 +3,7 @@
 //! target.
 use crate::texture::{TargetGrams, TextureLoss};
 use crate::{gatys, PseudoOptimizer};
-use nst_model::Result;
+use nst_model::{Error, Result};
 use tch::Tensor;
 
 /// A trained network or Gatys (L-BFGS, at most `max_evals` loss evaluations
@@ -13,12 +13,14 @@ pub enum Solver {
     Gatys { loss: TextureLoss, max_evals: usize },
 }
 
-/// What [`Solver::synthesize`] made.
+/// What [`Solver::synthesize`] made: at least one stage of at least one image.
 #[derive(Debug)]
 pub struct Synthesis {
-    /// The images after each stage, `[N, 3, H, W]` each in [0, 1]: five for
-    /// ProPO, one for PO, AdaPO and Gatys. The last is the result.
-    pub stages: Vec<Tensor>,
+    /// The final images, `[N, 3, H, W]` in [0, 1].
+    result: Tensor,
+    /// The images after each stage before the last (four for ProPO, none
+    /// for PO, AdaPO and Gatys).
+    earlier: Vec<Tensor>,
     /// Lines for the user, e.g. that L-BFGS stopped early on one image.
     pub notes: Vec<String>,
 }
@@ -26,9 +28,17 @@ pub struct Synthesis {
 impl Synthesis {
     /// The final images, `[N, 3, H, W]`.
     pub fn result(&self) -> &Tensor {
-        self.stages
-            .last()
-            .expect("a synthesis has at least one stage")
+        &self.result
+    }
+
+    /// The images after each stage, the result last.
+    pub fn stages(&self) -> impl Iterator<Item = &Tensor> {
+        self.earlier.iter().chain(std::iter::once(&self.result))
+    }
+
+    /// How many stages the solver ran (five for ProPO, one otherwise).
+    pub fn n_stages(&self) -> usize {
+        self.earlier.len() + 1
     }
 }
 
@@ -59,7 +69,8 @@ impl Solver {
 
     /// Runs on the noise `z0: [N, 3, H, W]` (x = sigmoid(z)) for `target`,
     /// [`Solver::batch`]`(batch)` images at a time; `progress(done)` is called
-    /// after each group with the number of images made so far.
+    /// after each group with the number of images made so far. An empty
+    /// batch (`N = 0`) is an error.
     pub fn synthesize(
         &self,
         z0: &Tensor,
@@ -68,6 +79,11 @@ impl Solver {
         mut progress: impl FnMut(usize),
     ) -> Result<Synthesis> {
         let n = z0.size()[0];
+        if n < 1 {
+            return Err(Error::Config(
+                "texture synthesis needs at least one noise input (N = 0)".into(),
+            ));
+        }
         let k = self.batch(batch) as i64;
         let mut groups: Vec<Vec<Tensor>> = Vec::new();
         let mut notes = Vec::new();
@@ -92,12 +108,19 @@ impl Solver {
             progress(i as usize);
         }
         let n_stages = groups.first().map_or(0, Vec::len);
-        let stages = (0..n_stages)
+        let mut earlier: Vec<Tensor> = (0..n_stages)
             .map(|s| {
                 let parts: Vec<&Tensor> = groups.iter().map(|g| &g[s]).collect();
                 Tensor::cat(&parts, 0)
             })
             .collect();
-        Ok(Synthesis { stages, notes })
+        let result = earlier
+            .pop()
+            .ok_or_else(|| Error::Model("the texture solver made no image".into()))?;
+        Ok(Synthesis {
+            result,
+            earlier,
+            notes,
+        })
     }
 }

@@ -513,3 +513,34 @@ fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
         "texture loss {before:.3e} → {after:.3e}"
     );
 }
+
+#[test]
+fn a_solver_on_an_empty_batch_is_an_error_and_propo_keeps_every_stage() {
+    let _rng = nst_testkit::rng_lock();
+    let m = model(Variant::Propo, Norm::Instance);
+    let t = loss_target(&m, 32, 32);
+    let solver = Solver::Learned(m);
+    let empty = PseudoOptimizer::noise(0, 32, 32, Device::Cpu);
+    let e = solver.synthesize(&empty, &t, 4, |_| {}).err().unwrap();
+    assert!(e.to_string().contains("at least one noise input"), "{e}");
+    // Three images in groups of two: every stage keeps all three, the result last.
+    tch::manual_seed(3);
+    let s = solver
+        .synthesize(
+            &PseudoOptimizer::noise(3, 32, 32, Device::Cpu),
+            &t,
+            2,
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(s.n_stages(), 5);
+    let stages: Vec<&Tensor> = s.stages().collect();
+    assert_eq!(stages.len(), 5);
+    for x in &stages {
+        assert_eq!(x.size(), [3, 3, 32, 32]);
+    }
+    assert_eq!(
+        f64::try_from((stages[4] - s.result()).abs().max()).unwrap(),
+        0.0
+    );
+}
