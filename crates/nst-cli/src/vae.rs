@@ -55,6 +55,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub preserve_color: bool,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 
@@ -132,14 +134,71 @@ fn load_model(args: &ModelArgs, device: Device) -> Result<VaeAdainModel> {
     )?)
 }
 
-/// Loads a content image, cropped to a multiple of 8 (the decoder upsamples
-/// ×8), after checking that stylising it fits in memory.
-fn load8(p: &Path, size: ImageSize, device: Device, role: &str) -> Result<Tensor> {
-    let x = common::load(p, size, device, role)?;
+/// Loads a content image on the CPU, cropped to a multiple of 8 (the
+/// decoder upsamples ×8), with how to stylise it: whole, or tile by tile
+/// when it does not fit in memory (or --tile asks).
+fn load8(
+    p: &Path,
+    m: &ModelArgs,
+    device: Device,
+    role: &str,
+) -> Result<(Tensor, nst_tiling::Plan)> {
+    let x = common::load(p, m.size, Device::Cpu, role)?;
     let (h, w) = (x.size()[2] / 8 * 8, x.size()[3] / 8 * 8);
     let x = x.narrow(2, 0, h).narrow(3, 0, w);
-    common::ensure_fits(nst_vae::FOOTPRINT, &x, device, "--size")?;
-    Ok(x)
+    let plan = m.tiles.plan(
+        nst_vae::FOOTPRINT,
+        (h, w),
+        nst_vae::HALO,
+        nst_vae::STRIDE,
+        device,
+        m.runtime.quiet,
+    )?;
+    Ok((x, plan))
+}
+
+/// The mean style code μ of a style image, its statistics taken tile by
+/// tile when the image does not fit in memory.
+fn style_code(
+    model: &VaeAdainModel,
+    p: &Path,
+    m: &ModelArgs,
+    device: Device,
+    role: &str,
+) -> Result<Tensor> {
+    let s = common::load(p, m.size, Device::Cpu, role)?;
+    let (h, w) = (s.size()[2], s.size()[3]);
+    // Whole when it fits, else tiles that fit (--tile sizes the content's).
+    let tiles = common::TileArgs {
+        tile: None,
+        ..m.tiles.clone()
+    };
+    let plan = tiles.plan(
+        nst_vae::FOOTPRINT,
+        (h / 8 * 8, w / 8 * 8),
+        nst_vae::HALO,
+        nst_vae::STRIDE,
+        device,
+        true,
+    )?;
+    let code = match plan.tiling() {
+        Some(t) => tch::no_grad(|| model.encode_style_tiled(&s, t))?.0,
+        None => tch::no_grad(|| model.encode_style(&s.to_device(device)))?.0,
+    };
+    common::end_tiles();
+    Ok(code)
+}
+
+/// Stylises a content loaded by [`load8`] with a style code.
+fn stylize_one(
+    model: &VaeAdainModel,
+    (c, plan): &(Tensor, nst_tiling::Plan),
+    code: &Tensor,
+    alpha: f64,
+) -> Result<Tensor> {
+    let y = tch::no_grad(|| model.stylize_code_tiled(c, code, alpha, plan.tiling()))?;
+    common::end_tiles();
+    Ok(y.to_device(Device::Cpu))
 }
 
 fn finish(content: &Tensor, y: Tensor, preserve: bool) -> Tensor {
@@ -178,10 +237,10 @@ fn stylize(a: StylizeArgs) -> Result<()> {
             common::check_output(out)?;
             let device = m.runtime.init()?;
             let model = load_model(m, device)?;
-            let c = load8(c, m.size, device, "content")?;
-            let s = common::load(s, m.size, device, "style")?;
-            let y = tch::no_grad(|| model.stylize(&c, &s, a.alpha))?;
-            nst_core::save_image(&finish(&c, y, m.preserve_color), out)?;
+            let c = load8(c, m, device, "content")?;
+            let code = style_code(&model, s, m, device, "style")?;
+            let y = stylize_one(&model, &c, &code, a.alpha)?;
+            nst_core::save_image(&finish(&c.0, y, m.preserve_color), out)?;
             if !m.runtime.quiet {
                 eprintln!("wrote {}", out.display());
             }
@@ -196,7 +255,7 @@ fn stylize(a: StylizeArgs) -> Result<()> {
             // Style codes once per style; a style that cannot be read is skipped with a warning.
             let mut codes = Vec::new();
             for p in &styles {
-                match common::load(p, m.size, device, "style").and_then(|s| Ok(tch::no_grad(|| model.encode_style(&s))?.0)) {
+                match style_code(&model, p, m, device, "style") {
                     Ok(mu) => codes.push((p, mu)),
                     Err(e) => eprintln!("warning: skipping {}: {e:#}", p.display()),
                 }
@@ -204,7 +263,7 @@ fn stylize(a: StylizeArgs) -> Result<()> {
             let pb = common::progress_bar((contents.len() * codes.len()) as u64, "stylise", m.runtime.quiet);
             let (mut done, mut failed) = (0, 0);
             for cp in &contents {
-                let c = match load8(cp, m.size, device, "content") {
+                let c = match load8(cp, m, device, "content") {
                     Ok(c) => c,
                     Err(e) => {
                         pb.suspend(|| eprintln!("warning: skipping {}: {e:#}", cp.display()));
@@ -220,8 +279,8 @@ fn stylize(a: StylizeArgs) -> Result<()> {
                     }
                     let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                     let out = od.join(format!("{}__{}.png", stem(cp), stem(sp)));
-                    let y = tch::no_grad(|| model.stylize_code(&c, mu, a.alpha))?;
-                    nst_core::save_image(&finish(&c, y, m.preserve_color), &out)?;
+                    let y = stylize_one(&model, &c, mu, a.alpha)?;
+                    nst_core::save_image(&finish(&c.0, y, m.preserve_color), &out)?;
                     done += 1;
                     pb.inc(1);
                 }
@@ -271,18 +330,23 @@ fn interpolate(a: InterpolateArgs) -> Result<()> {
     let m = &a.model;
     let device = m.runtime.init()?;
     let model = load_model(m, device)?;
-    let c = load8(&a.content, m.size, device, "content")?;
+    let c = load8(&a.content, m, device, "content")?;
     let mut codes = Vec::new();
     for (i, p) in a.style.iter().enumerate() {
-        let s = common::load(p, m.size, device, &format!("style {}", i + 1))?;
-        codes.push(tch::no_grad(|| model.encode_style(&s))?.0);
+        codes.push(style_code(
+            &model,
+            p,
+            m,
+            device,
+            &format!("style {}", i + 1),
+        )?);
     }
     let mut outs = Vec::new();
     for w in &weights_runs {
         let code = nst_vae::mix_codes(&codes, w)?;
         outs.push(finish(
-            &c,
-            tch::no_grad(|| model.stylize_code(&c, &code, 1.0))?,
+            &c.0,
+            stylize_one(&model, &c, &code, 1.0)?,
             m.preserve_color,
         ));
     }
@@ -309,7 +373,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     let m = &a.model;
     let device = m.runtime.init()?;
     let model = load_model(m, device)?;
-    let c = load8(&a.content, m.size, device, "content")?;
+    let c = load8(&a.content, m, device, "content")?;
     let codes = nst_vae::sample_codes(
         a.count,
         model.style_dim(),
@@ -319,8 +383,8 @@ fn sample(a: SampleArgs) -> Result<()> {
     );
     let mut outs = Vec::new();
     for i in 0..a.count {
-        let y = tch::no_grad(|| model.stylize_code(&c, &codes.narrow(0, i, 1), 1.0))?;
-        outs.push(finish(&c, y, m.preserve_color));
+        let y = stylize_one(&model, &c, &codes.narrow(0, i, 1), 1.0)?;
+        outs.push(finish(&c.0, y, m.preserve_color));
     }
     nst_core::save_image(&strip(&Tensor::cat(&outs, 0)), &a.out)?;
     if !m.runtime.quiet {

@@ -30,7 +30,9 @@ pub fn set_progress(f: Option<Arc<ProgressFn>>) {
     }
 }
 
-fn report(pass: &'static str, done: usize, total: usize) {
+/// Tells the function of [`set_progress`] that `done` of `total` tiles of
+/// `pass` are done (for methods that run passes of their own).
+pub fn report(pass: &'static str, done: usize, total: usize) {
     let f = PROGRESS.lock().ok().and_then(|p| p.clone());
     if let Some(f) = f {
         f(pass, done, total);

@@ -32,7 +32,8 @@ pub use model::{
     mix_codes, sample_codes, ContentEncoderKind, ContentTarget, StyleEncoderKind, VaeAdainModel,
     VaeLoss, VaeModelConfig, KIND,
 };
-pub use ops::{adain_with, disentanglement_loss, kl_divergence, reparameterize};
+pub use model::{HALO, STRIDE};
+pub use ops::{adain_with, adain_with_stats, disentanglement_loss, kl_divergence, reparameterize};
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,9 @@ use tch::{nn, nn::Module, Device, Kind, Reduction, Tensor};
 /// The `model.kind` of this model.
 pub const KIND: &str = "vae_adain";
 
+mod tiled;
+pub use tiled::{HALO, STRIDE};
+
 /// What produces the content code E_c(x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -331,12 +334,18 @@ impl StyleEncoder {
         (mu, logvar)
     }
 
-    fn conv_stats(&self, x: &Tensor) -> Tensor {
+    /// The conv trunk's maps `[B, 256, H/16, W/16]`, whose channel
+    /// statistics E_s reads in `conv` mode.
+    fn conv_trunk(&self, x: &Tensor) -> Tensor {
         let mut h = x * 2.0 - 1.0;
         for c in &self.convs {
             h = c.forward(&h).leaky_relu();
         }
-        let (m, s) = mean_std(&h, EPS);
+        h
+    }
+
+    fn conv_stats(&self, x: &Tensor) -> Tensor {
+        let (m, s) = mean_std(&self.conv_trunk(x), EPS);
         Tensor::cat(&[m.flatten(1, -1), s.flatten(1, -1)], 1)
     }
 }

@@ -55,6 +55,19 @@ pub fn disentanglement_loss(e1: &Tensor, e2: &Tensor, s: &Tensor) -> Tensor {
 /// `x: [B, C, H, W]`, `sigma, mu: [B, C]` → `[B, C, H, W]`
 pub fn adain_with(x: &Tensor, sigma: &Tensor, mu: &Tensor) -> Tensor {
     let (m, s) = mean_std(x, EPS);
+    adain_with_stats(x, sigma, mu, (&m, &s))
+}
+
+/// [`adain_with`] with x's statistics given, `(μ(x), σ(x))`, each
+/// `[B or 1, C, 1, 1]`: those of the whole image when x is a tile of it.
+pub fn adain_with_stats(
+    x: &Tensor,
+    sigma: &Tensor,
+    mu: &Tensor,
+    (m, s): (&Tensor, &Tensor),
+) -> Tensor {
+    let d = x.device();
     let (b, c) = (sigma.size()[0], sigma.size()[1]);
-    (x.to_kind(Kind::Float) - m) / s * sigma.view([b, c, 1, 1]) + mu.view([b, c, 1, 1])
+    (x.to_kind(Kind::Float) - m.to_device(d)) / s.to_device(d) * sigma.view([b, c, 1, 1])
+        + mu.view([b, c, 1, 1])
 }

@@ -324,3 +324,62 @@ checkpoint_every = 1000
         "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
     );
 }
+
+/// Tiled stylisation against the whole image, with an untrained model (the
+/// computation, not the look, is under test): 256² with 160-px tiles (3 × 3),
+/// at alpha 0.7 so that the content's own code (its style statistics taken
+/// tile by tile) and every decoder AdaIN layer's global statistics are used.
+/// PSNR over the output's range.
+#[test]
+fn tiled_vae_adain_matches_the_whole_image() {
+    let _rng = nst_testkit::rng_lock();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(7);
+    let load = |p: &str, n: u32| nst_testkit::sample_image(p, n, n);
+    let (c, s) = (
+        load("samples/content/astronaut.png", 256),
+        load("samples/style/coffee.png", 192),
+    );
+    for kind in [StyleEncoderKind::VggStats, StyleEncoderKind::Conv] {
+        let model = small(ContentEncoderKind::Vgg, kind);
+        // The untiled path is the plain one.
+        let whole = model.stylize_tiled(&c, &s, 0.7, None).unwrap();
+        let plain = tch::no_grad(|| model.stylize(&c, &s, 0.7)).unwrap();
+        assert_eq!(f64::try_from((&whole - &plain).abs().max()).unwrap(), 0.0);
+        let peak = f64::try_from(whole.max() - whole.min()).unwrap();
+        assert!(peak > 0.05, "untrained output too flat to compare: {peak}");
+        // The style code from tiled statistics (a 192² style in 64-px windows).
+        let t64 = nst_tiling::Tiling::new(64 + 2 * 32, 32, 16).unwrap();
+        let (mu_t, lv_t) = tch::no_grad(|| model.encode_style_tiled(&s, &t64)).unwrap();
+        let (mu, lv) = tch::no_grad(|| model.encode_style(&s)).unwrap();
+        assert!(nst_testkit::rel_err(&mu_t, &mu) < 1e-4, "{kind:?} μ");
+        assert!(nst_testkit::rel_err(&lv_t, &lv) < 1e-4, "{kind:?} log σ²");
+        let tiling = nst_tiling::Tiling::new(160, HALO, STRIDE).unwrap();
+        assert!(tiling.grid(256, 256).unwrap().len() >= 9);
+        let tiled = model.stylize_tiled(&c, &s, 0.7, Some(&tiling)).unwrap();
+        let db = nst_core::psnr(&tiled, &whole, peak);
+        assert!(db >= 40.0, "{kind:?}: tiled vs whole {db:.1} dB");
+        // A budget that keeps no decoder map between passes recomputes them: the same image.
+        let mut tight = tiling;
+        tight.cache_bytes = Some(0);
+        let again = model.stylize_tiled(&c, &s, 0.7, Some(&tight)).unwrap();
+        assert!(nst_testkit::rel_err(&again, &tiled) < 1e-5);
+        // Without a halo the tiles disagree at their boundaries.
+        let bare = nst_tiling::Tiling::new(160, 0, STRIDE).unwrap();
+        let db0 = nst_core::psnr(
+            &model.stylize_tiled(&c, &s, 0.7, Some(&bare)).unwrap(),
+            &whole,
+            peak,
+        );
+        assert!(
+            db0 < db - 6.0,
+            "halo 0: {db0:.1} dB, halo {HALO}: {db:.1} dB"
+        );
+        eprintln!("{kind:?}: tiled vs whole at 256², tiles of 160: {db:.1} dB (halo {HALO}), {db0:.1} dB (no halo); output range {peak:.3}");
+    }
+    // The learned content encoder is not tiled: one clear error.
+    let learned = small(ContentEncoderKind::Learned, StyleEncoderKind::VggStats);
+    let t = nst_tiling::Tiling::new(160, HALO, STRIDE).unwrap();
+    let e = learned.stylize_tiled(&c, &s, 1.0, Some(&t)).err().unwrap();
+    assert!(e.to_string().contains("content_encoder"), "{e}");
+}

@@ -135,16 +135,40 @@ impl MirrorDecoder {
     pub fn forward_with(
         &self,
         features: &Tensor,
+        modulate: impl FnMut(usize, Tensor) -> Tensor,
+    ) -> Tensor {
+        self.forward_between(features, 0, None, modulate)
+    }
+
+    /// A stretch of [`MirrorDecoder::forward_with`], for work that needs the
+    /// maps at one hook before it can go on (tiled decoding, which takes each
+    /// hook's statistics over all tiles first). `h` is the map arriving at
+    /// hook `from` before `modulate` sees it (at hook 0: the features as
+    /// given, scaled here). Runs to hook `to` and returns the map arriving
+    /// there, unmodulated, in fp32 (`to = Some(from)`: `h` itself, scaled at
+    /// hook 0); with `to = None` runs to the image.
+    pub fn forward_between(
+        &self,
+        h: &Tensor,
+        from: usize,
+        to: Option<usize>,
         mut modulate: impl FnMut(usize, Tensor) -> Tensor,
     ) -> Tensor {
-        let mut h = if self.input_scale == 1.0 {
-            features.shallow_clone()
+        let mut h = if from > 0 || self.input_scale == 1.0 {
+            h.shallow_clone()
         } else {
-            features / self.input_scale
+            h / self.input_scale
         };
-        h = modulate(0, h);
+        if to == Some(from) {
+            return h.to_kind(Kind::Float);
+        }
+        h = modulate(from, h);
         let mut i = 0;
         for l in &self.layers {
+            if i < from {
+                i += usize::from(l.upsample);
+                continue;
+            }
             h = self
                 .precision
                 .conv2d(&l.conv, &h.reflection_pad2d([1, 1, 1, 1]), 0);
@@ -155,6 +179,9 @@ impl MirrorDecoder {
                 let (_, _, hh, ww) = h.size4().unwrap_or((0, 0, 0, 0));
                 h = h.upsample_nearest2d([hh * 2, ww * 2], None, None);
                 i += 1;
+                if to == Some(i) {
+                    return h.to_kind(Kind::Float);
+                }
                 h = modulate(i, h.to_kind(Kind::Float));
             }
         }
