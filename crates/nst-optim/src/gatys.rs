@@ -16,6 +16,8 @@ use nst_losses::{content_loss, gram, gram_loss, total_variation};
 use nst_vgg::{Tap, Vgg};
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
+pub mod tiled;
+
 /// The optimiser that updates the pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
@@ -86,6 +88,25 @@ impl LossTerms {
     pub fn total(&self) -> f64 {
         self.content + self.style + self.tv + self.reg
     }
+}
+
+/// An error naming the first loss term that is not finite.
+fn check_terms(terms: &LossTerms, eval: usize) -> Result<()> {
+    for (name, v) in [
+        ("content", terms.content),
+        ("style", terms.style),
+        ("tv", terms.tv),
+        ("regulariser", terms.reg),
+    ] {
+        if !v.is_finite() {
+            return Err(Error::NonFinite {
+                eval,
+                term: name.into(),
+                value: v,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An extra differentiable term R(x) added to the loss with a weight.
@@ -260,26 +281,15 @@ impl<'a> Gatys<'a> {
     where
         F: FnMut(usize, &LossTerms) -> bool,
     {
+        // A copy: L-BFGS updates x in place, and `init` is the caller's.
         let mut x = init
             .detach()
             .to_kind(Kind::Float)
-            .to_device(self.vgg.device());
+            .to_device(self.vgg.device())
+            .copy();
         let mut eval = 0usize;
         let mut check = |terms: &LossTerms, eval: usize| -> Result<()> {
-            for (name, v) in [
-                ("content", terms.content),
-                ("style", terms.style),
-                ("tv", terms.tv),
-                ("regulariser", terms.reg),
-            ] {
-                if !v.is_finite() {
-                    return Err(Error::NonFinite {
-                        eval,
-                        term: name.into(),
-                        value: v,
-                    });
-                }
-            }
+            check_terms(terms, eval)?;
             if !observe(eval, terms) {
                 return Err(Error::Interrupted);
             }

@@ -38,6 +38,8 @@ pub enum Error {
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Core(#[from] nst_core::Error),
+    #[error(transparent)]
+    Tiling(#[from] nst_tiling::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,6 +51,8 @@ mod tests;
 mod precision_tests;
 #[cfg(test)]
 mod strotss_tests;
+#[cfg(test)]
+mod tiled_tests;
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`
 /// (the larger of its slopes between 256, 512 and 1024 px).

@@ -101,6 +101,29 @@ impl Plan {
 /// fits, with `halo` and `align` the method's.
 pub fn plan(
     fp: &nst_core::Footprint,
+    dims: (i64, i64),
+    halo: i64,
+    align: i64,
+    tile: Option<i64>,
+    budget: Option<u64>,
+) -> Result<Plan, Error> {
+    plan_with_state(
+        fp,
+        WHOLE_IMAGE_BYTES_PER_PIXEL,
+        dims,
+        halo,
+        align,
+        tile,
+        budget,
+    )
+}
+
+/// [`plan`] for work that keeps `state_bytes_per_pixel` of whole-image
+/// state while it tiles (an optimiser's image, gradient and history, say)
+/// besides the image buffers.
+pub fn plan_with_state(
+    fp: &nst_core::Footprint,
+    state_bytes_per_pixel: u64,
     (height, width): (i64, i64),
     halo: i64,
     align: i64,
@@ -108,7 +131,7 @@ pub fn plan(
     budget: Option<u64>,
 ) -> Result<Plan, Error> {
     let whole_px = (height * width).max(0) as u64;
-    let need = |t: i64| fp.bytes(t, t, 1) + whole_px * WHOLE_IMAGE_BYTES_PER_PIXEL;
+    let need = |t: i64| fp.bytes(t, t, 1) + whole_px * state_bytes_per_pixel;
     let gb = |b: u64| b as f64 / (1u64 << 30) as f64;
     if let Some(t) = tile {
         let tiling = Tiling::new(t, halo, align)?;
@@ -296,9 +319,63 @@ impl Tiling {
         }
     }
 
+    /// [`Tiling::grid`] with the interior boundaries moved by `(dy, dx)` px
+    /// (taken modulo the interior cores' size and rounded down to `align`),
+    /// for work that re-cuts the image at every step so that no boundary
+    /// stays in one place (tiled optimisation). Any shift is a valid grid:
+    /// cores partition the image, windows stay within the tile.
+    pub fn grid_shifted(
+        &self,
+        height: i64,
+        width: i64,
+        (dy, dx): (i64, i64),
+    ) -> Result<Grid, Error> {
+        self.grid(height, width)?;
+        Ok(self.grid_from(
+            height,
+            width,
+            self.split_shifted(height, dy),
+            self.split_shifted(width, dx),
+        ))
+    }
+
+    /// The cores along one axis for a boundary lattice moved by `shift`:
+    /// interior cores of the full interior size, edge cores what is left
+    /// (merged with their neighbour when that still fits a window).
+    fn split_shifted(&self, len: i64, shift: i64) -> Vec<(i64, i64)> {
+        if len <= self.tile {
+            return vec![(0, len)];
+        }
+        let (edge, mid) = (self.tile - self.halo, self.tile - 2 * self.halo);
+        let s = shift.rem_euclid(mid) / self.align * self.align;
+        let mut bounds = vec![0i64];
+        let mut p = if s == 0 { mid } else { s };
+        while p < len {
+            bounds.push(p);
+            p += mid;
+        }
+        bounds.push(len);
+        if bounds.len() > 3 && bounds[2] <= edge {
+            bounds.remove(1);
+        }
+        let n = bounds.len();
+        if n > 3 && len - bounds[n - 3] <= edge {
+            bounds.remove(n - 2);
+        }
+        bounds.windows(2).map(|b| (b[0], b[1])).collect()
+    }
+
     fn grid_unchecked(&self, height: i64, width: i64) -> Grid {
-        let rows = self.split(height);
-        let cols = self.split(width);
+        self.grid_from(height, width, self.split(height), self.split(width))
+    }
+
+    fn grid_from(
+        &self,
+        height: i64,
+        width: i64,
+        rows: Vec<(i64, i64)>,
+        cols: Vec<(i64, i64)>,
+    ) -> Grid {
         let mut tiles = Vec::with_capacity(rows.len() * cols.len());
         for &(y0, y1) in &rows {
             for &(x0, x1) in &cols {

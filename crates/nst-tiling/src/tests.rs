@@ -187,3 +187,40 @@ fn the_plan_runs_whole_when_it_fits_and_tiles_within_the_budget_otherwise() {
     assert_eq!(p.tiling().map(|t| t.tile), Some(512));
     assert!(plan(&fp, (1024, 1024), 64, 8, Some(100), None).is_err());
 }
+
+#[test]
+fn shifted_grids_partition_the_image_and_move_every_boundary() {
+    let t = Tiling::new(256, 64, 8).unwrap();
+    let (h, w) = (1000, 704);
+    let mut seen_rows = std::collections::BTreeSet::new();
+    for k in 0..12i64 {
+        let shift = (k * 53, k * 37);
+        let g = t.grid_shifted(h, w, shift).unwrap();
+        let count = Tensor::zeros([h, w], (Kind::Int, Device::Cpu));
+        for tile in &g.tiles {
+            let c = tile.core;
+            let mut r = c.crop(&count);
+            r += 1;
+            assert!(
+                tile.window.h <= t.tile && tile.window.w <= t.tile,
+                "{tile:?}"
+            );
+            assert!(c.y == 0 || c.y - tile.window.y == t.halo, "{tile:?}");
+            assert!(c.y + c.h == h || tile.window.y + tile.window.h - (c.y + c.h) == t.halo);
+            for v in [c.y, c.x, tile.window.y, tile.window.x] {
+                assert_eq!(v % 8, 0, "{tile:?}");
+            }
+            if c.y > 0 {
+                seen_rows.insert(c.y);
+            }
+        }
+        assert_eq!(count.min().int64_value(&[]), 1, "shift {shift:?}");
+        assert_eq!(count.max().int64_value(&[]), 1, "shift {shift:?}");
+    }
+    // Twelve shifts put boundaries on many different rows, not the same few.
+    assert!(
+        seen_rows.len() >= 24,
+        "{} distinct boundary rows",
+        seen_rows.len()
+    );
+}

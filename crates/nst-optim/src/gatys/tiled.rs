@@ -1,0 +1,501 @@
+//! Gatys at sizes larger than memory allows: the loss and its gradient
+//! tile by tile, and a coarse-to-fine schedule (docs/high-resolution.md).
+//!
+//! The style loss Σ_l w_l‖G_l(x) − G_l(s)‖²/C_l² is global: G_l sums over
+//! every pixel. Each evaluation therefore makes two passes over the tiles:
+//!
+//! 1. without gradients, it sums F Fᵀ over the tiles' cores (each feature
+//!    counted once), which gives G_l(x) and the loss;
+//! 2. with gradients, each tile's window runs forward and backward on the
+//!    surrogate ⟨D_l, F_core F_coreᵀ⟩/(C_l N_l), with D_l = ∂L/∂G_l held
+//!    fixed from pass 1. Its gradient with respect to the core's features
+//!    is exactly the global loss's, so the window gradients, summed into the
+//!    image's, give the whole-image gradient up to the halo's error (the
+//!    features near a window's edge see padding instead of the image).
+//!
+//! The content term is a sum over positions and splits over the cores; its
+//! targets are the whole content's features, computed once per scale. The
+//! grid moves at every evaluation, so no boundary stays in one place.
+use super::{Gatys, LossTerms};
+use crate::{Error, Lbfgs, LbfgsReport, Result};
+use nst_losses::total_variation;
+use nst_tiling::{Grid, Tiling};
+use nst_vgg::{Tap, Vgg};
+use tch::{Device, Kind, Tensor};
+
+/// Context per side for each tile, in px: chosen by
+/// `tiled_gatys_matches_the_whole_loss_and_gradient`.
+pub const HALO: i64 = 96;
+
+/// Tiles are cut on multiples of the deepest default tap's stride (`relu5_1`).
+pub const ALIGN: i64 = 16;
+
+/// Whole-image state of a tiled run per pixel, besides the tiles' working
+/// memory: the image, its gradient and L-BFGS's direction and previous
+/// iterate and gradient (fp32 RGB, 12 B each), the content features at
+/// `relu4_2` (512 channels at 1/64 of the pixels, 32 B), and the image
+/// buffers (40 B). L-BFGS's history adds [`HISTORY_BYTES_PER_PIXEL`] per pair.
+pub const STATE_BYTES_PER_PIXEL: u64 = 5 * 12 + 32 + 40;
+
+/// L-BFGS keeps two RGB fp32 images per history pair.
+pub const HISTORY_BYTES_PER_PIXEL: u64 = 24;
+
+/// The L-BFGS history that fits: at most `max`, at least 3, within
+/// `budget` bytes for an image of `pixels` (all of `max` without a budget).
+pub fn history_within(pixels: i64, budget: Option<u64>, max: usize) -> usize {
+    match budget {
+        None => max,
+        Some(b) => {
+            let per = HISTORY_BYTES_PER_PIXEL * pixels.max(1) as u64;
+            ((b / per.max(1)) as usize).clamp(3, max.max(3))
+        }
+    }
+}
+
+/// The statistics of pass 1: Σ F Fᵀ per style layer (f64) and its count.
+struct Sums {
+    ffs: Vec<Tensor>,
+    counts: Vec<i64>,
+}
+
+/// The whole-image feature map of `image` at `tap`, assembled from the
+/// tiles' cores of `grid` (on the CPU).
+fn features_tiled(vgg: &Vgg, image: &Tensor, taps: &[Tap], grid: &Grid) -> Result<Vec<Tensor>> {
+    let d = vgg.device();
+    let (h, w) = (image.size()[2], image.size()[3]);
+    // The sizes of the whole image's maps: one tiny forward would allocate;
+    // VGG floors each pooling, which the cores follow (see Rect::scaled_down).
+    let mut maps: Vec<Option<Tensor>> = taps.iter().map(|_| None).collect();
+    grid.for_each(|tile| -> Result<()> {
+        let f = tch::no_grad(|| vgg.encode(&tile.window.crop(image).to_device(d), taps))?;
+        for (m, &t) in maps.iter_mut().zip(taps) {
+            let s = vgg.arch().stride(t);
+            let ft = &f[t];
+            let core = tile.core_in_window().scaled_down(s);
+            let whole = m.get_or_insert_with(|| {
+                let (hh, ww) = pooled(h, w, s);
+                Tensor::zeros([1, ft.size()[1], hh, ww], (Kind::Float, Device::Cpu))
+            });
+            let dst = tile.core.scaled_down(s);
+            let dst = Tensor::narrow(&whole.narrow(2, dst.y, core.h), 3, dst.x, core.w);
+            dst.shallow_clone()
+                .copy_(&core.crop(ft).to_device(Device::Cpu));
+        }
+        Ok(())
+    })?;
+    maps.into_iter()
+        .map(|m| m.ok_or_else(|| Error::Config("no tiles".into())))
+        .collect()
+}
+
+/// The size of a map at stride `s` (a power of two) after VGG's flooring poolings.
+fn pooled(h: i64, w: i64, s: i64) -> (i64, i64) {
+    let (mut h, mut w, mut k) = (h, w, s);
+    while k > 1 {
+        h /= 2;
+        w /= 2;
+        k /= 2;
+    }
+    (h, w)
+}
+
+/// The core's features `[C, n]` of a window's map at `tap`.
+fn core_rows(vgg: &Vgg, f: &Tensor, tap: Tap, tile: &nst_tiling::Tile) -> Tensor {
+    let core = tile.core_in_window().scaled_down(vgg.arch().stride(tap));
+    let x = core.crop(f).to_kind(Kind::Float);
+    let c = x.size()[1];
+    x.reshape([c, -1])
+}
+
+/// Σ F Fᵀ of a style image's features over `grid` (its Gram matrices, for
+/// targets at sizes that do not fit whole).
+fn gram_sums(vgg: &Vgg, image: &Tensor, taps: &[Tap], grid: &Grid) -> Result<Sums> {
+    let d = vgg.device();
+    let mut ffs: Vec<Option<Tensor>> = taps.iter().map(|_| None).collect();
+    let mut counts = vec![0i64; taps.len()];
+    grid.for_each(|tile| -> Result<()> {
+        let f = tch::no_grad(|| vgg.encode(&tile.window.crop(image).to_device(d), taps))?;
+        for (i, &t) in taps.iter().enumerate() {
+            let r = core_rows(vgg, &f[t], t, tile).to_kind(Kind::Double);
+            counts[i] += r.size()[1];
+            let ff = r.matmul(&r.transpose(0, 1));
+            ffs[i] = Some(match ffs[i].take() {
+                Some(a) => a + ff,
+                None => ff,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(Sums {
+        ffs: ffs
+            .into_iter()
+            .map(|f| f.unwrap_or_else(|| Tensor::zeros([1], (Kind::Double, d))))
+            .collect(),
+        counts,
+    })
+}
+
+impl Sums {
+    /// The Gram matrices `[1, C, C]` (fp32), normalised as [`nst_losses::gram`] does (C·N).
+    fn grams(&self) -> Vec<Tensor> {
+        self.ffs
+            .iter()
+            .zip(&self.counts)
+            .map(|(ff, &n)| {
+                let c = ff.size()[0];
+                (ff / (c * n.max(1)) as f64)
+                    .to_kind(Kind::Float)
+                    .unsqueeze(0)
+            })
+            .collect()
+    }
+}
+
+impl<'a> Gatys<'a> {
+    /// [`Gatys::new`] with the targets computed tile by tile when `tiling`
+    /// is given: the style's Gram matrices summed over the cores of its
+    /// grid, and the content's features assembled from its tiles' cores
+    /// (kept on the CPU). The result is what [`Gatys::new`] gives, up to the
+    /// halo's error.
+    pub fn new_tiled(
+        vgg: &'a Vgg,
+        cfg: super::GatysConfig,
+        content: Option<&Tensor>,
+        style: &Tensor,
+        tiling: Option<&Tiling>,
+    ) -> Result<Self> {
+        let Some(t) = tiling else {
+            return Self::new(vgg, cfg, content, style);
+        };
+        if cfg.style_layers.is_empty() {
+            return Err(Error::Config("at least one style layer is needed".into()));
+        }
+        // Validate everything else on a tiny problem, then swap the targets in.
+        let tiny = Tensor::zeros([1, 3, 32, 32], (Kind::Float, vgg.device()));
+        let mut g = Self::new(vgg, cfg, content.map(|_| &tiny), &tiny)?;
+        let (sh, sw) = (style.size()[2], style.size()[3]);
+        let sg = t.grid_or_whole(sh, sw);
+        g.style_grams = gram_sums(vgg, style, &g.cfg.style_layers, &sg)?.grams();
+        if let Some(c) = content {
+            let (ch, cw) = (c.size()[2], c.size()[3]);
+            let grid = t.grid_or_whole(ch, cw);
+            g.content_targets = features_tiled(vgg, c, &g.cfg.content_layers, &grid)?;
+            g.content = Some(c.shallow_clone());
+        }
+        Ok(g)
+    }
+
+    /// The loss at `x: [1, 3, H, W]` and its gradient (on `x`'s device),
+    /// computed tile by tile on `grid` (see the module docs). The extra
+    /// regulariser of [`Gatys::with_regularizer`] is not tiled: an error.
+    pub fn loss_grad_tiled(&self, x: &Tensor, grid: &Grid) -> Result<(LossTerms, Tensor)> {
+        let (terms, grad) = self.evaluate_tiled(x, grid, true)?;
+        Ok((terms, grad.unwrap_or_else(|| Tensor::zeros_like(x))))
+    }
+
+    /// The loss at `x` measured tile by tile, without its gradient: what
+    /// the tiled run optimises, and a yardstick for images too large to
+    /// evaluate whole.
+    pub fn loss_tiled(&self, x: &Tensor, grid: &Grid) -> Result<LossTerms> {
+        self.evaluate_tiled(x, grid, false).map(|(t, _)| t)
+    }
+
+    fn evaluate_tiled(
+        &self,
+        x: &Tensor,
+        grid: &Grid,
+        want_grad: bool,
+    ) -> Result<(LossTerms, Option<Tensor>)> {
+        if self.regularizer.is_some() {
+            return Err(Error::Config(
+                "the photorealism term (matting Laplacian) is not tiled: use a --size that fits in memory".into(),
+            ));
+        }
+        let d = self.vgg.device();
+        let styles = &self.cfg.style_layers;
+        let contents: &[Tap] = if self.content.is_some() {
+            &self.cfg.content_layers
+        } else {
+            &[]
+        };
+        // The content term's part on a tile's core (differentiable when f is).
+        let content_part = |f: &nst_vgg::Features, tile: &nst_tiling::Tile| -> Tensor {
+            let mut sum = Tensor::zeros([], (Kind::Float, d));
+            for (&t, target) in contents.iter().zip(&self.content_targets) {
+                let s = self.vgg.arch().stride(t);
+                let core = tile.core_in_window().scaled_down(s);
+                let fc = core.crop(&f[t]).to_kind(Kind::Float);
+                let at = tile.core.scaled_down(s);
+                let tg = target
+                    .narrow(2, at.y, core.h)
+                    .narrow(3, at.x, core.w)
+                    .to_device(d);
+                sum += (fc - tg).square().sum(Kind::Float)
+                    * (self.cfg.content_weight / target.numel() as f64);
+            }
+            sum
+        };
+        // Pass 1: the Gram matrices of x over the whole image, and the content term.
+        let mut ffs: Vec<Option<Tensor>> = styles.iter().map(|_| None).collect();
+        let mut counts = vec![0i64; styles.len()];
+        let mut content = 0.0;
+        grid.for_each(|tile| -> Result<()> {
+            let f = tch::no_grad(|| {
+                self.vgg
+                    .encode(&tile.window.crop(x).to_device(d), &self.taps)
+            })?;
+            for (i, &t) in styles.iter().enumerate() {
+                let r = core_rows(self.vgg, &f[t], t, tile).to_kind(Kind::Double);
+                counts[i] += r.size()[1];
+                let ff = r.matmul(&r.transpose(0, 1));
+                ffs[i] = Some(match ffs[i].take() {
+                    Some(a) => a + ff,
+                    None => ff,
+                });
+            }
+            content += tch::no_grad(|| content_part(&f, tile)).double_value(&[]);
+            nst_tiling::report("Gram matrices", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        let mut style = 0.0;
+        // D_l = ∂(sw·w_l·MSE(G_l, S_l))/∂G_l = sw·w_l·2(G_l − S_l)/C², fixed in pass 2.
+        let mut dl = Vec::with_capacity(styles.len());
+        for (i, (s, w)) in self.style_grams.iter().zip(&self.style_weights).enumerate() {
+            let ff = ffs[i]
+                .take()
+                .ok_or_else(|| Error::Config("no tiles".into()))?;
+            let c = ff.size()[0];
+            let g = (ff / (c * counts[i].max(1)) as f64).to_kind(Kind::Float);
+            let diff = g - s.squeeze_dim(0).to_device(d);
+            let cc = (c * c) as f64;
+            style +=
+                diff.square().sum(Kind::Double).double_value(&[]) / cc * w * self.cfg.style_weight;
+            dl.push(diff * (2.0 * w * self.cfg.style_weight / cc));
+        }
+        let xv = x.detach().set_requires_grad(want_grad);
+        let mut tv = 0.0;
+        let mut grad = None;
+        if self.cfg.tv_weight > 0.0 {
+            let l = total_variation(&xv) * self.cfg.tv_weight;
+            tv = l.double_value(&[]);
+            if want_grad {
+                grad = Some(Tensor::run_backward(&[&l], &[&xv], false, false)[0].shallow_clone());
+            }
+        }
+        let terms = LossTerms {
+            content,
+            style,
+            tv,
+            reg: 0.0,
+        };
+        if !want_grad {
+            return Ok((terms, None));
+        }
+        // Pass 2: each window's gradient of the surrogate, summed into the image's.
+        let grad = grad.unwrap_or_else(|| Tensor::zeros_like(x));
+        grid.for_each(|tile| -> Result<()> {
+            let xw = tile
+                .window
+                .crop(x)
+                .to_device(d)
+                .detach()
+                .set_requires_grad(true);
+            let f = self.vgg.encode(&xw, &self.taps)?;
+            let mut sur = content_part(&f, tile);
+            for (i, &t) in styles.iter().enumerate() {
+                let r = core_rows(self.vgg, &f[t], t, tile);
+                let c = r.size()[0];
+                let ff = r.matmul(&r.transpose(0, 1));
+                sur += (ff * &dl[i]).sum(Kind::Float) / (c * counts[i].max(1)) as f64;
+            }
+            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
+            let mut dst = tile.window.crop(&grad);
+            dst += gw[0].to_device(grad.device());
+            nst_tiling::report("gradients", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        Ok((terms, Some(grad)))
+    }
+
+    /// Optimises from `init` (any device; kept on the CPU) with L-BFGS,
+    /// tile by tile, the grid moved at every evaluation. `history` is
+    /// L-BFGS's (see [`history_within`]). `observe(eval, terms)` as in
+    /// [`Gatys::run`].
+    pub fn run_tiled<F>(
+        &self,
+        init: &Tensor,
+        tiling: &Tiling,
+        history: usize,
+        mut observe: F,
+    ) -> Result<(Tensor, Option<LbfgsReport>)>
+    where
+        F: FnMut(usize, &LossTerms) -> bool,
+    {
+        let lr = match self.cfg.optimizer {
+            super::OptimizerKind::Lbfgs { lr } => lr,
+            _ => {
+                return Err(Error::Config(
+                    "a tiled run optimises with L-BFGS (--optimizer lbfgs)".into(),
+                ))
+            }
+        };
+        // A copy: L-BFGS updates x in place, and `init` is the caller's.
+        let mut x = init
+            .detach()
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .copy();
+        let (h, w) = (x.size()[2], x.size()[3]);
+        tiling.grid(h, w)?;
+        let step = (tiling.tile - 2 * tiling.halo).max(1) as f64;
+        let lbfgs = Lbfgs {
+            lr,
+            history,
+            ..Lbfgs::scale_free()
+        };
+        let mut eval = 0usize;
+        let r = lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
+            eval += 1;
+            // Irrational fractions of the interior tile: the boundaries
+            // never come back to the same rows and columns.
+            let shift = (
+                (eval as f64 * 0.618_034 * step) as i64,
+                (eval as f64 * 0.414_214 * step) as i64,
+            );
+            let grid = tiling.grid_shifted(h, w, shift)?;
+            let (terms, g) = self.loss_grad_tiled(x, &grid)?;
+            super::check_terms(&terms, eval)?;
+            if !observe(eval, &terms) {
+                return Err(Error::Interrupted);
+            }
+            Ok((terms.total(), g))
+        })?;
+        Ok((x.clamp(0.0, 1.0), Some(r)))
+    }
+}
+
+/// One scale of a coarse-to-fine run: its size and L-BFGS evaluations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    pub height: i64,
+    pub width: i64,
+    pub steps: usize,
+}
+
+/// The long side up to which Gatys runs at one scale.
+pub const BASE_SIDE: i64 = 512;
+
+/// The coarse-to-fine schedule of an output of `height × width`: one scale
+/// up to a long side of [`BASE_SIDE`]; above, the output's size last and
+/// halved sizes before it down to a long side of at most 512, the coarsest
+/// with `steps` evaluations and each finer one half as many as the one
+/// before (at least 10). 4096² with 200 steps: 512² × 200, 1024² × 100,
+/// 2048² × 50, 4096² × 25. Each scale starts from the previous result,
+/// upsampled: the coarse scales place the style's large structures cheaply,
+/// the fine ones refine details.
+pub fn schedule(height: i64, width: i64, steps: usize) -> Vec<Scale> {
+    let mut sizes = vec![(height, width)];
+    let (mut h, mut w) = (height, width);
+    while h.max(w) > BASE_SIDE {
+        h = (h + 1) / 2;
+        w = (w + 1) / 2;
+        sizes.push((h, w));
+    }
+    sizes.reverse();
+    let mut s = steps;
+    sizes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (height, width))| {
+            if i > 0 {
+                s = (s / 2).max(10).min(steps);
+            }
+            Scale {
+                height,
+                width,
+                steps: s,
+            }
+        })
+        .collect()
+}
+
+/// What one scale of [`run_multiscale`] did.
+#[derive(Debug, Clone)]
+pub struct ScaleReport {
+    pub scale: Scale,
+    /// The tiling it ran with (`None`: whole).
+    pub tiling: Option<Tiling>,
+    /// The L-BFGS report (`None` for Adam).
+    pub report: Option<LbfgsReport>,
+    pub seconds: f64,
+}
+
+/// Gatys over a coarse-to-fine [`schedule`] of `(height, width)` with
+/// `cfg.steps` at the coarsest scale. At each scale the content is resized
+/// to it and the style by the same factor; `plan(height, width)` says
+/// whether the scale runs whole (`None`) or tiled, and `history(pixels)`
+/// the tiled runs' L-BFGS history. The first scale starts from
+/// [`Gatys::initial_image`], each next one from the previous result
+/// upsampled. `observe(scale index, eval, terms)` as in [`Gatys::run`].
+/// With one scale and no tiling this is exactly [`Gatys::run_report`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_multiscale<P, H, F>(
+    vgg: &Vgg,
+    cfg: &super::GatysConfig,
+    content: Option<&Tensor>,
+    style: &Tensor,
+    (height, width): (i64, i64),
+    mut plan: P,
+    history: H,
+    mut observe: F,
+    photoreal: Option<f64>,
+) -> Result<(Tensor, Vec<ScaleReport>)>
+where
+    P: FnMut(i64, i64) -> Result<Option<Tiling>>,
+    H: Fn(i64) -> usize,
+    F: FnMut(usize, usize, &LossTerms) -> bool,
+{
+    let scales = schedule(height, width, cfg.steps);
+    let last = scales.len() - 1;
+    let mut x: Option<Tensor> = None;
+    let mut reports = Vec::with_capacity(scales.len());
+    for (i, sc) in scales.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let f = sc.height as f64 / height as f64;
+        let ck = content.map(|c| nst_core::image_io::resize_to(c, sc.height, sc.width));
+        let (sh, sw) = (style.size()[2], style.size()[3]);
+        let sk = if i == last {
+            style.shallow_clone()
+        } else {
+            let side = |v: i64| ((v as f64 * f).round() as i64).max(32);
+            nst_core::image_io::resize_to(style, side(sh), side(sw))
+        };
+        let tiling = plan(sc.height, sc.width)?;
+        let cfg_k = super::GatysConfig {
+            steps: sc.steps,
+            ..cfg.clone()
+        };
+        let mut g = Gatys::new_tiled(vgg, cfg_k, ck.as_ref(), &sk, tiling.as_ref())?;
+        if let (Some(l), true) = (photoreal, ck.is_some()) {
+            g = g.with_photorealism(l)?;
+        }
+        let init = match &x {
+            None => g.initial_image(sc.height, sc.width),
+            Some(prev) => nst_core::image_io::resize_to(prev, sc.height, sc.width),
+        };
+        let obs = |e: usize, t: &LossTerms| observe(i, e, t);
+        let (y, report) = match &tiling {
+            Some(t) => g.run_tiled(&init, t, history(sc.height * sc.width), obs)?,
+            None => g.run_report(&init, obs)?,
+        };
+        x = Some(y);
+        reports.push(ScaleReport {
+            scale: *sc,
+            tiling,
+            report,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    let x = x.ok_or_else(|| Error::Config("no scale to run".into()))?;
+    Ok((x, reports))
+}

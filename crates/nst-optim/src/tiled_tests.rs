@@ -1,0 +1,122 @@
+//! Tiled Gatys against the whole-image computation.
+#![allow(clippy::unwrap_used)]
+use crate::gatys::tiled::{ALIGN, HALO};
+use crate::*;
+use nst_testkit::vgg19_weights;
+use nst_tiling::Tiling;
+use nst_vgg::{Pooling, Vgg, VggOptions};
+use tch::{Device, Tensor};
+
+fn vgg() -> Vgg {
+    Vgg::load(
+        vgg19_weights(),
+        VggOptions {
+            pooling: Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-30)
+}
+
+/// The loss and gradient of a 256×240 image, whole and over a 2 × 2 grid of
+/// 224-px tiles (shifted), with content, style and TV terms: the terms
+/// within 1e-3, the gradient's relative L2 error within 2e-2 (the halo's
+/// error: features near a window's edge see padding), and without a halo
+/// clearly worse.
+#[test]
+fn tiled_gatys_matches_the_whole_loss_and_gradient() {
+    let _serial = crate::tests::serial();
+    let vgg = vgg();
+    let load = |p: &str, w: u32, h: u32| nst_testkit::sample_image(p, w, h);
+    let c = load("samples/content/astronaut.png", 240, 256);
+    let s = load("samples/style/coffee.png", 256, 256);
+    tch::manual_seed(3);
+    let x = (&c + Tensor::rand_like(&c) * 0.2 - 0.1).clamp(0.0, 1.0);
+    let cfg = GatysConfig {
+        tv_weight: 10.0,
+        ..Default::default()
+    };
+    let g = Gatys::new(&vgg, cfg.clone(), Some(&c), &s).unwrap();
+    let xv = x.detach().set_requires_grad(true);
+    let (loss, whole) = g.loss(&xv).unwrap();
+    let gw = Tensor::run_backward(&[&loss], &[&xv], false, false)[0].shallow_clone();
+    let tiling = Tiling::new(224, HALO, ALIGN).unwrap();
+    // The targets themselves tiled (a 256² style in 224-px windows).
+    let gt = Gatys::new_tiled(&vgg, cfg, Some(&c), &s, Some(&tiling)).unwrap();
+    let err = |halo: i64, shift: (i64, i64)| {
+        let t = Tiling::new(224, halo, ALIGN).unwrap();
+        let grid = t.grid_shifted(256, 240, shift).unwrap();
+        assert!(grid.len() >= 4, "{} tiles", grid.len());
+        let (terms, gt_) = gt.loss_grad_tiled(&x, &grid).unwrap();
+        let ge = f64::try_from((&gt_ - &gw).norm() / gw.norm()).unwrap();
+        (terms, ge)
+    };
+    let (terms, ge) = err(HALO, (40, 24));
+    for (name, a, b) in [
+        ("content", terms.content, whole.content),
+        ("style", terms.style, whole.style),
+        ("tv", terms.tv, whole.tv),
+    ] {
+        assert!(rel(a, b) < 1e-3, "{name}: tiled {a:.6e} whole {b:.6e}");
+    }
+    let measured = gt.loss_tiled(&x, &gt_grid(&tiling)).unwrap();
+    assert!(rel(measured.total(), whole.total()) < 1e-3);
+    let (_, ge0) = err(16, (40, 24));
+    eprintln!(
+        "tiled vs whole: content {:.2e}, style {:.2e}; gradient rel. L2 {ge:.3e} (halo {HALO}), {ge0:.3e} (halo 16)",
+        rel(terms.content, whole.content),
+        rel(terms.style, whole.style)
+    );
+    assert!(ge < 2e-2, "gradient error {ge:.3e}");
+    assert!(ge0 > 2.0 * ge, "halo 16: {ge0:.3e}, halo {HALO}: {ge:.3e}");
+}
+
+fn gt_grid(t: &Tiling) -> nst_tiling::Grid {
+    t.grid(256, 240).unwrap()
+}
+
+/// A short tiled L-BFGS run against the whole run from the same start
+/// (192², four 144-px tiles with a 48-px halo, the grid moving at every
+/// evaluation): the final loss, measured on the whole image, within 3 %.
+#[test]
+fn a_tiled_gatys_run_ends_within_three_percent_of_the_whole_run() {
+    let _serial = crate::tests::serial();
+    let vgg = vgg();
+    let load = |p: &str, n: u32| nst_testkit::sample_image(p, n, n);
+    let c = load("samples/content/astronaut.png", 192);
+    let s = load("samples/style/coffee.png", 192);
+    let cfg = GatysConfig {
+        steps: 20,
+        ..Default::default()
+    };
+    let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
+    let total = |x: &Tensor| g.loss(x).unwrap().1.total();
+    let l0 = total(&c);
+    let (whole, _) = g.run_report(&c, |_, _| true).unwrap();
+    // The caller's start image is left alone.
+    assert_eq!(total(&c), l0);
+    let tiling = Tiling::new(144, 48, ALIGN).unwrap();
+    assert_eq!(tiling.grid(192, 192).unwrap().len(), 4);
+    let mut seen = 0;
+    let (tiled, report) = g
+        .run_tiled(&c, &tiling, 100, |_, _| {
+            seen += 1;
+            true
+        })
+        .unwrap();
+    assert!(report.unwrap().evals >= 15 && seen >= 15);
+    let (lw, lt) = (total(&whole), total(&tiled));
+    eprintln!(
+        "final loss: whole {lw:.4e}, tiled {lt:.4e} ({:+.2} %), start {l0:.4e}",
+        100.0 * (lt / lw - 1.0)
+    );
+    assert!(
+        lw < 0.5 * l0,
+        "the run must make progress: {l0:.3e} → {lw:.3e}"
+    );
+    assert!(rel(lt, lw) < 0.03, "tiled {lt:.4e} vs whole {lw:.4e}");
+}
