@@ -63,19 +63,50 @@ impl TileArgs {
     pub fn plan(
         &self,
         fp: nst_core::Footprint,
+        dims: (i64, i64),
+        halo: i64,
+        align: i64,
+        device: Device,
+        quiet: bool,
+    ) -> Result<nst_tiling::Plan> {
+        let state = nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL;
+        self.plan_with_state(fp, state, dims, halo, align, device, quiet)
+    }
+
+    /// The memory budget: --max-memory, else what is available now (on
+    /// the CPU; no limit on CUDA).
+    pub fn budget(&self, device: Device) -> Option<u64> {
+        let skip = std::env::var(nst_core::memory::SKIP_ENV).is_ok_and(|v| v == "1");
+        self.max_memory.or_else(|| {
+            (device == Device::Cpu && !skip)
+                .then(nst_core::memory::available_cpu_bytes)
+                .flatten()
+        })
+    }
+
+    /// [`TileArgs::plan`] for work that keeps `state` bytes per pixel of
+    /// whole-image state while it tiles (an optimiser's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_with_state(
+        &self,
+        fp: nst_core::Footprint,
+        state: u64,
         (height, width): (i64, i64),
         halo: i64,
         align: i64,
         device: Device,
         quiet: bool,
     ) -> Result<nst_tiling::Plan> {
-        let skip = std::env::var(nst_core::memory::SKIP_ENV).is_ok_and(|v| v == "1");
-        let budget = self.max_memory.or_else(|| {
-            (device == Device::Cpu && !skip)
-                .then(nst_core::memory::available_cpu_bytes)
-                .flatten()
-        });
-        let plan = nst_tiling::plan(&fp, (height, width), halo, align, self.tile, budget)?;
+        let budget = self.budget(device);
+        let plan = nst_tiling::plan_with_state(
+            &fp,
+            state,
+            (height, width),
+            halo,
+            align,
+            self.tile,
+            budget,
+        )?;
         if plan.tiling().is_some() && !quiet {
             // A bar over each pass's tiles, cleared by `end_tiles`.
             let pb = ClearOnDrop(progress_bar(0, "tiles", false));

@@ -3,7 +3,8 @@ use crate::common::{self, RuntimeArgs, VggArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nst_core::ImageSize;
-use nst_optim::{Gatys, GatysConfig, Init, OptimizerKind};
+use nst_optim::gatys::tiled;
+use nst_optim::{GatysConfig, Init, OptimizerKind};
 use nst_vgg::{Pooling, Tap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -114,6 +115,8 @@ pub struct GatysArgs {
     #[command(flatten)]
     pub vgg: VggArgs,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
 
@@ -164,13 +167,16 @@ pub fn run(args: GatysArgs) -> Result<()> {
     } else {
         "--size"
     };
-    common::fit_memory(
-        nst_optim::GATYS_FOOTPRINT,
-        (height, width),
-        1,
-        device,
-        size_flag,
-    )?;
+    if args.photoreal_weight.is_some() {
+        // Luan's matting term is not tiled: the whole image must fit.
+        common::fit_memory(
+            nst_optim::GATYS_FOOTPRINT,
+            (height, width),
+            1,
+            device,
+            size_flag,
+        )?;
+    }
     let optimizer = match args.optimizer {
         OptimizerArg::Lbfgs => OptimizerKind::Lbfgs {
             lr: args.lr.unwrap_or(1.0),
@@ -197,41 +203,117 @@ pub fn run(args: GatysArgs) -> Result<()> {
         optimizer,
         init,
     };
-    let mut gatys = Gatys::new(&vgg, cfg, content.as_ref(), &style)?;
-    if let (Some(lambda), Some(_)) = (args.photoreal_weight, &content) {
-        gatys = gatys.with_photorealism(lambda)?;
-    }
-    let x0 = gatys.initial_image(height, width);
-
+    let scales = tiled::schedule(height, width, args.steps);
+    let total: usize = scales.iter().map(|s| s.steps).sum();
     let stop = common::interrupt_flag();
-    let pb = common::progress_bar(args.steps as u64, "gatys", args.runtime.quiet);
+    let pb = common::progress_bar(total as u64, "gatys", args.runtime.quiet);
     let start = Instant::now();
     let mut last: nst_optim::gatys::LossTerms = Default::default();
-    let out = gatys.run_report(&x0, |eval, t| {
-        // The lowest loss seen is the returned image's (a line search's
-        // rejected trials are higher).
-        if eval == 1 || t.total() <= last.total() {
-            last = *t;
-        }
-        pb.set_position(eval as u64);
-        pb.set_message(format!(
-            "loss {:.4e} (content {:.3e}, style {:.3e}{})",
-            t.total(),
-            t.content,
-            t.style,
-            reg_note(t)
-        ));
-        !stop.load(Ordering::SeqCst)
-    });
+    // Three quarters of the budget for the tiles and the whole-image state,
+    // a quarter for L-BFGS's history (tiled scales only).
+    let budget = args.tiles.budget(device);
+    let tiles = common::TileArgs {
+        max_memory: budget.map(|b| b / 4 * 3),
+        ..args.tiles.clone()
+    };
+    let plan = |h: i64, w: i64| -> nst_optim::Result<Option<nst_tiling::Tiling>> {
+        // A --tile larger than a coarse scale: that scale runs whole (at
+        // the output's size it is the user's error).
+        let coarse = (h, w) != (height, width);
+        let tiles = common::TileArgs {
+            tile: tiles.tile.filter(|&t| !coarse || t < h.max(w)),
+            ..tiles.clone()
+        };
+        let p = tiles
+            .plan_with_state(
+                nst_optim::GATYS_FOOTPRINT,
+                tiled::STATE_BYTES_PER_PIXEL,
+                (h, w),
+                tiled::HALO,
+                tiled::ALIGN,
+                device,
+                args.runtime.quiet,
+            )
+            .map_err(|e| nst_optim::Error::Config(format!("{e:#}")))?;
+        Ok(p.tiling().copied())
+    };
+    let history = |px: i64| tiled::history_within(px, budget.map(|b| b / 4), 100);
+    let mut done = 0usize;
+    let mut scale_at = 0usize;
+    let out = tiled::run_multiscale(
+        &vgg,
+        &cfg,
+        content.as_ref(),
+        &style,
+        (height, width),
+        plan,
+        history,
+        |scale, eval, t| {
+            if scale != scale_at {
+                scale_at = scale;
+                done = pb.position() as usize;
+            }
+            // The lowest loss seen at the last scale is the returned image's
+            // (a line search's rejected trials are higher).
+            if (scale + 1 == scales.len()) && (eval == 1 || t.total() <= last.total()) {
+                last = *t;
+            }
+            pb.set_position((done + eval) as u64);
+            pb.set_message(format!(
+                "{}loss {:.4e} (content {:.3e}, style {:.3e}{})",
+                if scales.len() > 1 {
+                    format!(
+                        "scale {}/{} ({}x{}): ",
+                        scale + 1,
+                        scales.len(),
+                        scales[scale].width,
+                        scales[scale].height
+                    )
+                } else {
+                    String::new()
+                },
+                t.total(),
+                t.content,
+                t.style,
+                reg_note(t)
+            ));
+            !stop.load(Ordering::SeqCst)
+        },
+        args.photoreal_weight,
+    );
+    common::end_tiles();
     pb.finish_and_clear();
     let out = out.map_err(|e| match e {
         nst_optim::Error::Interrupted => anyhow::anyhow!("interrupted; no output written"),
         e => e.into(),
     })?;
-    let (out, report) = out;
+    let (out, reports) = out;
     nst_core::save_image(&out, &args.out)?;
-    if let Some(note) = report.and_then(|r| r.early_stop_note(args.steps)) {
-        eprintln!("warning: {note}");
+    for r in &reports {
+        if let Some(note) = r.report.and_then(|l| l.early_stop_note(r.scale.steps)) {
+            eprintln!("warning: {note}");
+        }
+    }
+    if reports.len() > 1 && !args.runtime.quiet {
+        for r in &reports {
+            let how = match &r.tiling {
+                Some(t) => format!(
+                    "in {} tiles of at most {} px",
+                    t.grid(r.scale.height, r.scale.width)
+                        .map(|g| g.len())
+                        .unwrap_or(0),
+                    t.tile
+                ),
+                None => "whole".into(),
+            };
+            eprintln!(
+                "  scale {}x{}: {} evaluations {how}, {:.1} s",
+                r.scale.width,
+                r.scale.height,
+                r.report.map_or(r.scale.steps, |l| l.evals),
+                r.seconds
+            );
+        }
     }
     if !args.runtime.quiet {
         eprintln!(

@@ -386,3 +386,53 @@ fn an_early_lbfgs_stop_is_reported() {
         "{err}"
     );
 }
+
+/// Tiled Gatys (issue 27): a 240×160 run in 224-px tiles writes its image and
+/// says nothing more than an untiled run; each bad tiling is one error line
+/// naming the option, with no output.
+#[test]
+fn tiled_gatys_runs_and_bad_tilings_are_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiled.png");
+    let o_ = out.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "gatys",
+            "--content",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../samples/content/chelsea.png"
+            ),
+            "--style",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../samples/style/coffee.png"
+            ),
+            "--size",
+            "240",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            o_,
+        ];
+        a.extend(extra);
+        nst_infer(&a)
+    };
+    let o = run(&["--tile", "224"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (240, 160));
+    std::fs::remove_file(&out).unwrap();
+    for (extra, want) in [
+        (&["--tile", "100"][..], "smaller than twice the halo"),
+        (&["--tile", "400"][..], "larger than the image"),
+        (&["--tile", "224", "--max-memory", "1M"][..], "--max-memory"),
+        (&["--tile", "224", "--optimizer", "adam"][..], "L-BFGS"),
+    ] {
+        let o = run(extra);
+        assert_one_error(&o, want, &out);
+    }
+}
