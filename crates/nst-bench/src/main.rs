@@ -32,6 +32,42 @@ enum Case {
     TrainDataWait,
     PropoVsGatys { side: i64 },
     PuyPhotorealVsLuan,
+    Tiled(TiledCase),
+}
+
+/// The tiled families (issue 27): whole against tiled in one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TiledCase {
+    Adain,
+    Wct,
+    Optex,
+    Vae,
+    Gatys,
+}
+
+impl TiledCase {
+    fn name(self) -> &'static str {
+        match self {
+            TiledCase::Adain => "adain",
+            TiledCase::Wct => "wct",
+            TiledCase::Optex => "optex",
+            TiledCase::Vae => "vae",
+            TiledCase::Gatys => "gatys",
+        }
+    }
+
+    /// (halo, alignment) of the family's tiles.
+    fn tiling(self) -> (i64, i64) {
+        match self {
+            TiledCase::Adain => (nst_adain::HALO, nst_adain::STRIDE),
+            TiledCase::Wct | TiledCase::Optex => (nst_decoders::halo(5), nst_decoders::STRIDE),
+            TiledCase::Vae => (nst_vae::HALO, nst_vae::STRIDE),
+            TiledCase::Gatys => (
+                nst_optim::gatys::tiled::HALO,
+                nst_optim::gatys::tiled::ALIGN,
+            ),
+        }
+    }
 }
 
 /// The Optimal Textures cases: one per matching strategy, and the pyramid.
@@ -55,7 +91,7 @@ enum SharedWeights {
 
 impl Case {
     /// Every case, in the order a full run takes them.
-    const ALL: [Case; 23] = [
+    const ALL: [Case; 28] = [
         Case::VggFeatures,
         Case::GatysStep,
         Case::AdainTrainStep,
@@ -79,6 +115,11 @@ impl Case {
         Case::PropoVsGatys { side: 256 },
         Case::PropoVsGatys { side: 512 },
         Case::PuyPhotorealVsLuan,
+        Case::Tiled(TiledCase::Adain),
+        Case::Tiled(TiledCase::Wct),
+        Case::Tiled(TiledCase::Optex),
+        Case::Tiled(TiledCase::Vae),
+        Case::Tiled(TiledCase::Gatys),
     ];
 
     fn name(self) -> String {
@@ -100,6 +141,7 @@ impl Case {
             Case::TrainDataWait => "train_data_wait".into(),
             Case::PropoVsGatys { side } => format!("propo_vs_gatys_{side}"),
             Case::PuyPhotorealVsLuan => "puy_photoreal_vs_luan".into(),
+            Case::Tiled(t) => format!("tiled_{}", t.name()),
         }
     }
 
@@ -127,6 +169,11 @@ impl Case {
             Case::PropoVsGatys { side: 128 } => "ProPO (--po-checkpoint) synthesis of one 128² texture (the CPU-scale training size) vs Gatys L-BFGS from the same noise until it reaches ProPO's texture loss",
             Case::PropoVsGatys { side } => return format!("the same at {side}²"),
             Case::PuyPhotorealVsLuan => "Puy–Pérez photoreal inference at S (--puy-checkpoint; projection set-up with k = 1000 included) vs Gatys L-BFGS with Luan's matting term from the content until it reaches the solver output's loss L",
+            Case::Tiled(TiledCase::Adain) => "AdaIN at relu4_1, S×S whole vs in tiles of --tile px (random decoder weights): time ratio and PSNR",
+            Case::Tiled(TiledCase::Wct) => "WCT at relu5_1…relu1_1 with the width-1 decoders (random weights), whole vs tiled",
+            Case::Tiled(TiledCase::Optex) => "Optimal Textures transfer (5 levels, one scale), whole vs tiled",
+            Case::Tiled(TiledCase::Vae) => "variational AdaIN (random weights), whole vs tiled",
+            Case::Tiled(TiledCase::Gatys) => "Gatys, 10 L-BFGS evaluations from the content, whole vs tiled: time ratio and final loss (measured whole)",
         };
         d.into()
     }
@@ -139,6 +186,7 @@ impl Case {
                 | Case::TrainDataWait
                 | Case::PropoVsGatys { .. }
                 | Case::PuyPhotorealVsLuan
+                | Case::Tiled(_)
         )
     }
 
@@ -316,6 +364,9 @@ struct Cli {
     /// default they keep glibc's defaults, as a PyTorch user has.
     #[arg(long)]
     tuned_reference: bool,
+    /// Tile side of the tiled_* cases (default: 2 × 2 tiles).
+    #[arg(long, value_name = "PX")]
+    tile: Option<i64>,
     /// Internal: write the case's output image here (for the PSNR).
     #[arg(long, hide = true)]
     save_image: Option<PathBuf>,
@@ -791,6 +842,117 @@ impl Outcome {
     }
 }
 
+/// Whole against tiled for one family at `size`² with tiles of `tile` px
+/// (default: 2 × 2 tiles):
+/// the tiled time, with the ratio and the quality in the detail.
+fn tiled_case(
+    family: TiledCase,
+    weights: &std::path::Path,
+    size: i64,
+    tile: Option<i64>,
+    precision: Precision,
+) -> Result<Outcome> {
+    let (halo, align) = family.tiling();
+    let min = nst_tiling::Tiling::min_tile(halo, align);
+    if min >= size {
+        return Ok(Outcome::skipped(&format!(
+            "its smallest tile ({min} px) is not below --size {size}: use a larger --size"
+        )));
+    }
+    // Default: 2 × 2 tiles (each core about half the side, plus its halo).
+    let tile = tile.unwrap_or(((size / 2 + halo + align - 1) / align * align).max(min));
+    let tiling = nst_tiling::Tiling::new(tile, halo, align)?;
+    let n = tiling.grid(size, size)?.len();
+    let (c, s) = (blobs(size, 1), blobs(size, 2));
+    let timed = |f: &mut dyn FnMut() -> Result<Tensor>| -> Result<(f64, Tensor)> {
+        let t = Instant::now();
+        let y = f()?;
+        Ok((t.elapsed().as_secs_f64(), y))
+    };
+    tch::manual_seed(0);
+    let (whole, tiled, quality) = match family {
+        TiledCase::Adain => {
+            let vgg = load_vgg(weights, Pooling::Max, precision)?;
+            let m = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || Ok(m.stylize_tiled(&c, &s, 1.0, t)?))
+            };
+            (run(None)?, run(Some(&tiling))?, None)
+        }
+        TiledCase::Wct => {
+            let m = decoders_model(weights, precision)?;
+            let levels = [5u8, 4, 3, 2, 1];
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || {
+                    Ok(nst_decoders::closed_form(
+                        &m, &c, &s, true, &levels, 1.0, t,
+                    )?)
+                })
+            };
+            (run(None)?, run(Some(&tiling))?, None)
+        }
+        TiledCase::Optex => {
+            let m = decoders_model(weights, precision)?;
+            let cfg = nst_decoders::OptexConfig::default();
+            let styles = [(s.shallow_clone(), 1.0)];
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || {
+                    tch::manual_seed(3);
+                    Ok(nst_decoders::optimal_textures(
+                        &m,
+                        &styles,
+                        Some(&c),
+                        (size, size),
+                        &cfg,
+                        t,
+                    )?)
+                })
+            };
+            (run(None)?, run(Some(&tiling))?, None)
+        }
+        TiledCase::Vae => {
+            let m = vae_model(weights, precision)?;
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || Ok(m.stylize_tiled(&c, &s, 1.0, t)?))
+            };
+            (run(None)?, run(Some(&tiling))?, None)
+        }
+        TiledCase::Gatys => {
+            let vgg = load_vgg(weights, Pooling::Avg, precision)?;
+            let cfg = nst_optim::GatysConfig {
+                steps: 10,
+                ..Default::default()
+            };
+            let g = nst_optim::Gatys::new(&vgg, cfg, Some(&c), &s)?;
+            let w = timed(&mut || Ok(g.run_report(&c, |_, _| true)?.0))?;
+            let t = timed(&mut || Ok(g.run_tiled(&c, &tiling, 100, |_, _| true)?.0))?;
+            let loss = |x: &Tensor| -> Result<f64> { Ok(tch::no_grad(|| g.loss(x))?.1.total()) };
+            let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
+            let q = format!(
+                "final loss {lw:.4e} whole, {lt:.4e} tiled ({:+.2} %)",
+                100.0 * (lt / lw - 1.0)
+            );
+            (w, t, Some(q))
+        }
+    };
+    let quality = quality.unwrap_or_else(|| {
+        let peak = f64::try_from(whole.1.max() - whole.1.min()).unwrap_or(1.0);
+        format!(
+            "PSNR tiled vs whole {:.1} dB",
+            nst_core::psnr(&tiled.1, &whole.1, peak)
+        )
+    });
+    Ok(Outcome {
+        detail: Some(format!(
+            "{size}²: whole {:.2} s, {n} tiles of ≤ {tile} px {:.2} s ({:.2}×); {quality}",
+            whole.0,
+            tiled.0,
+            tiled.0 / whole.0
+        )),
+        ..Outcome::timed((tiled.0, tiled.0 / whole.0))
+    })
+}
+
 /// Loads the random weights the parent shared with the reference (`--vae-weights`).
 fn load_shared(vs: &tch::nn::VarStore, path: Option<&std::path::Path>) -> Result<()> {
     let path = path.context("--vae-weights")?;
@@ -1017,6 +1179,7 @@ fn run_child(
             let secs = t.elapsed().as_secs_f64();
             Outcome::timed((secs, n as f64 / secs))
         }
+        Case::Tiled(family) => tiled_case(family, &weights, size, cli.tile, precision)?,
         Case::TrainDataWait => {
             let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
@@ -1137,6 +1300,9 @@ fn main() -> Result<()> {
             eprintln!("running {name} ({desc}) ...");
             let mut cmd = Command::new(&me);
             cmd.args(["--child", &name, "--repeat", &repeat.to_string()]);
+            if let Some(t) = cli.tile {
+                cmd.args(["--tile", &t.to_string()]);
+            }
             // propo_vs_gatys runs its solver at --precision, Gatys at --gatys-precision.
             cmd.args(["--precision", &cli.precision.to_string()]);
             cmd.args(["--gatys-precision", &cli.gatys_precision.to_string()]);

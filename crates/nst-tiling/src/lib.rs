@@ -339,30 +339,46 @@ impl Tiling {
         ))
     }
 
-    /// The cores along one axis for a boundary lattice moved by `shift`:
-    /// interior cores of the full interior size, edge cores what is left
-    /// (merged with their neighbour when that still fits a window).
+    /// The cores along one axis with every interior boundary moved by the
+    /// same amount: [`Tiling::split`]'s cores (one more when their spare
+    /// capacity would let the boundaries move by less than two alignment
+    /// steps), shifted within what the two edge cores can give or take;
+    /// `shift` picks the amount (taken modulo the range).
     fn split_shifted(&self, len: i64, shift: i64) -> Vec<(i64, i64)> {
-        if len <= self.tile {
-            return vec![(0, len)];
+        let regular = self.split(len);
+        if regular.len() < 2 {
+            return regular;
         }
-        let (edge, mid) = (self.tile - self.halo, self.tile - 2 * self.halo);
-        let s = shift.rem_euclid(mid) / self.align * self.align;
-        let mut bounds = vec![0i64];
-        let mut p = if s == 0 { mid } else { s };
-        while p < len {
-            bounds.push(p);
-            p += mid;
+        let (edge, a) = (self.tile - self.halo, self.align);
+        let range = |cores: &[(i64, i64)]| {
+            let (f, l) = (
+                cores[0].1 - cores[0].0,
+                cores[cores.len() - 1].1 - cores[cores.len() - 1].0,
+            );
+            // s moves every interior boundary: the first core becomes f + s,
+            // the last l − s; both stay within [align, edge].
+            ((a - f).max(l - edge), (edge - f).min(l - a))
+        };
+        let mut cores = regular;
+        let (mut lo, mut hi) = range(&cores);
+        if hi - lo < 2 * a {
+            cores = self.split_into(len, cores.len() + 1);
+            (lo, hi) = range(&cores);
         }
-        bounds.push(len);
-        if bounds.len() > 3 && bounds[2] <= edge {
-            bounds.remove(1);
-        }
-        let n = bounds.len();
-        if n > 3 && len - bounds[n - 3] <= edge {
-            bounds.remove(n - 2);
-        }
-        bounds.windows(2).map(|b| (b[0], b[1])).collect()
+        let span = (hi - lo).max(0) / a + 1;
+        let s = lo.div_euclid(a) * a + shift.rem_euclid(span) * a;
+        let s = s.clamp(lo, hi.max(lo));
+        let s = if s % a != 0 { (s / a) * a } else { s };
+        let n = cores.len();
+        cores
+            .iter()
+            .enumerate()
+            .map(|(i, &(c0, c1))| {
+                let b0 = if i == 0 { 0 } else { c0 + s };
+                let b1 = if i + 1 == n { len } else { c1 + s };
+                (b0, b1)
+            })
+            .collect()
     }
 
     fn grid_unchecked(&self, height: i64, width: i64) -> Grid {
@@ -421,11 +437,20 @@ impl Tiling {
         }
         let edge = self.tile - self.halo;
         let mid = self.tile - 2 * self.halo;
-        let mut n = if len <= 2 * edge {
+        let n = if len <= 2 * edge {
             2
         } else {
             2 + (len - 2 * edge + mid - 1) / mid
         };
+        self.split_into(len, n as usize)
+    }
+
+    /// `len` cut into at least `n` cores of nearly equal share of their
+    /// capacity (edge cores have a halo on one side only), boundaries on
+    /// multiples of `align`; more when rounding leaves a core over capacity.
+    fn split_into(&self, len: i64, mut n: usize) -> Vec<(i64, i64)> {
+        let edge = self.tile - self.halo;
+        let mid = self.tile - 2 * self.halo;
         loop {
             let caps: Vec<i64> = (0..n)
                 .map(|i| if i == 0 || i == n - 1 { edge } else { mid })
