@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 /// LibTorch's RNG is process-wide: see `nst_testkit::rng_lock`.
 pub(crate) use nst_testkit::rng_lock as serial;
 
-fn vgg() -> Vgg {
+pub(crate) fn vgg() -> Vgg {
     Vgg::load(
         vgg19_weights(),
         VggOptions {

@@ -1,22 +1,10 @@
 //! Tiled Gatys against the whole-image computation.
 #![allow(clippy::unwrap_used)]
 use crate::gatys::tiled::{ALIGN, HALO};
+use crate::tests::vgg;
 use crate::*;
-use nst_testkit::vgg19_weights;
 use nst_tiling::Tiling;
-use nst_vgg::{Pooling, Vgg, VggOptions};
-use tch::{Device, Tensor};
-
-fn vgg() -> Vgg {
-    Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap()
-}
+use tch::Tensor;
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-30)
