@@ -134,6 +134,49 @@ impl TileArgs {
     }
 }
 
+/// Plans every scale of a coarse-to-fine run before any of them runs, so
+/// that work which cannot fit is refused before it starts: for each
+/// `(height, width)` in `sizes` (the output's last), whole (`None`) or tiled.
+/// A `--tile` larger than a coarse scale runs that scale whole (at the
+/// output's size it is the user's error). When not even tiles fit the
+/// output and the user set neither option, the whole-image check's error
+/// names a size that would fit (`user_chose`: the user set `--tile` or
+/// `--max-memory`; `tiles` may carry a share of the budget instead).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_scales(
+    tiles: &TileArgs,
+    user_chose: bool,
+    fp: nst_core::Footprint,
+    state: u64,
+    sizes: &[(i64, i64)],
+    (halo, align): (i64, i64),
+    device: Device,
+    quiet: bool,
+    size_flag: &str,
+) -> Result<Vec<Option<nst_tiling::Tiling>>> {
+    let Some(&output) = sizes.last() else {
+        return Ok(Vec::new());
+    };
+    let mut plans = Vec::with_capacity(sizes.len());
+    for &(h, w) in sizes.iter().rev() {
+        let coarse = (h, w) != output;
+        let t = TileArgs {
+            tile: tiles.tile.filter(|&t| !coarse || t < h.max(w)),
+            ..tiles.clone()
+        };
+        match t.plan_with_state(fp, state, (h, w), halo, align, device, quiet) {
+            Ok(p) => plans.push(p.tiling().copied()),
+            Err(e) if !coarse && !user_chose => {
+                fit_memory(fp, output, 1, device, size_flag)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    plans.reverse();
+    Ok(plans)
+}
+
 struct ClearOnDrop(ProgressBar);
 
 impl Drop for ClearOnDrop {

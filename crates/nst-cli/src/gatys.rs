@@ -216,50 +216,18 @@ pub fn run(args: GatysArgs) -> Result<()> {
         max_memory: budget.map(|b| b / 4 * 3),
         ..args.tiles.clone()
     };
-    let plan_one = |h: i64, w: i64| -> Result<Option<nst_tiling::Tiling>> {
-        // A --tile larger than a coarse scale: that scale runs whole (at
-        // the output's size it is the user's error).
-        let coarse = (h, w) != (height, width);
-        let tiles = common::TileArgs {
-            tile: tiles.tile.filter(|&t| !coarse || t < h.max(w)),
-            ..tiles.clone()
-        };
-        let p = tiles.plan_with_state(
-            nst_optim::GATYS_FOOTPRINT,
-            tiled::STATE_BYTES_PER_PIXEL,
-            (h, w),
-            tiled::HALO,
-            tiled::ALIGN,
-            device,
-            args.runtime.quiet,
-        )?;
-        Ok(p.tiling().copied())
-    };
-    // Every scale is planned before any runs: work that cannot fit is
-    // refused before it starts (the output's scale first).
-    let mut plans = Vec::with_capacity(scales.len());
-    for (i, sc) in scales.iter().enumerate().rev() {
-        match plan_one(sc.height, sc.width) {
-            Ok(p) => plans.push(p),
-            Err(e)
-                if i + 1 == scales.len()
-                    && args.tiles.tile.is_none()
-                    && args.tiles.max_memory.is_none() =>
-            {
-                // Not even tiles fit: the whole-image check names the size to use.
-                common::fit_memory(
-                    nst_optim::GATYS_FOOTPRINT,
-                    (height, width),
-                    1,
-                    device,
-                    size_flag,
-                )?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    plans.reverse();
+    let sizes: Vec<(i64, i64)> = scales.iter().map(|s| (s.height, s.width)).collect();
+    let plans = common::plan_scales(
+        &tiles,
+        args.tiles.tile.is_some() || args.tiles.max_memory.is_some(),
+        nst_optim::GATYS_FOOTPRINT,
+        tiled::STATE_BYTES_PER_PIXEL,
+        &sizes,
+        (tiled::HALO, tiled::ALIGN),
+        device,
+        args.runtime.quiet,
+        size_flag,
+    )?;
     let plan = |h: i64, w: i64| -> nst_optim::Result<Option<nst_tiling::Tiling>> {
         let i = scales
             .iter()

@@ -27,6 +27,11 @@ pub enum MaskMatchArg {
 /// STROTSS (Kolkin et al. 2019): relaxed optimal transport of VGG hypercolumns
 /// plus self-similarity, optimised coarse to fine over --scales scales.
 ///
+/// Scales above 512 px run half the --steps of the one before (at least 10):
+/// 4096 px with the defaults is 512 × 200, 1024 × 100, 2048 × 50, 4096 × 25.
+/// A scale that does not fit in memory runs tile by tile (--tile, --max-memory):
+/// the samples, moments and transport stay global, only the VGG passes are tiled.
+///
 /// Lower --alpha gives stronger stylisation (α is halved at each scale).
 /// Guided mode: --content-mask and --style-mask are colour images in which
 /// equal colours mark corresponding regions; each output region takes its
@@ -93,6 +98,8 @@ pub struct StrotssArgs {
     #[arg(long)]
     pub save_scales: bool,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub vgg: VggArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -136,7 +143,6 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         device,
         "content",
     )?;
-    common::ensure_fits(nst_optim::STROTSS_FOOTPRINT, &content, device, "--size")?;
     let styles: Vec<tch::Tensor> = args
         .style
         .iter()
@@ -183,6 +189,20 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         precision: args.runtime.precision,
         ..Default::default()
     };
+    let (ch, cw) = (content.size()[2], content.size()[3]);
+    let scales = cfg.schedule(ch, cw);
+    let sizes: Vec<(i64, i64)> = scales.iter().map(|s| (s.height, s.width)).collect();
+    let plans = common::plan_scales(
+        &args.tiles,
+        args.tiles.tile.is_some() || args.tiles.max_memory.is_some(),
+        nst_optim::STROTSS_FOOTPRINT,
+        nst_optim::strotss::STATE_BYTES_PER_PIXEL,
+        &sizes,
+        (nst_optim::strotss::HALO, nst_optim::strotss::ALIGN),
+        device,
+        args.runtime.quiet,
+        "--size",
+    )?;
     let solver = Strotss::new(&vgg, cfg.clone())?;
     let inputs: Vec<StyleInput> = styles
         .iter()
@@ -191,32 +211,43 @@ pub fn run(args: StrotssArgs) -> Result<()> {
         .collect();
     let stop = common::interrupt_flag();
     let start = Instant::now();
-    let mut pb = common::progress_bar(args.steps as u64, "scale 1", args.runtime.quiet);
+    let mut pb = common::progress_bar(scales[0].steps as u64, "scale 1", args.runtime.quiet);
     let mut cur_scale = 0;
     let mut last = Default::default();
-    let results = solver.run(&content, &inputs, guidance.as_ref(), |scale, step, t| {
-        if scale != cur_scale {
-            pb.finish_and_clear();
-            pb = common::progress_bar(
-                args.steps as u64,
-                &format!("scale {}", scale + 1),
-                args.runtime.quiet,
-            );
-            cur_scale = scale;
-        }
-        last = *t;
-        pb.set_position(step as u64);
-        pb.set_message(format!(
-            "α {:.3} | L {:.4} (ℓc {:.4} ℓm {:.4} ℓr {:.4} ℓp {:.4})",
-            cfg.alpha_at(scale),
-            t.total,
-            t.content,
-            t.moments,
-            t.remd,
-            t.palette
-        ));
-        !stop.load(Ordering::SeqCst)
-    });
+    let plan = |h: i64, w: i64| -> nst_optim::Result<Option<nst_tiling::Tiling>> {
+        let i = sizes.iter().position(|&s| s == (h, w)).unwrap_or(0);
+        Ok(plans.get(i).copied().flatten())
+    };
+    let results = solver.run_tiled(
+        &content,
+        &inputs,
+        guidance.as_ref(),
+        plan,
+        |scale, step, t| {
+            if scale != cur_scale {
+                pb.finish_and_clear();
+                pb = common::progress_bar(
+                    scales[scale].steps as u64,
+                    &format!("scale {}", scale + 1),
+                    args.runtime.quiet,
+                );
+                cur_scale = scale;
+            }
+            last = *t;
+            pb.set_position(step as u64);
+            pb.set_message(format!(
+                "α {:.3} | L {:.4} (ℓc {:.4} ℓm {:.4} ℓr {:.4} ℓp {:.4})",
+                cfg.alpha_at(scale),
+                t.total,
+                t.content,
+                t.moments,
+                t.remd,
+                t.palette
+            ));
+            !stop.load(Ordering::SeqCst)
+        },
+    );
+    common::end_tiles();
     pb.finish_and_clear();
     let results = results.map_err(|e| match e {
         nst_optim::Error::Interrupted => anyhow::anyhow!("interrupted; no output written"),
@@ -243,6 +274,22 @@ pub fn run(args: StrotssArgs) -> Result<()> {
     }
     let out = results.last().context("no scale ran")?;
     nst_core::save_image(out, &args.out)?;
+    if !args.runtime.quiet && plans.iter().any(Option::is_some) {
+        for (sc, p) in scales.iter().zip(&plans) {
+            let how = match p {
+                Some(t) => format!(
+                    "in {} tiles of at most {} px",
+                    t.grid(sc.height, sc.width).map(|g| g.len()).unwrap_or(0),
+                    t.tile
+                ),
+                None => "whole".into(),
+            };
+            eprintln!(
+                "  scale {}x{}: {} steps {how}",
+                sc.width, sc.height, sc.steps
+            );
+        }
+    }
     if !args.runtime.quiet {
         eprintln!(
             "wrote {} ({}x{}) in {:.1} s; final L {:.4} (ℓc {:.4} ℓm {:.4} ℓr {:.4} ℓp {:.4})",

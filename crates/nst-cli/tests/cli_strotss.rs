@@ -88,3 +88,70 @@ fn mask_problems_give_one_error_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
 }
+
+/// Tiled STROTSS (issue 27): a 240×160 run whose last scale works in
+/// 208-px tiles writes its image and reports the tiled scale; each bad
+/// tiling is one error line naming the problem, with no output.
+#[test]
+fn tiled_strotss_runs_and_bad_tilings_are_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiled.png");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nst-infer"))
+            .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
+            .args([
+                "strotss",
+                "--content",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../samples/content/chelsea.png"
+                ),
+                "--style",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../samples/style/coffee.png"
+                ),
+                "--size",
+                "240",
+                "--scales",
+                "2",
+                "--steps",
+                "2",
+                "--samples",
+                "128",
+                "--style-samples",
+                "500",
+                "--device",
+                "cpu",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--tile", "208"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("scale 240x160: 2 steps in "), "{err}");
+    assert!(err.contains("scale 120x80: 2 steps whole"), "{err}");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (240, 160));
+    std::fs::remove_file(&out).unwrap();
+    for (extra, want) in [
+        (&["--tile", "100"][..], "smaller than twice the halo"),
+        (&["--tile", "400"][..], "larger than the image"),
+        (&["--tile", "208", "--max-memory", "1M"][..], "--max-memory"),
+    ] {
+        let o = run(extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(lines.len(), 1, "expected one error line: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(want),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+}

@@ -20,7 +20,7 @@ pub mod stats;
 pub mod strotss;
 
 pub use basic::{content_loss, gram, gram_loss, gram_with, total_variation, GramNorm};
-pub use sampling::{hypercolumns, random_coords};
+pub use sampling::{hypercolumns, hypercolumns_in_window, random_coords};
 pub use strotss::{
     cosine_distance, euclidean_distance, moment_loss, palette_loss, remd, remd_loss,
     self_similarity_loss, strotss_total,

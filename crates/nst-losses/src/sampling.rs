@@ -36,33 +36,94 @@ pub fn random_coords(height: i64, width: i64, n: i64, device: Device) -> Tensor 
 /// # Shapes
 /// `features: [1, C_l, H_l, W_l]` each, `coords: [N, 2]` (row, col) → `[N, ΣC_l]`
 pub fn hypercolumns(features: &[&Tensor], coords: &Tensor, image_hw: (i64, i64)) -> Tensor {
-    let (h, w) = image_hw;
+    let maps: Vec<MapAt> = features
+        .iter()
+        .map(|f| {
+            let s = f.size();
+            MapAt {
+                map: f,
+                whole: (s[2], s[3]),
+                origin: (0, 0),
+            }
+        })
+        .collect();
+    gather(&maps, coords, image_hw)
+}
+
+/// [`hypercolumns`] of a window cut from a larger image (tiled work).
+///
+/// `features` are the window's maps, each with its stride (a power of two);
+/// `origin` is the window's top-left pixel in the whole `image_hw` image, a
+/// multiple of every stride; `coords` are pixels of the whole image, inside
+/// the window. Each map is sampled where the whole image's map would be
+/// sampled (VGG floors every pooling, so that map is `image_hw / stride`),
+/// which gives [`hypercolumns`]'s values on the whole image's maps wherever
+/// the window's features equal the whole image's. Neighbours that fall
+/// outside the window are clamped to its edge.
+///
+/// # Shapes
+/// `features: [1, C_l, H_l, W_l]` each, `coords: [N, 2]` (row, col) → `[N, ΣC_l]`
+pub fn hypercolumns_in_window(
+    features: &[(&Tensor, i64)],
+    coords: &Tensor,
+    image_hw: (i64, i64),
+    origin: (i64, i64),
+) -> Tensor {
+    let maps: Vec<MapAt> = features
+        .iter()
+        .map(|&(f, stride)| {
+            let s = stride.max(1);
+            MapAt {
+                map: f,
+                whole: (image_hw.0 / s, image_hw.1 / s),
+                origin: (origin.0 / s, origin.1 / s),
+            }
+        })
+        .collect();
+    gather(&maps, coords, image_hw)
+}
+
+/// A map and where it sits in the whole image's map of its layer.
+struct MapAt<'a> {
+    map: &'a Tensor,
+    /// The whole image's map size at this layer.
+    whole: (i64, i64),
+    /// This map's top-left cell in the whole map.
+    origin: (i64, i64),
+}
+
+fn gather(maps: &[MapAt], coords: &Tensor, (h, w): (i64, i64)) -> Tensor {
     let n = coords.size()[0];
     let rows = coords.select(1, 0);
     let cols = coords.select(1, 1);
-    // Per map size: the flat source indices and the bilinear weights.
-    let mut plans: Vec<((i64, i64), Tensor, Option<Tensor>)> = Vec::new();
-    let mut parts = Vec::with_capacity(features.len());
-    for f in features {
-        let size = f.size();
+    // Per map geometry: the flat source indices and the bilinear weights.
+    type Key = ((i64, i64), (i64, i64), (i64, i64));
+    let mut plans: Vec<(Key, Tensor, Option<Tensor>)> = Vec::new();
+    let mut parts = Vec::with_capacity(maps.len());
+    for m in maps {
+        let size = m.map.size();
         let (c, hl, wl) = (size[1], size[2], size[3]);
-        let at = match plans.iter().position(|(s, _, _)| *s == (hl, wl)) {
+        let key = (m.whole, m.origin, (hl, wl));
+        let at = match plans.iter().position(|(k, _, _)| *k == key) {
             Some(at) => at,
             None => {
-                let (idx, weights) = if (hl, wl) == (h, w) {
-                    (
-                        rows.to_kind(Kind::Int64) * w + cols.to_kind(Kind::Int64),
-                        None,
-                    )
+                let (idx, weights) = if m.whole == (h, w) {
+                    let r = (rows.to_kind(Kind::Int64) - m.origin.0).clamp(0, hl - 1);
+                    let q = (cols.to_kind(Kind::Int64) - m.origin.1).clamp(0, wl - 1);
+                    (r * wl + q, None)
                 } else {
-                    bilinear_plan(&rows, &cols, (h, w), (hl, wl))
+                    bilinear_plan(&rows, &cols, (h, w), m.whole, m.origin, (hl, wl))
                 };
-                plans.push(((hl, wl), idx, weights));
+                plans.push((key, idx, weights));
                 plans.len() - 1
             }
         };
         let (_, idx, weights) = &plans[at];
-        let flat = f.squeeze_dim(0).permute([1, 2, 0]).reshape([hl * wl, c]);
+        let flat = m
+            .map
+            .squeeze_dim(0)
+            .permute([1, 2, 0])
+            .reshape([hl * wl, c]);
         let g = flat.index_select(0, idx).to_kind(Kind::Float);
         parts.push(match weights {
             None => g,
@@ -77,25 +138,28 @@ pub fn hypercolumns(features: &[&Tensor], coords: &Tensor, image_hw: (i64, i64))
 /// The four neighbours (flat indices `[4N]`: top-left, top-right,
 /// bottom-left, bottom-right) and bilinear weights `[4, N, 1]` of pixel
 /// centres of an `image` grid in a `map` grid, as `align_corners = false`
-/// interpolation places them, clamped at the edges.
+/// interpolation places them, clamped at the edges; the indices are into a
+/// `local` part of the map whose top-left cell is `origin` (clamped to it).
 fn bilinear_plan(
     rows: &Tensor,
     cols: &Tensor,
     image: (i64, i64),
     map: (i64, i64),
+    origin: (i64, i64),
+    local: (i64, i64),
 ) -> (Tensor, Option<Tensor>) {
-    let axis = |c: &Tensor, full: i64, part: i64| {
+    let axis = |c: &Tensor, full: i64, part: i64, o: i64, len: i64| {
         let pos = ((c.to_kind(Kind::Double) + 0.5) * (part as f64 / full as f64) - 0.5)
             .clamp(0.0, (part - 1) as f64);
         let lo = pos.floor();
         let frac = (&pos - &lo).to_kind(Kind::Float);
         let lo = lo.to_kind(Kind::Int64);
         let hi = (&lo + 1).clamp_max(part - 1);
-        (lo, hi, frac)
+        ((lo - o).clamp(0, len - 1), (hi - o).clamp(0, len - 1), frac)
     };
-    let (y0, y1, fy) = axis(rows, image.0, map.0);
-    let (x0, x1, fx) = axis(cols, image.1, map.1);
-    let wl = map.1;
+    let (y0, y1, fy) = axis(rows, image.0, map.0, origin.0, local.0);
+    let (x0, x1, fx) = axis(cols, image.1, map.1, origin.1, local.1);
+    let wl = local.1;
     let idx = Tensor::cat(
         &[
             &y0 * wl + &x0,

@@ -52,6 +52,8 @@ mod precision_tests;
 #[cfg(test)]
 mod strotss_tests;
 #[cfg(test)]
+mod strotss_tiled_tests;
+#[cfg(test)]
 mod tiled_tests;
 
 /// Peak memory per working pixel, measured by `scripts/measure_memory.sh`

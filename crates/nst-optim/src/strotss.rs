@@ -10,7 +10,9 @@
 //!
 //! Procedure:
 //! * `scales` scales, coarse to fine; the long side doubles each time and the
-//!   last one is the requested size. α is halved at each scale.
+//!   last one is the requested size. α is halved at each scale. Scales above
+//!   512 px run fewer steps ([`StrotssConfig::steps_at`]), and those that do
+//!   not fit in memory can run tile by tile ([`Strotss::run_tiled`]).
 //! * The image is parameterised as a Laplacian pyramid (`pyramid_levels` bands)
 //!   of the image in [−1, 1] and optimised with RMSprop (lr in that space, as
 //!   in the published code's default "uniform" space). The last scale uses lr/2,
@@ -33,7 +35,8 @@
 //!   REMD/palette cost, and ℓm is computed region by region.
 use crate::{Error, Result};
 use nst_losses::strotss::{remd_cosine, remd_euclidean, self_similarity_loss_fast_at, UnitPool};
-use nst_losses::{hypercolumns, random_coords};
+use nst_losses::{hypercolumns, hypercolumns_in_window, random_coords};
+use nst_tiling::{Grid, Rect, Tiling};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
 
@@ -51,6 +54,23 @@ pub const ALPHA_GAIN: f64 = 16.0;
 /// the content, 0.5 keeps the skyline's outline, 0.35 keeps it recognisable
 /// with la_muse's palette and strokes, 0.25 loses most of the style's colours.
 pub const FEATURE_CALIBRATION: f64 = 0.35;
+
+/// Context per side of each tile in a tiled scale, in px: the hypercolumn
+/// reaches `relu5_1`, as Gatys's default style layers do, and the same halo
+/// keeps the tiled gradient within the whole one's to the tolerance of
+/// `tiled_strotss_matches_the_whole_loss_and_gradient`.
+pub const HALO: i64 = crate::gatys::tiled::HALO;
+
+/// Tile boundaries fall on multiples of `relu5_1`'s stride.
+pub const ALIGN: i64 = crate::gatys::tiled::ALIGN;
+
+/// Whole-image state of a tiled scale per pixel, besides the tiles' working
+/// memory (fp32 RGB, 12 B per image): the Laplacian-pyramid bands (4/3 of an
+/// image) with their gradient and the optimiser's one or two moments (16 B
+/// each), the image, its detached copy and gradient, the content, the
+/// pyramid fold's intermediate images (about 48 B) and the random
+/// permutation that draws the samples (8 B).
+pub const STATE_BYTES_PER_PIXEL: u64 = 4 * 16 + 4 * 12 + 48 + 8;
 
 /// Settings of a STROTSS run.
 #[derive(Debug, Clone)]
@@ -114,6 +134,36 @@ impl StrotssConfig {
     /// Long sides of the scales for a final long side `size`: size/2^(k−1), …, size/2, size.
     pub fn scale_sizes(&self, size: i64) -> Vec<i64> {
         (0..self.scales).rev().map(|s| (size >> s).max(1)).collect()
+    }
+
+    /// The steps of a scale with long side `side`: `steps_per_scale` up to
+    /// [`crate::gatys::tiled::BASE_SIDE`] (512 px), then half as many per
+    /// doubling above it, at least 10 (4096 px with 200 steps: 512 × 200,
+    /// 1024 × 100, 2048 × 50, 4096 × 25). The fine scales only refine what
+    /// the coarse ones placed, and each costs 4× the one before.
+    pub fn steps_at(&self, side: i64) -> usize {
+        let mut steps = self.steps_per_scale;
+        let mut l = side;
+        while l > crate::gatys::tiled::BASE_SIDE {
+            steps = (steps / 2).max(10).min(self.steps_per_scale);
+            l = (l + 1) / 2;
+        }
+        steps
+    }
+
+    /// The scales of an output of `height × width`, coarse to fine: each
+    /// one's size (the long side from [`StrotssConfig::scale_sizes`], at
+    /// least 16 px per side) and steps ([`StrotssConfig::steps_at`]).
+    pub fn schedule(&self, height: i64, width: i64) -> Vec<crate::gatys::tiled::Scale> {
+        let long = height.max(width);
+        self.scale_sizes(long)
+            .into_iter()
+            .map(|side| crate::gatys::tiled::Scale {
+                height: ((height as f64 * side as f64 / long as f64).round() as i64).max(16),
+                width: ((width as f64 * side as f64 / long as f64).round() as i64).max(16),
+                steps: self.steps_at(side),
+            })
+            .collect()
     }
 }
 
@@ -273,6 +323,31 @@ pub struct Strotss<'a> {
     cfg: StrotssConfig,
 }
 
+/// The indices of the `coords` that lie in `core`, if any.
+fn in_core(coords: &Tensor, core: &Rect) -> Option<Tensor> {
+    let (r, c) = (coords.select(1, 0), coords.select(1, 1));
+    let inside = r
+        .ge(core.y)
+        .logical_and(&r.lt(core.y + core.h))
+        .logical_and(&c.ge(core.x))
+        .logical_and(&c.lt(core.x + core.w));
+    let idx = inside.nonzero().squeeze_dim(1);
+    (idx.size()[0] > 0).then_some(idx)
+}
+
+/// A style image resized so that its long side is `side` (at least 16 px
+/// per side), on `device`, with its height and width.
+fn style_at(image: &Tensor, side: i64, device: tch::Device) -> (Tensor, i64, i64) {
+    let s_img = image.to_device(device).to_kind(Kind::Float);
+    let (sh, sw) = (s_img.size()[2], s_img.size()[3]);
+    let scale = side as f64 / sh.max(sw) as f64;
+    let (th, tw) = (
+        ((sh as f64 * scale).round() as i64).max(16),
+        ((sw as f64 * scale).round() as i64).max(16),
+    );
+    (resize(&s_img, th, tw), th, tw)
+}
+
 fn label_at(labels: &Tensor, coords: &Tensor, h: i64, w: i64) -> Tensor {
     // Nearest label at each sampled pixel of an h×w image.
     let (lh, lw) = (labels.size()[0], labels.size()[1]);
@@ -325,7 +400,7 @@ impl<'a> Strotss<'a> {
     /// The VGG maps of the configured layers, at the VGG's own scale; the
     /// calibration gain is applied to the sampled hypercolumns instead (the
     /// same values, without a pass over every full map and its gradient).
-    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    pub(crate) fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         // Channels-last maps in the compute precision: each step reads them
         // only at the sampled pixels (see `hypercolumns`).
         let opts = nst_vgg::EncodeOptions {
@@ -342,7 +417,12 @@ impl<'a> Strotss<'a> {
     }
 
     /// Calibrated hypercolumns and pixel colours at `coords`.
-    fn sample(&self, feats: &[Tensor], image: &Tensor, coords: &Tensor) -> (Tensor, Tensor) {
+    pub(crate) fn sample(
+        &self,
+        feats: &[Tensor],
+        image: &Tensor,
+        coords: &Tensor,
+    ) -> (Tensor, Tensor) {
         let (h, w) = (image.size()[2], image.size()[3]);
         let refs: Vec<&Tensor> = feats.iter().collect();
         let hc = hypercolumns(&refs, coords, (h, w)) * self.feature_gain();
@@ -408,6 +488,146 @@ impl<'a> Strotss<'a> {
         }
     }
 
+    /// The strides of the configured taps, in their order.
+    fn strides(&self) -> Vec<i64> {
+        self.cfg
+            .layers
+            .iter()
+            .map(|&t| self.vgg.arch().stride(t))
+            .collect()
+    }
+
+    /// Calibrated hypercolumns at `coords` (pixels of the whole `hw` image,
+    /// inside `window`) from the window's maps `feats`.
+    fn window_rows(
+        &self,
+        feats: &[Tensor],
+        coords: &Tensor,
+        hw: (i64, i64),
+        window: &Rect,
+    ) -> Tensor {
+        let maps: Vec<(&Tensor, i64)> = feats.iter().zip(self.strides()).collect();
+        hypercolumns_in_window(&maps, coords, hw, (window.y, window.x)) * self.feature_gain()
+    }
+
+    /// Calibrated hypercolumns `[N, C]` of `image` at `coords`, computed
+    /// tile by tile on `grid` (each sample from the tile whose core holds
+    /// it), without gradients.
+    pub(crate) fn sample_tiled(
+        &self,
+        image: &Tensor,
+        coords: &Tensor,
+        grid: &Grid,
+    ) -> Result<Tensor> {
+        let hw = (grid.height, grid.width);
+        let n = coords.size()[0];
+        let mut out: Option<Tensor> = None;
+        grid.for_each(|tile| -> Result<()> {
+            let Some(idx) = in_core(coords, &tile.core) else {
+                return Ok(());
+            };
+            tch::no_grad(|| -> Result<()> {
+                let f = self.features(&tile.window.crop(image).to_device(self.vgg.device()))?;
+                let rows = self.window_rows(&f, &coords.index_select(0, &idx), hw, &tile.window);
+                let o = out.get_or_insert_with(|| {
+                    Tensor::zeros([n, rows.size()[1]], (Kind::Float, rows.device()))
+                });
+                let _ = o.index_copy_(0, &idx, &rows);
+                Ok(())
+            })?;
+            nst_tiling::report("STROTSS samples", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::Config("no tile holds a sample".into()))
+    }
+
+    /// The gradient with respect to `x` of Σ ⟨rows(x), `grad_rows`⟩, the
+    /// hypercolumns at `coords` computed tile by tile on `grid`: each
+    /// window's forward and backward, summed into the image's gradient.
+    pub(crate) fn backprop_tiled(
+        &self,
+        x: &Tensor,
+        coords: &Tensor,
+        grad_rows: &Tensor,
+        grid: &Grid,
+    ) -> Result<Tensor> {
+        let hw = (grid.height, grid.width);
+        let gx = x.zeros_like();
+        grid.for_each(|tile| -> Result<()> {
+            let Some(idx) = in_core(coords, &tile.core) else {
+                return Ok(());
+            };
+            let xw = tile
+                .window
+                .crop(x)
+                .to_device(self.vgg.device())
+                .detach()
+                .set_requires_grad(true);
+            let f = self.features(&xw)?;
+            let rows = self.window_rows(&f, &coords.index_select(0, &idx), hw, &tile.window);
+            let sur = (rows * grad_rows.index_select(0, &idx)).sum(Kind::Float);
+            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
+            let mut dst = tile.window.crop(&gx);
+            dst += gw[0].to_device(gx.device());
+            nst_tiling::report("STROTSS gradients", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        Ok(gx)
+    }
+
+    /// The loss terms of `x: [1, 3, H, W]` at one fixed draw of samples
+    /// (`seed`), whole: a yardstick to compare two results, such as a
+    /// tiled run's and a whole run's (the optimisation's own terms are
+    /// noisy, drawn afresh at every step). `alpha` is the effective α.
+    pub fn measure(
+        &self,
+        x: &Tensor,
+        content: &Tensor,
+        styles: &[StyleInput],
+        alpha: f64,
+        seed: i64,
+    ) -> Result<StrotssTerms> {
+        let d = self.vgg.device();
+        let x = x.to_device(d).to_kind(Kind::Float);
+        let (h, w) = (x.size()[2], x.size()[3]);
+        let c = resize(&content.to_device(d).to_kind(Kind::Float), h, w);
+        tch::manual_seed(seed);
+        tch::no_grad(|| {
+            let xf = self.features(&x)?;
+            let cf = self.features(&c)?;
+            let coords = random_coords(h, w, self.cfg.output_samples, d);
+            let (of, op) = self.sample(&xf, &x, &coords);
+            let (cf, _) = self.sample(&cf, &c, &coords);
+            let lc = self_similarity_loss_fast_at(&cf, &of, self.cfg.precision)
+                * coords.size()[0] as f64;
+            let wsum: f64 = styles.iter().map(|s| s.weight).sum();
+            let mut lr = Tensor::zeros([], (Kind::Float, d));
+            let mut lm = Tensor::zeros([], (Kind::Float, d));
+            let mut lp = Tensor::zeros([], (Kind::Float, d));
+            for st in styles {
+                let (s, th, tw) = style_at(st.image, h.max(w), d);
+                let sf = self.features(&s)?;
+                let sc = random_coords(th, tw, self.cfg.style_samples, d);
+                let (feats, pixels) = self.sample(&sf, &s, &sc);
+                let wt = st.weight / wsum;
+                let (mu, cov) = nst_losses::strotss::mean_and_cov(&feats);
+                lr += remd_cosine(&of, &UnitPool::new(&feats, self.cfg.precision), None) * wt;
+                lm +=
+                    nst_losses::strotss::moment_loss_to_fast_at(&mu, &cov, &of, self.cfg.precision)
+                        * wt;
+                lp += remd_euclidean(&op, &pixels, None) * wt;
+            }
+            let total = nst_losses::strotss_total(alpha, &lc, &lm, &lr, &lp);
+            Ok(StrotssTerms {
+                content: lc.double_value(&[]),
+                moments: lm.double_value(&[]),
+                remd: lr.double_value(&[]),
+                palette: lp.double_value(&[]),
+                total: total.double_value(&[]),
+            })
+        })
+    }
+
     /// Runs all scales. `observe(scale, step, terms)` is called after every
     /// step; returning `false` stops with [`Error::Interrupted`]. Returns the
     /// result of each scale (RGB in [0, 1]), the last at full size.
@@ -419,9 +639,39 @@ impl<'a> Strotss<'a> {
         content: &Tensor,
         styles: &[StyleInput],
         guidance: Option<&Guidance>,
+        observe: F,
+    ) -> Result<Vec<Tensor>>
+    where
+        F: FnMut(usize, usize, &StrotssTerms) -> bool,
+    {
+        self.run_tiled(content, styles, guidance, |_, _| Ok(None), observe)
+    }
+
+    /// [`Strotss::run`] with the scales that `plan(height, width)` tiles
+    /// (`Some`) computed tile by tile, in memory bounded by the tile:
+    /// * the style pool's hypercolumns are gathered from the style's tiles;
+    /// * at every step, the output's and the content's hypercolumns at the
+    ///   step's samples come from the tiles whose cores hold them (pass 1,
+    ///   without gradients); the loss, a function of those rows alone, is
+    ///   computed whole and gives their gradient; pass 2 runs each window
+    ///   forward and backward with that gradient held fixed, summed into the
+    ///   image's gradient, which then flows to the pyramid bands. This is the
+    ///   whole step's gradient up to the halo's error (features near a
+    ///   window's edge see padding instead of the image);
+    /// * the grid moves at every step, so no boundary stays in one place.
+    ///
+    /// The samples are drawn as in the whole run, so with the same seed a
+    /// tiled and a whole run see the same samples.
+    pub fn run_tiled<P, F>(
+        &self,
+        content: &Tensor,
+        styles: &[StyleInput],
+        guidance: Option<&Guidance>,
+        mut plan: P,
         mut observe: F,
     ) -> Result<Vec<Tensor>>
     where
+        P: FnMut(i64, i64) -> Result<Option<Tiling>>,
         F: FnMut(usize, usize, &StrotssTerms) -> bool,
     {
         let cfg = &self.cfg;
@@ -444,29 +694,30 @@ impl<'a> Strotss<'a> {
         let wsum: f64 = styles.iter().map(|s| s.weight).sum();
         let mut results = Vec::new();
         let mut prev: Option<Tensor> = None;
-        for (si, side) in cfg.scale_sizes(long).into_iter().enumerate() {
+        let sides = cfg.scale_sizes(long);
+        for (si, sc) in cfg.schedule(ch, cw).into_iter().enumerate() {
+            let (side, h, w) = (sides[si], sc.height, sc.width);
             let alpha = cfg.alpha_at(si);
-            let h = ((ch as f64 * side as f64 / long as f64).round() as i64).max(16);
-            let w = ((cw as f64 * side as f64 / long as f64).round() as i64).max(16);
             let c = resize(&content, h, w);
             let last = si + 1 == cfg.scales;
-            // Fixed per scale: content features, style pools.
+            let tiling = plan(h, w)?;
+            // Fixed per scale: content features (whole scales only), style pools.
             let (content_feats, pools) = tch::no_grad(|| -> Result<_> {
-                let cf = self.features(&c)?;
+                let cf = match tiling {
+                    None => Some(self.features(&c)?),
+                    Some(_) => None,
+                };
                 let mut pools = Vec::new();
                 for (k, st) in styles.iter().enumerate() {
-                    let s_img = st.image.to_device(device).to_kind(Kind::Float);
-                    let (sh, sw) = (s_img.size()[2], s_img.size()[3]);
-                    let s_long = sh.max(sw) as f64;
-                    let scale = side as f64 / s_long;
-                    let (th, tw) = (
-                        ((sh as f64 * scale).round() as i64).max(16),
-                        ((sw as f64 * scale).round() as i64).max(16),
-                    );
-                    let s = resize(&s_img, th, tw);
-                    let sf = self.features(&s)?;
+                    let (s, th, tw) = style_at(st.image, side, device);
                     let coords = random_coords(th, tw, cfg.style_samples, device);
-                    let (feats, pixels) = self.sample(&sf, &s, &coords);
+                    let (feats, pixels) = match &tiling {
+                        None => self.sample(&self.features(&s)?, &s, &coords),
+                        Some(t) => (
+                            self.sample_tiled(&s, &coords, &t.grid_or_whole(th, tw))?,
+                            hypercolumns(&[&s], &coords, (th, tw)),
+                        ),
+                    };
                     let labels = guidance.map(|g| label_at(&g.styles[k], &coords, th, tw));
                     let moments = Self::pool_moments(
                         &feats,
@@ -506,12 +757,41 @@ impl<'a> Strotss<'a> {
             let lr = if last && si > 0 { cfg.lr / 2.0 } else { cfg.lr };
             let mut opt = PyramidOpt::new(cfg.optimizer, &bands, lr);
             let content_labels_full = guidance.map(|g| g.content.to_device(device));
-            for step in 1..=cfg.steps_per_scale {
+            if let Some(t) = &tiling {
+                t.grid(h, w)?;
+            }
+            let interior = tiling.map_or(1, |t| (t.tile - 2 * t.halo).max(1)) as f64;
+            for step in 1..=sc.steps {
                 let x = from_space(&fold_pyramid(&bands));
-                let xf = self.features(&x)?;
                 let coords = random_coords(h, w, cfg.output_samples, device);
-                let (of, op) = self.sample(&xf, &x, &coords);
-                let (cf, _) = tch::no_grad(|| self.sample(&content_feats, &c, &coords));
+                // Irrational fractions of the interior tile: the boundaries
+                // never come back to the same rows and columns.
+                let grid = match &tiling {
+                    Some(t) => Some(t.grid_shifted(
+                        h,
+                        w,
+                        (
+                            (step as f64 * 0.618_034 * interior) as i64,
+                            (step as f64 * 0.414_214 * interior) as i64,
+                        ),
+                    )?),
+                    None => None,
+                };
+                let (of, op, cf) = match (&grid, &content_feats) {
+                    (Some(g), _) => {
+                        let of = self.sample_tiled(&x.detach(), &coords, g)?;
+                        let cf = self.sample_tiled(&c, &coords, g)?;
+                        let op = hypercolumns(&[&x], &coords, (h, w));
+                        (of.set_requires_grad(true), op, cf)
+                    }
+                    (None, Some(content_feats)) => {
+                        let xf = self.features(&x)?;
+                        let (of, op) = self.sample(&xf, &x, &coords);
+                        let (cf, _) = tch::no_grad(|| self.sample(content_feats, &c, &coords));
+                        (of, op, cf)
+                    }
+                    (None, None) => return Err(Error::Config("no content features".into())),
+                };
                 let lo = content_labels_full
                     .as_ref()
                     .map(|l| label_at(l, &coords, h, w));
@@ -544,6 +824,13 @@ impl<'a> Strotss<'a> {
                     });
                 }
                 total.backward();
+                if let Some(g) = &grid {
+                    // Pass 2: the rows' gradient through each window, then
+                    // the image's gradient through the pyramid to the bands.
+                    let gx = self.backprop_tiled(&x.detach(), &coords, &of.grad(), g)?;
+                    let x2 = from_space(&fold_pyramid(&bands));
+                    (x2 * gx).sum(Kind::Float).backward();
+                }
                 opt.step(&mut bands);
                 if !observe(si, step, &terms) {
                     return Err(Error::Interrupted);
