@@ -19,6 +19,11 @@ use tch::Tensor;
 /// affine in the content's (edges stay crisp, no painterly distortion).
 /// Train the network with nst-train --config configs/puy_perez.toml.
 ///
+/// Large outputs run tile by tile (--tile, --max-memory; automatic when the
+/// whole image does not fit): each update's Gram matrices are summed over the
+/// whole image, so the result is the untiled one up to rounding. The photoreal
+/// projection works on a small grid and runs on the whole image.
+///
 /// Examples:
 ///   nst-infer puy-perez --checkpoint checkpoints/puy_perez --content c.jpg --style painting.jpg --out o.png
 ///   nst-infer puy-perez --checkpoint ck --content c.jpg --style photo.jpg --photoreal --k 1000 --out o.png
@@ -73,7 +78,17 @@ pub struct PuyArgs {
     #[arg(long)]
     pub report_loss: bool,
     #[command(flatten)]
+    pub tiles: common::TileArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// Whole-image bytes per pixel of a tiled run besides the tiles: the
+/// iterates X⁽⁰⁾ … X⁽ˢᵗᵉᵖˢ⁾ and the update being assembled (fp32 RGB, 12 B
+/// each), and for --photoreal the guided upsampling's full-size maps (the
+/// guide, its 3 × 3 coefficient maps and offsets, about 80 B).
+fn state_bytes(steps: usize, photoreal: bool) -> u64 {
+    12 * (steps as u64 + 2) + if photoreal { 80 } else { 0 }
 }
 
 fn step_path(out: &Path, t: usize) -> PathBuf {
@@ -108,7 +123,6 @@ pub fn run(args: PuyArgs) -> Result<()> {
     } else {
         nst_puy::FOOTPRINT
     };
-    common::ensure_fits(footprint, &content, device, "--size")?;
     let style = common::load(
         &args.style,
         args.style_size.unwrap_or(args.size),
@@ -119,6 +133,28 @@ pub fn run(args: PuyArgs) -> Result<()> {
     let min = solver.min_side();
     if h.min(w) < min {
         bail!("the content is {w}×{h} at --size; the solver needs at least {min}×{min}");
+    }
+    let plan = args.tiles.plan_with_state(
+        footprint,
+        state_bytes(steps, args.photoreal),
+        (h, w),
+        solver.tile_halo(),
+        solver.tile_align(),
+        device,
+        args.runtime.quiet,
+    );
+    let tiling = match plan {
+        Ok(p) => p.tiling().copied(),
+        Err(e) => {
+            if args.tiles.tile.is_none() && args.tiles.max_memory.is_none() {
+                // Not even tiles fit: the whole-image check names a size that does.
+                common::ensure_fits(footprint, &content, device, "--size")?;
+            }
+            return Err(e);
+        }
+    };
+    if tiling.is_some() && args.report_loss {
+        bail!("--report-loss evaluates the VGG loss on the whole image, which is tiled here: drop it, or use a smaller --size");
     }
     let start = Instant::now();
     let projection = if args.photoreal {
@@ -151,12 +187,13 @@ pub fn run(args: PuyArgs) -> Result<()> {
     let project = projection
         .as_ref()
         .map(|p| move |x: &Tensor| p.apply_image(x));
-    let xs = solver.run(
-        &content,
-        &style,
-        steps,
-        project.as_ref().map(|f| f as &dyn Fn(&Tensor) -> Tensor),
-    )?;
+    let project = project.as_ref().map(|f| f as &dyn Fn(&Tensor) -> Tensor);
+    let xs = match &tiling {
+        Some(t) => solver.run_tiled(&content, &style, steps, project, t),
+        None => solver.run(&content, &style, steps, project),
+    };
+    common::end_tiles();
+    let xs = xs?;
     let elapsed = start.elapsed().as_secs_f64();
     let out = xs.last().expect("X(0) at least").clamp(0.0, 1.0);
     if args.save_steps {

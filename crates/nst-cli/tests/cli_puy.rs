@@ -79,6 +79,45 @@ fn train_then_stylize_artistic_and_photoreal() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("Tr(XᵀLX)"));
     assert!(tmp.path().join("photo.png").exists());
 
+    // Tiled (issue 27), photoreal at 160 px in 96-px tiles: the same image
+    // as the whole run, up to 8-bit rounding; --report-loss is refused.
+    let sized = |out: &str, extra: &[&str]| {
+        let mut a = base(out);
+        a[8] = "160".into();
+        a.extend(
+            [
+                "--photoreal",
+                "--k",
+                "60",
+                "--proj-size",
+                "24",
+                "--proj-degree",
+                "40",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+        );
+        a
+    };
+    assert_ok(&run(&sized("whole.png", &[])));
+    assert_ok(&run(&sized("tiled.png", &["--tile", "96"])));
+    let (a, b) = (
+        image::open(p("whole.png")).unwrap().to_rgb8(),
+        image::open(p("tiled.png")).unwrap().to_rgb8(),
+    );
+    assert_eq!(a.dimensions(), b.dimensions());
+    let worst = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (*x as i32 - *y as i32).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "tiled and whole differ by {worst}/255");
+    let e = clean_error(&run(&sized("x.png", &["--tile", "96", "--report-loss"])));
+    assert!(e.contains("--report-loss"), "{e}");
+
     // Errors: too many steps, a checkpoint of another model, a bad cutoff.
     let mut bad = base("x.png");
     bad.extend(["--steps".into(), "9".into()]);

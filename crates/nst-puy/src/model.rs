@@ -391,6 +391,74 @@ impl FlexibleSolver {
         tch::no_grad(|| self.unroll(content, style, steps, project))
     }
 
+    /// Context each tile of [`FlexibleSolver::run_tiled`] needs, in px.
+    pub fn tile_halo(&self) -> i64 {
+        self.updates[0].tile_halo()
+    }
+
+    /// Tile boundaries of [`FlexibleSolver::run_tiled`] fall on multiples of this.
+    pub fn tile_align(&self) -> i64 {
+        self.updates[0].tile_align()
+    }
+
+    /// [`FlexibleSolver::run`] for one image, tile by tile, in memory bounded
+    /// by `tiling`'s tile: each update's Grams are summed over the tiles'
+    /// cores and held fixed while each window computes its core's update
+    /// (see `UpdateNet::forward_tiled`); the style's Grams are summed over
+    /// its own tiles when it is larger than a tile. The projection, if any,
+    /// runs on the whole image (the photorealistic one works on a small
+    /// grid and a per-pixel guided upsampling, linear in memory). The
+    /// result is the untiled one up to rounding when the halo is at least
+    /// [`FlexibleSolver::tile_halo`].
+    ///
+    /// # Shapes
+    /// `content: [1, 3, H, W]`, `style: [1, 3, H', W']`.
+    pub fn run_tiled(
+        &self,
+        content: &Tensor,
+        style: &Tensor,
+        steps: usize,
+        project: Option<Projection>,
+        tiling: &nst_tiling::Tiling,
+    ) -> Result<Vec<Tensor>> {
+        if steps > self.updates.len() {
+            return Err(Error::Model(format!(
+                "this solver was trained with {} steps; --steps must be at most that, got {steps}",
+                self.updates.len()
+            )));
+        }
+        let (b, c, h, w) = content.size4().map_err(Error::from)?;
+        if b != 1 || c != 3 || h.min(w) < self.min_side() {
+            return Err(Error::Model(format!(
+                "a tiled run takes one RGB image of at least {0}×{0} pixels, got {1:?}",
+                self.min_side(),
+                content.size()
+            )));
+        }
+        if tiling.halo < self.tile_halo() || tiling.align % self.tile_align() != 0 {
+            return Err(Error::Model(format!(
+                "this solver's tiles need a halo of at least {} px on multiples of {} px",
+                self.tile_halo(),
+                self.tile_align()
+            )));
+        }
+        let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
+        let style_grid = tiling.grid_or_whole(style.size()[2], style.size()[3]);
+        tch::no_grad(|| {
+            let mut xs = vec![content.shallow_clone()];
+            for g in self.updates.iter().take(steps) {
+                let grams = g.grams_tiled(style, &style_grid);
+                let x = xs.last().expect("non-empty");
+                let mut next = x - g.forward_tiled(x, &grams, &grid);
+                if let Some(p) = project {
+                    next = p(&next);
+                }
+                xs.push(next);
+            }
+            Ok(xs)
+        })
+    }
+
     /// The parameter names (`step{t}.level{ℓ}.fwd0.weight` …), sorted.
     pub fn var_store_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.vs.variables().into_keys().collect();

@@ -211,23 +211,51 @@ impl UpdateNet {
     /// `x: [B, 3, H, W]` → `[B, 3, H, W]`
     pub fn forward(&self, x: &Tensor, style_grams: &[Tensor]) -> Tensor {
         let fwd = self.forward_maps(x);
+        let stats: Vec<(Tensor, Tensor)> = fwd
+            .maps
+            .iter()
+            .zip(style_grams)
+            .map(|(f, hs)| {
+                let g = gram_per_pixel(f);
+                let b = g.size()[0];
+                let hs = hs.expand([b, g.size()[1], g.size()[2]], false);
+                let scale = match self.cubic_norm {
+                    CubicNorm::Rms => None,
+                    CubicNorm::Gram => Some(gram_scale(&g, &hs)),
+                };
+                let d_scale = scale.unwrap_or_else(|| {
+                    let (b, c, h, w) = f.size4().expect("level maps are 4-d");
+                    let d = (&g - &hs).bmm(&f.reshape([b, c, h * w]));
+                    rms_per_sample(&d)
+                });
+                (g, d_scale)
+            })
+            .collect();
+        self.backward_maps(&fwd, style_grams, &stats)
+    }
+
+    /// h^b from the forward pass `fwd`, with each level's Gram of X and
+    /// the divisor of its cubic term given (`stats[ℓ]`: `[B, c, c]` and
+    /// `[B, 1, 1, 1]`): the whole image's, or, in a tile, the whole
+    /// image's held fixed.
+    fn backward_maps(
+        &self,
+        fwd: &Forward,
+        style_grams: &[Tensor],
+        stats: &[(Tensor, Tensor)],
+    ) -> Tensor {
         let mut run: Option<Tensor> = None;
         for l in (0..self.levels.len()).rev() {
             let f = &fwd.maps[l];
             let (b, c, h, w) = f.size4().expect("level maps are 4-d");
             let flat = f.reshape([b, c, h * w]); // Fᵀ in the paper's [n, c] convention
-            let g = gram_per_pixel(f);
+            let (g, scale) = &stats[l];
             let hs = style_grams[l].expand([b, c, c], false);
             // D = F·(G − H) as [n, c]; here [c, n] = (G − H)ᵀ·Fᵀ with G, H symmetric.
-            let scale = match self.cubic_norm {
-                CubicNorm::Rms => None,
-                CubicNorm::Gram => Some(gram_scale(&g, &hs)),
-            };
-            let d = (g - hs).bmm(&flat).reshape([b, c, h, w]);
-            let d = match scale {
-                None => &d / rms_per_sample(&d),
-                Some(s) => d / s,
-            };
+            let d = (g.expand([b, c, c], false) - hs)
+                .bmm(&flat)
+                .reshape([b, c, h, w])
+                / scale;
             let mut m = match run.take() {
                 Some(r) => r + d,
                 None => d,
@@ -243,6 +271,108 @@ impl UpdateNet {
             run = Some(m.to_kind(Kind::Float));
         }
         run.expect("at least one level") * &self.step_size
+    }
+
+    /// Context a tile needs on each side for its core's update to equal the
+    /// whole image's: the receptive field of h^f then h^b (two 3×3 convs
+    /// per level each way, 2·2^ℓ px per conv pair at level ℓ) plus one
+    /// deepest-level cell for the poolings, rounded up to [`UpdateNet::tile_align`].
+    pub fn tile_halo(&self) -> i64 {
+        let l = self.levels.len() as i64;
+        let r = 4 * ((1 << l) - 1) + (1 << l);
+        let a = self.tile_align();
+        (r + a - 1) / a * a
+    }
+
+    /// Tile boundaries fall on multiples of the deepest level's stride.
+    pub fn tile_align(&self) -> i64 {
+        1 << (self.levels.len() - 1)
+    }
+
+    /// Σ FᵀF and the pixel count per level of `image: [1, 3, H, W]` over
+    /// the cores of `grid` (each pixel once): what the levels' Grams are
+    /// made of, computed tile by tile.
+    fn gram_sums(&self, image: &Tensor, grid: &nst_tiling::Grid) -> Vec<(Tensor, i64)> {
+        let mut sums: Vec<Option<(Tensor, i64)>> = self.levels.iter().map(|_| None).collect();
+        let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
+            let fwd = self.forward_maps(&tile.window.crop(image));
+            for (l, f) in fwd.maps.iter().enumerate() {
+                let core = tile.core_in_window().scaled_down(1 << l);
+                let r = core.crop(f).to_kind(Kind::Double);
+                let c = r.size()[1];
+                let r = r.reshape([c, -1]);
+                let ff = r.matmul(&r.transpose(0, 1));
+                let n = r.size()[1];
+                sums[l] = Some(match sums[l].take() {
+                    Some((a, k)) => (a + ff, k + n),
+                    None => (ff, n),
+                });
+            }
+            nst_tiling::report("Puy–Pérez Grams", tile.index + 1, grid.len());
+            Ok(())
+        });
+        sums.into_iter()
+            .map(|s| s.expect("a grid has at least one tile"))
+            .collect()
+    }
+
+    /// The levels' Grams `[1, c, c]` of `image: [1, 3, H, W]`, tile by tile
+    /// (the style's, for a style too large to run whole).
+    pub fn grams_tiled(&self, image: &Tensor, grid: &nst_tiling::Grid) -> Vec<Tensor> {
+        self.gram_sums(image, grid)
+            .into_iter()
+            .map(|(ff, n)| (ff / n.max(1) as f64).to_kind(Kind::Float).unsqueeze(0))
+            .collect()
+    }
+
+    /// [`UpdateNet::forward`] of `x: [1, 3, H, W]` tile by tile on `grid`
+    /// (whose halo is at least [`UpdateNet::tile_halo`]), in memory bounded
+    /// by the tile: pass 1 sums each level's FᵀF over the cores, which gives
+    /// the whole image's Grams and the cubic terms' divisors (for `Rms`, the
+    /// mean square of D = F(G − H) is tr((G − H)G(G − H))/c, from the Grams
+    /// alone); pass 2 runs each window with those held fixed and keeps its
+    /// core. With a large enough halo this is the whole image's update up to
+    /// rounding.
+    pub fn forward_tiled(
+        &self,
+        x: &Tensor,
+        style_grams: &[Tensor],
+        grid: &nst_tiling::Grid,
+    ) -> Tensor {
+        let stats: Vec<(Tensor, Tensor)> = self
+            .gram_sums(x, grid)
+            .into_iter()
+            .zip(style_grams)
+            .map(|((ff, n), hs)| {
+                let g = (ff / n.max(1) as f64).to_kind(Kind::Float).unsqueeze(0);
+                let c = g.size()[1];
+                let hs = hs.to_kind(Kind::Float).expand([1, c, c], false);
+                let scale = match self.cubic_norm {
+                    CubicNorm::Gram => gram_scale(&g, &hs),
+                    CubicNorm::Rms => {
+                        let dm = (&g - &hs).to_kind(Kind::Double);
+                        let ms = dm
+                            .bmm(&g.to_kind(Kind::Double))
+                            .bmm(&dm)
+                            .diagonal(0, 1, 2)
+                            .sum(Kind::Double)
+                            / c as f64;
+                        ((ms.to_kind(Kind::Float) + 1e-12).sqrt() + 1e-8).reshape([1, 1, 1, 1])
+                    }
+                };
+                (g, scale)
+            })
+            .collect();
+        let out = x.zeros_like();
+        let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
+            let fwd = self.forward_maps(&tile.window.crop(x));
+            let u = self.backward_maps(&fwd, style_grams, &stats);
+            let core = tile.core_in_window();
+            tile.core.crop(&out).copy_(&core.crop(&u));
+            nst_tiling::report("Puy–Pérez updates", tile.index + 1, grid.len());
+            Ok(())
+        });
+        out
     }
 }
 

@@ -314,3 +314,97 @@ fn the_solver_overfits_tiny_data_halving_the_loss() {
     eprintln!("L(X0) {l0:.4e} → L(X{}) {ln:.4e}", m.steps());
     assert!(ln * 2.0 <= l0, "L fell only from {l0:.4e} to {ln:.4e}");
 }
+
+/// Issue 27: one update of a randomised 4-level net on a 250×229 image,
+/// whole and over a grid of 200-px tiles with [`net::UpdateNet::tile_halo`]
+/// (2 × 2 at least): equal within 1e-4 relative L2 for both cubic
+/// normalisations (the Grams and the divisors are the whole image's, the
+/// halo covers the receptive field), and visibly different with a 16-px
+/// halo. The style's Grams summed over its tiles equal its whole Grams.
+#[test]
+fn a_tiled_update_equals_the_whole_one() {
+    let _rng = nst_testkit::rng_lock();
+    for norm in [net::CubicNorm::Rms, net::CubicNorm::Gram] {
+        tch::manual_seed(8);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let net = net::UpdateNet::new(&vs.root(), &[4, 6, 8, 10], norm);
+        randomise(&vs, 0.3);
+        let x = small_image(250, 229, 1).to_kind(Kind::Float).unsqueeze(0);
+        let s = small_image(230, 240, 2).to_kind(Kind::Float).unsqueeze(0);
+        let grams = net.style_grams(&s);
+        let whole = net.forward(&x, &grams);
+        let (halo, align) = (net.tile_halo(), net.tile_align());
+        assert_eq!((halo, align), (80, 8));
+        let rel = |a: &Tensor| f64::try_from((a - &whole).norm() / whole.norm()).unwrap();
+        let tiled = |halo: i64| {
+            let grid = nst_tiling::Tiling::new(200, halo, align)
+                .unwrap()
+                .grid(250, 229)
+                .unwrap();
+            assert!(grid.len() >= 4, "{} tiles", grid.len());
+            net.forward_tiled(&x, &grams, &grid)
+        };
+        let (e, e16) = (rel(&tiled(halo)), rel(&tiled(16)));
+        eprintln!("{norm:?}: tiled vs whole {e:.2e} (halo {halo}), {e16:.2e} (halo 16)");
+        assert!(e < 1e-4, "{norm:?}: {e:.3e}");
+        assert!(
+            e16 > 1e-2,
+            "{norm:?}: a 16-px halo should differ: {e16:.3e}"
+        );
+        let sgrid = nst_tiling::Tiling::new(200, halo, align)
+            .unwrap()
+            .grid(230, 240)
+            .unwrap();
+        for (a, b) in net.grams_tiled(&s, &sgrid).iter().zip(&grams) {
+            assert_close(a, b, 1e-4, "style Grams over tiles");
+        }
+    }
+}
+
+/// The solver's tiled run (3 randomised updates, with the photoreal
+/// projection between them) equals its whole run within 1e-4; a tiling
+/// with too small a halo is refused.
+#[test]
+fn a_tiled_solver_run_equals_the_whole_run() {
+    let _rng = nst_testkit::rng_lock();
+    let vgg = nst_vgg::Vgg::load(
+        nst_testkit::vgg19_weights(),
+        nst_vgg::VggOptions {
+            pooling: nst_vgg::Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap();
+    let cfg = PuyConfig {
+        steps: 3,
+        ..Default::default()
+    };
+    let mut solver = FlexibleSolver::new(vgg, cfg, PuyLossConfig::default()).unwrap();
+    tch::manual_seed(9);
+    randomise(solver.var_store_mut(), 0.05);
+    let c = small_image(216, 250, 3).to_kind(Kind::Float).unsqueeze(0);
+    let s = small_image(200, 180, 4).to_kind(Kind::Float).unsqueeze(0);
+    let opts = PhotorealOptions {
+        band: Band::Count(200),
+        work_side: 64,
+        degree: 30,
+        ..Default::default()
+    };
+    let p = PhotorealProjection::new(&c, opts).unwrap();
+    let project = |x: &Tensor| p.apply_image(x);
+    let whole = solver.run(&c, &s, 3, Some(&project)).unwrap();
+    let t = nst_tiling::Tiling::new(200, solver.tile_halo(), solver.tile_align()).unwrap();
+    let tiled = solver.run_tiled(&c, &s, 3, Some(&project), &t).unwrap();
+    assert_eq!(tiled.len(), 4);
+    let d = &whole[3] - &whole[0];
+    assert!(
+        d.abs().max().double_value(&[]) > 1e-3,
+        "the updates move the image"
+    );
+    let e = f64::try_from((&tiled[3] - &whole[3]).norm() / whole[3].norm()).unwrap();
+    eprintln!("solver: tiled vs whole {e:.2e}");
+    assert!(e < 1e-4, "{e:.3e}");
+    let small = nst_tiling::Tiling::new(200, 16, 8).unwrap();
+    let err = solver.run_tiled(&c, &s, 3, None, &small).unwrap_err();
+    assert!(err.to_string().contains("halo of at least"), "{err}");
+}
