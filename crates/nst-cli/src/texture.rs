@@ -48,6 +48,12 @@ impl TextureMethod {
 /// each image by L-BFGS against the same loss. Every output starts from its
 /// own uniform noise, drawn from --seed.
 ///
+/// Large textures from the learned methods run tile by tile (--tile,
+/// --max-memory; automatic when one image does not fit): each stage's Gram
+/// matrices are summed over the whole image first, so the tiles share one
+/// set of statistics and no seam appears. Networks with instance norm or
+/// circular padding do not tile.
+///
 /// Examples:
 ///   nst-infer texture --method propo --checkpoint checkpoints/propo --target bricks.jpg --count 8 --out-dir out/
 ///   nst-infer texture --method gatys --target bricks.jpg --size 256 --count 2 --out-dir out/
@@ -89,6 +95,8 @@ pub struct TextureArgs {
     /// that many do not fit in the memory available.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    #[command(flatten)]
+    pub tiles: common::TileArgs,
     #[command(flatten)]
     pub vgg: VggArgs,
     #[command(flatten)]
@@ -183,14 +191,43 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     if h.min(w) < min {
         bail!("--size {w}x{h} is too small: the texture layers need at least {min}×{min}");
     }
+    // Tiled when asked, or when one image does not fit whole (learned methods).
+    let user_tiles = a.tiles.tile.is_some() || a.tiles.max_memory.is_some();
+    let tiling = match solver.tiling_needs() {
+        Ok((halo, align)) => {
+            let plan = a.tiles.plan_with_state(
+                solver.footprint(),
+                solver.tiled_state_bytes(),
+                (h, w),
+                halo,
+                align,
+                device,
+                a.runtime.quiet,
+            );
+            match plan {
+                Ok(p) => p.tiling().copied(),
+                Err(e) if user_tiles => return Err(e),
+                // Not even tiles fit: the whole-image check names a size that does.
+                Err(e) => {
+                    common::fit_memory(solver.footprint(), (h, w), 1, device, "--size")?;
+                    return Err(e);
+                }
+            }
+        }
+        Err(why) if user_tiles => bail!("--tile/--max-memory: {why}"),
+        Err(_) => None,
+    };
     // Gatys makes one image at a time; a network, --batch at once.
-    let batch = common::fit_memory(
-        solver.footprint(),
-        (h, w),
-        solver.batch(a.batch),
-        device,
-        "--size",
-    )?;
+    let batch = match tiling {
+        Some(_) => 1,
+        None => common::fit_memory(
+            solver.footprint(),
+            (h, w),
+            solver.batch(a.batch),
+            device,
+            "--size",
+        )?,
+    };
     let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
     let target_img = common::load(&a.target, tsize, device, "target")?;
     let target = solver
@@ -212,14 +249,26 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let name = stem(&a.target);
     let pb = common::progress_bar(a.count as u64, a.method.name(), a.runtime.quiet);
     let t0 = Instant::now();
-    let synthesis = solver.synthesize(&z0, &target, batch, |done| pb.set_position(done as u64))?;
+    let progress = |done: usize| pb.set_position(done as u64);
+    let (synthesis, tiled_losses) = match &tiling {
+        Some(t) => {
+            let r = solver.synthesize_tiled(&z0, &target, t, progress);
+            common::end_tiles();
+            let (s, l) = r?;
+            (s, Some(l))
+        }
+        None => (solver.synthesize(&z0, &target, batch, progress)?, None),
+    };
     let secs = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     for note in &synthesis.notes {
         eprintln!("warning: {note}");
     }
     let out = synthesis.result();
-    let quality = nst_po::eval::quality(solver.loss(), out, &target)?;
+    let quality = match tiled_losses {
+        Some(l) => l.iter().sum::<f64>() / l.len().max(1) as f64,
+        None => nst_po::eval::quality(solver.loss(), out, &target)?,
+    };
     for j in 0..n {
         let p = a
             .out_dir

@@ -2,21 +2,11 @@
 #![allow(clippy::unwrap_used)]
 use crate::strotss::*;
 use nst_losses::random_coords;
-use nst_testkit::vgg19_weights;
 use nst_tiling::{Grid, Tiling};
-use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{Device, Kind, Tensor};
 
-fn vgg_max() -> Vgg {
-    Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap()
-}
+/// The crate's test VGG (average pooling; the tiling does not depend on it).
+use crate::tests::vgg as test_vgg;
 
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     f64::try_from((a - b).norm() / b.norm()).unwrap()
@@ -32,7 +22,7 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn tiled_strotss_matches_the_whole_samples_and_gradient() {
     let _serial = crate::tests::serial();
-    let vgg = vgg_max();
+    let vgg = test_vgg();
     let st = Strotss::new(&vgg, StrotssConfig::default()).unwrap();
     let c = nst_testkit::sample_image("samples/content/astronaut.png", 240, 256);
     tch::manual_seed(5);
@@ -82,7 +72,7 @@ fn tiled_strotss_matches_the_whole_samples_and_gradient() {
 #[test]
 fn a_tiled_strotss_run_ends_within_three_percent_of_the_whole_run() {
     let _serial = crate::tests::serial();
-    let vgg = vgg_max();
+    let vgg = test_vgg();
     let load = |p: &str| nst_testkit::sample_image(p, 160, 160);
     let (c, s) = (
         load("samples/content/astronaut.png"),

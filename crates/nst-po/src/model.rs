@@ -401,6 +401,94 @@ impl PseudoOptimizer {
     }
 }
 
+impl PseudoOptimizer {
+    /// Context, in px, each tile of [`PseudoOptimizer::run_tiled`] gets:
+    /// VGG's (the 96 px Gatys's tiling found enough at `relu5_1`, deeper than
+    /// `pool4`) plus the widest stage network's receptive radius, on
+    /// multiples of 16.
+    pub fn tile_halo(&self) -> i64 {
+        let net = self
+            .stages
+            .iter()
+            .map(|s| s.receptive_radius())
+            .max()
+            .unwrap_or(0);
+        (96 + net + 15) / 16 * 16
+    }
+
+    /// Why this model's networks cannot run tile by tile, if they cannot.
+    pub fn untileable(&self) -> Option<&'static str> {
+        self.stages.iter().find_map(|s| s.untileable())
+    }
+
+    /// Tile boundaries fall on multiples of `pool4`'s stride.
+    pub const TILE_ALIGN: i64 = 16;
+
+    /// [`PseudoOptimizer::run`] for one noise input `z0: [1, 3, H, W]`, tile
+    /// by tile on `tiling`, in memory bounded by the tile. At each stage,
+    /// pass 1 sums FᵀF over the tiles' cores, which gives the whole image's
+    /// Grams; pass 2 computes each window's gradient maps with them (and the
+    /// whole image's root-mean-square of each map, from the Grams alone),
+    /// runs the stage network on the window and keeps its core's update. The
+    /// result matches the untiled run up to the halo's error (VGG features
+    /// near a window's edge). Networks with instance norm or circular
+    /// padding do not tile: an error.
+    pub fn run_tiled(
+        &self,
+        z0: &Tensor,
+        target: &TargetGrams,
+        tiling: &nst_tiling::Tiling,
+    ) -> Result<Run> {
+        let (b, _, h, w) = z0.size4().map_err(Error::from)?;
+        if b != 1 {
+            return Err(Error::Model("a tiled run makes one image at a time".into()));
+        }
+        if let Some(why) = self.stages.iter().find_map(|s| s.untileable()) {
+            return Err(Error::Model(format!(
+                "this network does not tile: {why}; use a size that fits whole"
+            )));
+        }
+        if tiling.halo < self.tile_halo() || tiling.align % Self::TILE_ALIGN != 0 {
+            return Err(Error::Model(format!(
+                "this network's tiles need a halo of at least {} px on multiples of {} px",
+                self.tile_halo(),
+                Self::TILE_ALIGN
+            )));
+        }
+        let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
+        let target = TargetGrams(target.0.iter().map(|g| g.narrow(0, 0, 1)).collect());
+        let counts = self.stage_layer_counts();
+        tch::no_grad(|| {
+            let mut zs = vec![z0.shallow_clone()];
+            for (s, net) in self.stages.iter().enumerate() {
+                let z = zs.last().expect("non-empty");
+                let x = z.sigmoid();
+                let sums = self
+                    .loss
+                    .gram_sums(&x, counts[s], &grid)
+                    .map_err(Error::Vgg)?;
+                let delta = z.zeros_like();
+                grid.for_each(|tile| -> Result<()> {
+                    let xw = tile.window.crop(&x);
+                    let feats = self
+                        .loss
+                        .features_first(&xw, counts[s])
+                        .map_err(Error::Vgg)?;
+                    let (grads, rms) = self.loss.feature_gradients_global(&feats, &target, &sums);
+                    let (wh, ww) = (tile.window.h, tile.window.w);
+                    let d = net.forward_scaled(&grads, wh, ww, false, Some(&rms));
+                    let core = tile.core_in_window();
+                    tile.core.crop(&delta).copy_(&core.crop(&d));
+                    nst_tiling::report("texture updates", tile.index + 1, grid.len());
+                    Ok(())
+                })?;
+                zs.push(z + delta);
+            }
+            Ok(Run { z: zs })
+        })
+    }
+}
+
 /// The mean pairwise L1 distance E_{i≠j} mean|F_i − F_j| between the rows of
 /// `feats: [B·k, …]`, taken within each group of `k` consecutive rows (the
 /// outputs of one target) and averaged over the B groups; a scalar with the

@@ -187,6 +187,7 @@ pub struct PoNet {
     levels: Vec<Level>,
     out: nn::Conv2D,
     pad: Padding,
+    norm: Norm,
     n_layers: usize,
     /// Precision of the convolutions (normalisation statistics and the output stay fp32).
     pub precision: Precision,
@@ -239,6 +240,7 @@ impl PoNet {
             levels,
             out,
             pad: shape.padding,
+            norm: shape.norm,
             n_layers: layers.len(),
             precision: Precision::Fp32,
         }
@@ -252,6 +254,49 @@ impl PoNet {
     /// Δ `[B, 3, H, W]` from the gradient maps (in the order the network was
     /// built with) of an image of size `h × w`.
     pub fn forward_t(&self, grads: &[Tensor], h: i64, w: i64, train: bool) -> Tensor {
+        self.forward_scaled(grads, h, w, train, None)
+    }
+
+    /// How far, in px, the output at a pixel sees into the gradient maps:
+    /// each 3×3 convolution at a level of stride 2^k reaches 2^k px, and
+    /// the nearest upsampling into a level one more cell. A tile whose
+    /// halo covers this (plus the loss network's) computes its core as the
+    /// whole image would.
+    pub fn receptive_radius(&self) -> i64 {
+        let mut r = 1; // the output conv
+        for lv in &self.levels {
+            let convs = lv.up.is_some() as i64
+                + if lv.inputs.is_empty() { 0 } else { 2 }
+                + 2 * lv.res.len() as i64;
+            r += (convs + 1) << lv.k;
+        }
+        r
+    }
+
+    /// Why this network cannot run tile by tile, if it cannot: instance
+    /// norm takes statistics over the whole map, circular padding wraps a
+    /// map onto itself.
+    pub fn untileable(&self) -> Option<&'static str> {
+        match (self.norm, self.pad) {
+            (Norm::Instance, _) => {
+                Some("instance norm (statistics over the whole image at every layer)")
+            }
+            (_, Padding::Circular) => Some("circular padding (the image wraps around)"),
+            _ => None,
+        }
+    }
+
+    /// [`PoNet::forward_t`] with each gradient map's root-mean-square given
+    /// (`rms[layer]`, `[1, 1, 1, 1]`) instead of measured on the maps
+    /// passed: a tile's maps are normalised as the whole image's are.
+    pub fn forward_scaled(
+        &self,
+        grads: &[Tensor],
+        h: i64,
+        w: i64,
+        train: bool,
+        rms: Option<&[Tensor]>,
+    ) -> Tensor {
         assert_eq!(grads.len(), self.n_layers, "one gradient map per layer");
         let size_at = |k: usize| {
             let (mut a, mut b) = (h, w);
@@ -272,12 +317,16 @@ impl PoNet {
             });
             for ib in &lv.inputs {
                 let g = &grads[ib.layer];
-                let rms = g
-                    .detach()
-                    .square()
-                    .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
-                    .sqrt()
-                    + 1e-20;
+                let rms = match rms {
+                    Some(r) => r[ib.layer].shallow_clone(),
+                    None => {
+                        g.detach()
+                            .square()
+                            .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
+                            .sqrt()
+                            + 1e-20
+                    }
+                };
                 let gi =
                     ib.b.forward_t(&ib.a.forward_t(&(g / rms), train, p), train, p);
                 h_map = Some(match h_map {

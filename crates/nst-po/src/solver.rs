@@ -67,6 +67,83 @@ impl Solver {
         }
     }
 
+    /// Context and alignment of [`Solver::synthesize_tiled`]'s tiles, or
+    /// why this solver does not tile.
+    pub fn tiling_needs(&self) -> std::result::Result<(i64, i64), String> {
+        match self {
+            Solver::Learned(m) => match m.untileable() {
+                Some(why) => Err(format!("this network does not tile: {why}")),
+                None => Ok((m.tile_halo(), PseudoOptimizer::TILE_ALIGN)),
+            },
+            Solver::Gatys { .. } => Err(
+                "--method gatys does not tile (nst-infer gatys without --content tiles a texture)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Whole-image bytes per pixel of a tiled run besides the tiles: each
+    /// stage's pre-activation and image (fp32 RGB, 12 B each), and the
+    /// update being assembled.
+    pub fn tiled_state_bytes(&self) -> u64 {
+        let stages = match self {
+            Solver::Learned(m) => m.stage_layer_counts().len() as u64,
+            Solver::Gatys { .. } => 1,
+        };
+        24 * (stages + 1) + 12
+    }
+
+    /// [`Solver::synthesize`] one image at a time, tile by tile
+    /// ([`PseudoOptimizer::run_tiled`]); the notes give each image's texture
+    /// loss measured over the tiles (`quality` then holds them).
+    pub fn synthesize_tiled(
+        &self,
+        z0: &Tensor,
+        target: &TargetGrams,
+        tiling: &nst_tiling::Tiling,
+        mut progress: impl FnMut(usize),
+    ) -> Result<(Synthesis, Vec<f64>)> {
+        let Solver::Learned(net) = self else {
+            return Err(Error::Config(self.tiling_needs().err().unwrap_or_default()));
+        };
+        let n = z0.size()[0];
+        if n < 1 {
+            return Err(Error::Config(
+                "texture synthesis needs at least one noise input (N = 0)".into(),
+            ));
+        }
+        let mut groups: Vec<Vec<Tensor>> = Vec::new();
+        let mut losses = Vec::new();
+        for i in 0..n {
+            let stages = net
+                .run_tiled(&z0.narrow(0, i, 1), target, tiling)?
+                .images()
+                .split_off(1);
+            let out = stages
+                .last()
+                .ok_or_else(|| Error::Model("no stage ran".into()))?;
+            let (h, w) = (out.size()[2], out.size()[3]);
+            let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
+            let sums = net
+                .loss
+                .gram_sums(out, net.loss.layers.len(), &grid)
+                .map_err(Error::Vgg)?;
+            let t = TargetGrams(target.0.iter().map(|g| g.narrow(0, 0, 1)).collect());
+            losses.push(net.loss.loss_from_sums(&sums, &t));
+            groups.push(stages);
+            progress(i as usize + 1);
+        }
+        let (result, earlier) = merge(&groups)?;
+        Ok((
+            Synthesis {
+                result,
+                earlier,
+                notes: Vec::new(),
+            },
+            losses,
+        ))
+    }
+
     /// Runs on the noise `z0: [N, 3, H, W]` (x = sigmoid(z)) for `target`,
     /// [`Solver::batch`]`(batch)` images at a time; `progress(done)` is called
     /// after each group with the number of images made so far. An empty
@@ -107,20 +184,27 @@ impl Solver {
             i += m;
             progress(i as usize);
         }
-        let n_stages = groups.first().map_or(0, Vec::len);
-        let mut earlier: Vec<Tensor> = (0..n_stages)
-            .map(|s| {
-                let parts: Vec<&Tensor> = groups.iter().map(|g| &g[s]).collect();
-                Tensor::cat(&parts, 0)
-            })
-            .collect();
-        let result = earlier
-            .pop()
-            .ok_or_else(|| Error::Model("the texture solver made no image".into()))?;
+        let (result, earlier) = merge(&groups)?;
         Ok(Synthesis {
             result,
             earlier,
             notes,
         })
     }
+}
+
+/// Each group's stage images (`[m, 3, H, W]` each, stage order) joined along
+/// the batch: the last stage's, and the earlier ones'.
+fn merge(groups: &[Vec<Tensor>]) -> Result<(Tensor, Vec<Tensor>)> {
+    let n_stages = groups.first().map_or(0, Vec::len);
+    let mut earlier: Vec<Tensor> = (0..n_stages)
+        .map(|s| {
+            let parts: Vec<&Tensor> = groups.iter().map(|g| &g[s]).collect();
+            Tensor::cat(&parts, 0)
+        })
+        .collect();
+    let result = earlier
+        .pop()
+        .ok_or_else(|| Error::Model("the texture solver made no image".into()))?;
+    Ok((result, earlier))
 }

@@ -544,3 +544,52 @@ fn a_solver_on_an_empty_batch_is_an_error_and_propo_keeps_every_stage() {
         0.0
     );
 }
+
+/// Issue 27: an untrained PO (one stage over all five layers, batch norm, zero
+/// padding) on one 640×600 noise input, whole and over a grid of 576-px
+/// tiles with [`PseudoOptimizer::tile_halo`] (4 tiles): the output images
+/// within 1e-2 relative L2 (the halo's error: VGG features near a window's
+/// edge), the Grams summed over the tiles within 1e-4 of the
+/// whole image's. Instance norm, circular padding and a small halo are
+/// refused with one error each.
+#[test]
+fn a_tiled_texture_run_matches_the_whole_run() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(4);
+    let m = model(Variant::Po, Norm::Batch);
+    let target = m.loss.target(&stripes(128)).unwrap();
+    let z0 = PseudoOptimizer::noise(1, 640, 600, Device::Cpu);
+    let halo = m.tile_halo();
+    let tiling = nst_tiling::Tiling::new(576, halo, PseudoOptimizer::TILE_ALIGN).unwrap();
+    let grid = tiling.grid(640, 600).unwrap();
+    assert!(grid.len() >= 4, "{} tiles", grid.len());
+    let x = z0.sigmoid();
+    let sums = m.loss.gram_sums(&x, 5, &grid).unwrap();
+    let feats = m.loss.features(&x).unwrap();
+    for (l, f) in feats.iter().enumerate() {
+        let whole = nst_losses::gram_with(f, nst_losses::GramNorm::Pixels).squeeze_dim(0);
+        let tiled = (&sums.ffs[l] / sums.counts[l] as f64).to_kind(Kind::Float);
+        let e = f64::try_from((&tiled - &whole).norm() / whole.norm()).unwrap();
+        assert!(e < 1e-2, "layer {l}: Gram over tiles off by {e:.2e}");
+    }
+    let whole = m.run(&z0, &target).unwrap().output();
+    let tiled = m.run_tiled(&z0, &target, &tiling).unwrap().output();
+    let e = f64::try_from((&tiled - &whole).norm() / whole.norm()).unwrap();
+    let moved = f64::try_from((&whole - &x).norm() / x.norm()).unwrap();
+    eprintln!(
+        "tiled vs whole texture: {e:.2e} (halo {halo}); the stages moved the image by {moved:.2e}"
+    );
+    assert!(moved > 1e-2, "the untrained stages move the image");
+    assert!(e < 1e-2, "{e:.3e}");
+    let small = nst_tiling::Tiling::new(576, 96, 16).unwrap();
+    let err = m.run_tiled(&z0, &target, &small).unwrap_err();
+    assert!(err.to_string().contains("halo of at least"), "{err}");
+    for (norm, pad, want) in [
+        (Norm::Instance, Padding::Zeros, "instance norm"),
+        (Norm::Batch, Padding::Circular, "circular padding"),
+    ] {
+        let m = model_padded(Variant::Po, norm, pad);
+        let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}

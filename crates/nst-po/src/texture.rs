@@ -204,6 +204,108 @@ impl TextureLoss {
     }
 }
 
+/// A texture loss's statistics of one image summed over the cores of a
+/// tile grid: Σ FᵀF (f64) and the pixel count per layer.
+pub struct GramSums {
+    pub ffs: Vec<Tensor>,
+    pub counts: Vec<i64>,
+}
+
+impl TextureLoss {
+    /// The stride of each layer.
+    pub fn strides(&self) -> Vec<i64> {
+        self.layers
+            .iter()
+            .map(|t| self.vgg.arch().stride(*t))
+            .collect()
+    }
+
+    /// Σ FᵀF over the cores of `grid` for the first `n` layers of
+    /// `x: [1, 3, H, W]` (each pixel once), without gradients.
+    pub fn gram_sums(
+        &self,
+        x: &Tensor,
+        n: usize,
+        grid: &nst_tiling::Grid,
+    ) -> Result<GramSums, nst_vgg::Error> {
+        let strides = self.strides();
+        let mut ffs: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        let mut counts = vec![0i64; n];
+        grid.for_each(|tile| -> Result<(), nst_vgg::Error> {
+            let f = tch::no_grad(|| self.features_first(&tile.window.crop(x), n))?;
+            for (l, f) in f.iter().enumerate() {
+                let core = tile.core_in_window().scaled_down(strides[l]);
+                let r = core.crop(f).to_kind(Kind::Double);
+                let c = r.size()[1];
+                let r = r.reshape([c, -1]);
+                counts[l] += r.size()[1];
+                let ff = r.matmul(&r.transpose(0, 1));
+                ffs[l] = Some(match ffs[l].take() {
+                    Some(a) => a + ff,
+                    None => ff,
+                });
+            }
+            nst_tiling::report("texture Grams", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        Ok(GramSums {
+            ffs: ffs.into_iter().flatten().collect(),
+            counts,
+        })
+    }
+
+    /// L_tex from statistics summed over tiles ([`TextureLoss::gram_sums`]
+    /// of all layers): Σ_l w_l · mean (G_l − G̃_l)² for a single target row.
+    pub fn loss_from_sums(&self, sums: &GramSums, target: &TargetGrams) -> f64 {
+        sums.ffs
+            .iter()
+            .zip(&sums.counts)
+            .zip(&target.0)
+            .zip(&self.weights)
+            .map(|(((ff, &n), t), w)| {
+                let g = ff / n.max(1) as f64;
+                let d = g - t.get(0).to_kind(Kind::Double);
+                d.square().mean(Kind::Double).double_value(&[]) * w
+            })
+            .sum()
+    }
+
+    /// ∂L_tex/∂F_l on a window's maps `feats` with the whole image's
+    /// statistics `sums` held fixed (its Grams and pixel counts), and each
+    /// layer's root-mean-square over the whole image, `[1, 1, 1, 1]`, from
+    /// the Grams alone: with g = k·(G − G̃)F, k = 4w/(N C²), the mean of g²
+    /// over C·N entries is k²·tr((G − G̃)G(G − G̃))/C.
+    pub fn feature_gradients_global(
+        &self,
+        feats: &[Tensor],
+        target: &TargetGrams,
+        sums: &GramSums,
+    ) -> (Vec<Tensor>, Vec<Tensor>) {
+        tch::no_grad(|| {
+            feats
+                .iter()
+                .zip(&target.0)
+                .zip(&self.weights)
+                .zip(sums.ffs.iter().zip(&sums.counts))
+                .map(|(((f, t), w), (ff, &n))| {
+                    let (b, c, h, wd) = f.size4().expect("feature maps are [B, C, H, W]");
+                    let g = ff / n.max(1) as f64;
+                    let d = &g - t.squeeze_dim(0).to_kind(Kind::Double);
+                    let k = 4.0 * w / (n.max(1) * c * c) as f64;
+                    let ms = d.matmul(&g).matmul(&d).trace() * (k * k / c as f64);
+                    let rms = (ms.clamp_min(0.0).sqrt() + 1e-20)
+                        .to_kind(Kind::Float)
+                        .reshape([1, 1, 1, 1]);
+                    let fl = f.to_kind(Kind::Float).reshape([b, c, h * wd]);
+                    let grad =
+                        (d.to_kind(Kind::Float).unsqueeze(0).bmm(&fl) * k).reshape([b, c, h, wd]);
+                    (grad, rms)
+                })
+                .unzip()
+        })
+    }
+}
+
 /// Splits `[B, C, H, W]` maps into a t × t grid of tiles, `[B·t², C, H/t, W/t]`
 /// (tile (i, j) of sample b is row b·t² + i·t + j; a remainder of H or W
 /// that t does not divide is dropped). Returns `None` when a tile would be

@@ -90,6 +90,18 @@ fn chebyshev_projection_is_close_to_the_exact_eigenprojector() {
     assert!(q1 < 0.01 * q0, "Tr(XᵀLX) {q0:.3e} → {q1:.3e}");
 }
 
+/// VGG19 with average pooling, as the solver's loss uses it.
+fn vgg_avg() -> nst_vgg::Vgg {
+    nst_vgg::Vgg::load(
+        nst_testkit::vgg19_weights(),
+        nst_vgg::VggOptions {
+            pooling: nst_vgg::Pooling::Avg,
+            device: Device::Cpu,
+        },
+    )
+    .unwrap()
+}
+
 /// Every variable of `vs` redrawn from N(0, σ²), including the zero-initialised last conv.
 fn randomise(vs: &tch::nn::VarStore, sigma: f64) {
     tch::no_grad(|| {
@@ -169,14 +181,7 @@ fn the_gram_normalisation_keeps_the_fixed_point_and_the_rms_one_does_not() {
 #[test]
 fn an_untrained_solver_returns_the_content_and_loss_matches_pytorch() {
     let _rng = nst_testkit::rng_lock();
-    let vgg = nst_vgg::Vgg::load(
-        nst_testkit::vgg19_weights(),
-        nst_vgg::VggOptions {
-            pooling: nst_vgg::Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = vgg_avg();
     let solver = FlexibleSolver::new(vgg, PuyConfig::default(), PuyLossConfig::default()).unwrap();
     tch::manual_seed(5);
     let c = Tensor::rand([1, 3, 40, 36], (Kind::Float, Device::Cpu));
@@ -261,14 +266,7 @@ fn the_solver_overfits_tiny_data_halving_the_loss() {
     let _rng = nst_testkit::rng_lock();
     use nst_train::{Adam, AdamConfig, TrainModel};
     tch::manual_seed(0);
-    let vgg = nst_vgg::Vgg::load(
-        nst_testkit::vgg19_weights(),
-        nst_vgg::VggOptions {
-            pooling: nst_vgg::Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = vgg_avg();
     let cfg = PuyConfig {
         channels: vec![8, 16, 32],
         ..Default::default()
@@ -367,14 +365,7 @@ fn a_tiled_update_equals_the_whole_one() {
 #[test]
 fn a_tiled_solver_run_equals_the_whole_run() {
     let _rng = nst_testkit::rng_lock();
-    let vgg = nst_vgg::Vgg::load(
-        nst_testkit::vgg19_weights(),
-        nst_vgg::VggOptions {
-            pooling: nst_vgg::Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = vgg_avg();
     let cfg = PuyConfig {
         steps: 3,
         ..Default::default()
