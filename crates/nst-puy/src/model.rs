@@ -353,6 +353,21 @@ impl FlexibleSolver {
         steps: usize,
         project: Option<Projection>,
     ) -> Result<Vec<Tensor>> {
+        self.iterate(content, steps, project, |g, x| {
+            Ok(g.forward(x, &g.style_grams(style)))
+        })
+    }
+
+    /// X⁽ᵗ⁺¹⁾ = P(X⁽ᵗ⁾ − update(g_t, X⁽ᵗ⁾)) from the content for `steps`
+    /// steps, after checking them and the content: the iteration shared by
+    /// the whole and the tiled runs.
+    fn iterate(
+        &self,
+        content: &Tensor,
+        steps: usize,
+        project: Option<Projection>,
+        mut update: impl FnMut(&UpdateNet, &Tensor) -> Result<Tensor>,
+    ) -> Result<Vec<Tensor>> {
         if steps > self.updates.len() {
             return Err(Error::Model(format!(
                 "this solver was trained with {} steps; --steps must be at most that, got {steps}",
@@ -369,9 +384,8 @@ impl FlexibleSolver {
         }
         let mut xs = vec![content.shallow_clone()];
         for g in self.updates.iter().take(steps) {
-            let grams = g.style_grams(style);
             let x = xs.last().expect("non-empty");
-            let mut next = x - g.forward(x, &grams);
+            let mut next = x - update(g, x)?;
             if let Some(p) = project {
                 next = p(&next);
             }
@@ -421,18 +435,10 @@ impl FlexibleSolver {
         project: Option<Projection>,
         tiling: &nst_tiling::Tiling,
     ) -> Result<Vec<Tensor>> {
-        if steps > self.updates.len() {
+        let (b, _, h, w) = content.size4().map_err(Error::from)?;
+        if b != 1 {
             return Err(Error::Model(format!(
-                "this solver was trained with {} steps; --steps must be at most that, got {steps}",
-                self.updates.len()
-            )));
-        }
-        let (b, c, h, w) = content.size4().map_err(Error::from)?;
-        if b != 1 || c != 3 || h.min(w) < self.min_side() {
-            return Err(Error::Model(format!(
-                "a tiled run takes one RGB image of at least {0}×{0} pixels, got {1:?}",
-                self.min_side(),
-                content.size()
+                "a tiled run takes one image, got a batch of {b}"
             )));
         }
         if tiling.halo < self.tile_halo() || tiling.align % self.tile_align() != 0 {
@@ -445,17 +451,9 @@ impl FlexibleSolver {
         let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
         let style_grid = tiling.grid_or_whole(style.size()[2], style.size()[3]);
         tch::no_grad(|| {
-            let mut xs = vec![content.shallow_clone()];
-            for g in self.updates.iter().take(steps) {
-                let grams = g.grams_tiled(style, &style_grid);
-                let x = xs.last().expect("non-empty");
-                let mut next = x - g.forward_tiled(x, &grams, &grid);
-                if let Some(p) = project {
-                    next = p(&next);
-                }
-                xs.push(next);
-            }
-            Ok(xs)
+            self.iterate(content, steps, project, |g, x| {
+                Ok(g.forward_tiled(x, &g.grams_tiled(style, &style_grid), &grid))
+            })
         })
     }
 
