@@ -43,6 +43,9 @@ enum TiledCase {
     Optex,
     Vae,
     Gatys,
+    Strotss,
+    Puy,
+    Texture,
 }
 
 impl TiledCase {
@@ -53,12 +56,18 @@ impl TiledCase {
             TiledCase::Optex => "optex",
             TiledCase::Vae => "vae",
             TiledCase::Gatys => "gatys",
+            TiledCase::Strotss => "strotss",
+            TiledCase::Puy => "puy",
+            TiledCase::Texture => "texture",
         }
     }
 
-    /// (halo, alignment) of the family's tiles.
+    /// (halo, alignment) of the family's tiles, where they do not depend on
+    /// the network (Puy–Pérez's and the texture solvers' come from the model).
     fn tiling(self) -> (i64, i64) {
         match self {
+            TiledCase::Strotss => (nst_optim::strotss::HALO, nst_optim::strotss::ALIGN),
+            TiledCase::Puy | TiledCase::Texture => (0, 1),
             TiledCase::Adain => (nst_adain::HALO, nst_adain::STRIDE),
             TiledCase::Wct | TiledCase::Optex => (nst_decoders::halo(5), nst_decoders::STRIDE),
             TiledCase::Vae => (nst_vae::HALO, nst_vae::STRIDE),
@@ -91,7 +100,7 @@ enum SharedWeights {
 
 impl Case {
     /// Every case, in the order a full run takes them.
-    const ALL: [Case; 28] = [
+    const ALL: [Case; 31] = [
         Case::VggFeatures,
         Case::GatysStep,
         Case::AdainTrainStep,
@@ -120,6 +129,9 @@ impl Case {
         Case::Tiled(TiledCase::Optex),
         Case::Tiled(TiledCase::Vae),
         Case::Tiled(TiledCase::Gatys),
+        Case::Tiled(TiledCase::Strotss),
+        Case::Tiled(TiledCase::Puy),
+        Case::Tiled(TiledCase::Texture),
     ];
 
     fn name(self) -> String {
@@ -174,6 +186,9 @@ impl Case {
             Case::Tiled(TiledCase::Optex) => "Optimal Textures transfer (5 levels, one scale), whole vs tiled",
             Case::Tiled(TiledCase::Vae) => "variational AdaIN (random weights), whole vs tiled",
             Case::Tiled(TiledCase::Gatys) => "Gatys, 10 L-BFGS evaluations from the content, whole vs tiled: time ratio and final loss (measured whole)",
+            Case::Tiled(TiledCase::Strotss) => "STROTSS, one scale of 10 steps, whole vs tiled from the same seed: time ratio and final loss (measured whole on one fixed draw of samples)",
+            Case::Tiled(TiledCase::Puy) => "Puy–Pérez artistic solver, 4 learned updates (random weights), whole vs tiled",
+            Case::Tiled(TiledCase::Texture) => "ProPO texture solver (random weights, batch norm, zero padding) from noise, whole vs tiled",
         };
         d.into()
     }
@@ -842,6 +857,23 @@ impl Outcome {
     }
 }
 
+/// The tiling of a tiled case: `--tile`, or by default 2 × 2 tiles (each
+/// core about half the side, plus its halo); `Err` with the reason to skip.
+fn tiled_plan(
+    size: i64,
+    tile: Option<i64>,
+    (halo, align): (i64, i64),
+) -> Result<std::result::Result<(i64, nst_tiling::Tiling), String>> {
+    let min = nst_tiling::Tiling::min_tile(halo, align);
+    if min >= size {
+        return Ok(Err(format!(
+            "its smallest tile ({min} px) is not below --size {size}: use a larger --size"
+        )));
+    }
+    let tile = tile.unwrap_or(((size / 2 + halo + align - 1) / align * align).max(min));
+    Ok(Ok((tile, nst_tiling::Tiling::new(tile, halo, align)?)))
+}
+
 /// Whole against tiled for one family at `size`² with tiles of `tile` px
 /// (default: 2 × 2 tiles):
 /// the tiled time, with the ratio and the quality in the detail.
@@ -852,16 +884,24 @@ fn tiled_case(
     tile: Option<i64>,
     precision: Precision,
 ) -> Result<Outcome> {
-    let (halo, align) = family.tiling();
-    let min = nst_tiling::Tiling::min_tile(halo, align);
-    if min >= size {
-        return Ok(Outcome::skipped(&format!(
-            "its smallest tile ({min} px) is not below --size {size}: use a larger --size"
-        )));
-    }
-    // Default: 2 × 2 tiles (each core about half the side, plus its halo).
-    let tile = tile.unwrap_or(((size / 2 + halo + align - 1) / align * align).max(min));
-    let tiling = nst_tiling::Tiling::new(tile, halo, align)?;
+    // The networks whose receptive field sets the halo are built first.
+    let puy = match family {
+        TiledCase::Puy => Some(puy_model(weights, precision)?),
+        _ => None,
+    };
+    let po = match family {
+        TiledCase::Texture => Some(po_model(weights, precision)?),
+        _ => None,
+    };
+    let halo_align = match (&puy, &po) {
+        (Some(m), _) => (m.tile_halo(), m.tile_align()),
+        (_, Some(m)) => (m.tile_halo(), nst_po::PseudoOptimizer::TILE_ALIGN),
+        _ => family.tiling(),
+    };
+    let (tile, tiling) = match tiled_plan(size, tile, halo_align)? {
+        Ok(p) => p,
+        Err(why) => return Ok(Outcome::skipped(&why)),
+    };
     let n = tiling.grid(size, size)?.len();
     let (c, s) = (blobs(size, 1), blobs(size, 2));
     let timed = |f: &mut dyn FnMut() -> Result<Tensor>| -> Result<(f64, Tensor)> {
@@ -928,11 +968,72 @@ fn tiled_case(
             let t = timed(&mut || Ok(g.run_tiled(&c, &tiling, 100, |_, _| true)?.0))?;
             let loss = |x: &Tensor| -> Result<f64> { Ok(tch::no_grad(|| g.loss(x))?.1.total()) };
             let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
-            let q = format!(
-                "final loss {lw:.4e} whole, {lt:.4e} tiled ({:+.2} %)",
-                100.0 * (lt / lw - 1.0)
-            );
-            (w, t, Some(q))
+            (w, t, Some(loss_change(lw, lt)))
+        }
+        TiledCase::Strotss => {
+            let vgg = load_vgg(weights, Pooling::Max, precision)?;
+            let cfg = nst_optim::StrotssConfig {
+                scales: 1,
+                steps_per_scale: 10,
+                precision,
+                ..Default::default()
+            };
+            let alpha = cfg.alpha_at(0);
+            let st = nst_optim::Strotss::new(&vgg, cfg)?;
+            let styles = [nst_optim::StyleInput {
+                image: &s,
+                weight: 1.0,
+            }];
+            let run = |tiled: bool| {
+                timed(&mut || {
+                    tch::manual_seed(11);
+                    let out = st.run_tiled(
+                        &c,
+                        &styles,
+                        None,
+                        |_, _| Ok(tiled.then_some(tiling)),
+                        |_, _, _| true,
+                    )?;
+                    out.last()
+                        .map(|x| x.shallow_clone())
+                        .context("STROTSS returned no scale")
+                })
+            };
+            let (w, t) = (run(false)?, run(true)?);
+            let loss = |x: &Tensor| -> Result<f64> {
+                Ok(st.measure(x, &c, &styles, alpha, 99)?.total)
+            };
+            let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
+            (w, t, Some(loss_change(lw, lt)))
+        }
+        TiledCase::Puy => {
+            let m = puy.context("the Puy–Pérez model")?;
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || {
+                    let xs = tch::no_grad(|| match t {
+                        Some(t) => m.run_tiled(&c, &s, 4, None, t),
+                        None => m.run(&c, &s, 4, None),
+                    })?;
+                    xs.last().map(|x| x.shallow_clone()).context("no iterate")
+                })
+            };
+            (run(None)?, run(Some(&tiling))?, None)
+        }
+        TiledCase::Texture => {
+            let m = po.context("the texture solver")?;
+            let target = m.loss.target(&s)?;
+            tch::manual_seed(1);
+            let z0 = nst_po::PseudoOptimizer::noise(1, size, size, Device::Cpu);
+            let run = |t: Option<&nst_tiling::Tiling>| {
+                timed(&mut || {
+                    Ok(match t {
+                        Some(t) => m.run_tiled(&z0, &target, t)?,
+                        None => m.run(&z0, &target)?,
+                    }
+                    .output())
+                })
+            };
+            (run(None)?, run(Some(&tiling))?, None)
         }
     };
     let quality = quality.unwrap_or_else(|| {
@@ -951,6 +1052,14 @@ fn tiled_case(
         )),
         ..Outcome::timed((tiled.0, tiled.0 / whole.0))
     })
+}
+
+/// "final loss … whole, … tiled (±x %)".
+fn loss_change(whole: f64, tiled: f64) -> String {
+    format!(
+        "final loss {whole:.4e} whole, {tiled:.4e} tiled ({:+.2} %)",
+        100.0 * (tiled / whole - 1.0)
+    )
 }
 
 /// Loads the random weights the parent shared with the reference (`--vae-weights`).

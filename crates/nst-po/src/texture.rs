@@ -206,10 +206,7 @@ impl TextureLoss {
 
 /// A texture loss's statistics of one image summed over the cores of a
 /// tile grid: Σ FᵀF (f64) and the pixel count per layer.
-pub struct GramSums {
-    pub ffs: Vec<Tensor>,
-    pub counts: Vec<i64>,
-}
+pub use nst_tiling::GramSums;
 
 impl TextureLoss {
     /// The stride of each layer.
@@ -229,28 +226,9 @@ impl TextureLoss {
         grid: &nst_tiling::Grid,
     ) -> Result<GramSums, nst_vgg::Error> {
         let strides = self.strides();
-        let mut ffs: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
-        let mut counts = vec![0i64; n];
-        grid.for_each(|tile| -> Result<(), nst_vgg::Error> {
-            let f = tch::no_grad(|| self.features_first(&tile.window.crop(x), n))?;
-            for (l, f) in f.iter().enumerate() {
-                let core = tile.core_in_window().scaled_down(strides[l]);
-                let r = core.crop(f).to_kind(Kind::Double);
-                let c = r.size()[1];
-                let r = r.reshape([c, -1]);
-                counts[l] += r.size()[1];
-                let ff = r.matmul(&r.transpose(0, 1));
-                ffs[l] = Some(match ffs[l].take() {
-                    Some(a) => a + ff,
-                    None => ff,
-                });
-            }
-            nst_tiling::report("texture Grams", tile.index + 1, grid.len());
-            Ok(())
-        })?;
-        Ok(GramSums {
-            ffs: ffs.into_iter().flatten().collect(),
-            counts,
+        grid.gram_sums(x, "texture Grams", |_, window| {
+            let f = tch::no_grad(|| self.features_first(window, n))?;
+            Ok(f.into_iter().zip(strides.iter().copied()).collect())
         })
     }
 

@@ -292,36 +292,26 @@ impl UpdateNet {
     /// Σ FᵀF and the pixel count per level of `image: [1, 3, H, W]` over
     /// the cores of `grid` (each pixel once): what the levels' Grams are
     /// made of, computed tile by tile.
-    fn gram_sums(&self, image: &Tensor, grid: &nst_tiling::Grid) -> Vec<(Tensor, i64)> {
-        let mut sums: Vec<Option<(Tensor, i64)>> = self.levels.iter().map(|_| None).collect();
-        let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
-            let fwd = self.forward_maps(&tile.window.crop(image));
-            for (l, f) in fwd.maps.iter().enumerate() {
-                let core = tile.core_in_window().scaled_down(1 << l);
-                let r = core.crop(f).to_kind(Kind::Double);
-                let c = r.size()[1];
-                let r = r.reshape([c, -1]);
-                let ff = r.matmul(&r.transpose(0, 1));
-                let n = r.size()[1];
-                sums[l] = Some(match sums[l].take() {
-                    Some((a, k)) => (a + ff, k + n),
-                    None => (ff, n),
-                });
-            }
-            nst_tiling::report("Puy–Pérez Grams", tile.index + 1, grid.len());
-            Ok(())
+    fn gram_sums(&self, image: &Tensor, grid: &nst_tiling::Grid) -> nst_tiling::GramSums {
+        let sums = grid.gram_sums(image, "Puy–Pérez Grams", |_, window| {
+            let fwd = self.forward_maps(window);
+            Ok::<_, std::convert::Infallible>(
+                fwd.maps.into_iter().enumerate().map(|(l, f)| (f, 1i64 << l)).collect(),
+            )
         });
-        sums.into_iter()
-            .map(|s| s.expect("a grid has at least one tile"))
-            .collect()
+        match sums {
+            Ok(s) => s,
+            Err(never) => match never {},
+        }
     }
 
     /// The levels' Grams `[1, c, c]` of `image: [1, 3, H, W]`, tile by tile
     /// (the style's, for a style too large to run whole).
     pub fn grams_tiled(&self, image: &Tensor, grid: &nst_tiling::Grid) -> Vec<Tensor> {
         self.gram_sums(image, grid)
+            .grams()
             .into_iter()
-            .map(|(ff, n)| (ff / n.max(1) as f64).to_kind(Kind::Float).unsqueeze(0))
+            .map(|g| g.unsqueeze(0))
             .collect()
     }
 
@@ -341,10 +331,11 @@ impl UpdateNet {
     ) -> Tensor {
         let stats: Vec<(Tensor, Tensor)> = self
             .gram_sums(x, grid)
+            .grams()
             .into_iter()
             .zip(style_grams)
-            .map(|((ff, n), hs)| {
-                let g = (ff / n.max(1) as f64).to_kind(Kind::Float).unsqueeze(0);
+            .map(|(g, hs)| {
+                let g = g.unsqueeze(0);
                 let c = g.size()[1];
                 let hs = hs.to_kind(Kind::Float).expand([1, c, c], false);
                 let scale = match self.cubic_norm {

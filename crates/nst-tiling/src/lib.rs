@@ -477,6 +477,26 @@ impl Tiling {
     }
 }
 
+/// Statistics of one image's feature maps summed over the cores of a tile
+/// grid ([`Grid::gram_sums`]): Σ F Fᵀ (f64, `[C, C]`) and the number of
+/// positions, per map.
+#[derive(Debug)]
+pub struct GramSums {
+    pub ffs: Vec<Tensor>,
+    pub counts: Vec<i64>,
+}
+
+impl GramSums {
+    /// The Gram matrices Σ F Fᵀ / N, `[C, C]` in fp32.
+    pub fn grams(&self) -> Vec<Tensor> {
+        self.ffs
+            .iter()
+            .zip(&self.counts)
+            .map(|(ff, &n)| (ff / n.max(1) as f64).to_kind(tch::Kind::Float))
+            .collect()
+    }
+}
+
 /// The tiles of one image and how to put their results back together.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -543,6 +563,41 @@ impl Grid {
             Ok(())
         })?;
         Ok(m)
+    }
+
+    /// Σ F Fᵀ (f64, `[C, C]`) and the number of positions of every map
+    /// `maps` computes on each window, taken over the cores only: divided
+    /// by its count, each is the whole image's Gram matrix. `maps(tile,
+    /// window)` returns the maps `[1, C, h, w]` of the tile's window (the
+    /// crop of `image`) with their strides (the grid must be aligned to
+    /// them); `pass` names the progress line.
+    pub fn gram_sums<E>(
+        &self,
+        image: &Tensor,
+        pass: &'static str,
+        mut maps: impl FnMut(&Tile, &Tensor) -> Result<Vec<(Tensor, i64)>, E>,
+    ) -> Result<GramSums, E> {
+        let mut sums = GramSums {
+            ffs: Vec::new(),
+            counts: Vec::new(),
+        };
+        self.for_each(|t| {
+            for (l, (f, stride)) in maps(t, &t.window.crop(image))?.into_iter().enumerate() {
+                let r = t.core_in_window().scaled_down(stride).crop(&f);
+                let r = r.to_kind(tch::Kind::Double).reshape([r.size()[1], -1]);
+                let ff = r.matmul(&r.transpose(0, 1));
+                if l == sums.ffs.len() {
+                    sums.ffs.push(ff);
+                    sums.counts.push(r.size()[1]);
+                } else {
+                    sums.ffs[l] += ff;
+                    sums.counts[l] += r.size()[1];
+                }
+            }
+            report(pass, t.index + 1, self.len());
+            Ok(())
+        })?;
+        Ok(sums)
     }
 
     /// How visible the tile boundaries are in `image: [1, C, H, W]` made

@@ -235,3 +235,36 @@ fn shifted_grids_partition_the_image_and_move_every_boundary() {
         seen_rows.len()
     );
 }
+
+/// Σ F Fᵀ over the cores of a shifted grid equals the whole image's, for a
+/// pointwise map at stride 1 and a 2 × 2 average pooling at stride 2 (both
+/// exact on any window aligned to 2): checked against Gram matrices
+/// computed directly on the whole maps (F Fᵀ / N with F = [C, N]).
+#[test]
+fn gram_sums_over_cores_equal_the_whole_image_grams() {
+    tch::manual_seed(5);
+    let (h, w) = (120, 88);
+    let image = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu));
+    let mix = Tensor::randn([4, 3, 1, 1], (Kind::Float, Device::Cpu));
+    let maps = |x: &Tensor| {
+        let a = x.conv2d(&mix, None::<Tensor>, 1, 0, 1, 1).relu();
+        let b = x.avg_pool2d(2, 2, 0, false, true, None::<i64>);
+        vec![(a, 1i64), (b, 2i64)]
+    };
+    let grid = Tiling::new(64, 8, 2).unwrap().grid_shifted(h, w, (14, 22)).unwrap();
+    assert!(grid.len() >= 4, "{} tiles", grid.len());
+    let sums = grid
+        .gram_sums(&image, "test", |_, window| {
+            Ok::<_, std::convert::Infallible>(maps(window))
+        })
+        .unwrap();
+    for (l, (f, _)) in maps(&image).into_iter().enumerate() {
+        let c = f.size()[1];
+        let f = f.reshape([c, -1]).to_kind(Kind::Double);
+        let n = f.size()[1];
+        let whole = f.matmul(&f.transpose(0, 1)) / n as f64;
+        assert_eq!(sums.counts[l], n, "map {l}: every position counted once");
+        let e = max_abs(&sums.grams()[l].to_kind(Kind::Double), &whole);
+        assert!(e < 1e-6, "map {l}: Gram over cores off by {e:.2e}");
+    }
+}

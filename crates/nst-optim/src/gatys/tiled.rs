@@ -52,12 +52,6 @@ pub fn history_within(pixels: i64, budget: Option<u64>, max: usize) -> usize {
     }
 }
 
-/// The statistics of pass 1: Σ F Fᵀ per style layer (f64) and its count.
-struct Sums {
-    ffs: Vec<Tensor>,
-    counts: Vec<i64>,
-}
-
 /// The whole-image feature map of `image` at `tap`, assembled from the
 /// tiles' cores of `grid` (on the CPU).
 fn features_tiled(vgg: &Vgg, image: &Tensor, taps: &[Tap], grid: &Grid) -> Result<Vec<Tensor>> {
@@ -107,48 +101,23 @@ fn core_rows(vgg: &Vgg, f: &Tensor, tap: Tap, tile: &nst_tiling::Tile) -> Tensor
     x.reshape([c, -1])
 }
 
-/// Σ F Fᵀ of a style image's features over `grid` (its Gram matrices, for
-/// targets at sizes that do not fit whole).
-fn gram_sums(vgg: &Vgg, image: &Tensor, taps: &[Tap], grid: &Grid) -> Result<Sums> {
-    let d = vgg.device();
-    let mut ffs: Vec<Option<Tensor>> = taps.iter().map(|_| None).collect();
-    let mut counts = vec![0i64; taps.len()];
-    grid.for_each(|tile| -> Result<()> {
-        let f = tch::no_grad(|| vgg.encode(&tile.window.crop(image).to_device(d), taps))?;
-        for (i, &t) in taps.iter().enumerate() {
-            let r = core_rows(vgg, &f[t], t, tile).to_kind(Kind::Double);
-            counts[i] += r.size()[1];
-            let ff = r.matmul(&r.transpose(0, 1));
-            ffs[i] = Some(match ffs[i].take() {
-                Some(a) => a + ff,
-                None => ff,
-            });
-        }
-        Ok(())
-    })?;
-    Ok(Sums {
-        ffs: ffs
-            .into_iter()
-            .map(|f| f.unwrap_or_else(|| Tensor::zeros([1], (Kind::Double, d))))
-            .collect(),
-        counts,
-    })
+/// The window's maps at `taps` with their strides, for [`Grid::gram_sums`].
+fn tap_maps(vgg: &Vgg, f: &nst_vgg::Features, taps: &[Tap]) -> Vec<(Tensor, i64)> {
+    taps.iter()
+        .map(|&t| (f[t].shallow_clone(), vgg.arch().stride(t)))
+        .collect()
 }
 
-impl Sums {
-    /// The Gram matrices `[1, C, C]` (fp32), normalised as [`nst_losses::gram`] does (C·N).
-    fn grams(&self) -> Vec<Tensor> {
-        self.ffs
-            .iter()
-            .zip(&self.counts)
-            .map(|(ff, &n)| {
-                let c = ff.size()[0];
-                (ff / (c * n.max(1)) as f64)
-                    .to_kind(Kind::Float)
-                    .unsqueeze(0)
-            })
-            .collect()
-    }
+/// The Gram matrices `[1, C, C]` (fp32) from sums over tiles, normalised
+/// as [`nst_losses::gram`] does (C·N).
+fn grams(sums: &nst_tiling::GramSums) -> Vec<Tensor> {
+    sums.grams()
+        .into_iter()
+        .map(|g| {
+            let c = g.size()[0];
+            (g / c as f64).unsqueeze(0)
+        })
+        .collect()
 }
 
 impl<'a> Gatys<'a> {
@@ -175,7 +144,13 @@ impl<'a> Gatys<'a> {
         let mut g = Self::new(vgg, cfg, content.map(|_| &tiny), &tiny)?;
         let (sh, sw) = (style.size()[2], style.size()[3]);
         let sg = t.grid_or_whole(sh, sw);
-        g.style_grams = gram_sums(vgg, style, &g.cfg.style_layers, &sg)?.grams();
+        let d = vgg.device();
+        let taps = &g.cfg.style_layers;
+        let sums = sg.gram_sums(style, "style Gram matrices", |_, w| -> Result<_> {
+            let f = tch::no_grad(|| vgg.encode(&w.to_device(d), taps))?;
+            Ok(tap_maps(vgg, &f, taps))
+        })?;
+        g.style_grams = grams(&sums);
         if let Some(c) = content {
             let (ch, cw) = (c.size()[2], c.size()[3]);
             let grid = t.grid_or_whole(ch, cw);
@@ -236,33 +211,20 @@ impl<'a> Gatys<'a> {
             sum
         };
         // Pass 1: the Gram matrices of x over the whole image, and the content term.
-        let mut ffs: Vec<Option<Tensor>> = styles.iter().map(|_| None).collect();
-        let mut counts = vec![0i64; styles.len()];
         let mut content = 0.0;
-        grid.for_each(|tile| -> Result<()> {
-            let f = tch::no_grad(|| {
-                self.vgg
-                    .encode(&tile.window.crop(x).to_device(d), &self.taps)
-            })?;
-            for (i, &t) in styles.iter().enumerate() {
-                let r = core_rows(self.vgg, &f[t], t, tile).to_kind(Kind::Double);
-                counts[i] += r.size()[1];
-                let ff = r.matmul(&r.transpose(0, 1));
-                ffs[i] = Some(match ffs[i].take() {
-                    Some(a) => a + ff,
-                    None => ff,
-                });
-            }
+        let sums = grid.gram_sums(x, "Gram matrices", |tile, w| -> Result<_> {
+            let f = tch::no_grad(|| self.vgg.encode(&w.to_device(d), &self.taps))?;
             content += tch::no_grad(|| content_part(&f, tile)).double_value(&[]);
-            nst_tiling::report("Gram matrices", tile.index + 1, grid.len());
-            Ok(())
+            Ok(tap_maps(self.vgg, &f, styles))
         })?;
+        let counts = &sums.counts;
         let mut style = 0.0;
         // D_l = ∂(sw·w_l·MSE(G_l, S_l))/∂G_l = sw·w_l·2(G_l − S_l)/C², fixed in pass 2.
         let mut dl = Vec::with_capacity(styles.len());
         for (i, (s, w)) in self.style_grams.iter().zip(&self.style_weights).enumerate() {
-            let ff = ffs[i]
-                .take()
+            let ff = sums
+                .ffs
+                .get(i)
                 .ok_or_else(|| Error::Config("no tiles".into()))?;
             let c = ff.size()[0];
             let g = (ff / (c * counts[i].max(1)) as f64).to_kind(Kind::Float);
