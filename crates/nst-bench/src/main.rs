@@ -1000,9 +1000,8 @@ fn tiled_case(
                 })
             };
             let (w, t) = (run(false)?, run(true)?);
-            let loss = |x: &Tensor| -> Result<f64> {
-                Ok(st.measure(x, &c, &styles, alpha, 99)?.total)
-            };
+            let loss =
+                |x: &Tensor| -> Result<f64> { Ok(st.measure(x, &c, &styles, alpha, 99)?.total) };
             let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
             (w, t, Some(loss_change(lw, lt)))
         }

@@ -296,7 +296,11 @@ impl UpdateNet {
         let sums = grid.gram_sums(image, "Puy–Pérez Grams", |_, window| {
             let fwd = self.forward_maps(window);
             Ok::<_, std::convert::Infallible>(
-                fwd.maps.into_iter().enumerate().map(|(l, f)| (f, 1i64 << l)).collect(),
+                fwd.maps
+                    .into_iter()
+                    .enumerate()
+                    .map(|(l, f)| (f, 1i64 << l))
+                    .collect(),
             )
         });
         match sums {

@@ -251,7 +251,10 @@ fn gram_sums_over_cores_equal_the_whole_image_grams() {
         let b = x.avg_pool2d(2, 2, 0, false, true, None::<i64>);
         vec![(a, 1i64), (b, 2i64)]
     };
-    let grid = Tiling::new(64, 8, 2).unwrap().grid_shifted(h, w, (14, 22)).unwrap();
+    let grid = Tiling::new(64, 8, 2)
+        .unwrap()
+        .grid_shifted(h, w, (14, 22))
+        .unwrap();
     assert!(grid.len() >= 4, "{} tiles", grid.len());
     let sums = grid
         .gram_sums(&image, "test", |_, window| {

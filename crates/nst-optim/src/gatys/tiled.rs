@@ -309,7 +309,6 @@ impl<'a> Gatys<'a> {
             .copy();
         let (h, w) = (x.size()[2], x.size()[3]);
         tiling.grid(h, w)?;
-        let step = (tiling.tile - 2 * tiling.halo).max(1) as f64;
         let lbfgs = Lbfgs {
             lr,
             history,
@@ -318,13 +317,7 @@ impl<'a> Gatys<'a> {
         let mut eval = 0usize;
         let r = lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
             eval += 1;
-            // Irrational fractions of the interior tile: the boundaries
-            // never come back to the same rows and columns.
-            let shift = (
-                (eval as f64 * 0.618_034 * step) as i64,
-                (eval as f64 * 0.414_214 * step) as i64,
-            );
-            let grid = tiling.grid_shifted(h, w, shift)?;
+            let grid = eval_grid(tiling, h, w, eval)?;
             let (terms, g) = self.loss_grad_tiled(x, &grid)?;
             super::check_terms(&terms, eval)?;
             if !observe(eval, &terms) {
@@ -334,6 +327,18 @@ impl<'a> Gatys<'a> {
         })?;
         Ok((x.clamp(0.0, 1.0), Some(r)))
     }
+}
+
+/// The grid of evaluation `eval` (from 1) of [`Gatys::run_tiled`] on an
+/// `h`×`w` image: shifted by irrational fractions of the tile's interior,
+/// so the boundaries never come back to the same rows and columns.
+pub fn eval_grid(tiling: &Tiling, h: i64, w: i64, eval: usize) -> Result<Grid> {
+    let step = (tiling.tile - 2 * tiling.halo).max(1) as f64;
+    let shift = (
+        (eval as f64 * 0.618_034 * step) as i64,
+        (eval as f64 * 0.414_214 * step) as i64,
+    );
+    Ok(tiling.grid_shifted(h, w, shift)?)
 }
 
 /// One scale of a coarse-to-fine run: its size and L-BFGS evaluations.
