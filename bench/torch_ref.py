@@ -22,6 +22,8 @@ ap.add_argument("--steps", type=int, default=200)
 ap.add_argument("--guided", action="store_true")
 ap.add_argument("--seed", type=int, default=0, help="seed of the STROTSS cases' sampling")
 ap.add_argument("--vae-weights", help="safetensors of the nst-vae model (vae_* cases)")
+ap.add_argument("--channels-last", action="store_true", help="closed_* cases: run the encoder and decoders on channels-last inputs (x.contiguous(memory_format=torch.channels_last)), PyTorch's own layout tuning")
+ap.add_argument("--autocast-bf16", action="store_true", help="run the timed work under torch.autocast(cpu, bfloat16): PyTorch's own mixed precision, for a bf16-to-bf16 comparison run by hand")
 a = ap.parse_args()
 
 with safe_open(a.weights, "pt") as f:
@@ -519,10 +521,11 @@ elif a.case == "puy_projection":
         with torch.no_grad():
             return float(project(x).double().sum())
 
-elif a.case.startswith("optex_"):
-    # nst_decoders::optimal_textures (synthesis from noise), rebuilt with torch
-    # from the same decoder weights (exported by nst-bench).
-    strategy = a.case[len("optex_"):]
+elif a.case.startswith("optex_") or a.case.startswith("closed_"):
+    # nst_decoders::optimal_textures (synthesis from noise) and the
+    # closed-form AdaIN/WCT transfer, rebuilt with torch from the same decoder
+    # weights (exported by nst-bench).
+    strategy = a.case.split("_", 1)[1]
     pyramid, size_out = (3, 2 * a.size) if strategy == "pyramid" else (1, a.size)
     strategy = "cdf" if strategy == "pyramid" else strategy
     net = build("max")
@@ -532,10 +535,13 @@ elif a.case.startswith("optex_"):
     FS = (sum(std) / 3) / SCALE
     STD = torch.tensor(std).view(1, 3, 1, 1)
 
+    def layout(h):
+        return h.contiguous(memory_format=torch.channels_last) if a.channels_last else h
+
     def enc_all(x, levels):
         # relu{L}_1 features at every level in `levels`, from one VGG pass.
         want, out = {f"relu{L}_1": L for L in levels}, {}
-        h = ((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD
+        h = layout(((x[:, [2, 1, 0]] if BGR else x) * SCALE - MEAN) / STD)
         for name, m in net:
             h = m(h)
             if name in want:
@@ -558,7 +564,7 @@ elif a.case.startswith("optex_"):
     DEC = {L: [(V[f"relu{L}_1.{n}.weight"], V[f"relu{L}_1.{n}.bias"], r, u) for n, r, u in dec_spec(L)] for L in range(1, 6)}
 
     def dec(f, level):
-        h = f
+        h = layout(f)
         for w, b, relu, up in DEC[level]:
             h = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), w, b)
             if relu:
@@ -637,29 +643,61 @@ elif a.case.startswith("optex_"):
 
     style = blobs(a.size, 2)
 
-    def run():
-        torch.manual_seed(0)
-        with torch.no_grad():
-            x = None
-            for p in range(pyramid):
-                div = 1 << (pyramid - 1 - p)
-                h = max((size_out // div + 8) // 16 * 16, 32)
-                cur = torch.rand(1, 3, h, h) if x is None else F.interpolate(x, size=(h, h), mode="bilinear", align_corners=False)
-                s = style if div == 1 else F.interpolate(style, size=(max(a.size // div, 32),) * 2, mode="bilinear", align_corners=False, antialias=True)
-                # The style is encoded once per scale (one VGG pass for all
-                # levels), as nst does; only the image being made is encoded
-                # again at each level.
-                s_feats = enc_all(s, [5, 4, 3, 2, 1])
-                for L in [5, 4, 3, 2, 1]:
-                    f = enc(cur, L)
-                    c, fh, fw = f.shape[1:]
-                    rows = f[0].reshape(c, -1).t()
-                    t = s_feats[L][0].reshape(c, -1).t()
-                    t = t[torch.randperm(t.shape[0])]
-                    m = match(rows, t)
-                    cur = dec(m.t().reshape(1, c, fh, fw), L).clamp(0, 1)
-                x = cur
-        return float(x.double().sum())
+    def adain(f, fs, eps=1e-5):
+        # Huang & Belongie (2017), eq. 8: sigma(y) (x - mu(x)) / sigma(x) + mu(y),
+        # per channel over positions; sigma = sqrt(unbiased variance + eps).
+        mu_c, sd_c = f.mean((2, 3), keepdim=True), (f.var((2, 3), keepdim=True) + eps).sqrt()
+        mu_s, sd_s = fs.mean((2, 3), keepdim=True), (fs.var((2, 3), keepdim=True) + eps).sqrt()
+        return (f - mu_c) / sd_c * sd_s + mu_s
+
+    def wct(f, fs):
+        # Li et al. (2017): whiten the content features with their covariance's
+        # inverse square root, colour them with the style's square root, add
+        # the style mean (rows = positions).
+        c, fh, fw = f.shape[1:]
+        rows = moments(f[0].reshape(c, -1).t(), fs[0].reshape(c, -1).t(), "symmetric")
+        return rows.t().reshape(1, c, fh, fw)
+
+    if a.case.startswith("closed_"):
+        content = blobs(a.size, 1)
+        levels = [5, 4, 3, 2, 1] if strategy == "wct" else [4]
+
+        def run():
+            with torch.no_grad():
+                x = content
+                # The style at every level from one VGG pass; the image is
+                # encoded again at each level, since each decode changes it.
+                s_feats = enc_all(style, levels)
+                for L in levels:
+                    f, fs = enc(x, L), s_feats[L]
+                    t = wct(f, fs) if strategy == "wct" else adain(f, fs)
+                    x = dec(t, L).clamp(0, 1)
+            return float(x.double().sum())
+
+    else:
+        def run():
+            torch.manual_seed(0)
+            with torch.no_grad():
+                x = None
+                for p in range(pyramid):
+                    div = 1 << (pyramid - 1 - p)
+                    h = max((size_out // div + 8) // 16 * 16, 32)
+                    cur = torch.rand(1, 3, h, h) if x is None else F.interpolate(x, size=(h, h), mode="bilinear", align_corners=False)
+                    s = style if div == 1 else F.interpolate(style, size=(max(a.size // div, 32),) * 2, mode="bilinear", align_corners=False, antialias=True)
+                    # The style is encoded once per scale (one VGG pass for all
+                    # levels), as nst does; only the image being made is encoded
+                    # again at each level.
+                    s_feats = enc_all(s, [5, 4, 3, 2, 1])
+                    for L in [5, 4, 3, 2, 1]:
+                        f = enc(cur, L)
+                        c, fh, fw = f.shape[1:]
+                        rows = f[0].reshape(c, -1).t()
+                        t = s_feats[L][0].reshape(c, -1).t()
+                        t = t[torch.randperm(t.shape[0])]
+                        m = match(rows, t)
+                        cur = dec(m.t().reshape(1, c, fh, fw), L).clamp(0, 1)
+                    x = cur
+            return float(x.double().sum())
 
 elif a.case == "strotss":
     # The procedure of nst_optim::strotss, written independently in eager PyTorch:
@@ -949,6 +987,13 @@ elif a.case == "strotss_peer":
 
 else:
     raise SystemExit(f"unknown case {a.case}")
+
+if a.autocast_bf16:
+    fp32_run = run
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fp32_run()
 
 sec, q = timed(run)
 print(json.dumps({"case": a.case, "seconds": sec, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "quality": q}))

@@ -25,6 +25,9 @@ enum Case {
     VaeInfer,
     VaeTrainStep,
     Optex(OptexCase),
+    /// The decoders' closed-form transfer (`nst-infer adain-wct`): AdaIN at
+    /// relu4_1 alone (`wct: false`) or WCT at relu5_1…relu1_1.
+    ClosedForm { wct: bool },
     PropoTrainStep,
     PuyArtistic,
     PuyProjection,
@@ -100,7 +103,7 @@ enum SharedWeights {
 
 impl Case {
     /// Every case, in the order a full run takes them.
-    const ALL: [Case; 31] = [
+    const ALL: [Case; 33] = [
         Case::VggFeatures,
         Case::GatysStep,
         Case::AdainTrainStep,
@@ -114,6 +117,8 @@ impl Case {
         Case::Optex(OptexCase::Pca),
         Case::Optex(OptexCase::Cholesky),
         Case::Optex(OptexCase::Pyramid),
+        Case::ClosedForm { wct: false },
+        Case::ClosedForm { wct: true },
         Case::PropoTrainStep,
         Case::PuyArtistic,
         Case::PuyProjection,
@@ -145,6 +150,8 @@ impl Case {
             Case::VaeInfer => "vae_infer".into(),
             Case::VaeTrainStep => "vae_train_step".into(),
             Case::Optex(o) => format!("optex_{}", o.name()),
+            Case::ClosedForm { wct: false } => "closed_adain".into(),
+            Case::ClosedForm { wct: true } => "closed_wct".into(),
             Case::PropoTrainStep => "propo_train_step".into(),
             Case::PuyArtistic => "puy_artistic".into(),
             Case::PuyProjection => "puy_projection".into(),
@@ -172,6 +179,8 @@ impl Case {
             Case::Optex(OptexCase::Pca) => "the same with closed-form matching through eigenbases",
             Case::Optex(OptexCase::Cholesky) => "the same with closed-form matching through Cholesky factors",
             Case::Optex(OptexCase::Pyramid) => "sliced OT synthesis at 2S×2S through a 3-scale pyramid (S/2 → S → 2S)",
+            Case::ClosedForm { wct: false } => "AdaIN transfer at relu4_1 alone with the width-1 decoder (nst-infer adain-wct --method adain --levels 4 --alpha 1), S×S content and style (same weights both sides)",
+            Case::ClosedForm { wct: true } => "WCT transfer at relu5_1, 4_1, 3_1, 2_1, 1_1 in turn (adain-wct --levels 5,4,3,2,1 --alpha 1): the style encoded once to relu5_1, the image re-encoded at each level, S×S (same weights both sides)",
             Case::PropoTrainStep => "ProPO training step (5 stages, Gram-gradient inputs, texture losses, backward, Adam), batch 4, 128² (same weights both sides)",
             Case::PuyArtistic => "Puy–Pérez artistic inference: 4 learned updates (forward maps, style Grams, cubic term, masked backward maps), S×S content and style (same weights both sides)",
             Case::PuyProjection => "one photoreal projection of an S×S image: area-downsample to 128 px, Chebyshev degree-100 low-pass on the matting Laplacian, guided upsampling",
@@ -228,7 +237,7 @@ impl Case {
     fn shared_weights(self) -> Option<SharedWeights> {
         match self {
             Case::VaeInfer | Case::VaeTrainStep => Some(SharedWeights::Vae),
-            Case::Optex(_) => Some(SharedWeights::Decoders),
+            Case::Optex(_) | Case::ClosedForm { .. } => Some(SharedWeights::Decoders),
             Case::PropoTrainStep => Some(SharedWeights::Propo),
             Case::PuyArtistic => Some(SharedWeights::Puy),
             _ => None,
@@ -379,6 +388,15 @@ struct Cli {
     /// default they keep glibc's defaults, as a PyTorch user has.
     #[arg(long)]
     tuned_reference: bool,
+    /// Run the PyTorch references under torch.autocast(cpu, bfloat16),
+    /// PyTorch's own mixed precision, for a bf16-to-bf16 comparison (their
+    /// result column then compares nst fp32 with PyTorch bf16).
+    #[arg(long)]
+    reference_bf16: bool,
+    /// Run the closed_* references on channels-last inputs, PyTorch's own
+    /// layout tuning (nst's reduced-precision convolutions always use it).
+    #[arg(long)]
+    reference_channels_last: bool,
     /// Tile side of the tiled_* cases (default: 2 × 2 tiles).
     #[arg(long, value_name = "PX")]
     tile: Option<i64>,
@@ -1169,6 +1187,15 @@ fn run_child(
                 train_step(&mut model, &mut adam, 2e-4, &t, &t)
             })?)
         }
+        Case::ClosedForm { wct } => {
+            let model = decoders_model(&weights, precision)?;
+            load_shared(model.var_store(), shared)?;
+            let (c, s) = (blobs(size, 1), blobs(size, 2));
+            let levels: &[u8] = if wct { &[5, 4, 3, 2, 1] } else { &[4] };
+            let run = || nst_decoders::closed_form(&model, &c, &s, wct, levels, 1.0, None);
+            let r = time_it(repeat, || Ok(run()?.sum(Kind::Double).double_value(&[])))?;
+            Outcome::timed(r).with_image(run()?)
+        }
         Case::Optex(which) => {
             let model = decoders_model(&weights, precision)?;
             load_shared(model.var_store(), shared)?;
@@ -1548,6 +1575,8 @@ fn main() -> Result<()> {
                     &cli.strotss_seed.to_string(),
                 ])
                 .args(guided)
+                .args(cli.reference_bf16.then_some("--autocast-bf16"))
+                .args(cli.reference_channels_last.then_some("--channels-last"))
                 .args(&vae_args)
                 .arg("--weights")
                 .arg(&weights),
@@ -1557,8 +1586,14 @@ fn main() -> Result<()> {
         let theirs = theirs?;
         rows.push((case, desc, ours, theirs, reduced));
     }
-    let mut md = String::from(
-        "| case | nst (s) | PyTorch eager (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result nst / PyTorch (rel. diff) |\n|---|---|---|---|---|---|---|\n",
+    let theirs_label = match (cli.reference_bf16, cli.reference_channels_last) {
+        (false, false) => "PyTorch eager",
+        (true, false) => "PyTorch eager, bf16 autocast",
+        (false, true) => "PyTorch eager, channels-last",
+        (true, true) => "PyTorch eager, bf16 autocast, channels-last",
+    };
+    let mut md = format!(
+        "| case | nst (s) | {theirs_label} (s) | ratio nst/PyTorch | nst peak RSS (MB) | PyTorch peak RSS (MB) | result nst / PyTorch (rel. diff) |\n|---|---|---|---|---|---|---|\n",
     );
     for (case, _, o, t, _) in &rows {
         let qd = match (o.quality, t.quality) {
@@ -1585,10 +1620,15 @@ fn main() -> Result<()> {
     if cli.precision.is_reduced() {
         let p = cli.precision;
         md += &format!(
-            "\n### {p} against fp32\n\nQuality guard, {p} against fp32 on the same seed: the result (loss, checksum, or for Optimal Textures the distance of the output's Gram statistics to the exemplar's) within {:.0} % for one-shot work (a forward pass, a training step, a feed-forward stylisation), {:.0} % for whole optimisations (STROTSS) and {:.0} % for syntheses from noise (Optimal Textures); the output PSNR at least {FLOOR_FEEDFORWARD_DB:.0} dB for one-shot work and {FLOOR_OPTIMISATION_DB:.0} dB for optimisations, whose trajectories part ways. A synthesis from noise is one sample of a texture, and sorting-based matching reorders under any perturbation, so its PSNR is shown but not guarded.\n\n| case | nst fp32 (s) | nst {p} (s) | {p} speed-up | PyTorch fp32 (s) | ratio nst {p}/PyTorch | nst {p} peak RSS (MB) | result fp32 / {p} (rel. diff) | PSNR {p} vs fp32 (dB) | guard |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            "\n### {p} against fp32\n\nQuality guard, {p} against fp32 on the same seed: the result (loss, checksum, or for Optimal Textures the distance of the output's Gram statistics to the exemplar's) within {:.0} % for one-shot work (a forward pass, a training step, a feed-forward stylisation), {:.0} % for whole optimisations (STROTSS) and {:.0} % for syntheses from noise (Optimal Textures); the output PSNR at least {FLOOR_FEEDFORWARD_DB:.0} dB for one-shot work and {FLOOR_OPTIMISATION_DB:.0} dB for optimisations, whose trajectories part ways. A synthesis from noise is one sample of a texture, and sorting-based matching reorders under any perturbation, so its PSNR is shown but not guarded.\n\n| case | nst fp32 (s) | nst {p} (s) | {p} speed-up | {} (s) | ratio nst {p}/PyTorch | nst {p} peak RSS (MB) | result fp32 / {p} (rel. diff) | PSNR {p} vs fp32 (dB) | guard |\n|---|---|---|---|---|---|---|---|---|---|\n",
             TOL_FEEDFORWARD * 100.0,
             TOL_OPTIMISATION * 100.0,
             TOL_SYNTHESIS * 100.0,
+            if cli.reference_bf16 {
+                "PyTorch bf16 autocast"
+            } else {
+                "PyTorch fp32"
+            },
         );
         for (case, _, o, t, red) in &rows {
             let Some((b, psnr)) = red else { continue };
