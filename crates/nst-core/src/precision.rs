@@ -91,7 +91,7 @@ impl Precision {
             return conv.forward(x);
         }
         let bias = conv.bs.as_ref().map(|b| self.cast(b));
-        self.cast(x).conv2d(
+        channels_last(&self.cast(x)).conv2d(
             &self.cast(&conv.ws),
             bias.as_ref(),
             [1, 1],
@@ -176,4 +176,19 @@ mod tests {
         assert!(rel > 0.0 && rel < 1e-2, "relative error {rel}");
         assert!(Precision::Fp32.conv2d(&conv, &x, 1).equal(&exact));
     }
+}
+
+/// `x: [B, C, H, W]` in channels-last memory layout (NHWC strides under the
+/// same shape; free when it already is). Reduced-precision convolutions run
+/// in it: on a CPU with AMX-BF16, oneDNN's bf16 convolutions are about 3×
+/// faster in channels-last than in NCHW (a 256-channel 3×3 conv at 256²:
+/// 40 ms against 116 ms; VGG19 to relu4_1 at 1024²: 0.72 s against 2.21 s),
+/// and ReLU, pooling, reflection padding and nearest upsampling keep the
+/// layout, so a network converts once at its input. Anything that needs
+/// `[B, C, H·W]` must `reshape`, not `view`, such a map.
+pub fn channels_last(x: &Tensor) -> Tensor {
+    if x.dim() != 4 {
+        return x.shallow_clone();
+    }
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }

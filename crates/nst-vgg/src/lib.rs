@@ -459,9 +459,10 @@ impl Vgg {
             });
         }
         let mut h = self.precision.cast(x);
-        if opts.channels_last {
-            // NHWC strides under the NCHW shape: LibTorch's channels_last.
-            h = h.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        // Reduced precision always runs channels-last: see
+        // nst_core::precision::channels_last for why.
+        if opts.channels_last || self.precision.is_reduced() {
+            h = nst_core::precision::channels_last(&h);
         }
         let mut conv_i = 0;
         for tap in order.iter().take(deepest + 1) {
