@@ -250,12 +250,13 @@ impl MomentMap {
         }
     }
 
-    /// The map on rows `[N, D]`, in f64, returned as fp32.
+    /// The map on rows `[N, D]`, in fp32 (the factors are computed in f64;
+    /// applying them in fp32 keeps 7 significant digits and avoids f64
+    /// copies of whole feature maps: 512 MB at relu1_1 of a 1024² image).
     pub fn apply(&self, rows: &Tensor) -> Tensor {
         let d = rows.device();
-        ((rows.to_kind(Kind::Double) - self.mu_s.to_device(d)).matmul(&self.m.to_device(d))
-            + self.mu_t.to_device(d))
-        .to_kind(Kind::Float)
+        let f32 = |t: &Tensor| t.to_kind(Kind::Float).to_device(d);
+        f32(&self.mu_t).addmm(&(rows.to_kind(Kind::Float) - f32(&self.mu_s)), &f32(&self.m))
     }
 }
 

@@ -66,18 +66,46 @@ impl Moments {
         m
     }
 
-    /// Adds the samples of `f: [1, C, H, W]` (every pixel is one sample).
+    /// Adds the samples of `f: [1, C, H, W]` (every pixel is one sample),
+    /// in either memory layout. The map is converted to f64 in blocks of
+    /// [`Moments::BLOCK`] pixels, not whole: a whole f64 copy of a relu1_1
+    /// map at 1024² is 512 MB, mapped and zeroed afresh on every call.
     pub fn add(&mut self, f: &Tensor) {
         let c = f.size()[1];
-        let rows = f.to_kind(Kind::Double).reshape([c, -1]); // [C, N]
-        let s = rows.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
-        let q = if self.full {
-            rows.matmul(&rows.transpose(0, 1))
+        // Pixels as rows [N, C]: free for a channels-last map; an NCHW map
+        // is read as columns [C, N] (free too) and transposed per block.
+        let nhwc = f.permute([0, 2, 3, 1]);
+        let (rows, by_rows) = if nhwc.is_contiguous() {
+            (nhwc.reshape([-1, c]), true)
         } else {
-            rows.square()
-                .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+            (f.reshape([c, -1]), false)
         };
-        self.n += rows.size()[1];
+        let n = if by_rows { rows.size()[0] } else { rows.size()[1] };
+        let opts = (Kind::Double, f.device());
+        let mut s = Tensor::zeros([c], opts);
+        let mut q = if self.full {
+            Tensor::zeros([c, c], opts)
+        } else {
+            Tensor::zeros([c], opts)
+        };
+        let mut start = 0;
+        while start < n {
+            let len = Self::BLOCK.min(n - start);
+            let b = if by_rows {
+                rows.narrow(0, start, len)
+            } else {
+                rows.narrow(1, start, len).transpose(0, 1)
+            }
+            .to_kind(Kind::Double); // [len, C]
+            s += b.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+            if self.full {
+                q += b.transpose(0, 1).matmul(&b);
+            } else {
+                q += b.square().sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+            }
+            start += len;
+        }
+        self.n += n;
         self.sum = Some(match self.sum.take() {
             Some(a) => a + s,
             None => s,
@@ -87,6 +115,10 @@ impl Moments {
             None => q,
         });
     }
+
+    /// Pixels converted to f64 at a time by [`Moments::add`] (8 MB of f64
+    /// at 64 channels).
+    pub const BLOCK: i64 = 1 << 14;
 
     pub fn count(&self) -> i64 {
         self.n
