@@ -217,3 +217,62 @@ fn synthesis_transfer_closed_form_and_kind_error() {
     );
     assert!(!std::path::Path::new(&bad).exists());
 }
+
+/// Issue 28: a damaged copy of the shipped decoders (cut short, or one byte
+/// changed) is refused with one error line that names the weights file, by
+/// both commands that use them; no output is written.
+#[test]
+fn a_damaged_shipped_checkpoint_is_one_error_line_naming_the_file() {
+    let shipped = nst_testkit::repo_root().join("checkpoints/decoders");
+    let latest = std::fs::read_to_string(shipped.join("latest")).unwrap();
+    let step = latest.trim();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("decoders");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["latest".to_string(), format!("{step}.json")] {
+        std::fs::copy(shipped.join(&f), dir.join(&f)).unwrap();
+    }
+    let weights = std::fs::read(shipped.join(format!("{step}.safetensors"))).unwrap();
+    let target = dir.join(format!("{step}.safetensors"));
+    let mut flipped = weights.clone();
+    let mid = flipped.len() * 3 / 4;
+    flipped[mid] ^= 0x55;
+    let damages: [(&str, Vec<u8>); 2] = [
+        ("truncated", weights[..weights.len() / 2].to_vec()),
+        ("one byte changed", flipped),
+    ];
+    let infer = env!("CARGO_BIN_EXE_nst-infer");
+    let out = tmp.path().join("o.png");
+    for (damage, bytes) in damages {
+        std::fs::write(&target, bytes).unwrap();
+        for cmd in ["adain-wct", "optex"] {
+            let o = bin(
+                infer,
+                &[
+                    cmd,
+                    "--checkpoint",
+                    dir.to_str().unwrap(),
+                    "--content",
+                    "samples/content/chelsea.png",
+                    "--style",
+                    "samples/style/coffee.png",
+                    "--size",
+                    "64",
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--device",
+                    "cpu",
+                ],
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{cmd}, {damage}: accepted");
+            let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert_eq!(lines.len(), 1, "{cmd}, {damage}: {err}");
+            assert!(
+                lines[0].starts_with("error:") && lines[0].contains(target.to_str().unwrap()),
+                "{cmd}, {damage}: {err}"
+            );
+            assert!(!out.exists(), "{cmd}, {damage}: an output was written");
+        }
+    }
+}
