@@ -209,26 +209,47 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         }
     };
     let deepest = levels.iter().copied().max().unwrap_or(1);
-    let plan = a.tiles.plan(
-        nst_decoders::OPTEX_FOOTPRINT,
-        size,
-        nst_decoders::halo(deepest),
-        nst_decoders::STRIDE,
-        device,
-        a.runtime.quiet,
-    )?;
-    // The styles are encoded whole: in a tiled run they default to at most
-    // MAX_TILED_STYLE px.
+    let fp = nst_decoders::OPTEX_FOOTPRINT;
+    // `reserve`: bytes kept whole beside the tiles, spread over the output's
+    // pixels as whole-image state.
+    let plan_tiles = |reserve: u64, quiet: bool| {
+        let px = (size.0 * size.1).max(1) as u64;
+        a.tiles.plan_with_state(
+            fp,
+            nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL + reserve.div_ceil(px),
+            size,
+            nst_decoders::halo(deepest),
+            nst_decoders::STRIDE,
+            device,
+            quiet,
+        )
+    };
+    // In a tiled run the styles are encoded whole and their features stay
+    // beside the tiles: unless --style-size says otherwise, they get at
+    // most a third of the budget and at most MAX_TILED_STYLE px, and the
+    // tiles are planned in what remains.
     let long = size.0.max(size.1) as u32;
-    let style_long = match (a.style_size, plan.tiling()) {
-        (Some(s), _) => s,
-        (None, Some(_)) if long > MAX_TILED_STYLE => {
-            if !a.runtime.quiet {
-                eprintln!("note: style images at {MAX_TILED_STYLE} px for a tiled output (set --style-size to change)");
+    let budget = a.tiles.budget(device);
+    let (plan, style_long) = match (a.style_size, budget) {
+        (Some(s), _) => (plan_tiles(0, a.runtime.quiet)?, s),
+        (None, budget) if plan_tiles(0, true)?.tiling().is_some() => {
+            let n = a.style.len() as u64;
+            let side = match budget {
+                Some(b) => {
+                    let px = b / 3 / n / fp.bytes_per_pixel;
+                    ((px as f64).sqrt() as u32 / 16 * 16).clamp(64, MAX_TILED_STYLE)
+                }
+                None => MAX_TILED_STYLE,
             }
-            MAX_TILED_STYLE
+            .min(long);
+            let reserve = n * (side as u64).pow(2) * fp.bytes_per_pixel;
+            let plan = plan_tiles(reserve, a.runtime.quiet)?;
+            if side < long && !a.runtime.quiet {
+                eprintln!("note: style images at {side} px for a tiled output, their share of the memory budget (set --style-size to change)");
+            }
+            (plan, side)
         }
-        (None, _) => long,
+        (None, _) => (plan_tiles(0, a.runtime.quiet)?, long),
     };
     let style_size = ImageSize::LongSide(style_long);
     let weights = if a.mix.is_empty() {
