@@ -176,12 +176,35 @@ fn the_plan_runs_whole_when_it_fits_and_tiles_within_the_budget_otherwise() {
     // A tile the budget cannot hold, and a budget nothing fits in.
     let e = plan(&fp, (4096, 4096), 64, 8, Some(2048), Some(2 * G)).unwrap_err();
     assert!(e.to_string().contains("--max-memory 2.00G is below"), "{e}");
+    // An automatic tile keeps its core at least as wide as the halo (64 px):
+    // 192 px, not the 136 px (8-px core) that --tile would accept.
     let e = plan(&fp, (4096, 4096), 64, 8, None, Some(G / 2)).unwrap_err();
     assert!(
         e.to_string()
-            .contains("cannot fit even its smallest tile (136 px)"),
+            .contains("cannot fit even its smallest useful tile (192 px"),
         "{e}"
     );
+    let need = fp.bytes(192, 192, 1) + whole;
+    assert!(
+        e.to_string()
+            .contains(&format!("needs {:.2}G", need as f64 / G as f64)),
+        "{e}"
+    );
+    let tight = fp.bytes(200, 200, 1) + whole;
+    let Plan::Tiled { tiling, .. } =
+        plan(&fp, (4096, 4096), 64, 8, None, Some(tight)).unwrap()
+    else {
+        panic!("expected a tiling")
+    };
+    assert_eq!(tiling.tile, 200, "the largest aligned tile in the budget");
+    // An image smaller than the smallest useful tile falls back to the
+    // smallest that works at all.
+    let small = fp.bytes(136, 136, 1) + 180 * 180 * WHOLE_IMAGE_BYTES_PER_PIXEL;
+    let Plan::Tiled { tiling, .. } = plan(&fp, (180, 180), 64, 8, None, Some(small)).unwrap()
+    else {
+        panic!("expected a tiling")
+    };
+    assert_eq!(tiling.tile, 136);
     // A tile the user chose is kept, and checked.
     let p = plan(&fp, (1024, 1024), 64, 8, Some(512), None).unwrap();
     assert_eq!(p.tiling().map(|t| t.tile), Some(512));
