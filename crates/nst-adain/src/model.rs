@@ -174,6 +174,10 @@ pub const HALO: i64 = 64;
 impl Model for AdainModel {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/adain.toml";
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (9,391 B/px).
+    const STEP_BYTES_PER_PIXEL: Option<u64> = Some(9400);
     type Config = AdainModelConfig;
     type Loss = AdainLoss;
 
@@ -190,17 +194,6 @@ impl Model for AdainModel {
 }
 
 impl TrainModel for AdainModel {
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (9,391 B/px).
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        Some(9400)
-    }
-
-    fn kind(&self) -> &str {
-        KIND
-    }
-
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

@@ -3,9 +3,7 @@
 use crate::*;
 use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
-use nst_train::{NullLogger, TrainConfig, TrainModel, Trainer, TrainerHooks};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use nst_train::{ModelIdentity, TrainConfig, Trainer};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 #[test]
@@ -86,90 +84,31 @@ fn overfits_two_contents_and_two_styles() {
 kind = "adain"
 vgg_weights = "{w}"
 width = 0.5
-[data]
-content = {{ kind = "folder", root = "{c}" }}
-style = {{ kind = "folder", root = "{s}" }}
-resize_shorter = 64
-crop = 64
-flip = false
-batch_size = 2
-threads = 1
 [loss]
 style_weight = 10.0
-[optim]
-lr = 1e-3
-[train]
-run = "overfit"
-steps = 150
-seed = 0
-device = "cpu"
-checkpoint_dir = "{ck}"
-checkpoint_every = 1000
-"#,
+{rest}"#,
         w = vgg19_weights().display(),
-        c = d.path().join("c").display(),
-        s = d.path().join("s").display(),
-        ck = d.path().join("ck").display(),
+        rest = nst_testkit::overfit_sections(d.path(), 150),
     );
     let cfg = TrainConfig::parse(&text, &[], "overfit").unwrap();
     tch::manual_seed(0);
     let mut model = AdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
-    let log: Arc<Mutex<Vec<BTreeMap<String, f64>>>> = Arc::default();
-    let l = log.clone();
-    let hooks = TrainerHooks {
-        on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))),
-        ..Default::default()
-    };
-    Trainer::new(&cfg, Device::Cpu)
-        .run(&mut model, None, &mut NullLogger, hooks)
+    let log = Trainer::new(&cfg, Device::Cpu)
+        .run_recorded(&mut model)
         .unwrap();
-    let log = log.lock().unwrap();
-    let first = log[0]["total"];
-    let last10: f64 = log[log.len() - 10..]
-        .iter()
-        .map(|t| t["total"])
-        .sum::<f64>()
-        / 10.0;
-    eprintln!(
-        "overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}",
-        first / last10
-    );
-    assert!(
-        last10 * 3.0 < first,
-        "total loss fell only from {first} to {last10}"
-    );
+    let totals: Vec<f64> = log.iter().map(|t| t["total"]).collect();
+    nst_testkit::assert_loss_fell(&totals, 3.0);
 
     // Style loss of the outputs vs that of the unstylised contents, against their styles.
-    let load = |p: std::path::PathBuf| nst_core::load_image(p, Default::default()).unwrap();
-    let c = Tensor::cat(
-        &[
-            load(d.path().join("c/0.png")),
-            load(d.path().join("c/1.png")),
-        ],
-        0,
-    );
-    let s = Tensor::cat(
-        &[
-            load(d.path().join("s/0.png")),
-            load(d.path().join("s/1.png")),
-        ],
-        0,
-    );
+    let c = nst_testkit::tiny_batch(&d.path().join("c"));
+    let s = nst_testkit::tiny_batch(&d.path().join("s"));
     let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
-    let style_loss = |x: &Tensor| -> f64 {
-        let taps: Vec<nst_vgg::Tap> = (1..=4).map(|b| nst_vgg::Tap::relu(b, 1)).collect();
-        let fx = model.vgg.encode(x, &taps).unwrap();
-        let fs = model.vgg.encode(&s, &taps).unwrap();
-        taps.iter()
-            .map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[]))
-            .sum()
+    let taps: Vec<nst_vgg::Tap> = (1..=4).map(|b| nst_vgg::Tap::relu(b, 1)).collect();
+    let encode = |x: &Tensor| {
+        let f = model.vgg.encode(x, &taps).unwrap();
+        taps.iter().map(|t| f[*t].shallow_clone()).collect()
     };
-    let (lo, lc) = tch::no_grad(|| (style_loss(&out), style_loss(&c)));
-    eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");
-    assert!(
-        lo < lc,
-        "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
-    );
+    nst_testkit::assert_closer_in_style(encode, &out, &c, &s);
     assert_eq!(model.kind(), "adain");
 }
 
@@ -182,10 +121,7 @@ fn tiled_stylisation_matches_the_whole_image() {
     tch::manual_seed(7);
     let vgg = nst_vgg::Vgg::load(
         vgg19_weights(),
-        nst_vgg::VggOptions {
-            pooling: nst_vgg::Pooling::Max,
-            device: Device::Cpu,
-        },
+        nst_vgg::VggOptions::cpu(nst_vgg::Pooling::Max),
     )
     .unwrap();
     let model = AdainModel::new(vgg, 0.25, AdainLoss::default()).unwrap();

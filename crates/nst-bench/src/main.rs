@@ -27,13 +27,19 @@ enum Case {
     Optex(OptexCase),
     /// The decoders' closed-form transfer (`nst-infer adain-wct`): AdaIN at
     /// relu4_1 alone (`wct: false`) or WCT at relu5_1…relu1_1.
-    ClosedForm { wct: bool },
+    ClosedForm {
+        wct: bool,
+    },
     PropoTrainStep,
     PuyArtistic,
     PuyProjection,
-    Loader { threads: usize },
+    Loader {
+        threads: usize,
+    },
     TrainDataWait,
-    PropoVsGatys { side: i64 },
+    PropoVsGatys {
+        side: i64,
+    },
     PuyPhotorealVsLuan,
     Tiled(TiledCase),
 }
@@ -654,10 +660,7 @@ fn propo_vs_gatys(
                 .get("vgg_weights")
                 .and_then(|v| v.as_str())
                 .map(std::path::Path::new),
-            VggOptions {
-                pooling: Pooling::Avg,
-                device: Device::Cpu,
-            },
+            VggOptions::cpu(Pooling::Avg),
         )?;
         vgg.set_precision(p)?;
         Ok(nst_po::TextureLoss::new(
@@ -689,7 +692,7 @@ fn propo_vs_gatys(
     let t = Instant::now();
     let mut reached: Option<(usize, f64)> = None;
     let mut last = f64::NAN;
-    let (_, _, early) = nst_po::gatys::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
+    let (_, _, early) = nst_po::baseline::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
         last = l;
         if l <= stop_at {
             reached = Some((e, t.elapsed().as_secs_f64()));

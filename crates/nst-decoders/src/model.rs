@@ -149,6 +149,10 @@ impl Decoders {
 impl Model for Decoders {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/decoders.toml";
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (33,870 B/px with the feature term, all five levels at width 1).
+    const STEP_BYTES_PER_PIXEL: Option<u64> = Some(34000);
     type Config = DecodersConfig;
     type Loss = DecodersLoss;
 
@@ -162,17 +166,6 @@ impl Model for Decoders {
 }
 
 impl TrainModel for Decoders {
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (33,870 B/px with the feature term, all five levels at width 1).
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        Some(34000)
-    }
-
-    fn kind(&self) -> &str {
-        KIND
-    }
-
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

@@ -127,14 +127,7 @@ fn matching_agrees_with_an_independent_numpy_reference() {
 }
 
 fn model(width: f64) -> Decoders {
-    let vgg = Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Max)).unwrap();
     Decoders::new(
         vgg,
         DecodersConfig {

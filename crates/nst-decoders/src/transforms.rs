@@ -256,7 +256,10 @@ impl MomentMap {
     pub fn apply(&self, rows: &Tensor) -> Tensor {
         let d = rows.device();
         let f32 = |t: &Tensor| t.to_kind(Kind::Float).to_device(d);
-        f32(&self.mu_t).addmm(&(rows.to_kind(Kind::Float) - f32(&self.mu_s)), &f32(&self.m))
+        f32(&self.mu_t).addmm(
+            &(rows.to_kind(Kind::Float) - f32(&self.mu_s)),
+            &f32(&self.m),
+        )
     }
 }
 

@@ -80,7 +80,11 @@ impl Moments {
         } else {
             (f.reshape([c, -1]), false)
         };
-        let n = if by_rows { rows.size()[0] } else { rows.size()[1] };
+        let n = if by_rows {
+            rows.size()[0]
+        } else {
+            rows.size()[1]
+        };
         let opts = (Kind::Double, f.device());
         let mut s = Tensor::zeros([c], opts);
         let mut q = if self.full {
@@ -101,7 +105,9 @@ impl Moments {
             if self.full {
                 q += b.transpose(0, 1).matmul(&b);
             } else {
-                q += b.square().sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+                q += b
+                    .square()
+                    .sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
             }
             start += len;
         }

@@ -18,7 +18,7 @@ mod model;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{parse_section, ModelSections};
-pub use model::{load, Loaded, Model, StepOutput, TrainModel};
+pub use model::{load, Loaded, Model, ModelIdentity, StepOutput, TrainModel};
 
 /// Errors of the model layer and of every model family.
 #[derive(Debug, thiserror::Error)]

@@ -14,10 +14,32 @@ pub struct StepOutput {
     pub terms: Vec<(String, Tensor)>,
 }
 
-/// What every trainable model family implements.
-pub trait TrainModel {
+/// What the trainer asks of a model besides its steps: its kind and its
+/// memory per training pixel. Every [`Model`] has it from its constants;
+/// only a model outside that trait (a test's) writes it by hand.
+pub trait ModelIdentity {
     /// The `model.kind` this model answers to (stored in its checkpoints).
     fn kind(&self) -> &str;
+    /// Peak memory of one training step in bytes per crop pixel per batch
+    /// element (its content and style images), measured at the model's
+    /// default widths by `scripts/measure_train_memory.sh`. `None`: no
+    /// check before training.
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<M: Model> ModelIdentity for M {
+    fn kind(&self) -> &str {
+        M::KIND
+    }
+    fn step_bytes_per_pixel(&self) -> Option<u64> {
+        M::STEP_BYTES_PER_PIXEL
+    }
+}
+
+/// What every trainable model family implements.
+pub trait TrainModel: ModelIdentity {
     /// The trainable parameters (names read like PyTorch state_dict keys).
     fn var_store(&self) -> &VarStore;
     /// Computes the losses of one batch.
@@ -34,13 +56,6 @@ pub trait TrainModel {
     /// Told the (1-based) number of the step about to run, before [`TrainModel::step`],
     /// for schedules such as KL annealing. The default ignores it.
     fn set_step(&mut self, _step: u64) {}
-    /// Peak memory of one training step in bytes per crop pixel per batch
-    /// element (its content and style images), measured at the model's
-    /// default widths by `scripts/measure_train_memory.sh`. `None`: no
-    /// check before training.
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        None
-    }
     /// An image grid `[3, H, W]` in [0, 1] (e.g. content | style | output rows) for the logs.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor>;
     /// Runs the model's frozen loss network (VGG) at `precision`; the trained
@@ -65,6 +80,9 @@ pub trait Model: TrainModel + Sized {
     const KIND: &'static str;
     /// A config that trains one, named when a checkpoint of another kind is given.
     const TRAIN_CONFIG: &'static str;
+    /// Peak memory of one training step per crop pixel per batch element
+    /// ([`ModelIdentity::step_bytes_per_pixel`]).
+    const STEP_BYTES_PER_PIXEL: Option<u64>;
     /// `[model]` without its `kind` (unknown keys refused).
     type Config: serde::de::DeserializeOwned;
     /// `[loss]` (unknown keys refused).

@@ -36,10 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in [Precision::Fp32, Precision::Bf16] {
         let vgg = Vgg::load(
             nst_vgg::default_weights_path()?,
-            VggOptions {
-                pooling: Pooling::Max,
-                device: Device::Cpu,
-            },
+            VggOptions::cpu(Pooling::Max),
         )?
         .with_precision(p)?;
         tch::manual_seed(0);

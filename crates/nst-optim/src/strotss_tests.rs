@@ -140,14 +140,7 @@ where
 #[test]
 fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
     let _serial = crate::tests::serial();
-    let vgg = Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Max)).unwrap();
     let cfg = StrotssConfig {
         scales: 2,
         steps_per_scale: 25,
@@ -243,14 +236,7 @@ fn short_run_lowers_the_loss_at_64px_and_guidance_keeps_regions() {
 fn strotss_run_matches_an_independent_pytorch_run() {
     let _serial = crate::tests::serial();
     let w = vgg19_weights();
-    let vgg = Vgg::load(
-        &w,
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap();
+    let vgg = Vgg::load(&w, VggOptions::cpu(Pooling::Max)).unwrap();
     let (scales, steps) = (2usize, 3usize);
     let cfg = StrotssConfig {
         scales,

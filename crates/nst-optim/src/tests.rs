@@ -10,14 +10,7 @@ use tch::{Device, Kind, Tensor};
 pub(crate) use nst_testkit::rng_lock as serial;
 
 pub(crate) fn vgg() -> Vgg {
-    Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap()
+    Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Avg)).unwrap()
 }
 
 /// Smooth random images: VGG features of white noise are atypical.

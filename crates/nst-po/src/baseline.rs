@@ -1,6 +1,9 @@
-//! Gatys, Ecker and Bethge's texture synthesis: L-BFGS on the image from
-//! noise, against the same texture loss and in the same parameterisation
-//! (x = sigmoid(z), z⁽⁰⁾ ~ U[−1, 1]) as the pseudo-optimizers.
+//! The PO paper's baseline: Gatys, Ecker and Bethge's texture synthesis as
+//! the paper runs it for comparison, L-BFGS on the image from noise, against
+//! the same texture loss and in the same parameterisation (x = sigmoid(z),
+//! z⁽⁰⁾ ~ U[−1, 1]) as the pseudo-optimizers. Gatys's method itself, for
+//! users, is `nst_optim::Gatys`; both use the shared L-BFGS and Gram (see
+//! docs/architecture.md).
 use crate::texture::{TargetGrams, TextureLoss};
 use nst_solvers::lbfgs::Lbfgs;
 use tch::Tensor;

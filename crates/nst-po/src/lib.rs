@@ -20,7 +20,7 @@
 //!     loss is Σ_s λ_s S^[s](x⁽ˢ⁾), each stage judged on the layers it sees.
 //!
 //!   Training minimises S(x̃) = E_z Σ_s λ_s L_tex(x⁽ˢ⁾, x̃; first k_s layers) with Adam.
-//! * [`gatys`]: L-BFGS on the pixels (in the same sigmoid parameterisation)
+//! * [`baseline`]: the paper's Gatys baseline, L-BFGS on the pixels (in the same sigmoid parameterisation)
 //!   from the same noise: slow, strong.
 //! * [`solver`]: a trained network or Gatys, run in batches on noise for a
 //!   target (what `nst-infer texture` runs).
@@ -28,8 +28,8 @@
 //!   (E_{i≠j} ‖F_div(x_i) − F_div(x_j)‖₁) measures, and its comparison
 //!   protocol per target (what `nst-infer eval-texture` runs).
 
+pub mod baseline;
 pub mod eval;
-pub mod gatys;
 pub mod model;
 pub mod net;
 pub mod solver;

@@ -516,6 +516,10 @@ pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
 impl Model for PseudoOptimizer {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/propo.toml";
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (68,082 B/px for configs/propo.toml, its noise samples per target included).
+    const STEP_BYTES_PER_PIXEL: Option<u64> = Some(68100);
     type Config = PoConfig;
     type Loss = PoLoss;
 
@@ -529,17 +533,6 @@ impl Model for PseudoOptimizer {
 }
 
 impl TrainModel for PseudoOptimizer {
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (68,082 B/px for configs/propo.toml, its noise samples per target included).
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        Some(68100)
-    }
-
-    fn kind(&self) -> &str {
-        KIND
-    }
-
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

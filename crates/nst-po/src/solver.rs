@@ -2,7 +2,7 @@
 //! Gatys's optimisation as the reference, on a batch of noise inputs for one
 //! target.
 use crate::texture::{TargetGrams, TextureLoss};
-use crate::{gatys, PseudoOptimizer};
+use crate::{baseline, PseudoOptimizer};
 use nst_model::{Error, Result};
 use tch::Tensor;
 
@@ -173,7 +173,7 @@ impl Solver {
                 Solver::Learned(net) => net.run(&z, target)?.images().split_off(1),
                 Solver::Gatys { loss, max_evals } => {
                     let (x, _, early) =
-                        gatys::synthesize(loss, target, &z, *max_evals, |_, _| true)?;
+                        baseline::synthesize(loss, target, &z, *max_evals, |_, _| true)?;
                     if let Some(note) = early {
                         notes.push(format!("Gatys texture {}: {note}", i + 1));
                     }

@@ -5,14 +5,7 @@ use nst_vgg::{Pooling, Vgg, VggOptions};
 use tch::{Device, Kind, Tensor};
 
 fn vgg() -> Vgg {
-    Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Avg,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap()
+    Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Avg)).unwrap()
 }
 
 /// Red/yellow/blue diagonal stripes with a period of 12 pixels.
@@ -496,7 +489,7 @@ fn gatys_texture_lowers_the_loss_a_hundredfold_and_keeps_the_best_iterate() {
     let z0 = PseudoOptimizer::noise(1, 32, 32, Device::Cpu);
     let before = eval::quality(&loss, &z0.sigmoid(), &target).unwrap();
     let mut seen = Vec::new();
-    let (x, evals, _) = gatys::synthesize(&loss, &target, &z0, 60, |_, l| {
+    let (x, evals, _) = baseline::synthesize(&loss, &target, &z0, 60, |_, l| {
         seen.push(l);
         true
     })

@@ -468,6 +468,10 @@ impl FlexibleSolver {
 impl Model for FlexibleSolver {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/puy_perez.toml";
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (9,845 B/px).
+    const STEP_BYTES_PER_PIXEL: Option<u64> = Some(9900);
     type Config = PuyConfig;
     type Loss = PuyLossConfig;
 
@@ -481,17 +485,6 @@ impl Model for FlexibleSolver {
 }
 
 impl TrainModel for FlexibleSolver {
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (9,845 B/px).
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        Some(9900)
-    }
-
-    fn kind(&self) -> &str {
-        KIND
-    }
-
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

@@ -94,10 +94,7 @@ fn chebyshev_projection_is_close_to_the_exact_eigenprojector() {
 fn vgg_avg() -> nst_vgg::Vgg {
     nst_vgg::Vgg::load(
         nst_testkit::vgg19_weights(),
-        nst_vgg::VggOptions {
-            pooling: nst_vgg::Pooling::Avg,
-            device: Device::Cpu,
-        },
+        nst_vgg::VggOptions::cpu(nst_vgg::Pooling::Avg),
     )
     .unwrap()
 }

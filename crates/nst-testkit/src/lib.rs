@@ -127,6 +127,114 @@ pub fn write_tiny_images(dir: &Path, style: bool) {
     }
 }
 
+/// The `[data]`, `[optim]` and `[train]` sections of an overfit test's
+/// config: the tiny images of `dir/c` and `dir/s` ([`write_tiny_images`])
+/// as 64-px crops in batches of 2, `steps` steps at lr 1e-3 on the CPU with
+/// seed 0, checkpoints in `dir/ck` (only the last).
+pub fn overfit_sections(dir: &Path, steps: u32) -> String {
+    format!(
+        r#"
+[data]
+content = {{ kind = "folder", root = "{c}" }}
+style = {{ kind = "folder", root = "{s}" }}
+resize_shorter = 64
+crop = 64
+flip = false
+batch_size = 2
+threads = 1
+[optim]
+lr = 1e-3
+[train]
+run = "overfit"
+steps = {steps}
+seed = 0
+device = "cpu"
+checkpoint_dir = "{ck}"
+checkpoint_every = 1000
+"#,
+        c = dir.join("c").display(),
+        s = dir.join("s").display(),
+        ck = dir.join("ck").display(),
+    )
+}
+
+/// Gatys's style distance, written from its definition: Σ over layers of the
+/// mean squared difference of the Gram matrices G = F·Fᵀ / (C·H·W), with
+/// `x[l]`, `target[l]` the maps `[B, C, H, W]` of layer `l`.
+pub fn gram_style_distance(x: &[Tensor], target: &[Tensor]) -> f64 {
+    let gram = |f: &Tensor| {
+        let (b, c, h, w) = f.size4().unwrap();
+        let f = f.to_kind(tch::Kind::Float).reshape([b, c, h * w]);
+        f.bmm(&f.transpose(1, 2)) / (c * h * w) as f64
+    };
+    x.iter()
+        .zip(target)
+        .map(|(a, t)| {
+            (gram(a) - gram(t))
+                .square()
+                .mean(tch::Kind::Float)
+                .double_value(&[])
+        })
+        .sum()
+}
+
+/// A trained stylisation's check: the stylised `out` is closer in style
+/// ([`gram_style_distance`] on the maps `encode` returns) to `styles` than
+/// the unstylised `contents` are. Prints both.
+pub fn assert_closer_in_style(
+    encode: impl Fn(&Tensor) -> Vec<Tensor>,
+    out: &Tensor,
+    contents: &Tensor,
+    styles: &Tensor,
+) {
+    let (lo, lc) = tch::no_grad(|| {
+        let fs = encode(styles);
+        (
+            gram_style_distance(&encode(out), &fs),
+            gram_style_distance(&encode(contents), &fs),
+        )
+    });
+    eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");
+    assert!(
+        lo < lc,
+        "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
+    );
+}
+
+/// The two images [`write_tiny_images`] wrote into `dir`, as one batch
+/// `[2, 3, 64, 64]` fp32 in [0, 1].
+pub fn tiny_batch(dir: &Path) -> Tensor {
+    let load = |i: u32| {
+        let path = dir.join(format!("{i}.png"));
+        let img = image::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        Tensor::from_slice(img.as_raw())
+            .reshape([1, h as i64, w as i64, 3])
+            .permute([0, 3, 1, 2])
+            .to_kind(tch::Kind::Float)
+            / 255.0
+    };
+    Tensor::cat(&[load(0), load(1)], 0)
+}
+
+/// An overfit test's check: the mean of the last 10 `totals` (one per
+/// training step) is more than `factor` times below the first. Prints both.
+pub fn assert_loss_fell(totals: &[f64], factor: f64) {
+    assert!(totals.len() >= 10, "only {} steps logged", totals.len());
+    let first = totals[0];
+    let last10 = totals[totals.len() - 10..].iter().sum::<f64>() / 10.0;
+    eprintln!(
+        "overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}",
+        first / last10
+    );
+    assert!(
+        last10 * factor < first,
+        "total loss fell only from {first} to {last10}"
+    );
+}
+
 /// Runs one of the workspace's binaries (`env!("CARGO_BIN_EXE_…")`) from the
 /// repository root, with the test VGG weights, and returns its output.
 pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {

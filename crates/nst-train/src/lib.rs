@@ -15,8 +15,10 @@ pub use adam::{Adam, AdamConfig};
 // are re-exported here for the trainer's users.
 pub use config::{DataSection, LogSection, OptimSection, TrainConfig, TrainSection};
 pub use logger::{Logger, NullLogger, TensorBoard};
-pub use nst_model::{checkpoint, Checkpoint, CheckpointMeta, StepOutput, TrainModel};
-pub use trainer::{TrainOutcome, Trainer, TrainerHooks};
+pub use nst_model::{
+    checkpoint, Checkpoint, CheckpointMeta, ModelIdentity, StepOutput, TrainModel,
+};
+pub use trainer::{StepLog, TrainOutcome, Trainer, TrainerHooks};
 
 /// Errors of the training engine; each names the key, file, step or term at fault.
 #[derive(Debug, thiserror::Error)]

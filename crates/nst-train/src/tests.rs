@@ -46,10 +46,13 @@ impl Tiny {
     }
 }
 
-impl TrainModel for Tiny {
+impl nst_model::ModelIdentity for Tiny {
     fn kind(&self) -> &str {
         self.kind
     }
+}
+
+impl TrainModel for Tiny {
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

@@ -41,6 +41,25 @@ impl Default for TrainerHooks {
     }
 }
 
+/// Every step's logged terms, in order, as recorded by [`TrainerHooks::recording`].
+pub type StepLog = Arc<std::sync::Mutex<Vec<BTreeMap<String, f64>>>>;
+
+impl TrainerHooks {
+    /// Quiet hooks that record every step's logged terms (`"total"` and the
+    /// model's named terms) into the returned log.
+    pub fn recording() -> (Self, StepLog) {
+        let log = StepLog::default();
+        let l = log.clone();
+        let hooks = Self {
+            on_step: Some(Box::new(move |_, t| {
+                l.lock().unwrap_or_else(|e| e.into_inner()).push(t.clone())
+            })),
+            ..Self::default()
+        };
+        (hooks, log)
+    }
+}
+
 /// Runs a config against a model.
 pub struct Trainer<'a> {
     pub cfg: &'a TrainConfig,
@@ -99,6 +118,15 @@ impl<'a> Trainer<'a> {
 
     fn lr_at(&self, step: u64) -> f64 {
         self.cfg.optim.lr / (1.0 + self.cfg.optim.lr_decay * step as f64)
+    }
+
+    /// [`Trainer::run`] from scratch, quietly and with no logger; returns
+    /// every step's logged terms (`"total"` and the model's named terms).
+    pub fn run_recorded(&self, model: &mut dyn TrainModel) -> Result<Vec<BTreeMap<String, f64>>> {
+        let (hooks, log) = TrainerHooks::recording();
+        self.run(model, None, &mut crate::NullLogger, hooks)?;
+        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(std::mem::take(&mut *log))
     }
 
     /// Trains from scratch, or from `resume` (a run folder, sidecar or weights file).

@@ -633,6 +633,10 @@ impl VaeAdainModel {
 impl Model for VaeAdainModel {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/vae_adain.toml";
+    /// Peak memory of one training step per crop pixel per batch element,
+    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
+    /// default widths (17,937 B/px).
+    const STEP_BYTES_PER_PIXEL: Option<u64> = Some(18000);
     type Config = VaeModelConfig;
     type Loss = VaeLoss;
 
@@ -646,17 +650,6 @@ impl Model for VaeAdainModel {
 }
 
 impl TrainModel for VaeAdainModel {
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (17,937 B/px).
-    fn step_bytes_per_pixel(&self) -> Option<u64> {
-        Some(18000)
-    }
-
-    fn kind(&self) -> &str {
-        KIND
-    }
-
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }

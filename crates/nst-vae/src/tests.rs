@@ -3,24 +3,16 @@
 use crate::*;
 use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
-use nst_train::{NullLogger, TrainConfig, TrainModel, Trainer, TrainerHooks};
+use nst_train::{ModelIdentity, TrainConfig, TrainModel, Trainer};
 use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 /// The tests below reseed LibTorch's global generator.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn vgg() -> Vgg {
-    Vgg::load(
-        vgg19_weights(),
-        VggOptions {
-            pooling: Pooling::Max,
-            device: Device::Cpu,
-        },
-    )
-    .unwrap()
+    Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Max)).unwrap()
 }
 
 fn small(content_encoder: ContentEncoderKind, style_encoder: StyleEncoderKind) -> VaeAdainModel {
@@ -232,97 +224,38 @@ vgg_weights = "{w}"
 width = 0.5
 style_dim = 16
 hidden = 128
-[data]
-content = {{ kind = "folder", root = "{c}" }}
-style = {{ kind = "folder", root = "{s}" }}
-resize_shorter = 64
-crop = 64
-flip = false
-batch_size = 2
-threads = 1
 [loss]
 kl_weight = 1e-3
 kl_anneal_steps = 50
 disentangle_weight = 0.1
-[optim]
-lr = 1e-3
-[train]
-run = "overfit"
-steps = 150
-seed = 0
-device = "cpu"
-checkpoint_dir = "{ck}"
-checkpoint_every = 1000
-"#,
+{rest}"#,
         w = vgg19_weights().display(),
-        c = d.path().join("c").display(),
-        s = d.path().join("s").display(),
-        ck = d.path().join("ck").display(),
+        rest = nst_testkit::overfit_sections(d.path(), 150),
     );
     let cfg = TrainConfig::parse(&text, &[], "overfit").unwrap();
     tch::manual_seed(0);
     let mut model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
-    let log: Arc<Mutex<Vec<BTreeMap<String, f64>>>> = Arc::default();
-    let l = log.clone();
-    let hooks = TrainerHooks {
-        on_step: Some(Box::new(move |_, t| l.lock().unwrap().push(t.clone()))),
-        ..Default::default()
-    };
-    Trainer::new(&cfg, Device::Cpu)
-        .run(&mut model, None, &mut NullLogger, hooks)
+    let log = Trainer::new(&cfg, Device::Cpu)
+        .run_recorded(&mut model)
         .unwrap();
-    let log = log.lock().unwrap();
     for key in ["content", "style", "kl", "disentangle", "total"] {
         assert!(log[0].contains_key(key), "term {key} is logged");
     }
     for i in [0, 1, 2, 5, 10, 20, 50, 100, 149] {
         eprintln!("step {i}: {:?}", log[i]);
     }
-    let first = log[0]["total"];
-    let last10: f64 = log[log.len() - 10..]
-        .iter()
-        .map(|t| t["total"])
-        .sum::<f64>()
-        / 10.0;
-    eprintln!(
-        "overfit: total loss {first:.4e} -> {last10:.4e} (mean of last 10), ratio {:.1}",
-        first / last10
-    );
-    assert!(
-        last10 * 3.0 < first,
-        "total loss fell only from {first} to {last10}"
-    );
+    let totals: Vec<f64> = log.iter().map(|t| t["total"]).collect();
+    nst_testkit::assert_loss_fell(&totals, 3.0);
 
-    let load = |p: std::path::PathBuf| nst_core::load_image(p, Default::default()).unwrap();
-    let c = Tensor::cat(
-        &[
-            load(d.path().join("c/0.png")),
-            load(d.path().join("c/1.png")),
-        ],
-        0,
-    );
-    let s = Tensor::cat(
-        &[
-            load(d.path().join("s/0.png")),
-            load(d.path().join("s/1.png")),
-        ],
-        0,
-    );
+    let c = nst_testkit::tiny_batch(&d.path().join("c"));
+    let s = nst_testkit::tiny_batch(&d.path().join("s"));
     let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
-    let style_loss = |x: &Tensor| -> f64 {
-        let taps: Vec<Tap> = (1..=4).map(|b| Tap::relu(b, 1)).collect();
-        let fx = model.vgg.encode(x, &taps).unwrap();
-        let fs = model.vgg.encode(&s, &taps).unwrap();
-        taps.iter()
-            .map(|&t| nst_losses::gram_loss(&fx[t], &nst_losses::gram(&fs[t])).double_value(&[]))
-            .sum()
+    let taps: Vec<Tap> = (1..=4).map(|b| Tap::relu(b, 1)).collect();
+    let encode = |x: &Tensor| {
+        let f = model.vgg.encode(x, &taps).unwrap();
+        taps.iter().map(|t| f[*t].shallow_clone()).collect()
     };
-    let (lo, lc) = tch::no_grad(|| (style_loss(&out), style_loss(&c)));
-    eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");
-    assert!(
-        lo < lc,
-        "stylised outputs ({lo}) must be closer in style than the contents ({lc})"
-    );
+    nst_testkit::assert_closer_in_style(encode, &out, &c, &s);
 }
 
 /// Tiled stylisation against the whole image, with an untrained model (the

@@ -185,6 +185,16 @@ pub struct VggOptions {
     pub device: Device,
 }
 
+impl VggOptions {
+    /// `pooling` on the CPU (what tests and CPU tools ask for).
+    pub fn cpu(pooling: Pooling) -> Self {
+        Self {
+            pooling,
+            device: Device::Cpu,
+        }
+    }
+}
+
 impl Default for VggOptions {
     fn default() -> Self {
         Self {
