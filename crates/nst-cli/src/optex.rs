@@ -55,7 +55,7 @@ pub struct OptexArgs {
     /// Output image, written atomically.
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
-    /// Output size: long side in px (keeps the content's aspect, or square), or WxH. Rounded to multiples of 16.
+    /// Output size: long side in px (keeps the content's aspect, or square), or WxH. With --content the output has the content's size exactly (the work is padded to multiples of 16); a synthesis is rounded to multiples of 16.
     #[arg(long, default_value = "512")]
     pub size: ImageSize,
     /// Long side the style images are read at (default: as the output).
@@ -130,6 +130,8 @@ pub struct AdainWctArgs {
     /// 0 = reconstruction.
     #[arg(long, default_value_t = 0.6)]
     pub alpha: f64,
+    /// Long side of the content (and style) in px, WxH, or "original". The
+    /// output has the content's size (the work is padded to multiples of 16).
     #[arg(long, default_value = "512")]
     pub size: ImageSize,
     #[command(flatten)]
@@ -196,10 +198,14 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         a.levels.clone()
     };
     // Whole images stay on the CPU; the work moves to the device.
+    // The content is padded to the deepest stride and the output cut back
+    // to its size; a synthesis without one is rounded to multiples of 16.
     let content = match &a.content {
         Some(p) => Some(common::load(p, a.size, tch::Device::Cpu, "content")?),
         None => None,
     };
+    let content_size = content.as_ref().map(|c| (c.size()[2], c.size()[3]));
+    let content = content.map(|c| nst_decoders::pad_to_stride(&c));
     let size = match (&content, a.size) {
         (Some(c), _) => (c.size()[2], c.size()[3]),
         (None, ImageSize::Exact { width, height }) => (height as i64, width as i64),
@@ -304,6 +310,10 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         &cfg,
         plan.tiling(),
     )?;
+    let out = match content_size {
+        Some(s) => nst_decoders::crop_to(&out, s),
+        None => out,
+    };
     pb.finish_and_clear();
     common::end_tiles();
     nst_core::save_image(&out, &a.out)?;
@@ -329,13 +339,12 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     }
     let device = a.runtime.init()?;
     let model = load_decoders(&a.checkpoint, device, a.runtime.precision)?;
-    let crop16 = |x: tch::Tensor| {
-        let (h, w) = (x.size()[2] / 16 * 16, x.size()[3] / 16 * 16);
-        x.narrow(2, 0, h).narrow(3, 0, w)
-    };
-    // Whole images stay on the CPU; tiles go to the device.
+    // Whole images stay on the CPU; tiles go to the device. The content is
+    // padded to the deepest stride and the output cut back to its size.
     let cpu = tch::Device::Cpu;
-    let c = crop16(common::load(&a.content, a.size, cpu, "content")?);
+    let c = common::load(&a.content, a.size, cpu, "content")?;
+    let content_size = (c.size()[2], c.size()[3]);
+    let c = nst_decoders::pad_to_stride(&c);
     let deepest = a.levels.iter().copied().max().unwrap_or(1);
     let plan = a.tiles.plan(
         nst_decoders::CLOSED_FORM_FOOTPRINT,
@@ -355,6 +364,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
         a.alpha,
         plan.tiling(),
     )?;
+    let out = nst_decoders::crop_to(&out, content_size);
     common::end_tiles();
     nst_core::save_image(&out, &a.out)?;
     if !a.runtime.quiet {

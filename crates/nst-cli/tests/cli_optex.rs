@@ -126,6 +126,22 @@ fn synthesis_transfer_closed_form_and_kind_error() {
         assert!(std::path::Path::new(&p).exists());
     }
 
+    // A content whose sides are not multiples of 16 gives an output of its
+    // exact size (padded for the work, cut back), with both commands.
+    for cmd in ["adain-wct", "optex"] {
+        let p = out(&format!("{cmd}_100x70.png"));
+        let mut a = vec![cmd, "--content", "samples/content/chelsea.png"];
+        a.extend(["--style", "samples/style/coffee.png", "--size", "100x70"]);
+        if cmd == "optex" {
+            a.extend(["--pyramid", "1", "--passes", "1", "--style-size", "64"]);
+        }
+        a.extend(["--out", &p]);
+        a.extend(common);
+        let o = bin(infer, &a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(image::image_dimensions(&p).unwrap(), (100, 70), "{cmd}");
+    }
+
     // Tiled (issue 27): a run in tiles writes the image; each bad tiling is
     // one line naming the option, and writes nothing.
     let wct_tiled = |extra: &[&str], p: &str| {

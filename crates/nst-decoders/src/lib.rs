@@ -22,8 +22,8 @@ pub mod transforms;
 
 pub use decoder::{level_decoder, LevelDecoder, LEVELS};
 pub use model::{
-    closed_form, halo, optimal_textures, psnr_per_level, ColorMode, Decoders, DecodersConfig,
-    DecodersLoss, OptexConfig, KIND, STRIDE,
+    closed_form, crop_to, halo, optimal_textures, pad_to_stride, psnr_per_level, ColorMode,
+    Decoders, DecodersConfig, DecodersLoss, OptexConfig, KIND, STRIDE,
 };
 pub use transforms::{MomentMap, Strategy};
 

@@ -460,6 +460,32 @@ pub fn halo(level: u8) -> i64 {
 /// Tiles are cut on multiples of the deepest stride (relu5_1's).
 pub const STRIDE: i64 = 16;
 
+/// `x: [B, C, H, W]` reflect-padded at the bottom and right to multiples of
+/// [`STRIDE`], so that every level's map covers it exactly; cut the result
+/// back with [`crop_to`]. Unchanged when it already is.
+pub fn pad_to_stride(x: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let (ph, pw) = (
+        (STRIDE - h % STRIDE) % STRIDE,
+        (STRIDE - w % STRIDE) % STRIDE,
+    );
+    if ph == 0 && pw == 0 {
+        return x.shallow_clone();
+    }
+    // Reflection needs a side longer than the pad; replicate below that.
+    if h > ph && w > pw {
+        x.reflection_pad2d([0, pw, 0, ph])
+    } else {
+        x.replication_pad2d([0, pw, 0, ph])
+    }
+}
+
+/// The top-left `height × width` of `x: [B, C, H, W]` (undoes [`pad_to_stride`]).
+pub fn crop_to(x: &Tensor, (height, width): (i64, i64)) -> Tensor {
+    x.narrow(2, 0, height.min(x.size()[2]))
+        .narrow(3, 0, width.min(x.size()[3]))
+}
+
 /// At most this many feature vectors of the image being synthesised are
 /// sampled, per level, to fit a tiled level's transport map (all of them
 /// below it: up to 1024² at relu1_1, where the tiled map is then exact).

@@ -345,3 +345,23 @@ fn histogram_matching_breaks_ties_by_position() {
     let out = histogram_match(&src, &tgt);
     nst_testkit::assert_close(&out, &tgt, 0.0, "ties in index order");
 }
+
+/// Padding to the stride and cutting back is the identity, the padded sides
+/// are multiples of 16, and the pad mirrors the last rows and columns.
+#[test]
+fn pad_to_stride_mirrors_and_crop_to_undoes_it() {
+    let x = Tensor::rand([1, 3, 37, 50], (Kind::Float, Device::Cpu));
+    let p = crate::pad_to_stride(&x);
+    assert_eq!(p.size(), [1, 3, 48, 64]);
+    assert!(crate::crop_to(&p, (37, 50)).equal(&x));
+    // Row 37 mirrors row 35 (reflection about the last row, 36).
+    assert!(p
+        .narrow(2, 37, 1)
+        .narrow(3, 0, 50)
+        .equal(&x.narrow(2, 35, 1)));
+    let y = Tensor::rand([1, 3, 32, 48], (Kind::Float, Device::Cpu));
+    assert!(crate::pad_to_stride(&y).equal(&y));
+    // Sides shorter than their pad are replicated instead.
+    let z = Tensor::rand([1, 3, 5, 40], (Kind::Float, Device::Cpu));
+    assert_eq!(crate::pad_to_stride(&z).size(), [1, 3, 16, 48]);
+}

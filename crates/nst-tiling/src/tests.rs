@@ -191,8 +191,7 @@ fn the_plan_runs_whole_when_it_fits_and_tiles_within_the_budget_otherwise() {
         "{e}"
     );
     let tight = fp.bytes(200, 200, 1) + whole;
-    let Plan::Tiled { tiling, .. } =
-        plan(&fp, (4096, 4096), 64, 8, None, Some(tight)).unwrap()
+    let Plan::Tiled { tiling, .. } = plan(&fp, (4096, 4096), 64, 8, None, Some(tight)).unwrap()
     else {
         panic!("expected a tiling")
     };
