@@ -217,8 +217,14 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     let deepest = levels.iter().copied().max().unwrap_or(1);
     let fp = nst_decoders::OPTEX_FOOTPRINT;
     // `reserve`: bytes kept whole beside the tiles, spread over the output's
-    // pixels as whole-image state.
+    // pixels as whole-image state; sliced OT adds what fitting a level's
+    // map takes.
+    let ot_fit = match a.strategy {
+        StrategyArg::Cdf => nst_decoders::OT_FIT_BYTES,
+        _ => 0,
+    };
     let plan_tiles = |reserve: u64, quiet: bool| {
+        let reserve = reserve + ot_fit;
         let px = (size.0 * size.1).max(1) as u64;
         a.tiles.plan_with_state(
             fp,
@@ -230,10 +236,11 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
             quiet,
         )
     };
-    // In a tiled run the styles are encoded whole and their features stay
-    // beside the tiles: unless --style-size says otherwise, they get at
-    // most a third of the budget and at most MAX_TILED_STYLE px, and the
-    // tiles are planned in what remains.
+    // In a tiled run the styles are encoded whole, before the tiles, and
+    // their features stay beside the tiles: unless --style-size says
+    // otherwise, encoding them takes at most a third of the budget, their
+    // side is at most MAX_TILED_STYLE px, and the tiles are planned beside
+    // their features.
     let long = size.0.max(size.1) as u32;
     let budget = a.tiles.budget(device);
     let (plan, style_long) = match (a.style_size, budget) {
@@ -248,7 +255,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
                 None => MAX_TILED_STYLE,
             }
             .min(long);
-            let reserve = n * (side as u64).pow(2) * fp.bytes_per_pixel;
+            let reserve = n * (side as u64).pow(2) * nst_decoders::STYLE_FEATURE_BYTES_PER_PIXEL;
             let plan = plan_tiles(reserve, a.runtime.quiet)?;
             if side < long && !a.runtime.quiet {
                 eprintln!("note: style images at {side} px for a tiled output, their share of the memory budget (set --style-size to change)");

@@ -23,7 +23,8 @@ pub mod transforms;
 pub use decoder::{level_decoder, LevelDecoder, LEVELS};
 pub use model::{
     closed_form, crop_to, halo, optimal_textures, pad_to_stride, psnr_per_level, ColorMode,
-    Decoders, DecodersConfig, DecodersLoss, OptexConfig, KIND, STRIDE,
+    Decoders, DecodersConfig, DecodersLoss, OptexConfig, KIND, OT_FIT_BYTES, STRIDE,
+    STYLE_FEATURE_BYTES_PER_PIXEL,
 };
 pub use transforms::{MomentMap, Strategy};
 

@@ -488,8 +488,28 @@ pub fn crop_to(x: &Tensor, (height, width): (i64, i64)) -> Tensor {
 
 /// At most this many feature vectors of the image being synthesised are
 /// sampled, per level, to fit a tiled level's transport map (all of them
-/// below it: up to 1024² at relu1_1, where the tiled map is then exact).
+/// below it: up to 1024² at relu1_1, where the tiled map is then exact),
+/// and at most [`OT_SAMPLE_BYTES`] of them.
 pub const OT_SAMPLE: i64 = 1 << 20;
+
+/// The most a tiled level's sample for its transport map may take (fp32,
+/// after the PCA projection): 32 MiB, 131,072 vectors of relu1_1's 64
+/// channels or 16,384 of relu5_1's 512 without PCA, 8 to 32 times more in
+/// the 90 %-variance subspace the CLI uses by default.
+pub const OT_SAMPLE_BYTES: i64 = 32 << 20;
+
+/// What a style image's features at all five levels keep per style pixel
+/// while the tiles run (fp32: 64 + 128/4 + 256/16 + 512/64 + 512/256 = 122
+/// floats). Encoding it takes more, but before the tiles, not beside them.
+pub const STYLE_FEATURE_BYTES_PER_PIXEL: u64 = 488;
+
+/// Memory a tiled Optimal Textures run needs beside its tiles for fitting a
+/// level's transport map: the sample, its rotated and sorted copies and the
+/// sort's indices while a pass is fitted (about 7 samples' worth; the
+/// fitted map is small, [`crate::transforms::MAP_KNOTS`] ranks a pass).
+/// Measured: 2048×1376 in `--max-memory 2G` peaked at 2.25 GiB before the
+/// sample was bounded and the map cut to its knots.
+pub const OT_FIT_BYTES: u64 = 7 * OT_SAMPLE_BYTES as u64;
 
 /// One level of [`optimal_textures`] tile by tile: the features of every
 /// window are encoded once (kept in a [`FeatureCache`] while the budget
@@ -513,7 +533,6 @@ fn tiled_level(
     let encode = |x: &Tensor| model.encode(&x.to_device(device), level);
     let cols_of = |f: &Tensor| f.reshape([f.size()[1], -1]); // [1, C, h, w] → [C, h·w]
     let total = (h / stride) * (w / stride);
-    let keep = (OT_SAMPLE as f64 / total as f64).min(1.0);
     // The target's PCA subspace (the identity when cfg.pca >= 1).
     let (mu, basis) = if cfg.pca < 1.0 {
         let (mu, b, _) = pca_basis(target, cfg.pca);
@@ -521,6 +540,10 @@ fn tiled_level(
     } else {
         (None, None)
     };
+    // The sample's dimension after the projection bounds how many fit.
+    let dims = basis.as_ref().map_or(target.size()[1], |b| b.size()[1]);
+    let most = OT_SAMPLE.min(OT_SAMPLE_BYTES / (4 * dims.max(1)));
+    let keep = (most as f64 / total as f64).min(1.0);
     let project = |x: &Tensor| match (&mu, &basis) {
         (Some(mu), Some(b)) => b.transpose(0, 1).matmul(&(x.to_kind(Kind::Float) - mu)),
         _ => x.to_kind(Kind::Float),
@@ -536,12 +559,16 @@ fn tiled_level(
         let f = encode(&t.window.crop(cur))?;
         let core = project(&cols_of(&t.core_in_window().scaled_down(stride).crop(&f)));
         if cfg.strategy == Strategy::Cdf {
+            // Every (1/keep)-th vector at a fractional stride (spread over
+            // rows and columns alike): no random draws, so a tiled run
+            // uses the same rotations as the whole image's.
             let core = if keep < 1.0 {
                 let n = core.size()[1];
-                let pick = Tensor::rand([n], (Kind::Float, core.device()))
-                    .lt(keep)
-                    .nonzero()
-                    .squeeze_dim(1);
+                let m = ((n as f64 * keep).ceil() as i64).clamp(1, n);
+                let pick = (Tensor::arange(m, (Kind::Double, core.device()))
+                    * (n as f64 / m as f64))
+                    .floor()
+                    .to_kind(Kind::Int64);
                 core.index_select(1, &pick)
             } else {
                 core
