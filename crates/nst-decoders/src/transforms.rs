@@ -57,13 +57,46 @@ pub fn histogram_match(src: &Tensor, tgt: &Tensor) -> Tensor {
 /// each row matched to the same row of `tgt`.
 fn histogram_match_cols(src: &Tensor, tgt: &Tensor) -> Tensor {
     let n = src.size()[1];
-    let (_, order) = src.sort_stable(true, 1, false);
-    let values = target_quantiles(tgt, n);
+    let (sorted, order) = src.sort_stable(true, 1, false);
+    let values = tie_means(&sorted, &target_quantiles(tgt, n));
     // Scatter the sorted target values back to the source's rank positions;
     // every position is written once.
     let mut out = src.empty_like();
     let _ = out.scatter_(1, &order, &values);
     out
+}
+
+/// Ties: where a row of `sorted: [D, n]` repeats a value (identical
+/// feature vectors, as flat or clipped image regions give), each of the
+/// tied ranks gets the mean of their `values: [D, n]`, the barycentre of
+/// the target mass they share. A deterministic map must send equal inputs
+/// to one point; spreading them over the ranks in index order made the
+/// result depend on the pixels' raster order, so a tiled run (another
+/// order) could not match the whole image's.
+fn tie_means(sorted: &Tensor, values: &Tensor) -> Tensor {
+    let (d, n) = (sorted.size()[0], sorted.size()[1]);
+    if n < 2 {
+        return values.shallow_clone();
+    }
+    let new_run = sorted
+        .narrow(1, 1, n - 1)
+        .ne_tensor(&sorted.narrow(1, 0, n - 1));
+    if bool::try_from(new_run.all()).unwrap_or(false) {
+        return values.shallow_clone();
+    }
+    let dev = sorted.device();
+    let run = Tensor::cat(
+        &[
+            Tensor::zeros([d, 1], (Kind::Int64, dev)),
+            new_run.to_kind(Kind::Int64).cumsum(1, Kind::Int64),
+        ],
+        1,
+    );
+    let values = values.to_kind(Kind::Float);
+    let sums = Tensor::zeros([d, n], (Kind::Float, dev)).scatter_add(1, &run, &values);
+    let counts =
+        Tensor::zeros([d, n], (Kind::Float, dev)).scatter_add(1, &run, &values.ones_like());
+    (sums / counts.clamp_min(1.0)).gather(1, &run, false)
 }
 
 /// The values of each row of `tgt: [D, M]` at the quantiles (k + ½)/n,
@@ -94,6 +127,10 @@ fn target_quantiles(tgt: &Tensor, n: i64) -> Tensor {
 /// quantile range of the full one).
 pub const MAP_KNOTS: i64 = 1 << 16;
 
+/// Relative distance within which [`SlicedOtMap::apply_cols`] takes a value
+/// as equal to a fitted one (float rounding between tiles and orders).
+const SNAP: f64 = 1e-5;
+
 /// Sliced optimal transport as a map fitted once and applied to any rows:
 /// the tiled form of [`sliced_ot`]. Each pass keeps its rotation, the sorted
 /// projections of the sample it was fitted on, and the target values those
@@ -118,7 +155,7 @@ impl SlicedOtMap {
             let r = random_rotation(d, sample.device());
             let rt = r.transpose(0, 1);
             let (sorted, order) = rt.matmul(&x).sort_stable(true, 1, false);
-            let values = target_quantiles(&rt.matmul(tgt), n);
+            let values = tie_means(&sorted, &target_quantiles(&rt.matmul(tgt), n));
             let mut matched = sorted.empty_like();
             let _ = matched.scatter_(1, &order, &values);
             drop(order);
@@ -154,7 +191,14 @@ impl SlicedOtMap {
             let lo = (&hi - 1).clamp_min(0);
             let (x0, x1) = (sorted.gather(1, &lo, false), sorted.gather(1, &hi, false));
             let (v0, v1) = (values.gather(1, &lo, false), values.gather(1, &hi, false));
-            let w = ((&y - &x0) / (&x1 - &x0).clamp_min(1e-12)).clamp(0.0, 1.0);
+            let mut w = ((&y - &x0) / (&x1 - &x0).clamp_min(1e-12)).clamp(0.0, 1.0);
+            // A value within rounding of a fitted one (a tied group's, as
+            // flat regions give, computed in another tile or order) takes
+            // that one's target exactly: next to a tie the map is steep,
+            // and rounding noise would otherwise grow pass after pass.
+            let tol = (y.abs() + 1e-6) * SNAP;
+            let _ = w.masked_fill_(&(&y - &x0).abs().le_tensor(&tol), 0.0);
+            let _ = w.masked_fill_(&(&x1 - &y).abs().le_tensor(&tol), 1.0);
             x = r.matmul(&(&v0 + (v1 - &v0) * w));
         }
         x
