@@ -215,55 +215,33 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         }
     };
     let deepest = levels.iter().copied().max().unwrap_or(1);
-    let fp = nst_decoders::OPTEX_FOOTPRINT;
-    // `reserve`: bytes kept whole beside the tiles, spread over the output's
-    // pixels as whole-image state; sliced OT adds what fitting a level's
-    // map takes.
-    let ot_fit = match a.strategy {
-        StrategyArg::Cdf => nst_decoders::OT_FIT_BYTES,
-        _ => 0,
+    let strategy = match a.strategy {
+        StrategyArg::Cdf => Strategy::Cdf,
+        StrategyArg::Symmetric => Strategy::Symmetric,
+        StrategyArg::Pca => Strategy::Pca,
+        StrategyArg::Cholesky => Strategy::Cholesky,
     };
-    let plan_tiles = |reserve: u64, quiet: bool| {
-        let reserve = reserve + ot_fit;
-        let px = (size.0 * size.1).max(1) as u64;
-        a.tiles.plan_with_state(
-            fp,
-            nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL + reserve.div_ceil(px),
+    let budget = a.tiles.budget(device);
+    let plan_tiles = |tiled: bool, quiet: bool| -> Result<_> {
+        let b =
+            nst_decoders::optex_budget(size, a.style.len(), strategy, a.style_size, budget, tiled);
+        let plan = a.tiles.plan_with_state(
+            nst_decoders::OPTEX_FOOTPRINT,
+            b.state_bytes_per_pixel,
             size,
             nst_decoders::halo(deepest),
             nst_decoders::STRIDE,
             device,
             quiet,
-        )
+        )?;
+        Ok((plan, b.style_long))
     };
-    // In a tiled run the styles are encoded whole, before the tiles, and
-    // their features stay beside the tiles: unless --style-size says
-    // otherwise, encoding them takes at most a third of the budget, their
-    // side is at most MAX_TILED_STYLE px, and the tiles are planned beside
-    // their features.
-    let long = size.0.max(size.1) as u32;
-    let budget = a.tiles.budget(device);
-    let (plan, style_long) = match (a.style_size, budget) {
-        (Some(s), _) => (plan_tiles(0, a.runtime.quiet)?, s),
-        (None, budget) if plan_tiles(0, true)?.tiling().is_some() => {
-            let n = a.style.len() as u64;
-            let side = match budget {
-                Some(b) => {
-                    let px = b / 3 / n / fp.bytes_per_pixel;
-                    ((px as f64).sqrt() as u32 / 16 * 16).clamp(64, MAX_TILED_STYLE)
-                }
-                None => MAX_TILED_STYLE,
-            }
-            .min(long);
-            let reserve = n * (side as u64).pow(2) * nst_decoders::STYLE_FEATURE_BYTES_PER_PIXEL;
-            let plan = plan_tiles(reserve, a.runtime.quiet)?;
-            if side < long && !a.runtime.quiet {
-                eprintln!("note: style images at {side} px for a tiled output, their share of the memory budget (set --style-size to change)");
-            }
-            (plan, side)
-        }
-        (None, _) => (plan_tiles(0, a.runtime.quiet)?, long),
-    };
+    let tiled = plan_tiles(false, true)?.0.tiling().is_some();
+    let (plan, style_long) = plan_tiles(tiled, a.runtime.quiet)?;
+    if tiled && a.style_size.is_none() && style_long < size.0.max(size.1) as u32 && !a.runtime.quiet
+    {
+        eprintln!("note: style images at {style_long} px for a tiled output, their share of the memory budget (set --style-size to change)");
+    }
     let style_size = ImageSize::LongSide(style_long);
     let weights = if a.mix.is_empty() {
         vec![1.0; a.style.len()]
@@ -278,12 +256,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         ));
     }
     let cfg = OptexConfig {
-        strategy: match a.strategy {
-            StrategyArg::Cdf => Strategy::Cdf,
-            StrategyArg::Symmetric => Strategy::Symmetric,
-            StrategyArg::Pca => Strategy::Pca,
-            StrategyArg::Cholesky => Strategy::Cholesky,
-        },
+        strategy,
         passes: a.passes,
         pca: a.pca,
         levels,
@@ -335,9 +308,6 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
     }
     Ok(())
 }
-
-/// The default long side of the style images when the output is tiled.
-const MAX_TILED_STYLE: u32 = 1024;
 
 pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     common::check_output(&a.out)?;

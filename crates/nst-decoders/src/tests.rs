@@ -421,3 +421,50 @@ fn pad_to_stride_mirrors_and_crop_to_undoes_it() {
     let z = Tensor::rand([1, 3, 5, 40], (Kind::Float, Device::Cpu));
     assert_eq!(crate::pad_to_stride(&z).size(), [1, 3, 16, 48]);
 }
+
+/// Optimal Textures' memory policy: untiled runs keep only the image
+/// buffers and take the styles at the output's size; tiled ones bound the
+/// styles by a third of the budget and count their features and the
+/// sliced-OT fit beside the tiles.
+#[test]
+fn optex_budget_counts_what_stays_beside_the_tiles() {
+    let whole = crate::optex_budget((1376, 2048), 1, Strategy::Cdf, None, Some(2 << 30), false);
+    assert_eq!(whole.style_long, 2048);
+    assert_eq!(
+        whole.state_bytes_per_pixel,
+        nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL
+    );
+    let tiled = crate::optex_budget((1376, 2048), 1, Strategy::Cdf, None, Some(2 << 30), true);
+    // sqrt(2 GiB / 3 / 2950 B) = 492 px, down to a multiple of 16.
+    assert_eq!(tiled.style_long, 480);
+    let px = 1376 * 2048u64;
+    let beside = crate::OT_FIT_BYTES + 480 * 480 * crate::STYLE_FEATURE_BYTES_PER_PIXEL;
+    assert_eq!(
+        tiled.state_bytes_per_pixel,
+        nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL + beside.div_ceil(px)
+    );
+    // Moments need no sample; two styles share the third; the user's side wins.
+    let sym = crate::optex_budget(
+        (1376, 2048),
+        1,
+        Strategy::Symmetric,
+        None,
+        Some(2 << 30),
+        true,
+    );
+    assert!(sym.state_bytes_per_pixel < tiled.state_bytes_per_pixel);
+    let two = crate::optex_budget((1376, 2048), 2, Strategy::Cdf, None, Some(2 << 30), true);
+    assert!(two.style_long < tiled.style_long);
+    let mine = crate::optex_budget(
+        (1376, 2048),
+        1,
+        Strategy::Cdf,
+        Some(300),
+        Some(2 << 30),
+        true,
+    );
+    assert_eq!(mine.style_long, 300);
+    // No budget: the default cap, never above the output's side.
+    let free = crate::optex_budget((512, 512), 1, Strategy::Cdf, None, None, true);
+    assert_eq!(free.style_long, 512);
+}
