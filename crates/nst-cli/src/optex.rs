@@ -58,7 +58,8 @@ pub struct OptexArgs {
     /// Output size: long side in px (keeps the content's aspect, or square), or WxH. With --content the output has the content's size exactly (the work is padded to multiples of 16); a synthesis is rounded to multiples of 16.
     #[arg(long, default_value = "512")]
     pub size: ImageSize,
-    /// Long side the style images are read at (default: as the output).
+    /// Long side the style images are read at (default: as the output; in a
+    /// tiled run at most 1024 px and what a third of the memory budget allows).
     #[arg(long)]
     pub style_size: Option<u32>,
     /// Content weight at relu5_1 (×½ at relu4_1, ×¼ at relu3_1); 0 = pure style.
