@@ -601,7 +601,7 @@ fn tiled_level(
     };
     drop(sample);
     let a = cfg.content_weight(level);
-    let mut out = grid.stitch(3, |t| -> Result<Tensor> {
+    let out = grid.stitch(3, |t| -> Result<Tensor> {
         let f = match cache.take(t.index) {
             Some(f) => f.to_device(device),
             None => encode(&t.window.crop(cur))?,
@@ -621,10 +621,7 @@ fn tiled_level(
             .decode(&m.reshape([1, c, fh, fw]), level)?
             .clamp(0.0, 1.0))
     })?;
-    if out.size() != [1, 3, h, w] {
-        out = out.narrow(2, 0, h).narrow(3, 0, w);
-    }
-    Ok(out)
+    Ok(crop_to(&out, (h, w)))
 }
 
 /// Closed-form transfer with the decoders: at each level (deepest first), the
