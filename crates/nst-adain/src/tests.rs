@@ -1,9 +1,8 @@
 //! AdaIN operator parity with PyTorch, decoder shapes, and the overfit test.
 #![allow(clippy::unwrap_used)]
 use crate::*;
-use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
-use nst_train::{ModelIdentity, TrainConfig, Trainer};
+use nst_train::{ModelIdentity, Trainer};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 #[test]
@@ -76,39 +75,19 @@ fn bf16_decoder_stays_near_fp32_and_trains_fp32_weights() {
 fn overfits_two_contents_and_two_styles() {
     let _rng = nst_testkit::rng_lock();
     let d = tempfile::tempdir().unwrap();
-    nst_testkit::write_tiny_images(&d.path().join("c"), false);
-    nst_testkit::write_tiny_images(&d.path().join("s"), true);
-    let text = format!(
-        r#"
-[model]
-kind = "adain"
-vgg_weights = "{w}"
-width = 0.5
-[loss]
-style_weight = 10.0
-{rest}"#,
-        w = vgg19_weights().display(),
-        rest = nst_testkit::overfit_sections(d.path(), 150),
-    );
-    let cfg = TrainConfig::parse(&text, &[], "overfit").unwrap();
-    tch::manual_seed(0);
-    let mut model = AdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
-    let log = Trainer::new(&cfg, Device::Cpu)
-        .run_recorded(&mut model)
-        .unwrap();
+    let text =
+        nst_testkit::overfit_config(d.path(), KIND, "width = 0.5", "style_weight = 10.0", 150);
+    let (model, log) = Trainer::train_recorded::<AdainModel>(&text, 0, Device::Cpu).unwrap();
     let totals: Vec<f64> = log.iter().map(|t| t["total"]).collect();
     nst_testkit::assert_loss_fell(&totals, 3.0);
 
     // Style loss of the outputs vs that of the unstylised contents, against their styles.
-    let c = nst_testkit::tiny_batch(&d.path().join("c"));
-    let s = nst_testkit::tiny_batch(&d.path().join("s"));
-    let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
     let taps: Vec<nst_vgg::Tap> = (1..=4).map(|b| nst_vgg::Tap::relu(b, 1)).collect();
-    let encode = |x: &Tensor| {
-        let f = model.vgg.encode(x, &taps).unwrap();
-        taps.iter().map(|t| f[*t].shallow_clone()).collect()
-    };
-    nst_testkit::assert_closer_in_style(encode, &out, &c, &s);
+    nst_testkit::assert_closer_in_style(
+        d.path(),
+        |c, s| model.stylize(c, s, 1.0).unwrap(),
+        |x| model.vgg.encode(x, &taps).unwrap().into_maps(),
+    );
     assert_eq!(model.kind(), "adain");
 }
 

@@ -136,7 +136,7 @@ impl Decoders {
     /// one VGG pass.
     pub fn encode_levels(&self, x: &Tensor, levels: &[u8]) -> Result<Vec<Tensor>> {
         let taps: Vec<Tap> = levels.iter().map(|&l| Tap::relu(l, 1)).collect();
-        let f = self.vgg.encode(x, &taps).map_err(Error::from)?;
+        let f = self.vgg.encode(x, &taps)?;
         Ok(taps.iter().map(|&t| &f[t] * self.feature_scale).collect())
     }
 
@@ -149,9 +149,7 @@ impl Decoders {
 impl Model for Decoders {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/decoders.toml";
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (33,870 B/px with the feature term, all five levels at width 1).
+    /// Measured: 33,870 B/px with the feature term, all five levels at width 1.
     const STEP_BYTES_PER_PIXEL: Option<u64> = Some(34000);
     type Config = DecodersConfig;
     type Loss = DecodersLoss;
@@ -197,7 +195,7 @@ impl TrainModel for Decoders {
     }
 
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.vgg.set_precision(precision).map_err(Error::from)?;
+        self.vgg.set_precision(precision)?;
         for d in &mut self.decoders {
             d.precision = precision;
         }

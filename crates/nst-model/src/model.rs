@@ -81,7 +81,8 @@ pub trait Model: TrainModel + Sized {
     /// A config that trains one, named when a checkpoint of another kind is given.
     const TRAIN_CONFIG: &'static str;
     /// Peak memory of one training step per crop pixel per batch element
-    /// ([`ModelIdentity::step_bytes_per_pixel`]).
+    /// ([`ModelIdentity::step_bytes_per_pixel`]), measured by
+    /// `scripts/measure_train_memory.sh 64 128 2` at the default widths.
     const STEP_BYTES_PER_PIXEL: Option<u64>;
     /// `[model]` without its `kind` (unknown keys refused).
     type Config: serde::de::DeserializeOwned;

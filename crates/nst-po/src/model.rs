@@ -327,7 +327,7 @@ impl PseudoOptimizer {
         target: &TargetGrams,
         train: bool,
     ) -> Result<(Run, Vec<Vec<Tensor>>, Vec<Tensor>)> {
-        let (_, _, h, w) = z0.size4().map_err(Error::from)?;
+        let (_, _, h, w) = z0.size4()?;
         let min = self.loss.min_side();
         if h.min(w) < min {
             return Err(Error::Model(format!(
@@ -439,7 +439,7 @@ impl PseudoOptimizer {
         target: &TargetGrams,
         tiling: &nst_tiling::Tiling,
     ) -> Result<Run> {
-        let (b, _, h, w) = z0.size4().map_err(Error::from)?;
+        let (b, _, h, w) = z0.size4()?;
         if b != 1 {
             return Err(Error::Model("a tiled run makes one image at a time".into()));
         }
@@ -516,9 +516,7 @@ pub fn stage_layer_counts(variant: Variant, n: usize) -> Vec<usize> {
 impl Model for PseudoOptimizer {
     const KIND: &'static str = KIND;
     const TRAIN_CONFIG: &'static str = "configs/propo.toml";
-    /// Peak memory of one training step per crop pixel per batch element,
-    /// measured by `scripts/measure_train_memory.sh 64 128 2` at the
-    /// default widths (68,082 B/px for configs/propo.toml, its noise samples per target included).
+    /// Measured: 68,082 B/px for configs/propo.toml, its noise samples per target included.
     const STEP_BYTES_PER_PIXEL: Option<u64> = Some(68100);
     type Config = PoConfig;
     type Loss = PoLoss;
@@ -546,12 +544,8 @@ impl TrainModel for PseudoOptimizer {
     /// is Σ_s λ_s · mean_b L_tex(sigmoid(z⁽ˢ⁾), x̃; first k_s layers).
     fn step(&mut self, _content: &Tensor, style: &Tensor) -> Result<StepOutput> {
         let k = self.config.noise_per_target;
-        let (b, _, h, w) = style.size4().map_err(Error::from)?;
-        let target = self
-            .loss
-            .target(style)
-            .map_err(Error::from)?
-            .repeat_interleave(k);
+        let (b, _, h, w) = style.size4()?;
+        let target = self.loss.target(style)?.repeat_interleave(k);
         let z0 = Self::noise(b * k, h, w, style.device());
         let (_, stage_feats, input_losses) = self.run_inner(&z0, &target, true)?;
         let mut terms = Vec::new();
@@ -615,10 +609,7 @@ impl TrainModel for PseudoOptimizer {
     }
 
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
-        self.loss
-            .vgg
-            .set_precision(precision)
-            .map_err(Error::from)?;
+        self.loss.vgg.set_precision(precision)?;
         for net in &mut self.stages {
             net.precision = precision;
         }
@@ -629,8 +620,8 @@ impl TrainModel for PseudoOptimizer {
     fn sample_grid(&self, _content: &Tensor, style: &Tensor) -> Result<Tensor> {
         let n = style.size()[0].min(4);
         let t = style.narrow(0, 0, n);
-        let (_, _, h, w) = t.size4().map_err(Error::from)?;
-        let target = self.loss.target(&t).map_err(Error::from)?;
+        let (_, _, h, w) = t.size4()?;
+        let target = self.loss.target(&t)?;
         let run = self.run(&Self::noise(n, h, w, t.device()), &target)?;
         let mut cols = vec![t];
         cols.extend(run.images());

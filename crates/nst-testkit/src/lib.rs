@@ -127,13 +127,22 @@ pub fn write_tiny_images(dir: &Path, style: bool) {
     }
 }
 
-/// The `[data]`, `[optim]` and `[train]` sections of an overfit test's
-/// config: the tiny images of `dir/c` and `dir/s` ([`write_tiny_images`])
-/// as 64-px crops in batches of 2, `steps` steps at lr 1e-3 on the CPU with
-/// seed 0, checkpoints in `dir/ck` (only the last).
-pub fn overfit_sections(dir: &Path, steps: u32) -> String {
+/// An overfit test's training config: `[model]` of `kind` with the test VGG
+/// weights and the lines `model`, `[loss]` with the lines `loss`, and the
+/// tiny images ([`write_tiny_images`], written here into `dir/c` and
+/// `dir/s`) as 64-px crops in batches of 2, `steps` steps at lr 1e-3 on the
+/// CPU with seed 0, checkpoints in `dir/ck` (only the last).
+pub fn overfit_config(dir: &Path, kind: &str, model: &str, loss: &str, steps: u32) -> String {
+    write_tiny_images(&dir.join("c"), false);
+    write_tiny_images(&dir.join("s"), true);
     format!(
         r#"
+[model]
+kind = "{kind}"
+vgg_weights = "{w}"
+{model}
+[loss]
+{loss}
 [data]
 content = {{ kind = "folder", root = "{c}" }}
 style = {{ kind = "folder", root = "{s}" }}
@@ -152,6 +161,7 @@ device = "cpu"
 checkpoint_dir = "{ck}"
 checkpoint_every = 1000
 "#,
+        w = vgg19_weights().display(),
         c = dir.join("c").display(),
         s = dir.join("s").display(),
         ck = dir.join("ck").display(),
@@ -178,20 +188,21 @@ pub fn gram_style_distance(x: &[Tensor], target: &[Tensor]) -> f64 {
         .sum()
 }
 
-/// A trained stylisation's check: the stylised `out` is closer in style
-/// ([`gram_style_distance`] on the maps `encode` returns) to `styles` than
-/// the unstylised `contents` are. Prints both.
+/// A trained stylisation's check on the tiny images of `dir/c` and `dir/s`:
+/// `stylize(contents, styles)` is closer in style ([`gram_style_distance`]
+/// on the maps `encode` returns) to the styles than the unstylised contents
+/// are. Prints both.
 pub fn assert_closer_in_style(
+    dir: &Path,
+    stylize: impl Fn(&Tensor, &Tensor) -> Tensor,
     encode: impl Fn(&Tensor) -> Vec<Tensor>,
-    out: &Tensor,
-    contents: &Tensor,
-    styles: &Tensor,
 ) {
+    let (contents, styles) = (tiny_batch(&dir.join("c")), tiny_batch(&dir.join("s")));
     let (lo, lc) = tch::no_grad(|| {
-        let fs = encode(styles);
+        let fs = encode(&styles);
         (
-            gram_style_distance(&encode(out), &fs),
-            gram_style_distance(&encode(contents), &fs),
+            gram_style_distance(&encode(&stylize(&contents, &styles)), &fs),
+            gram_style_distance(&encode(&contents), &fs),
         )
     });
     eprintln!("Gram style loss: outputs {lo:.4e}, unstylised contents {lc:.4e}");

@@ -129,6 +129,21 @@ impl<'a> Trainer<'a> {
         Ok(std::mem::take(&mut *log))
     }
 
+    /// Builds a fresh `M` from a training config's text, seeds LibTorch with
+    /// `seed`, and trains it as [`Trainer::run_recorded`] does. Returns the
+    /// trained model and every step's logged terms (overfit tests).
+    pub fn train_recorded<M: nst_model::Model + TrainModel>(
+        text: &str,
+        seed: i64,
+        device: Device,
+    ) -> Result<(M, Vec<BTreeMap<String, f64>>)> {
+        let cfg = TrainConfig::parse(text, &[], "recorded")?;
+        tch::manual_seed(seed);
+        let mut model = M::from_config(&cfg.model, &cfg.loss, device)?;
+        let log = Trainer::new(&cfg, device).run_recorded(&mut model)?;
+        Ok((model, log))
+    }
+
     /// Trains from scratch, or from `resume` (a run folder, sidecar or weights file).
     pub fn run(
         &self,

@@ -1,9 +1,8 @@
 //! Operator parity with PyTorch, shapes, interpolation, sampling and the overfit test.
 #![allow(clippy::unwrap_used)]
 use crate::*;
-use nst_model::Model;
 use nst_testkit::{assert_close, torch_reference, vgg19_weights};
-use nst_train::{ModelIdentity, TrainConfig, TrainModel, Trainer};
+use nst_train::{ModelIdentity, TrainModel, Trainer};
 use nst_vgg::{Pooling, Tap, Vgg, VggOptions};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
@@ -214,30 +213,10 @@ fn overfits_two_contents_and_two_styles() {
     let _rng = nst_testkit::rng_lock();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
-    nst_testkit::write_tiny_images(&d.path().join("c"), false);
-    nst_testkit::write_tiny_images(&d.path().join("s"), true);
-    let text = format!(
-        r#"
-[model]
-kind = "vae_adain"
-vgg_weights = "{w}"
-width = 0.5
-style_dim = 16
-hidden = 128
-[loss]
-kl_weight = 1e-3
-kl_anneal_steps = 50
-disentangle_weight = 0.1
-{rest}"#,
-        w = vgg19_weights().display(),
-        rest = nst_testkit::overfit_sections(d.path(), 150),
-    );
-    let cfg = TrainConfig::parse(&text, &[], "overfit").unwrap();
-    tch::manual_seed(0);
-    let mut model = VaeAdainModel::from_config(&cfg.model, &cfg.loss, Device::Cpu).unwrap();
-    let log = Trainer::new(&cfg, Device::Cpu)
-        .run_recorded(&mut model)
-        .unwrap();
+    let model_lines = "width = 0.5\nstyle_dim = 16\nhidden = 128";
+    let loss_lines = "kl_weight = 1e-3\nkl_anneal_steps = 50\ndisentangle_weight = 0.1";
+    let text = nst_testkit::overfit_config(d.path(), KIND, model_lines, loss_lines, 150);
+    let (model, log) = Trainer::train_recorded::<VaeAdainModel>(&text, 0, Device::Cpu).unwrap();
     for key in ["content", "style", "kl", "disentangle", "total"] {
         assert!(log[0].contains_key(key), "term {key} is logged");
     }
@@ -247,15 +226,12 @@ disentangle_weight = 0.1
     let totals: Vec<f64> = log.iter().map(|t| t["total"]).collect();
     nst_testkit::assert_loss_fell(&totals, 3.0);
 
-    let c = nst_testkit::tiny_batch(&d.path().join("c"));
-    let s = nst_testkit::tiny_batch(&d.path().join("s"));
-    let out = tch::no_grad(|| model.stylize(&c, &s, 1.0)).unwrap();
     let taps: Vec<Tap> = (1..=4).map(|b| Tap::relu(b, 1)).collect();
-    let encode = |x: &Tensor| {
-        let f = model.vgg.encode(x, &taps).unwrap();
-        taps.iter().map(|t| f[*t].shallow_clone()).collect()
-    };
-    nst_testkit::assert_closer_in_style(encode, &out, &c, &s);
+    nst_testkit::assert_closer_in_style(
+        d.path(),
+        |c, s| model.stylize(c, s, 1.0).unwrap(),
+        |x| model.vgg.encode(x, &taps).unwrap().into_maps(),
+    );
 }
 
 /// Tiled stylisation against the whole image, with an untrained model (the

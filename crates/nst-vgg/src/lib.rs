@@ -261,6 +261,10 @@ impl Features {
     pub fn iter(&self) -> impl Iterator<Item = (Tap, &Tensor)> {
         self.maps.iter().map(|(t, x)| (*t, x))
     }
+    /// The maps in the order of the taps requested.
+    pub fn into_maps(self) -> Vec<Tensor> {
+        self.maps.into_iter().map(|(_, x)| x).collect()
+    }
     pub fn len(&self) -> usize {
         self.maps.len()
     }
