@@ -455,6 +455,92 @@ pub fn halo(level: u8) -> i64 {
     }
 }
 
+/// The context the encoder alone, and the decoder alone, need at a deep
+/// `level` when its features are encoded whole before any is decoded
+/// ([`Kept::Whole`]): each 5/8 of the joint [`halo`], rounded up to 16 px.
+/// Measured (docs/high-resolution.md): 5-level WCT at 1024² in tiles of
+/// 512, 75.4 dB against the whole image (the joint halo: 61.4 dB); at 4/8,
+/// 51.7 dB; an encoder halo of 3/8, 29.3 dB.
+pub fn split_halo(level: u8) -> i64 {
+    (halo(level) * 5 / 8 + STRIDE - 1) / STRIDE * STRIDE
+}
+
+/// The levels whose encoder and decoder run in separate passes when tiled:
+/// the deep ones, whose halo is large and whose whole-image feature map is
+/// small (`C / stride²` values a pixel: 8 B/px at relu5_1, 32 at relu4_1).
+const SPLIT_FROM_LEVEL: u8 = 4;
+
+/// For a tiled deep `level` whose whole feature map fits in the tiling's
+/// cache budget: the grid to encode on, then decode on, with
+/// [`split_halo`]. `None`: encode and decode each window together, with
+/// the joint [`halo`].
+fn split_grid(
+    model: &Decoders,
+    tiling: &Tiling,
+    level: u8,
+    h: i64,
+    w: i64,
+) -> Option<Result<Grid>> {
+    let stride = 1i64 << (level - 1);
+    let channels = model.vgg.arch().channels(Tap::relu(level, 1));
+    let bytes = (channels * (h / stride) * (w / stride) * 4) as u64;
+    if level < SPLIT_FROM_LEVEL || tiling.cache_bytes.is_some_and(|c| bytes > c) {
+        return None;
+    }
+    // The smallest tile stays the joint halo's, whether or not the map fits.
+    let grid = Tiling::new(tiling.tile, halo(level), STRIDE)
+        .and_then(|_| Tiling::new(tiling.tile, split_halo(level), STRIDE))
+        .and_then(|t| t.grid(h, w));
+    Some(grid.map_err(Error::from))
+}
+
+/// Where a tiled level's decoding pass finds each window's features.
+enum Kept {
+    /// Windows encoded with the joint halo, while the cache had room
+    /// (encoded again otherwise).
+    Windows(FeatureCache),
+    /// The whole image's feature map, assembled from the cores of windows
+    /// encoded with the encoder's halo.
+    Whole(Tensor),
+}
+
+impl Kept {
+    /// Encodes `x` on `enc` (a grid with [`split_halo`]) into one whole
+    /// map of the cores' features; returns it with the whole image's
+    /// moments.
+    fn encode_whole(
+        enc: &Grid,
+        x: &Tensor,
+        stride: i64,
+        full: bool,
+        encode: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Self, nst_losses::stats::Moments)> {
+        let mut map: Option<Tensor> = None;
+        let mut moments = nst_losses::stats::Moments::new(full);
+        enc.for_each(|t| -> Result<()> {
+            let f = encode(&t.window.crop(x))?;
+            let core = t.core_in_window().scaled_down(stride).crop(&f);
+            moments.add(&core);
+            let map = map.get_or_insert_with(|| {
+                let size = [1, f.size()[1], enc.height / stride, enc.width / stride];
+                Tensor::zeros(size, (f.kind(), tch::Device::Cpu))
+            });
+            t.core.scaled_down(stride).crop(map).copy_(&core);
+            nst_tiling::report("encode", t.index + 1, enc.len());
+            Ok(())
+        })?;
+        Ok((Self::Whole(map.expect("a grid has a tile")), moments))
+    }
+
+    /// The features of `tile`'s window, if kept.
+    fn take(&mut self, tile: &nst_tiling::Tile, stride: i64) -> Option<Tensor> {
+        match self {
+            Self::Windows(cache) => cache.take(tile.index),
+            Self::Whole(map) => Some(tile.window.scaled_down(stride).crop(map)),
+        }
+    }
+}
+
 /// Tiles are cut on multiples of the deepest stride (relu5_1's).
 pub const STRIDE: i64 = 16;
 
@@ -679,9 +765,20 @@ pub fn closed_form(
         for (li, &level) in levels.iter().enumerate() {
             let stride = 1i64 << (level - 1);
             let encode = |t: &Tensor| model.encode(&t.to_device(device), level);
-            let g = grid(&x, level, true)?;
-            let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
-            let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
+            let (h, w) = (x.size()[2], x.size()[3]);
+            let (g, mut kept, mc) = match tiling.and_then(|t| split_grid(model, t, level, h, w)) {
+                Some(g) => {
+                    let g = g?;
+                    let (kept, mc) = Kept::encode_whole(&g, &x, stride, wct, encode)?;
+                    (g, kept, mc)
+                }
+                None => {
+                    let g = grid(&x, level, true)?;
+                    let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
+                    let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
+                    (g, Kept::Windows(cache), mc)
+                }
+            };
             let ms = match style_moments[li].take() {
                 Some(m) => m,
                 None => grid(style, level, false)?.feature_moments(
@@ -704,7 +801,7 @@ pub fn closed_form(
                 ms.mean_std(nst_losses::stats::EPS),
             );
             x = g.stitch(3, |tile| {
-                let f = match cache.take(tile.index) {
+                let f = match kept.take(tile, stride) {
                     Some(f) => f.to_device(device),
                     None => encode(&tile.window.crop(&x))?,
                 };

@@ -219,7 +219,10 @@ fn untrained_end_to_end_at_64px() {
 }
 
 /// Tiled WCT at two levels against the whole image (untrained decoders, so
-/// PSNR over the output's range), and the tile-size errors.
+/// PSNR over the output's range), and the tile-size errors. relu4_1 runs
+/// both ways: its whole feature map encoded first with [`split_halo`]
+/// (the budget has room), or each window encoded and decoded together
+/// with the joint [`halo`] (a budget with no room for features).
 #[test]
 fn tiled_closed_form_matches_whole_image() {
     let _rng = nst_testkit::rng_lock();
@@ -235,7 +238,17 @@ fn tiled_closed_form_matches_whole_image() {
     let tiled = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&tiling)).unwrap();
     let peak = f64::try_from(whole.max() - whole.min()).unwrap();
     let db = nst_core::psnr(&tiled, &whole, peak);
+    eprintln!("tiled WCT vs whole, relu4_1 encoded whole first: {db:.1} dB");
     assert!(db >= 40.0, "tiled WCT vs whole: {db:.1} dB");
+    let no_room = nst_tiling::Tiling {
+        cache_bytes: Some(0),
+        ..tiling
+    };
+    let windows = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&no_room)).unwrap();
+    let db = nst_core::psnr(&windows, &whole, peak);
+    eprintln!("tiled WCT vs whole, windows with the joint halo: {db:.1} dB");
+    assert!(db >= 40.0, "tiled WCT (no room) vs whole: {db:.1} dB");
+    assert!(nst_core::psnr(&windows, &tiled, peak) < 200.0, "both paths ran");
     // relu5_1 needs 128 px of context: a 160-px tile is refused.
     let e = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&tiling)).unwrap_err();
     assert!(e.to_string().contains("--tile 272"), "{e}");
