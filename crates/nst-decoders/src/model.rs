@@ -470,20 +470,20 @@ pub fn split_halo(level: u8) -> i64 {
 /// small (`C / stride²` values a pixel: 8 B/px at relu5_1, 32 at relu4_1).
 const SPLIT_FROM_LEVEL: u8 = 4;
 
-/// For a tiled deep `level` whose whole feature map fits in the tiling's
-/// cache budget: the grid to encode on, then decode on, with
+/// For a tiled deep `level` whose `maps` whole feature maps fit in the
+/// tiling's cache budget: the grid to encode on, then decode on, with
 /// [`split_halo`]. `None`: encode and decode each window together, with
 /// the joint [`halo`].
 fn split_grid(
     model: &Decoders,
     tiling: &Tiling,
     level: u8,
-    h: i64,
-    w: i64,
+    (h, w): (i64, i64),
+    maps: i64,
 ) -> Option<Result<Grid>> {
     let stride = 1i64 << (level - 1);
     let channels = model.vgg.arch().channels(Tap::relu(level, 1));
-    let bytes = (channels * (h / stride) * (w / stride) * 4) as u64;
+    let bytes = (maps * channels * (h / stride) * (w / stride) * 4) as u64;
     if level < SPLIT_FROM_LEVEL || tiling.cache_bytes.is_some_and(|c| bytes > c) {
         return None;
     }
@@ -505,31 +505,29 @@ enum Kept {
 }
 
 impl Kept {
-    /// Encodes `x` on `enc` (a grid with [`split_halo`]) into one whole
-    /// map of the cores' features; returns it with the whole image's
-    /// moments.
+    /// Encodes `x` on `grid` (cut with [`split_halo`]) into one whole map of
+    /// the cores' features, handing each core's features to `on_core`.
     fn encode_whole(
-        enc: &Grid,
+        grid: &Grid,
         x: &Tensor,
         stride: i64,
-        full: bool,
         encode: impl Fn(&Tensor) -> Result<Tensor>,
-    ) -> Result<(Self, nst_losses::stats::Moments)> {
+        mut on_core: impl FnMut(&Tensor),
+    ) -> Result<Self> {
         let mut map: Option<Tensor> = None;
-        let mut moments = nst_losses::stats::Moments::new(full);
-        enc.for_each(|t| -> Result<()> {
+        grid.for_each(|t| -> Result<()> {
             let f = encode(&t.window.crop(x))?;
             let core = t.core_in_window().scaled_down(stride).crop(&f);
-            moments.add(&core);
+            on_core(&core);
             let map = map.get_or_insert_with(|| {
-                let size = [1, f.size()[1], enc.height / stride, enc.width / stride];
+                let size = [1, f.size()[1], grid.height / stride, grid.width / stride];
                 Tensor::zeros(size, (f.kind(), tch::Device::Cpu))
             });
             t.core.scaled_down(stride).crop(map).copy_(&core);
-            nst_tiling::report("encode", t.index + 1, enc.len());
+            nst_tiling::report("encode", t.index + 1, grid.len());
             Ok(())
         })?;
-        Ok((Self::Whole(map.expect("a grid has a tile")), moments))
+        Ok(Self::Whole(map.expect("a grid has a tile")))
     }
 
     /// The features of `tile`'s window, if kept.
@@ -612,7 +610,6 @@ fn tiled_level(
 ) -> Result<Tensor> {
     let device = model.vgg.device();
     let (h, w) = (cur.size()[2], cur.size()[3]);
-    let grid = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
     let stride = 1i64 << (level - 1);
     let encode = |x: &Tensor| model.encode(&x.to_device(device), level);
     let cols_of = |f: &Tensor| f.reshape([f.size()[1], -1]); // [1, C, h, w] → [C, h·w]
@@ -636,12 +633,10 @@ fn tiled_level(
         (Some(mu), Some(b)) => mu.addmm(b, y),
         _ => y.shallow_clone(),
     };
-    let mut cache = FeatureCache::new(tiling.cache_bytes);
     let mut sample = Vec::new();
     let mut moments = nst_losses::stats::Moments::new(true);
-    grid.for_each(|t| -> Result<()> {
-        let f = encode(&t.window.crop(cur))?;
-        let core = project(&cols_of(&t.core_in_window().scaled_down(stride).crop(&f)));
+    let mut on_core = |core: &Tensor| {
+        let core = project(&cols_of(core));
         if cfg.strategy == Strategy::Cdf {
             // Every (1/keep)-th vector at a fractional stride (spread over
             // rows and columns alike): no random draws, so a tiled run
@@ -661,9 +656,34 @@ fn tiled_level(
         } else {
             moments.add(&core.unsqueeze(0).unsqueeze(-1));
         }
-        cache.offer(t.index, f);
-        Ok(())
-    })?;
+    };
+    // Deep levels encode the whole feature map first when it fits (the
+    // content's too when it is mixed in), then decode it on the same grid.
+    let a = cfg.content_weight(level);
+    let mixed = content.filter(|_| a > 0.0);
+    let split = split_grid(model, tiling, level, (h, w), 1 + mixed.is_some() as i64);
+    let (grid, mut kept, mut content_kept) = match split {
+        Some(g) => {
+            let g = g?;
+            let kept = Kept::encode_whole(&g, cur, stride, encode, &mut on_core)?;
+            let ck = match mixed {
+                Some(c) => Some(Kept::encode_whole(&g, c, stride, encode, |_| {})?),
+                None => None,
+            };
+            (g, kept, ck)
+        }
+        None => {
+            let g = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
+            let mut cache = FeatureCache::new(tiling.cache_bytes);
+            g.for_each(|t| -> Result<()> {
+                let f = encode(&t.window.crop(cur))?;
+                on_core(&t.core_in_window().scaled_down(stride).crop(&f));
+                cache.offer(t.index, f);
+                Ok(())
+            })?;
+            (g, Kept::Windows(cache), None)
+        }
+    };
     let tgt = project(&target.transpose(0, 1));
     enum Map {
         Ot(SlicedOtMap),
@@ -684,9 +704,8 @@ fn tiled_level(
         ))
     };
     drop(sample);
-    let a = cfg.content_weight(level);
     let out = grid.stitch(3, |t| -> Result<Tensor> {
-        let f = match cache.take(t.index) {
+        let f = match kept.take(t, stride) {
             Some(f) => f.to_device(device),
             None => encode(&t.window.crop(cur))?,
         };
@@ -697,8 +716,11 @@ fn tiled_level(
             Map::Moments(m) => m.apply(&y.transpose(0, 1)).transpose(0, 1),
         };
         let mut m = lift(&mapped);
-        if let (Some(c_img), true) = (content, a > 0.0) {
-            let fc = encode(&t.window.crop(c_img))?;
+        if let Some(c_img) = mixed {
+            let fc = match content_kept.as_mut().and_then(|k| k.take(t, stride)) {
+                Some(fc) => fc.to_device(device),
+                None => encode(&t.window.crop(c_img))?,
+            };
             m = m * (1.0 - a) + cols_of(&fc) * a;
         }
         Ok(model
@@ -766,19 +788,21 @@ pub fn closed_form(
             let stride = 1i64 << (level - 1);
             let encode = |t: &Tensor| model.encode(&t.to_device(device), level);
             let (h, w) = (x.size()[2], x.size()[3]);
-            let (g, mut kept, mc) = match tiling.and_then(|t| split_grid(model, t, level, h, w)) {
-                Some(g) => {
-                    let g = g?;
-                    let (kept, mc) = Kept::encode_whole(&g, &x, stride, wct, encode)?;
-                    (g, kept, mc)
-                }
-                None => {
-                    let g = grid(&x, level, true)?;
-                    let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
-                    let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
-                    (g, Kept::Windows(cache), mc)
-                }
-            };
+            let (g, mut kept, mc) =
+                match tiling.and_then(|t| split_grid(model, t, level, (h, w), 1)) {
+                    Some(g) => {
+                        let g = g?;
+                        let mut mc = nst_losses::stats::Moments::new(wct);
+                        let kept = Kept::encode_whole(&g, &x, stride, encode, |core| mc.add(core))?;
+                        (g, kept, mc)
+                    }
+                    None => {
+                        let g = grid(&x, level, true)?;
+                        let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
+                        let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
+                        (g, Kept::Windows(cache), mc)
+                    }
+                };
             let ms = match style_moments[li].take() {
                 Some(m) => m,
                 None => grid(style, level, false)?.feature_moments(
