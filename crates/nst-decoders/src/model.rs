@@ -310,6 +310,10 @@ fn round16(v: i64) -> i64 {
 /// `content` turns synthesis into transfer (and starts from it); otherwise
 /// the start is uniform noise. Returns RGB `[1, 3, h, w]` with (h, w) the
 /// requested size rounded to multiples of 16.
+///
+/// With `tiling`, the finest pyramid scale runs tile by tile when it is
+/// larger than a tile, and a coarser one only when it does not fit whole
+/// in the budget either ([`fits_whole`]).
 pub fn optimal_textures(
     model: &Decoders,
     styles: &[(Tensor, f64)],
@@ -367,7 +371,9 @@ pub fn optimal_textures(
             // Tiled scales encode the content tile by tile (in
             // `tiled_level`): its whole-image features at relu1_1 alone
             // take 256 B per pixel, which is what tiling avoids.
-            let tiled = tiling.is_some_and(|t| t.tile < h.max(w));
+            let finest = p + 1 == cfg.pyramid.max(1);
+            let tiled =
+                tiling.is_some_and(|t| t.tile < h.max(w) && (finest || !fits_whole(t, h, w)));
             let content_feats = match &c_img {
                 Some(c) if !tiled && cfg.levels.iter().any(|&l| cfg.content_weight(l) > 0.0) => {
                     Some(model.encode_levels(c, &cfg.levels)?)
@@ -592,6 +598,18 @@ pub const STYLE_FEATURE_BYTES_PER_PIXEL: u64 = 488;
 /// Measured: 2048×1376 in `--max-memory 2G` peaked at 2.25 GiB before the
 /// sample was bounded and the map cut to its knots.
 pub const OT_FIT_BYTES: u64 = 7 * OT_SAMPLE_BYTES as u64;
+
+/// Whether a coarse pyramid scale of `h × w` runs whole in a tiled run: its
+/// whole-image work needs no more than one tile's plus the room the plan
+/// left beside it (the budget). Each tiled scale differs slightly from
+/// the whole run, and the next scale amplifies the difference
+/// (docs/high-resolution.md), so only the scales that must be tiled are.
+fn fits_whole(tiling: &Tiling, h: i64, w: i64) -> bool {
+    let fp = crate::OPTEX_FOOTPRINT;
+    tiling
+        .cache_bytes
+        .is_none_or(|room| fp.bytes(w, h, 1) <= room + fp.bytes(tiling.tile, tiling.tile, 1))
+}
 
 /// One level of [`optimal_textures`] tile by tile: the features of every
 /// window are encoded once (kept in a [`FeatureCache`] while the budget
