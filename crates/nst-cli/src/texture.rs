@@ -197,7 +197,7 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
         Ok((halo, align)) => {
             let plan = a.tiles.plan_with_state(
                 solver.footprint(),
-                solver.tiled_state_bytes(),
+                solver.tiled_state_bytes(a.count as u64, a.save_stages),
                 (h, w),
                 halo,
                 align,
@@ -230,10 +230,11 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     };
     let tsize = ImageSize::LongSide(a.target_size.unwrap_or(h.max(w) as u32));
     let target_img = common::load(&a.target, tsize, device, "target")?;
-    let target = solver
-        .loss()
-        .target(&target_img)
-        .context("target statistics")?;
+    let target = match &tiling {
+        Some(t) => solver.loss().target_tiled(&target_img, t),
+        None => solver.loss().target(&target_img),
+    }
+    .context("target statistics")?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let n = a.count as i64;
@@ -252,7 +253,7 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let progress = |done: usize| pb.set_position(done as u64);
     let (synthesis, tiled_losses) = match &tiling {
         Some(t) => {
-            let r = solver.synthesize_tiled(&z0, &target, t, progress);
+            let r = solver.synthesize_tiled(&z0, &target, t, a.save_stages, progress);
             common::end_tiles();
             let (s, l) = r?;
             (s, Some(l))

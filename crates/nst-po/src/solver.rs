@@ -82,25 +82,30 @@ impl Solver {
         }
     }
 
-    /// Whole-image bytes per pixel of a tiled run besides the tiles: each
-    /// stage's pre-activation and image (fp32 RGB, 12 B each), and the
-    /// update being assembled.
-    pub fn tiled_state_bytes(&self) -> u64 {
+    /// Whole-image bytes per pixel (of one output) of a tiled run of
+    /// `count` images besides the tiles: the image being made (each stage's
+    /// pre-activation and image, fp32 RGB, 12 B each, and the update being
+    /// assembled), every image's noise, and the images made so far (their
+    /// last stage, or all stages with `keep_stages`).
+    pub fn tiled_state_bytes(&self, count: u64, keep_stages: bool) -> u64 {
         let stages = match self {
             Solver::Learned(m) => m.stage_layer_counts().len() as u64,
             Solver::Gatys { .. } => 1,
         };
-        24 * (stages + 1) + 12
+        let kept = if keep_stages { stages } else { 1 };
+        24 * (stages + 1) + 12 + count * 12 * (1 + kept)
     }
 
     /// [`Solver::synthesize`] one image at a time, tile by tile
-    /// ([`PseudoOptimizer::run_tiled`]); the notes give each image's texture
-    /// loss measured over the tiles (`quality` then holds them).
+    /// ([`PseudoOptimizer::run_tiled`]), keeping each image's earlier stages
+    /// only with `keep_stages`; also returns each image's texture loss
+    /// measured over the tiles.
     pub fn synthesize_tiled(
         &self,
         z0: &Tensor,
         target: &TargetGrams,
         tiling: &nst_tiling::Tiling,
+        keep_stages: bool,
         mut progress: impl FnMut(usize),
     ) -> Result<(Synthesis, Vec<f64>)> {
         let Solver::Learned(net) = self else {
@@ -115,10 +120,14 @@ impl Solver {
         let mut groups: Vec<Vec<Tensor>> = Vec::new();
         let mut losses = Vec::new();
         for i in 0..n {
-            let stages = net
+            let mut stages = net
                 .run_tiled(&z0.narrow(0, i, 1), target, tiling)?
                 .images()
                 .split_off(1);
+            if !keep_stages {
+                // Only the result is kept: at 4096² each stage's image is 200 MB.
+                stages = stages.split_off(stages.len().saturating_sub(1));
+            }
             let out = stages
                 .last()
                 .ok_or_else(|| Error::Model("no stage ran".into()))?;

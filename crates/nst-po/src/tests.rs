@@ -559,11 +559,16 @@ fn a_tiled_texture_run_matches_the_whole_run() {
     let x = z0.sigmoid();
     let sums = m.loss.gram_sums(&x, 5, &grid).unwrap();
     let feats = m.loss.features(&x).unwrap();
+    // A target as large as the output: its Grams over the tiles.
+    let target_tiled = m.loss.target_tiled(&x, &tiling).unwrap();
     for (l, f) in feats.iter().enumerate() {
         let whole = nst_losses::gram_with(f, nst_losses::GramNorm::Pixels).squeeze_dim(0);
         let tiled = (&sums.ffs[l] / sums.counts[l] as f64).to_kind(Kind::Float);
         let e = f64::try_from((&tiled - &whole).norm() / whole.norm()).unwrap();
         assert!(e < 1e-2, "layer {l}: Gram over tiles off by {e:.2e}");
+        let t = target_tiled.0[l].squeeze_dim(0);
+        let e = f64::try_from((&t - &whole).norm() / whole.norm()).unwrap();
+        assert!(e < 1e-2, "layer {l}: target Gram over tiles off by {e:.2e}");
     }
     let whole = m.run(&z0, &target).unwrap().output();
     let tiled = m.run_tiled(&z0, &target, &tiling).unwrap().output();

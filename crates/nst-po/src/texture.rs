@@ -144,6 +144,22 @@ impl TextureLoss {
         })
     }
 
+    /// [`TextureLoss::target`] of a single image `[1, 3, H, W]`, its Gram
+    /// matrices summed over `tiling`'s tiles (whole when it fits in one):
+    /// a target as large as a tiled output is never encoded whole (at
+    /// 4096² its VGG maps alone would take several GB).
+    pub fn target_tiled(
+        &self,
+        target: &Tensor,
+        tiling: &nst_tiling::Tiling,
+    ) -> Result<TargetGrams, nst_vgg::Error> {
+        let grid = tiling.grid_or_whole(target.size()[2], target.size()[3]);
+        let sums = self.gram_sums(target, self.layers.len(), &grid)?;
+        Ok(TargetGrams(
+            sums.grams().iter().map(|g| g.unsqueeze(0)).collect(),
+        ))
+    }
+
     /// Per-sample, per-layer weighted losses `[B]` for the first `n_layers`
     /// layers, from features already computed.
     pub fn layer_losses(
