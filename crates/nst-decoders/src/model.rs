@@ -533,7 +533,8 @@ impl Kept {
             nst_tiling::report("encode", t.index + 1, grid.len());
             Ok(())
         })?;
-        Ok(Self::Whole(map.expect("a grid has a tile")))
+        map.map(Self::Whole)
+            .ok_or_else(|| Error::Model("an empty grid of tiles".into()))
     }
 
     /// The features of `tile`'s window, if kept.
