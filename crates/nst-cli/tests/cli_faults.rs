@@ -29,27 +29,14 @@ fn nst_train(args: &[String]) -> Command {
 /// The smoke AdaIN config, shrunk so that a step takes milliseconds and a
 /// checkpoint is written at every step.
 fn config_args(tmp: &Path, run: &str) -> Vec<String> {
-    let mut a = vec!["--config".to_string(), "configs/smoke.toml".into()];
-    for s in [
-        format!("train.run=\"{run}\""),
-        format!("train.steps={STEPS}"),
-        "train.checkpoint_every=1".into(),
-        "train.keep_last=2".into(),
-        "model.width=0.25".into(),
-        "data.resize_shorter=40".into(),
-        "data.crop=32".into(),
-        "data.batch_size=1".into(),
-        "data.threads=1".into(),
-        "log.scalar_every=1".into(),
-        "log.image_every=100000".into(),
-        format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display()),
-        format!("log.dir=\"{}\"", tmp.join("runs").display()),
-    ] {
-        a.push("--set".into());
-        a.push(s);
-    }
-    a.extend(["--device".into(), "cpu".into(), "-q".into()]);
-    a
+    let (ck, log) = (tmp.join("ck"), tmp.join("runs"));
+    nst_testkit::sh!(
+        "--config configs/smoke.toml --set 'train.run=\"{run}\"' --set train.steps={STEPS} \
+         --set train.checkpoint_every=1 --set train.keep_last=2 --set model.width=0.25 \
+         --set data.resize_shorter=40 --set data.crop=32 --set data.batch_size=1 \
+         --set data.threads=1 --set log.scalar_every=1 --set log.image_every=100000 \
+         --set 'train.checkpoint_dir={ck:?}' --set 'log.dir={log:?}' --device cpu -q"
+    )
 }
 
 /// The step of the run's latest checkpoint (0 before the first).

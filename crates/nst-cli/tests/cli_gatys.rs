@@ -1,15 +1,12 @@
 //! End-to-end tests of `nst-infer gatys` as a user runs it: bad input gives one
 //! error line, a non-zero exit and no output file; odd image formats work.
 #![allow(clippy::unwrap_used)]
+use nst_testkit::{assert_one_error, sh};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn nst_infer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nst-infer"))
-        .args(args)
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-        .output()
-        .unwrap()
+fn nst_infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    nst_testkit::run_bin(env!("CARGO_BIN_EXE_nst-infer"), args)
 }
 
 fn write_images(dir: &Path) -> (PathBuf, PathBuf) {
@@ -28,29 +25,6 @@ fn write_images(dir: &Path) -> (PathBuf, PathBuf) {
     (c, s)
 }
 
-/// Asserts a failed run: exit code 1, exactly one non-empty stderr line starting
-/// with "error:" and containing `needle`, and no file at `out`.
-#[track_caller]
-fn assert_one_error(o: &Output, needle: &str, out: &Path) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(needle),
-        "{err}"
-    );
-    assert!(!out.exists(), "partial output left at {}", out.display());
-    let Ok(entries) = std::fs::read_dir(out.parent().unwrap()) else {
-        return;
-    };
-    let leftovers: Vec<_> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-}
-
 #[test]
 fn bad_inputs_give_one_error_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,31 +35,19 @@ fn bad_inputs_give_one_error_line_and_no_output() {
         s.to_str().unwrap(),
         out.to_str().unwrap(),
     );
-    let base = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "gatys", "--size", "64", "--steps", "2", "--device", "cpu", "-q",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let run = |extra: &[&str]| {
-        let a = base(extra);
-        nst_infer(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    let run = |extra: &[String]| {
+        nst_infer(
+            &[
+                sh!("gatys --size 64 --steps 2 --device cpu -q"),
+                extra.to_vec(),
+            ]
+            .concat(),
+        )
     };
 
     let missing = dir.path().join("missing.jpg");
     assert_one_error(
-        &run(&[
-            "--content",
-            missing.to_str().unwrap(),
-            "--style",
-            s,
-            "--out",
-            o,
-        ]),
+        &run(&sh!("--content {missing:?} --style {s:?} --out {o:?}")),
         "file not found",
         &out,
     );
@@ -94,14 +56,7 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     let bytes = std::fs::read(c).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
     assert_one_error(
-        &run(&[
-            "--content",
-            corrupt.to_str().unwrap(),
-            "--style",
-            s,
-            "--out",
-            o,
-        ]),
+        &run(&sh!("--content {corrupt:?} --style {s:?} --out {o:?}")),
         "cannot read image",
         &out,
     );
@@ -115,7 +70,7 @@ fn bad_inputs_give_one_error_line_and_no_output() {
         let cut = dir.path().join(format!("cut.{ext}"));
         std::fs::write(&cut, &bytes[..bytes.len() * 9 / 10]).unwrap();
         assert_one_error(
-            &run(&["--content", cut.to_str().unwrap(), "--style", s, "--out", o]),
+            &run(&sh!("--content {cut:?} --style {s:?} --out {o:?}")),
             "truncated",
             &out,
         );
@@ -124,45 +79,24 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     let tiny = dir.path().join("tiny.png");
     image::RgbImage::new(20, 64).save(&tiny).unwrap();
     assert_one_error(
-        &run(&[
-            "--content",
-            c,
-            "--style",
-            tiny.to_str().unwrap(),
-            "--out",
-            o,
-        ]),
+        &run(&sh!("--content {c:?} --style {tiny:?} --out {o:?}")),
         "at least 32 px",
         &out,
     );
 
     assert_one_error(
-        &run(&[
-            "--content",
-            c,
-            "--style",
-            s,
-            "--out",
-            o,
-            "--style-layers",
-            "relu1_1,relu7_1",
-        ]),
+        &run(&sh!(
+            "--content {c:?} --style {s:?} --out {o:?} --style-layers relu1_1,relu7_1"
+        )),
         "relu7_1",
         &out,
     );
 
     let no_weights = dir.path().join("none.safetensors");
     assert_one_error(
-        &run(&[
-            "--content",
-            c,
-            "--style",
-            s,
-            "--out",
-            o,
-            "--weights",
-            no_weights.to_str().unwrap(),
-        ]),
+        &run(&sh!(
+            "--content {c:?} --style {s:?} --out {o:?} --weights {no_weights:?}"
+        )),
         "scripts/setup.sh",
         &out,
     );
@@ -171,56 +105,25 @@ fn bad_inputs_give_one_error_line_and_no_output() {
     std::fs::write(&blocked, b"x").unwrap();
     let unwritable = blocked.join("out.png");
     assert_one_error(
-        &run(&[
-            "--content",
-            c,
-            "--style",
-            s,
-            "--out",
-            unwritable.to_str().unwrap(),
-        ]),
+        &run(&sh!("--content {c:?} --style {s:?} --out {unwritable:?}")),
         "cannot write",
         &unwritable,
     );
 
-    let o_tpu = nst_infer(&[
-        "gatys",
-        "--content",
-        c,
-        "--style",
-        s,
-        "--out",
-        o,
-        "--device",
-        "tpu",
-        "--steps",
-        "2",
-    ]);
+    let o_tpu = nst_infer(&sh!(
+        "gatys --content {c:?} --style {s:?} --out {o:?} --device tpu --steps 2"
+    ));
     assert_one_error(&o_tpu, "invalid device", &out);
 
     // fp16 is for CUDA: on the CPU, one line that says so and names the way out.
-    let o_fp16 = run(&[
-        "--content",
-        c,
-        "--style",
-        s,
-        "--out",
-        o,
-        "--precision",
-        "fp16",
-    ]);
+    let o_fp16 = run(&sh!(
+        "--content {c:?} --style {s:?} --out {o:?} --precision fp16"
+    ));
     assert_one_error(&o_fp16, "fp16 is for CUDA only", &out);
     // bf16 runs on the CPU and writes the image.
-    let ok = run(&[
-        "--content",
-        c,
-        "--style",
-        s,
-        "--out",
-        o,
-        "--precision",
-        "bf16",
-    ]);
+    let ok = run(&sh!(
+        "--content {c:?} --style {s:?} --out {o:?} --precision bf16"
+    ));
     assert!(
         ok.status.success(),
         "{}",
@@ -247,22 +150,7 @@ fn grayscale_rgba_and_16_bit_inputs_work() {
     .save(&deep)
     .unwrap();
     let out = dir.path().join("styled.jpg");
-    let o = nst_infer(&[
-        "gatys",
-        "--content",
-        gray.to_str().unwrap(),
-        "--style",
-        rgba.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--size",
-        "48",
-        "--steps",
-        "3",
-        "--device",
-        "cpu",
-        "-q",
-    ]);
+    let o = nst_infer(&sh!("gatys --content {gray:?} --style {rgba:?} --out {out:?} --size 48 --steps 3 --device cpu -q"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).unwrap();
     assert_eq!(
@@ -273,24 +161,7 @@ fn grayscale_rgba_and_16_bit_inputs_work() {
 
     // Texture mode from a 16-bit exemplar, output size different from the exemplar.
     let tex = dir.path().join("texture.png");
-    let o = nst_infer(&[
-        "gatys",
-        "--style",
-        deep.to_str().unwrap(),
-        "--out",
-        tex.to_str().unwrap(),
-        "--size",
-        "44",
-        "--out-size",
-        "80x40",
-        "--steps",
-        "3",
-        "--seed",
-        "4",
-        "--device",
-        "cpu",
-        "-q",
-    ]);
+    let o = nst_infer(&sh!("gatys --style {deep:?} --out {tex:?} --size 44 --out-size 80x40 --steps 3 --seed 4 --device cpu -q"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&tex).unwrap();
     assert_eq!((img.width(), img.height()), (80, 40));
@@ -302,22 +173,9 @@ fn same_seed_same_texture() {
     let (_, s) = write_images(dir.path());
     let run = |name: &str, seed: &str| {
         let out = dir.path().join(name);
-        let o = nst_infer(&[
-            "gatys",
-            "--style",
-            s.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--size",
-            "48",
-            "--steps",
-            "3",
-            "--seed",
-            seed,
-            "--device",
-            "cpu",
-            "-q",
-        ]);
+        let o = nst_infer(&sh!(
+            "gatys --style {s:?} --out {out:?} --size 48 --steps 3 --seed {seed:?} --device cpu -q"
+        ));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         image::open(out).unwrap().to_rgb8().into_raw()
     };
@@ -328,7 +186,7 @@ fn same_seed_same_texture() {
 
 #[test]
 fn help_teaches_the_options() {
-    let o = nst_infer(&["gatys", "--help"]);
+    let o = nst_infer(&sh!("gatys --help"));
     let help = String::from_utf8_lossy(&o.stdout);
     for needle in [
         "--content-weight",
@@ -356,24 +214,10 @@ fn an_early_lbfgs_stop_is_reported() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o.png");
-    let o = nst_infer(&[
-        "gatys",
-        "--content",
-        dir.join("content/in26.png").to_str().unwrap(),
-        "--style",
-        dir.join("style/in26.png").to_str().unwrap(),
-        "--size",
-        "128",
-        "--steps",
-        "100",
-        "--optimizer",
-        "lbfgs-parity",
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "-q",
-    ]);
+    let (c, s) = (dir.join("content/in26.png"), dir.join("style/in26.png"));
+    let o = nst_infer(&sh!(
+        "gatys --content {c:?} --style {s:?} --size 128 --steps 100 --optimizer lbfgs-parity --out {out:?} --device cpu -q"
+    ));
     nst_testkit::assert_ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     let warn: Vec<&str> = err
@@ -394,43 +238,21 @@ fn an_early_lbfgs_stop_is_reported() {
 fn tiled_gatys_runs_and_bad_tilings_are_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tiled.png");
-    let o_ = out.to_str().unwrap();
-    let run = |extra: &[&str]| {
-        let mut a = vec![
-            "gatys",
-            "--content",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../samples/content/chelsea.png"
-            ),
-            "--style",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../samples/style/coffee.png"
-            ),
-            "--size",
-            "240",
-            "--steps",
-            "3",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--out",
-            o_,
-        ];
-        a.extend(extra);
-        nst_infer(&a)
+    let run = |extra: &str| {
+        nst_infer(&sh!(
+            "gatys --content samples/content/chelsea.png --style samples/style/coffee.png --size 240 --steps 3 --device cpu --quiet --out {out:?} {extra}"
+        ))
     };
-    let o = run(&["--tile", "224"]);
+    let o = run("--tile 224");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (240, 160));
     std::fs::remove_file(&out).unwrap();
     for (extra, want) in [
-        (&["--tile", "100"][..], "smaller than twice the halo"),
-        (&["--tile", "400"][..], "larger than the image"),
-        (&["--tile", "224", "--max-memory", "1M"][..], "--max-memory"),
-        (&["--tile", "224", "--optimizer", "adam"][..], "L-BFGS"),
+        ("--tile 100", "smaller than twice the halo"),
+        ("--tile 400", "larger than the image"),
+        ("--tile 224 --max-memory 1M", "--max-memory"),
+        ("--tile 224 --optimizer adam", "L-BFGS"),
     ] {
         let o = run(extra);
         assert_one_error(&o, want, &out);

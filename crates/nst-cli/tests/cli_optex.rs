@@ -2,99 +2,44 @@
 //! few steps of the smoke config: output sizes, and the error for a
 //! checkpoint of another kind.
 #![allow(clippy::unwrap_used)]
-use nst_testkit::run_bin as bin;
+use nst_testkit::{run_bin as bin, sh};
 
 #[test]
 fn synthesis_transfer_closed_form_and_kind_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let ck_dir = format!(
-        "train.checkpoint_dir=\"{}\"",
-        tmp.path().join("ck").display()
+    let (ck, log) = (tmp.path().join("ck"), tmp.path().join("runs"));
+    let (ck_dir, log_dir) = (
+        format!("train.checkpoint_dir={ck:?}"),
+        format!("log.dir={log:?}"),
     );
-    let log_dir = format!("log.dir=\"{}\"", tmp.path().join("runs").display());
     let train = env!("CARGO_BIN_EXE_nst-train");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
     let o = bin(
         train,
-        &[
-            "--config",
-            "configs/decoders_smoke.toml",
-            "--set",
-            "train.steps=2",
-            "--set",
-            "data.crop=64",
-            "--set",
-            "model.width=0.25",
-            "--set",
-            &ck_dir,
-            "--set",
-            &log_dir,
-            "--device",
-            "cpu",
-            "-q",
-        ],
+        &sh!("--config configs/decoders_smoke.toml --set train.steps=2 --set data.crop=64 --set model.width=0.25 --set {ck_dir:?} --set {log_dir:?} --device cpu -q"),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ck = tmp.path().join("ck/decoders_smoke").display().to_string();
     let out = |n: &str| tmp.path().join(n).display().to_string();
-    let common = ["--checkpoint", ck.as_str(), "--device", "cpu", "-q"];
+    let common = format!("--checkpoint {ck:?} --device cpu -q");
+    let (chelsea, coffee) = ("samples/content/chelsea.png", "samples/style/coffee.png");
 
     // Synthesis larger than the exemplar, non-square, rounded to multiples of 16.
-    let mut a = vec![
-        "optex",
-        "--style",
-        "samples/texture/brick.png",
-        "--style-size",
-        "64",
-        "--size",
-        "100x60",
-        "--pyramid",
-        "2",
-        "--passes",
-        "1",
-    ];
     let synth = out("synth.png");
-    a.extend(["--out", &synth]);
-    a.extend(common);
-    let o = bin(infer, &a);
+    let o = bin(infer, &sh!("optex --style samples/texture/brick.png --style-size 64 --size 100x60 --pyramid 2 --passes 1 --out {synth:?} {common}"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(image::image_dimensions(&synth).unwrap(), (96, 64));
 
     // Transfer with two mixed styles, closed-form strategy, colour preservation.
     let tr = out("transfer.png");
-    let mut a = vec![
-        "optex",
-        "--content",
-        "samples/content/chelsea.png",
-        "--style",
-        "samples/style/coffee.png",
-        "--style",
-        "samples/texture/grass.png",
-        "--mix",
-        "0.7,0.3",
-        "--strategy",
-        "cholesky",
-        "--size",
-        "64",
-        "--preserve-color",
-        "--pyramid",
-        "1",
-        "--out",
-        &tr,
-    ];
-    a.extend(common);
-    let o = bin(infer, &a);
+    let o = bin(infer, &sh!("optex --content {chelsea} --style {coffee} --style samples/texture/grass.png --mix 0.7,0.3 --strategy cholesky --size 64 --preserve-color --pyramid 1 --out {tr:?} {common}"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // A subset of levels, shallow only, runs; a level outside 1..=5 is one
     // error line and writes no file.
     for (levels, ok) in [("3,2,1", true), ("6,1", false)] {
         let p = out(&format!("levels_{levels}.png"));
-        let brick = "samples/texture/brick.png";
-        let mut a = vec!["optex", "--style", brick, "--size", "64", "--pyramid", "1"];
-        a.extend(["--levels", levels, "--out", &p]);
-        a.extend(common);
-        let o = bin(infer, &a);
+        let o = bin(infer, &sh!("optex --style samples/texture/brick.png --size 64 --pyramid 1 --levels {levels} --out {p:?} {common}"));
         if ok {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         } else {
@@ -107,72 +52,36 @@ fn synthesis_transfer_closed_form_and_kind_error() {
     // WCT and AdaIN.
     for m in ["wct", "adain"] {
         let p = out(&format!("{m}.png"));
-        let mut a = vec![
-            "adain-wct",
-            "--method",
-            m,
-            "--content",
-            "samples/content/chelsea.png",
-            "--style",
-            "samples/style/coffee.png",
-            "--size",
-            "64",
-            "--out",
-            &p,
-        ];
-        a.extend(common);
-        let o = bin(infer, &a);
+        let o = bin(infer, &sh!("adain-wct --method {m} --content {chelsea} --style {coffee} --size 64 --out {p:?} {common}"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(std::path::Path::new(&p).exists());
     }
 
     // A content whose sides are not multiples of 16 gives an output of its
     // exact size (padded for the work, cut back), with both commands.
-    for cmd in ["adain-wct", "optex"] {
+    for (cmd, extra) in [
+        ("adain-wct", ""),
+        ("optex", "--pyramid 1 --passes 1 --style-size 64"),
+    ] {
         let p = out(&format!("{cmd}_100x70.png"));
-        let mut a = vec![cmd, "--content", "samples/content/chelsea.png"];
-        a.extend(["--style", "samples/style/coffee.png", "--size", "100x70"]);
-        if cmd == "optex" {
-            a.extend(["--pyramid", "1", "--passes", "1", "--style-size", "64"]);
-        }
-        a.extend(["--out", &p]);
-        a.extend(common);
-        let o = bin(infer, &a);
+        let o = bin(infer, &sh!("{cmd} --content {chelsea} --style {coffee} --size 100x70 {extra} --out {p:?} {common}"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(image::image_dimensions(&p).unwrap(), (100, 70), "{cmd}");
     }
 
     // Tiled (issue 27): a run in tiles writes the image; each bad tiling is
     // one line naming the option, and writes nothing.
-    let wct_tiled = |extra: &[&str], p: &str| {
-        let mut a = vec![
-            "adain-wct",
-            "--levels",
-            "2,1",
-            "--content",
-            "samples/content/chelsea.png",
-            "--style",
-            "samples/style/coffee.png",
-            "--size",
-            "160",
-            "--out",
-            p,
-        ];
-        a.extend(extra);
-        a.extend(common);
-        bin(infer, &a)
+    let wct_tiled = |extra: &str, p: &str| {
+        bin(infer, &sh!("adain-wct --levels 2,1 --content {chelsea} --style {coffee} --size 160 --out {p:?} {extra} {common}"))
     };
     let p = out("tiled.png");
-    let o = wct_tiled(&["--tile", "96"], &p);
+    let o = wct_tiled("--tile 96", &p);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::path::Path::new(&p).exists());
     for (extra, want) in [
-        (&["--tile", "40"][..], "smaller than twice the halo"),
-        (&["--tile", "400"][..], "larger than the image"),
-        (
-            &["--tile", "96", "--max-memory", "1M"][..],
-            "--max-memory 0.00G is below",
-        ),
+        ("--tile 40", "smaller than twice the halo"),
+        ("--tile 400", "larger than the image"),
+        ("--tile 96 --max-memory 1M", "--max-memory 0.00G is below"),
     ] {
         let p = out("badtile.png");
         let o = wct_tiled(extra, &p);
@@ -187,18 +96,9 @@ fn synthesis_transfer_closed_form_and_kind_error() {
     // Reconstruction PSNR: one line per level.
     let o = bin(
         infer,
-        &[
-            "decoders-psnr",
-            "--checkpoint",
-            &ck,
-            "--images",
-            "samples/content",
-            "--size",
-            "64",
-            "--device",
-            "cpu",
-            "-q",
-        ],
+        &sh!(
+            "decoders-psnr --checkpoint {ck:?} --images samples/content --size 64 --device cpu -q"
+        ),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
@@ -212,19 +112,7 @@ fn synthesis_transfer_closed_form_and_kind_error() {
     let bad = out("bad.png");
     let o = bin(
         infer,
-        &[
-            "adain",
-            "--checkpoint",
-            &ck,
-            "--content",
-            "samples/content/chelsea.png",
-            "--style",
-            "samples/style/coffee.png",
-            "--out",
-            &bad,
-            "--device",
-            "cpu",
-        ],
+        &sh!("adain --checkpoint {ck:?} --content {chelsea} --style {coffee} --out {bad:?} --device cpu"),
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -264,21 +152,7 @@ fn a_damaged_shipped_checkpoint_is_one_error_line_naming_the_file() {
         for cmd in ["adain-wct", "optex"] {
             let o = bin(
                 infer,
-                &[
-                    cmd,
-                    "--checkpoint",
-                    dir.to_str().unwrap(),
-                    "--content",
-                    "samples/content/chelsea.png",
-                    "--style",
-                    "samples/style/coffee.png",
-                    "--size",
-                    "64",
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--device",
-                    "cpu",
-                ],
+                &sh!("{cmd} --checkpoint {dir:?} --content samples/content/chelsea.png --style samples/style/coffee.png --size 64 --out {out:?} --device cpu"),
             );
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!o.status.success(), "{cmd}, {damage}: accepted");

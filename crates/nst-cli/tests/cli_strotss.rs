@@ -1,6 +1,6 @@
 //! `nst-infer strotss` bad input: each ends in one error line before any optimisation.
 #![allow(clippy::unwrap_used)]
-use std::process::Command;
+use nst_testkit::{assert_one_error, run_bin, sh};
 
 fn img(path: &std::path::Path, f: impl Fn(u32, u32) -> [u8; 3]) {
     image::RgbImage::from_fn(64, 48, |x, y| image::Rgb(f(x, y)))
@@ -22,69 +22,26 @@ fn mask_problems_give_one_error_line() {
         &p("sm.png"),
         |x, _| if x < 32 { [255, 0, 0] } else { [0, 255, 0] },
     );
-    let out = p("o.png");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_nst-infer"))
-            .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-            .args([
-                "strotss",
-                "--content",
-                p("c.png").to_str().unwrap(),
-                "--style",
-                p("s.png").to_str().unwrap(),
-            ])
-            .args([
-                "--out",
-                out.to_str().unwrap(),
-                "--size",
-                "64",
-                "--steps",
-                "2",
-                "--scales",
-                "1",
-                "--device",
-                "cpu",
-                "-q",
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
+    let (c, s, out) = (p("c.png"), p("s.png"), p("o.png"));
+    let run = |extra: &[String]| {
+        let a = sh!("strotss --content {c:?} --style {s:?} --out {out:?} --size 64 --steps 2 --scales 1 --device cpu -q");
+        run_bin(
+            env!("CARGO_BIN_EXE_nst-infer"),
+            &[a, extra.to_vec()].concat(),
+        )
     };
-    let cm = p("cm.png");
-    let sm = p("sm.png");
+    let (cm, sm) = (p("cm.png"), p("sm.png"));
     for (extra, needle) in [
-        (
-            vec![
-                "--content-mask",
-                cm.to_str().unwrap(),
-                "--style-mask",
-                sm.to_str().unwrap(),
-            ],
-            "#0000ff",
-        ),
-        (vec!["--style-weights", "1,2"], "--style-weights"),
-        (vec!["--layers", "relu1_1,relu6_1"], "relu6_1"),
+        (sh!("--content-mask {cm:?} --style-mask {sm:?}"), "#0000ff"),
+        (sh!("--style-weights 1,2"), "--style-weights"),
+        (sh!("--layers relu1_1,relu6_1"), "relu6_1"),
     ] {
-        let o = run(&extra);
-        let err = String::from_utf8_lossy(&o.stderr);
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
-        assert_eq!(lines.len(), 1, "{extra:?}: {err}");
-        assert!(
-            lines[0].starts_with("error: ") && lines[0].contains(needle),
-            "{extra:?}: {err}"
-        );
-        assert!(!out.exists());
+        assert_one_error(&run(&extra), needle, &out);
     }
     // `nearest` pairs blue with the nearest style colour and runs.
-    let o = run(&[
-        "--content-mask",
-        cm.to_str().unwrap(),
-        "--style-mask",
-        sm.to_str().unwrap(),
-        "--mask-match",
-        "nearest",
-    ]);
+    let o = run(&sh!(
+        "--content-mask {cm:?} --style-mask {sm:?} --mask-match nearest"
+    ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
 }
@@ -96,41 +53,12 @@ fn mask_problems_give_one_error_line() {
 fn tiled_strotss_runs_and_bad_tilings_are_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tiled.png");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_nst-infer"))
-            .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-            .args([
-                "strotss",
-                "--content",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../samples/content/chelsea.png"
-                ),
-                "--style",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../samples/style/coffee.png"
-                ),
-                "--size",
-                "240",
-                "--scales",
-                "2",
-                "--steps",
-                "2",
-                "--samples",
-                "128",
-                "--style-samples",
-                "500",
-                "--device",
-                "cpu",
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
+    let run = |extra: &str| {
+        run_bin(env!("CARGO_BIN_EXE_nst-infer"), &sh!(
+            "strotss --content samples/content/chelsea.png --style samples/style/coffee.png --size 240 --scales 2 --steps 2 --samples 128 --style-samples 500 --device cpu --out {out:?} {extra}"
+        ))
     };
-    let o = run(&["--tile", "208"]);
+    let o = run("--tile 208");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("scale 240x160: 2 steps in "), "{err}");
@@ -139,19 +67,10 @@ fn tiled_strotss_runs_and_bad_tilings_are_one_error_line() {
     assert_eq!((img.width(), img.height()), (240, 160));
     std::fs::remove_file(&out).unwrap();
     for (extra, want) in [
-        (&["--tile", "100"][..], "smaller than twice the halo"),
-        (&["--tile", "400"][..], "larger than the image"),
-        (&["--tile", "208", "--max-memory", "1M"][..], "--max-memory"),
+        ("--tile 100", "smaller than twice the halo"),
+        ("--tile 400", "larger than the image"),
+        ("--tile 208 --max-memory 1M", "--max-memory"),
     ] {
-        let o = run(extra);
-        let err = String::from_utf8_lossy(&o.stderr);
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert_eq!(lines.len(), 1, "expected one error line: {err}");
-        assert!(
-            lines[0].starts_with("error: ") && lines[0].contains(want),
-            "{err}"
-        );
-        assert!(!out.exists());
+        assert_one_error(&run(extra), want, &out);
     }
 }

@@ -2,7 +2,7 @@
 //! `eval-texture` as a user runs them: output files and sizes, ProPO stages,
 //! seed determinism, and the errors for a wrong method or missing checkpoint.
 #![allow(clippy::unwrap_used)]
-use nst_testkit::{assert_ok as ok, clean_error as err, run_bin as bin};
+use nst_testkit::{assert_ok as ok, clean_error as err, run_bin as bin, sh};
 
 #[test]
 fn train_synthesize_stages_and_evaluate() {
@@ -10,91 +10,31 @@ fn train_synthesize_stages_and_evaluate() {
     let p = |n: &str| tmp.path().join(n).display().to_string();
     let train = env!("CARGO_BIN_EXE_nst-train");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
-    let set = |k: &str, v: String| format!("{k}={v}");
     // A two-step ProPO on a single target image given as the folder root.
-    let o = bin(
+    let (ck_dir, log_dir) = (p("ck"), p("runs"));
+    ok(&bin(
         train,
-        &[
-            "--config",
-            "configs/propo_smoke.toml",
-            "--set",
-            "train.steps=2",
-            "--set",
-            "data.crop=32",
-            "--set",
-            "data.resize_shorter=48",
-            "--set",
-            "data.style.root=\"samples/texture/brick.png\"",
-            "--set",
-            "model.channels=[4, 4, 8, 8, 8]",
-            "--set",
-            &set("train.checkpoint_dir", format!("\"{}\"", p("ck"))),
-            "--set",
-            &set("log.dir", format!("\"{}\"", p("runs"))),
-            "--device",
-            "cpu",
-            "-q",
-        ],
-    );
-    ok(&o);
+        &sh!("--config configs/propo_smoke.toml --set train.steps=2 --set data.crop=32 --set data.resize_shorter=48 --set 'data.style.root=\"samples/texture/brick.png\"' --set 'model.channels=[4, 4, 8, 8, 8]' --set 'train.checkpoint_dir={ck_dir:?}' --set 'log.dir={log_dir:?}' --device cpu -q"),
+    ));
     let ck = p("ck/propo_smoke");
-    let common = [
-        "--checkpoint",
-        ck.as_str(),
-        "--target",
-        "samples/texture/gravel.png",
-        "--device",
-        "cpu",
-        "-q",
-    ];
+    let common = format!("--checkpoint {ck:?} --target samples/texture/gravel.png --device cpu -q");
 
     // ProPO at 48×40 with seed 4: `count` images (and the stages) into `out`.
     let propo = |count: &str, stages: bool, out: &str| {
-        let mut a = vec![
-            "texture",
-            "--method",
-            "propo",
-            "--size",
-            "48x40",
-            "--count",
-            count,
-            "--seed",
-            "4",
-            "--out-dir",
-            out,
-        ];
-        if stages {
-            a.push("--save-stages");
-        }
-        a.extend_from_slice(&common);
-        ok(&bin(infer, &a));
+        let stages = if stages { "--save-stages" } else { "" };
+        ok(&bin(infer, &sh!("texture --method propo --size 48x40 --count {count} --seed 4 --out-dir {out:?} {stages} {common}")));
     };
     // Tiled (issue 27): 600×576 in tiles of 560 px (a 272-px halo, 2 × 2)
     // against the whole image from the same seed: within 1/255 on average
     // (the halo's error: VGG features near a window's edge).
-    let big = |out: &str, extra: &[&str]| {
-        let mut a = vec![
-            "texture",
-            "--method",
-            "propo",
-            "--size",
-            "600x576",
-            "--count",
-            "1",
-            "--seed",
-            "2",
-            "--out-dir",
-            out,
-        ];
-        a.extend_from_slice(extra);
-        a.extend_from_slice(&common);
-        ok(&bin(infer, &a));
+    let big = |out: &str, extra: &str| {
+        ok(&bin(infer, &sh!("texture --method propo --size 600x576 --count 1 --seed 2 --out-dir {out:?} {extra} {common}")));
         image::open(format!("{out}/gravel_propo_0.png"))
             .unwrap()
             .to_rgb8()
     };
-    let whole = big(&p("whole"), &[]);
-    let tiled = big(&p("tiled"), &["--tile", "560"]);
+    let whole = big(&p("whole"), "");
+    let tiled = big(&p("tiled"), "--tile 560");
     let mad = whole
         .as_raw()
         .iter()
@@ -151,34 +91,16 @@ fn train_synthesize_stages_and_evaluate() {
     );
 
     // The wrong variant for the checkpoint, a missing checkpoint, stages for a one-stage method.
-    let mut a = vec!["texture", "--method", "adapo", "--out-dir", &out2];
-    a.extend(common);
-    assert!(err(&bin(infer, &a)).contains("holds a propo network"));
+    let adapo = sh!("texture --method adapo --out-dir {out2:?} {common}");
+    assert!(err(&bin(infer, &adapo)).contains("holds a propo network"));
     let e = err(&bin(
         infer,
-        &[
-            "texture",
-            "--method",
-            "po",
-            "--target",
-            "samples/texture/gravel.png",
-            "--out-dir",
-            &out2,
-        ],
+        &sh!("texture --method po --target samples/texture/gravel.png --out-dir {out2:?}"),
     ));
     assert!(e.contains("needs --checkpoint"), "{e}");
     let e = err(&bin(
         infer,
-        &[
-            "texture",
-            "--method",
-            "gatys",
-            "--save-stages",
-            "--target",
-            "samples/texture/gravel.png",
-            "--out-dir",
-            &out2,
-        ],
+        &sh!("texture --method gatys --save-stages --target samples/texture/gravel.png --out-dir {out2:?}"),
     ));
     assert!(e.contains("--save-stages is for --method propo"), "{e}");
 
@@ -186,24 +108,7 @@ fn train_synthesize_stages_and_evaluate() {
     let out3 = p("g");
     ok(&bin(
         infer,
-        &[
-            "texture",
-            "--method",
-            "gatys",
-            "--target",
-            "samples/texture/gravel.png",
-            "--size",
-            "32",
-            "--count",
-            "1",
-            "--steps",
-            "3",
-            "--out-dir",
-            &out3,
-            "--device",
-            "cpu",
-            "-q",
-        ],
+        &sh!("texture --method gatys --target samples/texture/gravel.png --size 32 --count 1 --steps 3 --out-dir {out3:?} --device cpu -q"),
     ));
     assert_eq!(
         image::image_dimensions(format!("{out3}/gravel_gatys_0.png")).unwrap(),
@@ -217,28 +122,11 @@ fn train_synthesize_stages_and_evaluate() {
     )
     .unwrap();
     // eval-texture of `methods` on `targets` at 32 px, with more flags.
-    let eval = |methods: &str, extra: &[&str]| {
-        let mut args = vec![
-            "eval-texture",
-            "--targets",
-            &targets,
-            "--methods",
-            methods,
-            "--checkpoint",
-            &ck,
-            "--count",
-            "2",
-            "--size",
-            "32",
-            "--device",
-            "cpu",
-            "-q",
-        ];
-        args.extend_from_slice(extra);
-        bin(infer, &args)
+    let eval = |methods: &str, extra: &str| {
+        bin(infer, &sh!("eval-texture --targets {targets:?} --methods {methods} --checkpoint {ck:?} --count 2 --size 32 --device cpu -q {extra}"))
     };
     let csv = p("eval.csv");
-    let o = eval("gatys,propo", &["--steps", "3", "--csv", &csv]);
+    let o = eval("gatys,propo", &format!("--steps 3 --csv {csv:?}"));
     ok(&o);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -259,8 +147,12 @@ fn train_synthesize_stages_and_evaluate() {
     // --target-size: the target's statistics come from a smaller read of it,
     // so the same noise scores differently; too small a side is one clear error.
     let csv2 = p("eval_small_target.csv");
-    let eval_small =
-        |target_size: &str| eval("propo", &["--target-size", target_size, "--csv", &csv2]);
+    let eval_small = |target_size: &str| {
+        eval(
+            "propo",
+            &format!("--target-size {target_size} --csv {csv2:?}"),
+        )
+    };
     let o = eval_small("48");
     ok(&o);
     assert!(
@@ -291,7 +183,7 @@ fn train_synthesize_stages_and_evaluate() {
     );
     // Without --csv, the table goes into --out-dir beside the images.
     let out_eval = p("eval_out");
-    ok(&eval("propo", &["--out-dir", &out_eval]));
+    ok(&eval("propo", &format!("--out-dir {out_eval:?}")));
     let q_out = noise_quality(&format!("{out_eval}/eval_texture.csv"));
     assert!((q_out - q_default).abs() <= 1e-6 * q_default);
     let o = eval_small("8");
@@ -311,39 +203,11 @@ fn work_that_cannot_fit_in_memory_is_refused_before_it_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let infer = env!("CARGO_BIN_EXE_nst-infer");
-    let texture = [
-        "texture",
-        "--method",
-        "gatys",
-        "--target",
-        "samples/texture/brick.png",
-        "--size",
-        "16000",
-        "--count",
-        "1",
-        "--out-dir",
-        &out.display().to_string(),
-        "--device",
-        "cpu",
-        "-q",
-    ];
-    let gatys_out = tmp.path().join("g.png").display().to_string();
-    let gatys = [
-        "gatys",
-        "--style",
-        "samples/texture/brick.png",
-        "--size",
-        "64",
-        "--out-size",
-        "16000x16000",
-        "--out",
-        &gatys_out,
-        "--device",
-        "cpu",
-        "-q",
-    ];
-    for (args, flag) in [(&texture[..], "--size"), (&gatys[..], "--out-size")] {
-        let e = err(&bin(infer, args));
+    let texture = sh!("texture --method gatys --target samples/texture/brick.png --size 16000 --count 1 --out-dir {out:?} --device cpu -q");
+    let gatys_out = tmp.path().join("g.png");
+    let gatys = sh!("gatys --style samples/texture/brick.png --size 64 --out-size 16000x16000 --out {gatys_out:?} --device cpu -q");
+    for (args, flag) in [(texture, "--size"), (gatys, "--out-size")] {
+        let e = err(&bin(infer, &args));
         assert!(
             e.contains("at 16000x16000 needs about")
                 && e.contains(&format!("use a smaller {flag} (about"))

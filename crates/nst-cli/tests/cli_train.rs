@@ -6,24 +6,17 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn nst_train(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nst-train"));
-    c.args(args)
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights());
+/// `nst-train` on a command line written as in a shell ([`nst_testkit::sh!`]).
+fn nst_train(line: &str) -> Command {
+    let mut c = nst_testkit::bin_command(env!("CARGO_BIN_EXE_nst-train"));
+    c.args(nst_testkit::split_line(line));
     c
 }
 
-fn dirs(tmp: &Path) -> Vec<String> {
-    vec![
-        "--set".into(),
-        format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display()),
-        "--set".into(),
-        format!("log.dir=\"{}\"", tmp.join("runs").display()),
-        "--device".into(),
-        "cpu".into(),
-        "-q".into(),
-    ]
+/// The options that put a run's checkpoints and logs in `tmp`, on the CPU.
+fn dirs(tmp: &Path) -> String {
+    let (ck, log) = (tmp.join("ck"), tmp.join("runs"));
+    format!("--set 'train.checkpoint_dir={ck:?}' --set 'log.dir={log:?}' --device cpu -q")
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -44,15 +37,11 @@ fn sigterm_checkpoints_and_resume_finishes() {
 
 fn signal_checkpoints_and_resume_finishes(signal: i32) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "--config".to_string(),
-        "configs/smoke.toml".into(),
-        "--set".into(),
-        "train.run=\"intr\"".into(),
-    ];
-    args.extend(dirs(tmp.path()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = nst_train(&a).stderr(Stdio::piped()).spawn().unwrap();
+    let line = format!(
+        "--config configs/smoke.toml --set 'train.run=\"intr\"' {}",
+        dirs(tmp.path())
+    );
+    let child = nst_train(&line).stderr(Stdio::piped()).spawn().unwrap();
     // Wait until training is under way (the event file has data), then Ctrl-C.
     let events = tmp.path().join("runs/intr");
     let t = Instant::now();
@@ -92,15 +81,9 @@ fn signal_checkpoints_and_resume_finishes(signal: i32) {
 
     // Resume from the run folder alone (its saved config), for 3 more steps.
     let target = step + 3;
-    let ro = run(&mut nst_train(&[
-        "--resume",
-        run_dir.to_str().unwrap(),
-        "--set",
-        &format!("train.steps={target}"),
-        "--device",
-        "cpu",
-        "-q",
-    ]));
+    let ro = run(&mut nst_train(&format!(
+        "--resume {run_dir:?} --set train.steps={target} --device cpu -q"
+    )));
     assert!(
         ro.status.success(),
         "{}",
@@ -113,59 +96,24 @@ fn signal_checkpoints_and_resume_finishes(signal: i32) {
 #[test]
 fn bad_configs_give_one_error_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let smoke = "--config configs/smoke.toml --set";
+    let nothing = tmp.path().join("nothing");
+    let cases = [
+        (format!("{smoke} optim.lrate=1"), "lrate"),
         (
-            vec![
-                "--config".into(),
-                "configs/smoke.toml".into(),
-                "--set".into(),
-                "optim.lrate=1".into(),
-            ],
-            "lrate",
-        ),
-        (
-            vec![
-                "--config".into(),
-                "configs/smoke.toml".into(),
-                "--set".into(),
-                "model.kind=\"nope\"".into(),
-            ],
+            format!("{smoke} 'model.kind=\"nope\"'"),
             "known kinds: adain",
         ),
+        (format!("{smoke} model.widht=2"), "widht"),
         (
-            vec![
-                "--config".into(),
-                "configs/smoke.toml".into(),
-                "--set".into(),
-                "model.widht=2".into(),
-            ],
-            "widht",
-        ),
-        (
-            vec![
-                "--config".into(),
-                "configs/smoke.toml".into(),
-                "--set".into(),
-                "data.content.root=\"/nonexistent\"".into(),
-            ],
+            format!("{smoke} 'data.content.root=\"/nonexistent\"'"),
             "folder not found",
         ),
-        (
-            vec!["--config".into(), "configs/missing.toml".into()],
-            "cannot read",
-        ),
-        (
-            vec![
-                "--resume".into(),
-                tmp.path().join("nothing").display().to_string(),
-            ],
-            "not found",
-        ),
+        ("--config configs/missing.toml".to_string(), "cannot read"),
+        (format!("--resume {nothing:?}"), "not found"),
     ];
-    for (mut args, needle) in cases {
-        args.extend(dirs(tmp.path()));
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = run(&mut nst_train(&a));
+    for (args, needle) in cases {
+        let o = run(&mut nst_train(&format!("{args} {}", dirs(tmp.path()))));
         let err = String::from_utf8_lossy(&o.stderr);
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
@@ -183,20 +131,12 @@ fn bad_configs_give_one_error_line() {
 #[test]
 fn a_batch_too_large_for_memory_is_refused_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "--config".to_string(),
-        "configs/smoke.toml".into(),
-        "--set".into(),
-        "data.batch_size=4096".into(),
-        "--set".into(),
-        "data.crop=256".into(),
-        "--set".into(),
-        "data.resize_shorter=256".into(),
-    ];
-    args.extend(dirs(tmp.path()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = format!(
+        "--config configs/smoke.toml --set data.batch_size=4096 --set data.crop=256 --set data.resize_shorter=256 {}",
+        dirs(tmp.path())
+    );
     let t = Instant::now();
-    let o = run(&mut nst_train(&a).env_remove("NST_SKIP_MEMORY_CHECK"));
+    let o = run(&mut nst_train(&line).env_remove("NST_SKIP_MEMORY_CHECK"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();

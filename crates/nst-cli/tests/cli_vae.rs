@@ -2,49 +2,20 @@
 //! then stylise (single and batch), interpolate, sample, and the errors for a
 //! checkpoint of another model kind.
 #![allow(clippy::unwrap_used)]
+use nst_testkit::{run_bin, sh};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bin(name: &str, args: &[String]) -> Output {
-    let exe = match name {
-        "nst-train" => env!("CARGO_BIN_EXE_nst-train"),
-        _ => env!("CARGO_BIN_EXE_nst-infer"),
-    };
-    Command::new(exe)
-        .args(args)
-        .current_dir(nst_testkit::repo_root())
-        .env("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights())
-        .output()
-        .unwrap()
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
+fn infer(args: &[String]) -> Output {
+    run_bin(env!("CARGO_BIN_EXE_nst-infer"), args)
 }
 
 fn train(tmp: &Path, config: &str, run: &str) {
-    let mut a = s(&[
-        "--config",
-        config,
-        "--device",
-        "cpu",
-        "-q",
-        "--set",
-        "train.steps=4",
-        "--set",
-        "data.crop=64",
-        "--set",
-    ]);
-    a.push(format!("train.run=\"{run}\""));
-    a.extend([
-        "--set".into(),
-        format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display()),
-    ]);
-    a.extend([
-        "--set".into(),
-        format!("log.dir=\"{}\"", tmp.join("runs").display()),
-    ]);
-    let o = bin("nst-train", &a);
+    let (ck, log) = (tmp.join("ck"), tmp.join("runs"));
+    let o = run_bin(
+        env!("CARGO_BIN_EXE_nst-train"),
+        &sh!("--config {config:?} --device cpu -q --set train.steps=4 --set data.crop=64 --set 'train.run=\"{run}\"' --set 'train.checkpoint_dir={ck:?}' --set 'log.dir={log:?}'"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -58,52 +29,21 @@ fn stylise_interpolate_sample_and_kind_errors() {
     train(tmp.path(), "configs/vae_adain_smoke.toml", "vae");
     let ck = tmp.path().join("ck/vae").display().to_string();
     let out = |n: &str| tmp.path().join(n).display().to_string();
-    let common = |extra: &[&str]| {
-        let mut a = s(&["vae-adain"]);
-        a.extend(s(extra));
-        a.extend(s(&[
-            "--checkpoint",
-            &ck,
-            "--size",
-            "64",
-            "--device",
-            "cpu",
-            "-q",
-        ]));
-        a
-    };
+    let common = format!("--checkpoint {ck:?} --size 64 --device cpu -q");
+    let pair = "--content samples/content/chelsea.png --style samples/style/coffee.png";
 
     // One pair, with colour preservation.
-    let o = bin(
-        "nst-infer",
-        &common(&[
-            "--content",
-            "samples/content/chelsea.png",
-            "--style",
-            "samples/style/coffee.png",
-            "--out",
-            &out("one.png"),
-            "--preserve-color",
-            "--alpha",
-            "0.5",
-        ]),
-    );
+    let one = out("one.png");
+    let o = infer(&sh!(
+        "vae-adain {pair} --out {one:?} --preserve-color --alpha 0.5 {common}"
+    ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (w, h) = image_size(&tmp.path().join("one.png"));
     assert_eq!((w % 8, h % 8, w.max(h)), (0, 0, 64));
 
     // Batch over folders: every content × style pair.
-    let o = bin(
-        "nst-infer",
-        &common(&[
-            "--content-dir",
-            "samples/content",
-            "--style-dir",
-            "samples/style",
-            "--out-dir",
-            &out("batch"),
-        ]),
-    );
+    let batch = out("batch");
+    let o = infer(&sh!("vae-adain --content-dir samples/content --style-dir samples/style --out-dir {batch:?} {common}"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         std::fs::read_dir(tmp.path().join("batch")).unwrap().count(),
@@ -111,58 +51,16 @@ fn stylise_interpolate_sample_and_kind_errors() {
     );
 
     // Interpolation strip: 4 images side by side.
-    let mut a = s(&[
-        "vae-adain",
-        "interpolate",
-        "--content",
-        "samples/content/chelsea.png",
-        "--style",
-        "samples/style/coffee.png",
-        "--style",
-        "samples/style/retina.jpg",
-        "--steps",
-        "4",
-        "--out",
-        &out("strip.png"),
-    ]);
-    a.extend(s(&[
-        "--checkpoint",
-        &ck,
-        "--size",
-        "64",
-        "--device",
-        "cpu",
-        "-q",
-    ]));
-    let o = bin("nst-infer", &a);
+    let strip = out("strip.png");
+    let o = infer(&sh!("vae-adain interpolate {pair} --style samples/style/retina.jpg --steps 4 --out {strip:?} {common}"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (sw, sh) = image_size(&tmp.path().join("strip.png"));
     assert_eq!((sw, sh), (4 * w, h));
 
     // Samples: deterministic for a seed.
     let sample = |name: &str, seed: &str| {
-        let mut a = s(&[
-            "vae-adain",
-            "sample",
-            "--content",
-            "samples/content/chelsea.png",
-            "--count",
-            "3",
-            "--seed",
-            seed,
-            "--out",
-            &out(name),
-        ]);
-        a.extend(s(&[
-            "--checkpoint",
-            &ck,
-            "--size",
-            "64",
-            "--device",
-            "cpu",
-            "-q",
-        ]));
-        let o = bin("nst-infer", &a);
+        let p = out(name);
+        let o = infer(&sh!("vae-adain sample --content samples/content/chelsea.png --count 3 --seed {seed} --out {p:?} {common}"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(tmp.path().join(name)).unwrap()
     };
@@ -174,17 +72,10 @@ fn stylise_interpolate_sample_and_kind_errors() {
 
     // An AdaIN checkpoint given to vae-adain: one line naming both kinds, no output file.
     train(tmp.path(), "configs/smoke.toml", "plain");
-    let mut a = common(&[
-        "--content",
-        "samples/content/chelsea.png",
-        "--style",
-        "samples/style/coffee.png",
-        "--out",
-        &out("bad.png"),
-    ]);
-    let i = a.iter().position(|x| x == &ck).unwrap();
-    a[i] = tmp.path().join("ck/plain").display().to_string();
-    let o = bin("nst-infer", &a);
+    let (plain, bad) = (tmp.path().join("ck/plain"), out("bad.png"));
+    let o = infer(&sh!(
+        "vae-adain {pair} --out {bad:?} --checkpoint {plain:?} --size 64 --device cpu -q"
+    ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
@@ -194,23 +85,10 @@ fn stylise_interpolate_sample_and_kind_errors() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!tmp.path().join("bad.png").exists());
     // And the other way round.
-    let mut a = s(&[
-        "adain",
-        "--checkpoint",
-        &ck,
-        "--content",
-        "samples/content/chelsea.png",
-        "--style",
-        "samples/style/coffee.png",
-        "--out",
-        &out("bad2.png"),
-        "--size",
-        "64",
-        "--device",
-        "cpu",
-    ]);
-    a.push("-q".into());
-    let o = bin("nst-infer", &a);
+    let bad2 = out("bad2.png");
+    let o = infer(&sh!(
+        "adain --checkpoint {ck:?} {pair} --out {bad2:?} --size 64 --device cpu -q"
+    ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("vae_adain"), "{err}");
 }

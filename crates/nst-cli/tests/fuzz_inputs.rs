@@ -308,12 +308,9 @@ fn fuzzed_checkpoints_never_panic() {
         env!("CARGO_BIN_EXE_nst-train"),
         "configs/puy_perez_smoke.toml",
         tmp.path(),
-        &[
-            "train.steps=1",
-            "data.crop=32",
-            "data.resize_shorter=40",
-            "model.channels=[4, 8, 8]",
-        ],
+        &nst_testkit::sh!(
+            "train.steps=1 data.crop=32 data.resize_shorter=40 'model.channels=[4, 8, 8]'"
+        ),
     );
     std::env::set_var("NST_VGG_WEIGHTS", nst_testkit::vgg19_weights());
     type M = nst_puy::FlexibleSolver;

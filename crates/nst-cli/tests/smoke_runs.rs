@@ -12,10 +12,11 @@
 //! for the cores. The harness starts tests in name order, so the names put
 //! the longest first (the variational run, then the decoders).
 #![allow(clippy::unwrap_used)]
+use nst_testkit::sh;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin(exe: &str, args: &[&str]) -> Output {
+fn bin(exe: &str, args: &[String]) -> Output {
     nst_testkit::bin_command(exe)
         .args(args)
         .env("OMP_NUM_THREADS", "1")
@@ -27,13 +28,10 @@ fn bin(exe: &str, args: &[&str]) -> Output {
 /// Runs `nst-train` on `config` as written (run and log folders in `tmp`);
 /// returns the run folder.
 fn train(tmp: &Path, config: &str, run: &str) -> PathBuf {
-    let ck = format!("train.checkpoint_dir=\"{}\"", tmp.join("ck").display());
-    let log = format!("log.dir=\"{}\"", tmp.join("runs").display());
+    let (ck, log) = (tmp.join("ck"), tmp.join("runs"));
     let o = bin(
         env!("CARGO_BIN_EXE_nst-train"),
-        &[
-            "--config", config, "--set", &ck, "--set", &log, "--device", "cpu", "-q",
-        ],
+        &sh!("--config {config:?} --set 'train.checkpoint_dir={ck:?}' --set 'log.dir={log:?}' --device cpu -q"),
     );
     nst_testkit::assert_ok(&o);
     tmp.join("ck").join(run)
@@ -42,25 +40,16 @@ fn train(tmp: &Path, config: &str, run: &str) -> PathBuf {
 /// `nst-infer <command> --checkpoint ck --content <held-out photo> --style
 /// coffee.png --out out <extra>`, at `--size 256` unless `extra` sets one;
 /// returns stdout.
-fn stylise(command: &[&str], ck: &Path, content: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut a: Vec<&str> = command.to_vec();
-    a.extend([
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--content",
-        content.to_str().unwrap(),
-        "--style",
-        "samples/style/coffee.png",
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    if !extra.contains(&"--size") {
-        a.extend(["--size", "256"]);
-    }
-    a.extend(extra);
-    let o = bin(env!("CARGO_BIN_EXE_nst-infer"), &a);
+fn stylise(command: &str, ck: &Path, content: &Path, out: &Path, extra: &str) -> String {
+    let size = if extra.contains("--size") {
+        ""
+    } else {
+        "--size 256"
+    };
+    let o = bin(
+        env!("CARGO_BIN_EXE_nst-infer"),
+        &sh!("{command} --checkpoint {ck:?} --content {content:?} --style samples/style/coffee.png --out {out:?} --device cpu {size} {extra}"),
+    );
     nst_testkit::assert_ok(&o);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -127,43 +116,23 @@ fn smoke_4_adain_loss_falls_4x_and_stylises_visibly() {
 
     let content = held_out("camera.png");
     let out = tmp.path().join("adain.png");
-    stylise(&["adain"], &ck, &content, &out, &["-q"]);
+    stylise("adain", &ck, &content, &out, "-q");
     assert_visible("adain smoke, held-out camera", &out, &content);
 
     // Sizes are cropped to the decoder's multiple of 8; bad alpha is refused.
     let small = tmp.path().join("small.png");
     let chelsea = nst_testkit::repo_root().join("samples/content/chelsea.png");
-    stylise(
-        &["adain"],
-        &ck,
-        &chelsea,
-        &small,
-        &["--size", "100", "--alpha", "0.8", "-q"],
-    );
+    stylise("adain", &ck, &chelsea, &small, "--size 100 --alpha 0.8 -q");
     let img = image::open(&small).unwrap();
     assert_eq!(
         (img.width(), img.height()),
         (96, 64),
         "100x66 cropped to multiples of 8"
     );
+    let x = tmp.path().join("x.png");
     let o = bin(
         env!("CARGO_BIN_EXE_nst-infer"),
-        &[
-            "adain",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--content",
-            chelsea.to_str().unwrap(),
-            "--style",
-            "samples/style/coffee.png",
-            "--alpha",
-            "1.5",
-            "--out",
-            tmp.path().join("x.png").to_str().unwrap(),
-            "--device",
-            "cpu",
-            "-q",
-        ],
+        &sh!("adain --checkpoint {ck:?} --content {chelsea:?} --style samples/style/coffee.png --alpha 1.5 --out {x:?} --device cpu -q"),
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--alpha"));
@@ -189,7 +158,7 @@ fn smoke_1_vae_adain_is_not_black() {
     );
     let content = held_out("camera.png");
     let out = tmp.path().join("vae.png");
-    stylise(&["vae-adain"], &ck, &content, &out, &["-q"]);
+    stylise("vae-adain", &ck, &content, &out, "-q");
     assert_visible("vae-adain smoke, held-out cameraman", &out, &content);
 }
 
@@ -203,19 +172,11 @@ fn smoke_2_decoders_wct_stylises_visibly() {
     let content = held_out("motorcycle_left.png");
     let out = tmp.path().join("wct.png");
     stylise(
-        &[
-            "adain-wct",
-            "--method",
-            "wct",
-            "--levels",
-            "3,2,1",
-            "--alpha",
-            "0.6",
-        ],
+        "adain-wct --method wct --levels 3,2,1 --alpha 0.6",
         &ck,
         &content,
         &out,
-        &["-q"],
+        "-q",
     );
     assert_visible(
         "decoders smoke, WCT 3,2,1, held-out motorcycle",
@@ -238,7 +199,7 @@ fn smoke_3_puy_perez_lowers_the_style_loss_visibly() {
     );
     let content = held_out("motorcycle_left.png");
     let out = tmp.path().join("puy.png");
-    let stdout = stylise(&["puy-perez"], &ck, &content, &out, &["--report-loss"]);
+    let stdout = stylise("puy-perez", &ck, &content, &out, "--report-loss");
     eprintln!("{stdout}");
     assert_visible("puy-perez smoke, held-out motorcycle", &out, &content);
     // "X(0) = content: L = … (content …, style S0)" then "output: L = … (content …, style S1)"

@@ -248,8 +248,23 @@ pub fn assert_loss_fell(totals: &[f64], factor: f64) {
 
 /// Runs one of the workspace's binaries (`env!("CARGO_BIN_EXE_…")`) from the
 /// repository root, with the test VGG weights, and returns its output.
-pub fn run_bin(exe: &str, args: &[&str]) -> std::process::Output {
+pub fn run_bin<S: AsRef<std::ffi::OsStr>>(exe: &str, args: &[S]) -> std::process::Output {
     bin_command(exe).args(args).output().unwrap()
+}
+
+/// A command line written as in a shell, split into its arguments (quotes
+/// respected): `sh!("gatys --content {c:?} --steps 2")` (the arguments of
+/// `format!`; `{p:?}` quotes a path). Panics on unbalanced quotes.
+#[macro_export]
+macro_rules! sh {
+    ($($t:tt)+) => {
+        $crate::split_line(&format!($($t)+))
+    };
+}
+
+/// [`sh!`]'s splitting.
+pub fn split_line(line: &str) -> Vec<String> {
+    shlex::split(line).unwrap_or_else(|| panic!("unbalanced quotes in {line:?}"))
 }
 
 /// The command [`run_bin`] runs, before its arguments: one of the
@@ -264,12 +279,12 @@ pub fn bin_command(exe: &str) -> Command {
 /// Runs `nst-train` (its `env!("CARGO_BIN_EXE_nst-train")`) on `config` with
 /// `--set` overrides, its checkpoints under `dir/ck` and its logs under
 /// `dir/runs`, on the CPU, quietly; asserts it succeeded.
-pub fn train_in(nst_train: &str, config: &str, dir: &Path, sets: &[&str]) {
+pub fn train_in<S: AsRef<str>>(nst_train: &str, config: &str, dir: &Path, sets: &[S]) {
     let ck = format!("train.checkpoint_dir=\"{}\"", dir.join("ck").display());
     let log = format!("log.dir=\"{}\"", dir.join("runs").display());
     let mut args = vec!["--config", config, "--set", &ck, "--set", &log];
     for s in sets {
-        args.extend(["--set", s]);
+        args.extend(["--set", s.as_ref()]);
     }
     args.extend(["--device", "cpu", "-q"]);
     assert_ok(&run_bin(nst_train, &args));
@@ -286,6 +301,29 @@ pub fn assert_ok(o: &std::process::Output) {
         String::from_utf8_lossy(&o.stderr),
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+/// Asserts a failed run: exit code 1, exactly one non-empty stderr line starting
+/// with "error:" and containing `needle`, and no file at `out`.
+#[track_caller]
+pub fn assert_one_error(o: &std::process::Output, needle: &str, out: &Path) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{err}"
+    );
+    assert!(!out.exists(), "partial output left at {}", out.display());
+    let Ok(entries) = std::fs::read_dir(out.parent().unwrap()) else {
+        return;
+    };
+    let leftovers: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 /// Asserts a command failed cleanly (no panic) and returns its stderr.
