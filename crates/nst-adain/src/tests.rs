@@ -11,7 +11,7 @@ fn adain_and_statistics_match_pytorch() {
     tch::manual_seed(4);
     let c = Tensor::randn([2, 5, 7, 6], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
     let s = Tensor::randn([2, 5, 9, 4], (Kind::Float, Device::Cpu)) * 0.5 - 2.0;
-    let want = torch_reference("adain_ref.py", &[("c", &c), ("s", &s)], &[]);
+    let want = torch_reference("adain_ref.py", &[("c", &c), ("s", &s)], &[] as &[&str]);
     let (m, sd) = mean_std(&c, ops::EPS);
     assert_close(&m, &want["mean_c"], 1e-5, "mean");
     assert_close(&sd, &want["std_c"], 1e-5, "std");

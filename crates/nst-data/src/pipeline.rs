@@ -70,7 +70,6 @@ pub struct Loader {
     /// `None` only while dropping.
     rx: Option<Receiver<Result<Batch>>>,
     stats: Arc<LoaderStats>,
-    len: usize,
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -188,7 +187,6 @@ impl Loader {
         Ok(Self {
             rx: Some(rx),
             stats,
-            len,
             worker: Some(worker),
         })
     }
@@ -277,10 +275,5 @@ impl Loader {
 
     pub fn stats(&self) -> &LoaderStats {
         &self.stats
-    }
-
-    /// Number of images in the dataset.
-    pub fn dataset_len(&self) -> usize {
-        self.len
     }
 }

@@ -109,7 +109,7 @@ fn matching_agrees_with_an_independent_numpy_reference() {
     let want = nst_testkit::torch_reference(
         "optex_ref.py",
         &[("src", &src), ("tgt", &tgt), ("rot", &rot)],
-        &[],
+        &[] as &[&str],
     );
     nst_testkit::assert_close(
         &histogram_match(&src, &tgt),

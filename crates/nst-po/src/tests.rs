@@ -453,14 +453,7 @@ fn propo_stages_match_pytorch(padding: Padding, name: &str) {
     let r = torch_reference(
         "po_ref.py",
         &[("z0", &z0), ("t", &t)],
-        &[
-            "--weights",
-            wpath.to_str().unwrap(),
-            "--net",
-            net.to_str().unwrap(),
-            "--padding",
-            name,
-        ],
+        &nst_testkit::sh!("--weights {wpath:?} --net {net:?} --padding {name:?}"),
     );
     for s in 1..=5 {
         // The update only: z(s) − z(s−1), relative to its own scale.

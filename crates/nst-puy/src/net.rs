@@ -160,10 +160,6 @@ impl UpdateNet {
         self.precision = precision;
     }
 
-    pub fn n_levels(&self) -> usize {
-        self.levels.len()
-    }
-
     /// The smallest image side the levels accept (one pixel at the deepest level).
     pub fn min_side(&self) -> i64 {
         1 << (self.levels.len() - 1)

@@ -171,11 +171,7 @@ impl Lbfgs {
         F: FnMut(&Tensor) -> Result<(f64, Tensor), E>,
     {
         if max_evals == 0 {
-            return Ok(LbfgsReport {
-                evals: 0,
-                reason: StopReason::Budget,
-                loss: f64::NAN,
-            });
+            return report(0, StopReason::Budget, f64::NAN);
         }
         if self.strong_wolfe {
             self.minimize_wolfe(x, max_evals, f)
@@ -196,13 +192,6 @@ impl Lbfgs {
     {
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
-        let report = |evals, reason, loss| {
-            Ok(LbfgsReport {
-                evals,
-                reason,
-                loss,
-            })
-        };
         if abs_max(&g) <= self.tolerance_grad {
             return report(evals, StopReason::Gradient, loss);
         }
@@ -276,13 +265,6 @@ impl Lbfgs {
     {
         let (mut loss, mut g) = f(x)?;
         let mut evals = 1;
-        let report = |evals, reason, loss| {
-            Ok(LbfgsReport {
-                evals,
-                reason,
-                loss,
-            })
-        };
         if !loss.is_finite() {
             return report(evals, StopReason::NonFinite, loss);
         }
@@ -543,6 +525,15 @@ impl History {
         }
         r
     }
+}
+
+/// How a run ended, as the minimisers return it.
+fn report<E>(evals: usize, reason: StopReason, loss: f64) -> Result<LbfgsReport, E> {
+    Ok(LbfgsReport {
+        evals,
+        reason,
+        loss,
+    })
 }
 
 #[cfg(test)]

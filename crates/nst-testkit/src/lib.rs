@@ -44,10 +44,10 @@ pub fn vgg19_weights() -> PathBuf {
 
 /// Runs `tests/torch_ref/<script> <inputs.safetensors> <outputs.safetensors> [args…]`
 /// and returns the tensors it wrote.
-pub fn torch_reference(
+pub fn torch_reference<S: AsRef<std::ffi::OsStr>>(
     script: &str,
     inputs: &[(&str, &Tensor)],
-    args: &[&str],
+    args: &[S],
 ) -> HashMap<String, Tensor> {
     let dir = tempfile::tempdir().unwrap();
     let inp = dir.path().join("in.safetensors");

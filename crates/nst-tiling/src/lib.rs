@@ -548,13 +548,6 @@ impl Grid {
         self.tiles.is_empty()
     }
 
-    /// The pixels all windows together cover, over the image's: the cost of
-    /// the halos.
-    pub fn overhead(&self) -> f64 {
-        let covered: i64 = self.tiles.iter().map(|t| t.window.pixels()).sum();
-        covered as f64 / (self.height * self.width).max(1) as f64
-    }
-
     /// Calls `f` on every tile in order (to accumulate statistics over the
     /// cores, say), stopping at the first error.
     pub fn for_each<E>(&self, mut f: impl FnMut(&Tile) -> Result<(), E>) -> Result<(), E> {

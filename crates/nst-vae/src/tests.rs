@@ -51,7 +51,7 @@ fn operators_match_pytorch() {
             ("sigma", &sigma),
             ("mean", &mean),
         ],
-        &[],
+        &[] as &[&str],
     );
     assert_close(
         &reparameterize(&mu, &logvar, &eps),

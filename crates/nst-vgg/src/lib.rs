@@ -404,10 +404,6 @@ impl Vgg {
         self.circular = on;
     }
 
-    pub fn circular_padding(&self) -> bool {
-        self.circular
-    }
-
     pub fn arch(&self) -> Arch {
         self.arch
     }
@@ -441,11 +437,6 @@ impl Vgg {
     /// [`Vgg::encode`] with the layout and kind of the maps chosen by `opts`.
     pub fn encode_with(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {
         self.run(&self.preprocessing.apply(&self.check_input(x)?), taps, opts)
-    }
-
-    /// Like [`Vgg::encode`] on an input already preprocessed for these weights.
-    pub fn encode_preprocessed(&self, x: &Tensor, taps: &[Tap]) -> Result<Features> {
-        self.run(x, taps, EncodeOptions::default())
     }
 
     fn run(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {

@@ -135,12 +135,9 @@ fn real_vgg19_weights_match_pytorch() {
     let want = torch_reference(
         "vgg_ref.py",
         &[("x", &x)],
-        &[
-            "--weights",
-            path.to_str().unwrap(),
-            "--taps",
-            "relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1",
-        ],
+        &nst_testkit::sh!(
+            "--weights {path:?} --taps relu1_1,relu2_1,relu3_1,relu4_1,conv4_2,relu5_1"
+        ),
     );
     for (tap, t) in got.iter() {
         assert_close(
@@ -309,14 +306,7 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
     let want = torch_reference(
         "vgg_ref.py",
         &[("x", &x)],
-        &[
-            "--arch",
-            "vgg16",
-            "--weights",
-            st.to_str().unwrap(),
-            "--taps",
-            taps,
-        ],
+        &nst_testkit::sh!("--arch vgg16 --weights {st:?} --taps {taps:?}"),
     );
     for (tap, t) in got.iter() {
         assert_close(
@@ -355,16 +345,7 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
     let want = torch_reference(
         "vgg_ref.py",
         &[("x", &x)],
-        &[
-            "--weights",
-            path.to_str().unwrap(),
-            "--taps",
-            names,
-            "--pooling",
-            "avg",
-            "--precision",
-            "bf16",
-        ],
+        &nst_testkit::sh!("--weights {path:?} --taps {names:?} --pooling avg --precision bf16"),
     );
     for (tap, t) in got.iter() {
         assert_eq!(t.kind(), Kind::Float, "{tap} must come back in fp32");

@@ -147,24 +147,6 @@ impl Preprocessing {
             std: triple("std")?,
         })
     }
-
-    /// The metadata entries that describe this preprocessing.
-    pub fn to_metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
-            ("preprocessing".to_string(), self.name.clone()),
-            (
-                "channel_order".to_string(),
-                match self.channel_order {
-                    ChannelOrder::Rgb => "RGB",
-                    ChannelOrder::Bgr => "BGR",
-                }
-                .to_string(),
-            ),
-            ("input_scale".to_string(), format!("{:?}", self.scale)),
-            ("mean".to_string(), format!("{:?}", self.mean)),
-            ("std".to_string(), format!("{:?}", self.std)),
-        ])
-    }
 }
 
 /// A parsed weights file: tensors, architecture and preprocessing.
