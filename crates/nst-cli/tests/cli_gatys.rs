@@ -254,7 +254,6 @@ fn tiled_gatys_runs_and_bad_tilings_are_one_error_line() {
         ("--tile 224 --max-memory 1M", "--max-memory"),
         ("--tile 224 --optimizer adam", "L-BFGS"),
     ] {
-        let o = run(extra);
-        assert_one_error(&o, want, &out);
+        assert_one_error(&run(extra), want, &out);
     }
 }

@@ -73,18 +73,7 @@ fn assert_visible(what: &str, out: &Path, content: &Path) {
 }
 
 fn scalars(run_dir: &Path, tag: &str) -> Vec<(u64, f64)> {
-    let out = Command::new(nst_testkit::python())
-        .arg(nst_testkit::repo_root().join("tests/tools/read_tensorboard.py"))
-        .arg(run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["scalars"][tag]
+    nst_testkit::read_tensorboard(run_dir)["scalars"][tag]
         .as_array()
         .unwrap()
         .iter()

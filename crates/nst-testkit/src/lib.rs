@@ -290,6 +290,23 @@ pub fn train_in<S: AsRef<str>>(nst_train: &str, config: &str, dir: &Path, sets: 
     assert_ok(&run_bin(nst_train, &args));
 }
 
+/// What a TensorBoard run folder holds, read by `tests/tools/read_tensorboard.py`
+/// (the `tensorboard` package's own reader): `{"scalars": {tag: [[step,
+/// value], …]}, "images": {tag: [[step, width, height], …]}}`.
+pub fn read_tensorboard(run_dir: &Path) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/tools/read_tensorboard.py"))
+        .arg(run_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Asserts a command succeeded, showing its stderr otherwise.
 #[track_caller]
 pub fn assert_ok(o: &std::process::Output) {

@@ -322,17 +322,7 @@ fn tensorboard_events_are_read_by_the_official_reader() {
         .run(&mut m, None, &mut tb, TrainerHooks::default())
         .unwrap();
     drop(tb);
-    let out = std::process::Command::new(nst_testkit::python())
-        .arg(nst_testkit::repo_root().join("tests/tools/read_tensorboard.py"))
-        .arg(&tb_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = nst_testkit::read_tensorboard(&tb_dir);
     for tag in [
         "loss/total",
         "loss/fit",
