@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)]
 use nst_testkit::sh;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn bin(exe: &str, args: &[String]) -> Output {
     nst_testkit::bin_command(exe)
