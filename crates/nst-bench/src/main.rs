@@ -904,6 +904,7 @@ fn tiled_case(
     size: i64,
     tile: Option<i64>,
     precision: Precision,
+    repeat: usize,
 ) -> Result<Outcome> {
     // The networks whose receptive field sets the halo are built first.
     let puy = match family {
@@ -925,58 +926,50 @@ fn tiled_case(
     };
     let n = tiling.grid(size, size)?.len();
     let (c, s) = (blobs(size, 1), blobs(size, 2));
-    let timed = |f: &mut dyn FnMut() -> Result<Tensor>| -> Result<(f64, Tensor)> {
-        let t = Instant::now();
-        let y = f()?;
-        Ok((t.elapsed().as_secs_f64(), y))
-    };
+    let timed = |run: &mut dyn FnMut(bool) -> Result<Tensor>| whole_and_tiled(repeat, run);
     tch::manual_seed(0);
     let (whole, tiled, quality) = match family {
         TiledCase::Adain => {
             let vgg = load_vgg(weights, Pooling::Max, precision)?;
             let m = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || Ok(m.stylize_tiled(&c, &s, 1.0, t)?))
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) =
+                timed(&mut |tiled| Ok(m.stylize_tiled(&c, &s, 1.0, tiled.then_some(&tiling))?))?;
+            (w, t, None)
         }
         TiledCase::Wct => {
             let m = decoders_model(weights, precision)?;
             let levels = [5u8, 4, 3, 2, 1];
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || {
-                    Ok(nst_decoders::closed_form(
-                        &m, &c, &s, true, &levels, 1.0, t,
-                    )?)
-                })
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) = timed(&mut |tiled| {
+                let t = tiled.then_some(&tiling);
+                Ok(nst_decoders::closed_form(
+                    &m, &c, &s, true, &levels, 1.0, t,
+                )?)
+            })?;
+            (w, t, None)
         }
         TiledCase::Optex => {
             let m = decoders_model(weights, precision)?;
             let cfg = nst_decoders::OptexConfig::default();
             let styles = [(s.shallow_clone(), 1.0)];
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || {
-                    tch::manual_seed(3);
-                    Ok(nst_decoders::optimal_textures(
-                        &m,
-                        &styles,
-                        Some(&c),
-                        (size, size),
-                        &cfg,
-                        t,
-                    )?)
-                })
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) = timed(&mut |tiled| {
+                tch::manual_seed(3);
+                let t = tiled.then_some(&tiling);
+                Ok(nst_decoders::optimal_textures(
+                    &m,
+                    &styles,
+                    Some(&c),
+                    (size, size),
+                    &cfg,
+                    t,
+                )?)
+            })?;
+            (w, t, None)
         }
         TiledCase::Vae => {
             let m = vae_model(weights, precision)?;
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || Ok(m.stylize_tiled(&c, &s, 1.0, t)?))
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) =
+                timed(&mut |tiled| Ok(m.stylize_tiled(&c, &s, 1.0, tiled.then_some(&tiling))?))?;
+            (w, t, None)
         }
         TiledCase::Gatys => {
             let vgg = load_vgg(weights, Pooling::Avg, precision)?;
@@ -985,8 +978,13 @@ fn tiled_case(
                 ..Default::default()
             };
             let g = nst_optim::Gatys::new(&vgg, cfg, Some(&c), &s)?;
-            let w = timed(&mut || Ok(g.run_report(&c, |_, _| true)?.0))?;
-            let t = timed(&mut || Ok(g.run_tiled(&c, &tiling, 100, |_, _| true)?.0))?;
+            let (w, t) = timed(&mut |tiled| {
+                Ok(if tiled {
+                    g.run_tiled(&c, &tiling, 100, |_, _| true)?.0
+                } else {
+                    g.run_report(&c, |_, _| true)?.0
+                })
+            })?;
             let loss = |x: &Tensor| -> Result<f64> { Ok(tch::no_grad(|| g.loss(x))?.1.total()) };
             let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
             (w, t, Some(loss_change(lw, lt)))
@@ -1005,22 +1003,14 @@ fn tiled_case(
                 image: &s,
                 weight: 1.0,
             }];
-            let run = |tiled: bool| {
-                timed(&mut || {
-                    tch::manual_seed(11);
-                    let out = st.run_tiled(
-                        &c,
-                        &styles,
-                        None,
-                        |_, _| Ok(tiled.then_some(tiling)),
-                        |_, _, _| true,
-                    )?;
-                    out.last()
-                        .map(|x| x.shallow_clone())
-                        .context("STROTSS returned no scale")
-                })
-            };
-            let (w, t) = (run(false)?, run(true)?);
+            let (w, t) = timed(&mut |tiled| {
+                tch::manual_seed(11);
+                let tiles = |_: i64, _: i64| Ok(tiled.then_some(tiling));
+                let out = st.run_tiled(&c, &styles, None, tiles, |_, _, _| true)?;
+                out.last()
+                    .map(|x| x.shallow_clone())
+                    .context("STROTSS returned no scale")
+            })?;
             let loss =
                 |x: &Tensor| -> Result<f64> { Ok(st.measure(x, &c, &styles, alpha, 99)?.total) };
             let (lw, lt) = (loss(&w.1)?, loss(&t.1)?);
@@ -1037,32 +1027,28 @@ fn tiled_case(
                     v.copy_(&r);
                 }
             });
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || {
-                    let xs = tch::no_grad(|| match t {
-                        Some(t) => m.run_tiled(&c, &s, 4, None, t),
-                        None => m.run(&c, &s, 4, None),
-                    })?;
-                    xs.last().map(|x| x.shallow_clone()).context("no iterate")
-                })
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) = timed(&mut |tiled| {
+                let xs = tch::no_grad(|| match tiled {
+                    true => m.run_tiled(&c, &s, 4, None, &tiling),
+                    false => m.run(&c, &s, 4, None),
+                })?;
+                xs.last().map(|x| x.shallow_clone()).context("no iterate")
+            })?;
+            (w, t, None)
         }
         TiledCase::Texture => {
             let m = po.context("the texture solver")?;
             let target = m.loss.target(&s)?;
             tch::manual_seed(1);
             let z0 = nst_po::PseudoOptimizer::noise(1, size, size, Device::Cpu);
-            let run = |t: Option<&nst_tiling::Tiling>| {
-                timed(&mut || {
-                    Ok(match t {
-                        Some(t) => m.run_tiled(&z0, &target, t)?,
-                        None => m.run(&z0, &target)?,
-                    }
-                    .output())
-                })
-            };
-            (run(None)?, run(Some(&tiling))?, None)
+            let (w, t) = timed(&mut |tiled| {
+                Ok(match tiled {
+                    true => m.run_tiled(&z0, &target, &tiling)?,
+                    false => m.run(&z0, &target)?,
+                }
+                .output())
+            })?;
+            (w, t, None)
         }
     };
     let quality = quality.unwrap_or_else(|| {
@@ -1088,6 +1074,26 @@ fn tiled_case(
         )),
         ..Outcome::timed((tiled.0, tiled.0 / whole.0))
     })
+}
+
+/// The whole and the tiled run (`run(false)`, `run(true)`): one warm-up of
+/// each, then `repeat` rounds taking turns; the median times and the last
+/// outputs.
+fn whole_and_tiled(
+    repeat: usize,
+    run: &mut dyn FnMut(bool) -> Result<Tensor>,
+) -> Result<((f64, Tensor), (f64, Tensor))> {
+    let (mut whole, mut tiled) = (run(false)?, run(true)?);
+    let (mut tw, mut tt) = (Vec::new(), Vec::new());
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        whole = run(false)?;
+        tw.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        tiled = run(true)?;
+        tt.push(t.elapsed().as_secs_f64());
+    }
+    Ok(((median(tw), whole), (median(tt), tiled)))
 }
 
 /// "final loss … whole, … tiled (±x %)".
@@ -1333,7 +1339,7 @@ fn run_child(
             let secs = t.elapsed().as_secs_f64();
             Outcome::timed((secs, n as f64 / secs))
         }
-        Case::Tiled(family) => tiled_case(family, &weights, size, cli.tile, precision)?,
+        Case::Tiled(family) => tiled_case(family, &weights, size, cli.tile, precision, repeat)?,
         Case::TrainDataWait => {
             let vgg = load_vgg(&weights, Pooling::Max, precision)?;
             let mut model = nst_adain::AdainModel::new(vgg, 1.0, nst_adain::AdainLoss::default())?;
