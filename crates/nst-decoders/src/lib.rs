@@ -18,6 +18,7 @@
 
 pub mod decoder;
 pub mod model;
+pub mod staged;
 pub mod transforms;
 
 pub use decoder::{level_decoder, LevelDecoder, LEVELS};

@@ -1,6 +1,7 @@
 //! The set of level decoders, its training objective, and the transfer
 //! procedures built on it: Optimal Textures, AdaIN and WCT.
 use crate::decoder::{level_decoder, LevelDecoder};
+use crate::staged;
 use crate::transforms::{match_features, pca_basis, sliced_ot, MomentMap, SlicedOtMap, Strategy};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
 use nst_tiling::{FeatureCache, Grid, Tiling};
@@ -71,7 +72,7 @@ pub struct Decoders {
     pub config: DecodersConfig,
     pub loss: DecodersLoss,
     decoders: Vec<LevelDecoder>,
-    feature_scale: f64,
+    pub(crate) feature_scale: f64,
 }
 
 impl Decoders {
@@ -113,7 +114,7 @@ impl Decoders {
         self.decoders.iter().map(|d| d.level).collect()
     }
 
-    fn decoder(&self, level: u8) -> Result<&LevelDecoder> {
+    pub(crate) fn decoder(&self, level: u8) -> Result<&LevelDecoder> {
         self.decoders
             .iter()
             .find(|d| d.level == level)
@@ -500,6 +501,14 @@ fn split_grid(
     Some(grid.map_err(Error::from))
 }
 
+/// How a level's features are kept between its encoding and decoding.
+enum Pass {
+    /// Staged ([`crate::staged`]) with tiles of this size: the whole map.
+    Staged(i64, Tensor),
+    /// Decoded window by window on this grid.
+    Tiles(Grid, Kept),
+}
+
 /// Where a tiled level's decoding pass finds each window's features.
 enum Kept {
     /// Windows encoded with the joint halo, while the cache had room
@@ -680,27 +689,43 @@ fn tiled_level(
     // content's too when it is mixed in), then decode it on the same grid.
     let a = cfg.content_weight(level);
     let mixed = content.filter(|_| a > 0.0);
-    let split = split_grid(model, tiling, level, (h, w), 1 + mixed.is_some() as i64);
-    let (grid, mut kept, mut content_kept) = match split {
-        Some(g) => {
-            let g = g?;
-            let kept = Kept::encode_whole(&g, cur, stride, encode, &mut on_core)?;
-            let ck = match mixed {
-                Some(c) => Some(Kept::encode_whole(&g, c, stride, encode, |_| {})?),
-                None => None,
-            };
-            (g, kept, ck)
-        }
-        None => {
-            let g = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
-            let mut cache = FeatureCache::new(tiling.cache_bytes);
-            g.for_each(|t| -> Result<()> {
-                let f = encode(&t.window.crop(cur))?;
-                on_core(&t.core_in_window().scaled_down(stride).crop(&f));
-                cache.offer(t.index, f);
-                Ok(())
-            })?;
-            (g, Kept::Windows(cache), None)
+    // Deep levels run staged when their middle fits (exact); else they
+    // encode the whole feature map first when it fits (the content's too
+    // when it is mixed in), then decode it on the same grid.
+    let (pass, mut content_kept) = if staged::runs_staged(model, tiling, level, (h, w)) {
+        let whole = |x: &Tensor| -> Result<Tensor> {
+            let f = model
+                .encode_staged(x, &[level], tiling.tile, |_, _| {})?
+                .pop()
+                .flatten();
+            f.ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))
+        };
+        let f = whole(cur)?;
+        on_core(&f);
+        let fc = mixed.map(whole).transpose()?;
+        (Pass::Staged(tiling.tile, f), fc.map(Kept::Whole))
+    } else {
+        match split_grid(model, tiling, level, (h, w), 1 + mixed.is_some() as i64) {
+            Some(g) => {
+                let g = g?;
+                let kept = Kept::encode_whole(&g, cur, stride, encode, &mut on_core)?;
+                let ck = match mixed {
+                    Some(c) => Some(Kept::encode_whole(&g, c, stride, encode, |_| {})?),
+                    None => None,
+                };
+                (Pass::Tiles(g, kept), ck)
+            }
+            None => {
+                let g = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
+                let mut cache = FeatureCache::new(tiling.cache_bytes);
+                g.for_each(|t| -> Result<()> {
+                    let f = encode(&t.window.crop(cur))?;
+                    on_core(&t.core_in_window().scaled_down(stride).crop(&f));
+                    cache.offer(t.index, f);
+                    Ok(())
+                })?;
+                (Pass::Tiles(g, Kept::Windows(cache)), None)
+            }
         }
     };
     let tgt = project(&target.transpose(0, 1));
@@ -723,29 +748,48 @@ fn tiled_level(
         ))
     };
     drop(sample);
-    let out = grid.stitch(3, |t| -> Result<Tensor> {
-        let f = match kept.take(t, stride) {
-            Some(f) => f.to_device(device),
-            None => encode(&t.window.crop(cur))?,
-        };
+    // The mapped features of a window (or of the whole map), mixed with the
+    // content's `fc`.
+    let transfer = |f: &Tensor, fc: Option<&Tensor>| {
         let (c, fh, fw) = (f.size()[1], f.size()[2], f.size()[3]);
-        let y = project(&cols_of(&f));
+        let y = project(&cols_of(f));
         let mapped = match &map {
             Map::Ot(m) => m.apply_cols(&y),
             Map::Moments(m) => m.apply(&y.transpose(0, 1)).transpose(0, 1),
         };
         let mut m = lift(&mapped);
-        if let Some(c_img) = mixed {
-            let fc = match content_kept.as_mut().and_then(|k| k.take(t, stride)) {
-                Some(fc) => fc.to_device(device),
-                None => encode(&t.window.crop(c_img))?,
-            };
-            m = m * (1.0 - a) + cols_of(&fc) * a;
+        if let Some(fc) = fc {
+            m = m * (1.0 - a) + cols_of(fc) * a;
         }
-        Ok(model
-            .decode(&m.reshape([1, c, fh, fw]), level)?
-            .clamp(0.0, 1.0))
-    })?;
+        m.reshape([1, c, fh, fw])
+    };
+    let out = match pass {
+        Pass::Staged(tile, f) => {
+            let fc = match &mut content_kept {
+                Some(Kept::Whole(fc)) => Some(fc.shallow_clone()),
+                _ => None,
+            };
+            model.decode_staged(&transfer(&f, fc.as_ref()), level, tile, (h, w))?
+        }
+        Pass::Tiles(grid, mut kept) => grid.stitch(3, |t| -> Result<Tensor> {
+            let f = match kept.take(t, stride) {
+                Some(f) => f.to_device(device),
+                None => encode(&t.window.crop(cur))?,
+            };
+            let fc = match mixed {
+                Some(c_img) => Some(
+                    match content_kept.as_mut().and_then(|k| k.take(t, stride)) {
+                        Some(fc) => fc.to_device(device),
+                        None => encode(&t.window.crop(c_img))?,
+                    },
+                ),
+                None => None,
+            };
+            Ok(model
+                .decode(&transfer(&f, fc.as_ref()), level)?
+                .clamp(0.0, 1.0))
+        })?,
+    };
     Ok(crop_to(&out, (h, w)))
 }
 
@@ -768,70 +812,85 @@ pub fn closed_form(
     tiling: Option<&Tiling>,
 ) -> Result<Tensor> {
     let device = model.vgg.device();
-    let grid = |x: &Tensor, level: u8, main: bool| -> Result<Grid> {
-        let (h, w) = (x.size()[2], x.size()[3]);
-        Ok(match tiling {
-            None => Grid::whole(h, w),
-            Some(t) => {
-                let t = Tiling::new(t.tile, halo(level), STRIDE)?;
-                if main {
-                    t.grid(h, w)?
-                } else {
-                    t.grid_or_whole(h, w)
+    tch::no_grad(|| {
+        // The style's statistics at every level, from one VGG pass to the
+        // deepest level: over the whole style, or, when it is larger than a
+        // tile, staged (exact) or else over windows with the deepest level's
+        // [`split_halo`] (only the encoder runs on the style).
+        let (sh, sw) = (style.size()[2], style.size()[3]);
+        let mut style_moments: Vec<nst_losses::stats::Moments> = levels
+            .iter()
+            .map(|_| nst_losses::stats::Moments::new(wct))
+            .collect();
+        match tiling.filter(|t| t.tile < sh.max(sw)) {
+            Some(t) if staged::middle_fits(model, t, (sh, sw)) => {
+                let deep = model.encode_staged(style, levels, t.tile, |li, core| {
+                    style_moments[li].add(core)
+                })?;
+                for (m, f) in style_moments.iter_mut().zip(deep) {
+                    if let Some(f) = f {
+                        m.add(&f);
+                    }
                 }
             }
-        })
-    };
-    tch::no_grad(|| {
-        // The style's statistics at every level. When the style is taken
-        // whole (it fits in a tile, as it usually does), they come from one
-        // VGG pass to the deepest level rather than one pass per level: a
-        // fifth less work for WCT at five levels.
-        let (sh, sw) = (style.size()[2], style.size()[3]);
-        let mut style_moments: Vec<Option<nst_losses::stats::Moments>> =
-            if tiling.is_none_or(|t| t.tile >= sh.max(sw)) {
-                let feats = model.encode_levels(&style.to_device(device), levels)?;
-                feats
-                    .iter()
-                    .map(|f| {
-                        let mut m = nst_losses::stats::Moments::new(wct);
-                        m.add(f);
-                        Some(m)
-                    })
-                    .collect()
-            } else {
-                levels.iter().map(|_| None).collect()
-            };
+            t => {
+                let deepest = levels.iter().copied().max().unwrap_or(1);
+                let grid = match t {
+                    Some(t) => {
+                        Tiling::new(t.tile, split_halo(deepest), STRIDE)?.grid_or_whole(sh, sw)
+                    }
+                    None => Grid::whole(sh, sw),
+                };
+                grid.for_each(|t| -> Result<()> {
+                    let feats =
+                        model.encode_levels(&t.window.crop(style).to_device(device), levels)?;
+                    for ((m, f), &level) in style_moments.iter_mut().zip(&feats).zip(levels) {
+                        m.add(&t.core_in_window().scaled_down(1 << (level - 1)).crop(f));
+                    }
+                    nst_tiling::report("style statistics", t.index + 1, grid.len());
+                    Ok(())
+                })?;
+            }
+        }
         let mut x = content.to_device(tch::Device::Cpu);
         for (li, &level) in levels.iter().enumerate() {
             let stride = 1i64 << (level - 1);
             let encode = |t: &Tensor| model.encode(&t.to_device(device), level);
             let (h, w) = (x.size()[2], x.size()[3]);
-            let (g, mut kept, mc) =
-                match tiling.and_then(|t| split_grid(model, t, level, (h, w), 1)) {
+            // Deep levels run staged when their middle fits (exact); else
+            // they encode their whole map first when it fits, then decode it
+            // on the same grid; else encode and decode window by window.
+            let staged = tiling.filter(|t| staged::runs_staged(model, t, level, (h, w)));
+            let mut mc = nst_losses::stats::Moments::new(wct);
+            let pass = match staged {
+                Some(t) => {
+                    let f = model
+                        .encode_staged(&x, &[level], t.tile, |_, _| {})?
+                        .pop()
+                        .flatten();
+                    let f =
+                        f.ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))?;
+                    mc.add(&f);
+                    Pass::Staged(t.tile, f)
+                }
+                None => match tiling.and_then(|t| split_grid(model, t, level, (h, w), 1)) {
                     Some(g) => {
                         let g = g?;
-                        let mut mc = nst_losses::stats::Moments::new(wct);
                         let kept = Kept::encode_whole(&g, &x, stride, encode, |core| mc.add(core))?;
-                        (g, kept, mc)
+                        Pass::Tiles(g, kept)
                     }
                     None => {
-                        let g = grid(&x, level, true)?;
+                        let g = match tiling {
+                            None => Grid::whole(h, w),
+                            Some(t) => Tiling::new(t.tile, halo(level), STRIDE)?.grid(h, w)?,
+                        };
                         let mut cache = FeatureCache::new(tiling.and_then(|t| t.cache_bytes));
-                        let mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
-                        (g, Kept::Windows(cache), mc)
+                        mc = g.feature_moments(&x, stride, wct, &mut cache, encode)?;
+                        Pass::Tiles(g, Kept::Windows(cache))
                     }
-                };
-            let ms = match style_moments[li].take() {
-                Some(m) => m,
-                None => grid(style, level, false)?.feature_moments(
-                    style,
-                    stride,
-                    wct,
-                    &mut FeatureCache::none(),
-                    encode,
-                )?,
+                },
             };
+            let ms = &style_moments[li];
             let map = wct.then(|| {
                 MomentMap::new(
                     (&mc.mean(), &mc.covariance()),
@@ -843,22 +902,27 @@ pub fn closed_form(
                 mc.mean_std(nst_losses::stats::EPS),
                 ms.mean_std(nst_losses::stats::EPS),
             );
-            x = g.stitch(3, |tile| {
-                let f = match kept.take(tile, stride) {
-                    Some(f) => f.to_device(device),
-                    None => encode(&tile.window.crop(&x))?,
-                };
+            let transfer = |f: &Tensor| {
                 let t = match &map {
-                    Some(map) => from_rows(&map.apply(&to_rows(&f)), f.size()[2], f.size()[3]),
+                    Some(map) => from_rows(&map.apply(&to_rows(f)), f.size()[2], f.size()[3]),
                     None => nst_losses::stats::adain_with(
-                        &f,
+                        f,
                         (&stats_c.0, &stats_c.1),
                         (&stats_s.0, &stats_s.1),
                     ),
                 };
-                let m = t * alpha + f.to_kind(Kind::Float) * (1.0 - alpha);
-                Ok::<_, Error>(model.decode(&m, level)?.clamp(0.0, 1.0))
-            })?;
+                t * alpha + f.to_kind(Kind::Float) * (1.0 - alpha)
+            };
+            x = match pass {
+                Pass::Staged(tile, f) => model.decode_staged(&transfer(&f), level, tile, (h, w))?,
+                Pass::Tiles(g, mut kept) => g.stitch(3, |tile| {
+                    let f = match kept.take(tile, stride) {
+                        Some(f) => f.to_device(device),
+                        None => encode(&tile.window.crop(&x))?,
+                    };
+                    Ok::<_, Error>(model.decode(&transfer(&f), level)?.clamp(0.0, 1.0))
+                })?,
+            };
         }
         Ok(x)
     })

@@ -220,9 +220,10 @@ fn untrained_end_to_end_at_64px() {
 
 /// Tiled WCT at two levels against the whole image (untrained decoders, so
 /// PSNR over the output's range), and the tile-size errors. relu4_1 runs
-/// both ways: its whole feature map encoded first with [`split_halo`]
-/// (the budget has room), or each window encoded and decoded together
-/// with the joint [`halo`] (a budget with no room for features).
+/// three ways, as the budget allows: staged ([`crate::staged`]: exact up to
+/// float rounding), its whole feature map encoded first with
+/// [`split_halo`], or each window encoded and decoded together with the
+/// joint [`halo`] (a budget with no room for features).
 #[test]
 fn tiled_closed_form_matches_whole_image() {
     let _rng = nst_testkit::rng_lock();
@@ -234,27 +235,38 @@ fn tiled_closed_form_matches_whole_image() {
         load("samples/style/retina.jpg", 160),
     );
     let whole = closed_form(&m, &c, &s, true, &[4, 2], 0.9, None).unwrap();
-    let tiling = nst_tiling::Tiling::new(160, halo(4), STRIDE).unwrap();
-    let tiled = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&tiling)).unwrap();
     let peak = f64::try_from(whole.max() - whole.min()).unwrap();
-    let db = nst_core::psnr(&tiled, &whole, peak);
-    eprintln!("tiled WCT vs whole, relu4_1 encoded whole first: {db:.1} dB");
-    assert!(db >= 40.0, "tiled WCT vs whole: {db:.1} dB");
-    let no_room = nst_tiling::Tiling {
-        cache_bytes: Some(0),
+    let tiling = nst_tiling::Tiling::new(160, halo(4), STRIDE).unwrap();
+    let middle = crate::staged::middle_bytes(&m, 256, 256);
+    let with_room = |bytes: Option<u64>| nst_tiling::Tiling {
+        cache_bytes: bytes,
         ..tiling
     };
-    let windows = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&no_room)).unwrap();
-    let db = nst_core::psnr(&windows, &whole, peak);
-    eprintln!("tiled WCT vs whole, windows with the joint halo: {db:.1} dB");
-    assert!(db >= 40.0, "tiled WCT (no room) vs whole: {db:.1} dB");
-    assert!(
-        nst_core::psnr(&windows, &tiled, peak) < 200.0,
-        "both paths ran"
-    );
-    // relu5_1 needs 128 px of context: a 160-px tile is refused.
-    let e = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&tiling)).unwrap_err();
+    let mut outputs = Vec::new();
+    for (what, room, floor) in [
+        ("staged", Some(middle), 100.0),
+        ("relu4_1 encoded whole first", Some(middle - 1), 40.0),
+        ("windows with the joint halo", Some(0), 40.0),
+    ] {
+        let tiled = closed_form(&m, &c, &s, true, &[4, 2], 0.9, Some(&with_room(room))).unwrap();
+        let db = nst_core::psnr(&tiled, &whole, peak);
+        eprintln!("tiled WCT vs whole, {what}: {db:.1} dB");
+        assert!(db >= floor, "tiled WCT ({what}) vs whole: {db:.1} dB");
+        outputs.push(tiled);
+    }
+    for (i, j) in [(0, 1), (1, 2), (0, 2)] {
+        let db = nst_core::psnr(&outputs[i], &outputs[j], peak);
+        assert!(db < 200.0, "paths {i} and {j} both ran");
+    }
+    // Windows of relu5_1 need 128 px of context: a 160-px tile is refused,
+    // unless the level runs staged (32 px).
+    let e = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&with_room(Some(0)))).unwrap_err();
     assert!(e.to_string().contains("--tile 272"), "{e}");
+    let whole = closed_form(&m, &c, &s, false, &[5], 1.0, None).unwrap();
+    let staged = closed_form(&m, &c, &s, false, &[5], 1.0, Some(&tiling)).unwrap();
+    let peak = f64::try_from(whole.max() - whole.min()).unwrap();
+    let db = nst_core::psnr(&staged, &whole, peak);
+    assert!(db >= 100.0, "staged AdaIN at relu5_1 vs whole: {db:.1} dB");
 }
 
 /// No seams (issue 27): a 1024² WCT (relu2_1, then relu1_1) made in tiles of

@@ -52,6 +52,8 @@ pub enum Error {
         tap: Tap,
         need: i64,
     },
+    #[error("{tap} is not deeper than {from}, where the encoding goes on from")]
+    NotDeeper { tap: Tap, from: Tap },
     #[error("{0}")]
     Precision(String),
     #[error(transparent)]
@@ -439,7 +441,35 @@ impl Vgg {
         self.run(&self.preprocessing.apply(&self.check_input(x)?), taps, opts)
     }
 
+    /// Goes on from `h`, the fp32 map [`Vgg::encode`] returned at tap `from`
+    /// (of any image), to the requested `taps`, all deeper than `from`: the
+    /// same result as encoding the image to `taps` in one pass. Tiled runs
+    /// encode the shallow layers tile by tile, then the small deep maps whole.
+    pub fn encode_from(&self, h: &Tensor, from: Tap, taps: &[Tap]) -> Result<Features> {
+        let pos = self.arch.position(from).ok_or_else(|| Error::UnknownTap {
+            name: from.to_string(),
+            arch: self.arch,
+            valid: self.arch.tap_names().join(", "),
+        })?;
+        if let Some(t) = taps.iter().find(|&&t| self.arch.position(t) <= Some(pos)) {
+            return Err(Error::NotDeeper { tap: *t, from });
+        }
+        self.run_from(h, pos + 1, taps, EncodeOptions::default())
+    }
+
     fn run(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {
+        self.run_from(x, 0, taps, opts)
+    }
+
+    /// Runs the layers from position `start` of the architecture's order
+    /// (0: the preprocessed image) to the deepest of `taps`.
+    fn run_from(
+        &self,
+        x: &Tensor,
+        start: usize,
+        taps: &[Tap],
+        opts: EncodeOptions,
+    ) -> Result<Features> {
         let order = self.arch.taps();
         let mut deepest = 0;
         for &t in taps {
@@ -454,7 +484,10 @@ impl Vgg {
         if taps.is_empty() {
             return Ok(Features { maps });
         }
-        let need = self.arch.stride(order[deepest]);
+        let need = match start {
+            0 => self.arch.stride(order[deepest]),
+            _ => self.arch.stride(order[deepest]) / self.arch.stride(order[start - 1]),
+        };
         let size = x.size();
         if size.len() != 4 || size[2].min(size[3]) < need {
             return Err(Error::TooSmall {
@@ -469,8 +502,11 @@ impl Vgg {
         if opts.channels_last || self.precision.is_reduced() {
             h = nst_core::precision::channels_last(&h);
         }
-        let mut conv_i = 0;
-        for tap in order.iter().take(deepest + 1) {
+        let mut conv_i = order[..start]
+            .iter()
+            .filter(|t| t.kind == LayerKind::Conv)
+            .count();
+        for tap in order.iter().take(deepest + 1).skip(start) {
             h = match tap.kind {
                 LayerKind::Conv => {
                     let c = &self.convs[conv_i];

@@ -220,6 +220,54 @@ fn missing_and_foreign_weight_files_give_clear_errors() {
     assert!(e.contains("nst-vgg"), "{e}");
 }
 
+/// Going on from a tap's map gives the one-pass maps deeper down (the first
+/// stage at 32² and the rest at its 8² map: stride 4), in fp32 and in bf16;
+/// taps not deeper than the start, or a map too small, are refused.
+#[test]
+fn encode_from_a_tap_matches_one_pass() {
+    let _rng = nst_testkit::rng_lock();
+    let mut vgg = Vgg::from_tensors(
+        Arch::Vgg19,
+        random_weights(Arch::Vgg19),
+        Preprocessing::caffe(),
+        opts(Pooling::Max),
+        "t",
+    )
+    .unwrap();
+    let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (from, deep) = (Tap::relu(3, 1), [Tap::relu(5, 1), Tap::relu(4, 1)]);
+    for precision in [nst_core::Precision::Fp32, nst_core::Precision::Bf16] {
+        vgg.set_precision(precision).unwrap();
+        let one = vgg.encode(&x, &[from, deep[0], deep[1]]).unwrap();
+        let two = vgg.encode_from(&one[from], from, &deep).unwrap();
+        for t in deep {
+            assert_eq!(two[t].kind(), Kind::Float);
+            // Same operations on the same values: equal to the last bit.
+            assert_close(
+                &two[t],
+                &one[t],
+                0.0,
+                &format!("{t} from {from}, {precision:?}"),
+            );
+        }
+    }
+    let e = vgg.encode_from(
+        &Tensor::zeros([1, 256, 8, 8], (Kind::Float, Device::Cpu)),
+        from,
+        &[Tap::relu(3, 2), from],
+    );
+    assert!(e
+        .unwrap_err()
+        .to_string()
+        .contains("relu3_1 is not deeper than relu3_1"));
+    let e = vgg.encode_from(
+        &Tensor::zeros([1, 256, 2, 2], (Kind::Float, Device::Cpu)),
+        from,
+        &deep,
+    );
+    assert!(e.unwrap_err().to_string().contains("at least 4 px"));
+}
+
 #[test]
 fn encode_runs_only_as_deep_as_needed_and_keeps_order() {
     let _rng = nst_testkit::rng_lock();
