@@ -621,7 +621,10 @@ fn fits_whole(tiling: &Tiling, h: i64, w: i64) -> bool {
         .is_none_or(|room| fp.bytes(w, h, 1) <= room + fp.bytes(tiling.tile, tiling.tile, 1))
 }
 
-/// One level of [`optimal_textures`] tile by tile: the features of every
+/// One level of [`optimal_textures`] tile by tile. When the budget holds the
+/// level's whole feature maps and their matching, only the encoder and
+/// decoder are tiled ([`crate::staged`]: exact) and the matching is the
+/// whole run's. Otherwise the features of every
 /// window are encoded once (kept in a [`FeatureCache`] while the budget
 /// allows); the matching map is fitted on the whole image's features (all
 /// of them, or [`OT_SAMPLE`] of them drawn uniformly over the cores, for
@@ -638,6 +641,22 @@ fn tiled_level(
 ) -> Result<Tensor> {
     let device = model.vgg.device();
     let (h, w) = (cur.size()[2], cur.size()[3]);
+    let a = cfg.content_weight(level);
+    let mixed = content.filter(|_| a > 0.0);
+    // When the level's whole feature maps and their matching fit in the
+    // budget, only the encoder and decoder run tile by tile (exact, see
+    // crate::staged) and the matching is the whole run's, its random draws
+    // included: the level is the whole run's up to float rounding.
+    if staged::matching_fits(model, tiling, level, (h, w), 1 + u64::from(mixed.is_some())) {
+        let f = model.encode_whole(cur, level, tiling.tile)?;
+        let (fh, fw) = (f.size()[2], f.size()[3]);
+        let mut m = match_features(&to_rows(&f), target, cfg.strategy, cfg.passes, cfg.pca);
+        if let Some(c) = mixed {
+            m = m * (1.0 - a) + to_rows(&model.encode_whole(c, level, tiling.tile)?) * a;
+        }
+        let out = model.decode_staged(&from_rows(&m, fh, fw), level, tiling.tile, (h, w))?;
+        return Ok(crop_to(&out, (h, w)));
+    }
     let stride = 1i64 << (level - 1);
     let encode = |x: &Tensor| model.encode(&x.to_device(device), level);
     let cols_of = |f: &Tensor| f.reshape([f.size()[1], -1]); // [1, C, h, w] → [C, h·w]
@@ -687,24 +706,7 @@ fn tiled_level(
     };
     // Deep levels encode the whole feature map first when it fits (the
     // content's too when it is mixed in), then decode it on the same grid.
-    let a = cfg.content_weight(level);
-    let mixed = content.filter(|_| a > 0.0);
-    // Deep levels run staged when their middle fits (exact); else they
-    // encode the whole feature map first when it fits (the content's too
-    // when it is mixed in), then decode it on the same grid.
-    let (pass, mut content_kept) = if staged::runs_staged(model, tiling, level, (h, w)) {
-        let whole = |x: &Tensor| -> Result<Tensor> {
-            let f = model
-                .encode_staged(x, &[level], tiling.tile, |_, _| {})?
-                .pop()
-                .flatten();
-            f.ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))
-        };
-        let f = whole(cur)?;
-        on_core(&f);
-        let fc = mixed.map(whole).transpose()?;
-        (Pass::Staged(tiling.tile, f), fc.map(Kept::Whole))
-    } else {
+    let (grid, mut kept, mut content_kept) =
         match split_grid(model, tiling, level, (h, w), 1 + mixed.is_some() as i64) {
             Some(g) => {
                 let g = g?;
@@ -713,7 +715,7 @@ fn tiled_level(
                     Some(c) => Some(Kept::encode_whole(&g, c, stride, encode, |_| {})?),
                     None => None,
                 };
-                (Pass::Tiles(g, kept), ck)
+                (g, kept, ck)
             }
             None => {
                 let g = Tiling::new(tiling.tile, halo(level), STRIDE)?.grid_or_whole(h, w);
@@ -724,10 +726,9 @@ fn tiled_level(
                     cache.offer(t.index, f);
                     Ok(())
                 })?;
-                (Pass::Tiles(g, Kept::Windows(cache)), None)
+                (g, Kept::Windows(cache), None)
             }
-        }
-    };
+        };
     let tgt = project(&target.transpose(0, 1));
     enum Map {
         Ot(SlicedOtMap),
@@ -763,33 +764,24 @@ fn tiled_level(
         }
         m.reshape([1, c, fh, fw])
     };
-    let out = match pass {
-        Pass::Staged(tile, f) => {
-            let fc = match &mut content_kept {
-                Some(Kept::Whole(fc)) => Some(fc.shallow_clone()),
-                _ => None,
-            };
-            model.decode_staged(&transfer(&f, fc.as_ref()), level, tile, (h, w))?
-        }
-        Pass::Tiles(grid, mut kept) => grid.stitch(3, |t| -> Result<Tensor> {
-            let f = match kept.take(t, stride) {
-                Some(f) => f.to_device(device),
-                None => encode(&t.window.crop(cur))?,
-            };
-            let fc = match mixed {
-                Some(c_img) => Some(
-                    match content_kept.as_mut().and_then(|k| k.take(t, stride)) {
-                        Some(fc) => fc.to_device(device),
-                        None => encode(&t.window.crop(c_img))?,
-                    },
-                ),
-                None => None,
-            };
-            Ok(model
-                .decode(&transfer(&f, fc.as_ref()), level)?
-                .clamp(0.0, 1.0))
-        })?,
-    };
+    let out = grid.stitch(3, |t| -> Result<Tensor> {
+        let f = match kept.take(t, stride) {
+            Some(f) => f.to_device(device),
+            None => encode(&t.window.crop(cur))?,
+        };
+        let fc = match mixed {
+            Some(c_img) => Some(
+                match content_kept.as_mut().and_then(|k| k.take(t, stride)) {
+                    Some(fc) => fc.to_device(device),
+                    None => encode(&t.window.crop(c_img))?,
+                },
+            ),
+            None => None,
+        };
+        Ok(model
+            .decode(&transfer(&f, fc.as_ref()), level)?
+            .clamp(0.0, 1.0))
+    })?;
     Ok(crop_to(&out, (h, w)))
 }
 
@@ -824,7 +816,7 @@ pub fn closed_form(
             .collect();
         match tiling.filter(|t| t.tile < sh.max(sw)) {
             Some(t) if staged::middle_fits(model, t, (sh, sw)) => {
-                let deep = model.encode_staged(style, levels, t.tile, |li, core| {
+                let deep = model.encode_staged(style, levels, t.tile, |li, _, core| {
                     style_moments[li].add(core)
                 })?;
                 for (m, f) in style_moments.iter_mut().zip(deep) {
@@ -864,12 +856,7 @@ pub fn closed_form(
             let mut mc = nst_losses::stats::Moments::new(wct);
             let pass = match staged {
                 Some(t) => {
-                    let f = model
-                        .encode_staged(&x, &[level], t.tile, |_, _| {})?
-                        .pop()
-                        .flatten();
-                    let f =
-                        f.ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))?;
+                    let f = model.encode_whole(&x, level, t.tile)?;
                     mc.add(&f);
                     Pass::Staged(t.tile, f)
                 }

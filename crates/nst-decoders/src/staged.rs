@@ -17,6 +17,11 @@
 //! and the decoder down to stride 4. The cores are then the whole run's
 //! features and pixels up to float rounding, and the halos add 6 % and 13 %
 //! to the tiled stages' work on 512-px cores.
+//!
+//! The same two functions serve the shallow levels (relu1_1…relu3_1) when
+//! Optimal Textures can hold a level's whole feature map and its matching
+//! ([`matching_fits`]): encoded in windows with [`ENCODER_HALO`], decoded
+//! in windows with the level's [`crate::halo`], the matching whole.
 use crate::model::Decoders;
 use nst_model::{Error, Result};
 use nst_tiling::Tiling;
@@ -41,6 +46,36 @@ pub fn middle_bytes(model: &Decoders, h: i64, w: i64) -> u64 {
     (4 * c * (h / HANDOVER_STRIDE) * (w / HANDOVER_STRIDE) * 4) as u64
 }
 
+/// Bytes of Optimal Textures' whole-image matching at `level` of an `h × w`
+/// image with `maps` whole feature maps (the image's, and the content's
+/// when it is mixed in): counted as 11 fp32 copies of the map for the
+/// matching (per pass: the rotated, sorted and matched copies and the
+/// int64 sort order; the projected, lifted and mixed ones) plus the maps,
+/// and a deep level's middle.
+pub fn matching_bytes(model: &Decoders, level: u8, (h, w): (i64, i64), maps: u64) -> u64 {
+    let s = 1i64 << (level - 1);
+    let c = model.vgg.arch().channels(Tap::relu(level, 1));
+    let map = (c * (h / s) * (w / s) * 4) as u64;
+    let middle = if level > HANDOVER {
+        middle_bytes(model, h, w)
+    } else {
+        0
+    };
+    (11 + maps) * map + middle
+}
+
+/// Whether Optimal Textures' whole-image matching at `level` fits in
+/// `tiling`'s cache budget ([`matching_bytes`]).
+pub fn matching_fits(
+    model: &Decoders,
+    tiling: &Tiling,
+    level: u8,
+    hw: (i64, i64),
+    maps: u64,
+) -> bool {
+    (tiling.cache_bytes).is_none_or(|c| matching_bytes(model, level, hw, maps) <= c)
+}
+
 /// Whether the whole middle of an `h × w` image's staged level fits in
 /// `tiling`'s cache budget.
 pub fn middle_fits(model: &Decoders, tiling: &Tiling, (h, w): (i64, i64)) -> bool {
@@ -58,14 +93,14 @@ impl Decoders {
     /// [`crate::STRIDE`]) for each of `levels`, from one VGG pass in two
     /// stages: windows of at most `tile` px to relu3_1, then the whole
     /// relu3_1 map on to the deeper levels. Levels up to relu3_1 are handed
-    /// core by core to `on_shallow(index in levels, core)` and come back
-    /// `None`; deeper ones come back whole.
+    /// core by core to `on_shallow(index in levels, tile, core)` and come
+    /// back `None`; deeper ones come back whole.
     pub fn encode_staged(
         &self,
         x: &Tensor,
         levels: &[u8],
         tile: i64,
-        mut on_shallow: impl FnMut(usize, &Tensor),
+        mut on_shallow: impl FnMut(usize, &nst_tiling::Tile, &Tensor),
     ) -> Result<Vec<Option<Tensor>>> {
         let device = self.vgg.device();
         let (h, w) = (x.size()[2], x.size()[3]);
@@ -94,7 +129,7 @@ impl Decoders {
             for (i, (tap, m)) in f.iter().enumerate() {
                 let core = t.core_in_window().scaled_down(1 << (tap.block - 1)).crop(m);
                 match shallow.get(i) {
-                    Some(&(li, _)) => on_shallow(li, &(core * self.feature_scale)),
+                    Some(&(li, _)) => on_shallow(li, t, &(core * self.feature_scale)),
                     None => {
                         let map = map.get_or_insert_with(|| {
                             let (c, s) = (core.size()[1], HANDOVER_STRIDE);
@@ -118,10 +153,31 @@ impl Decoders {
             .collect())
     }
 
-    /// Decodes the whole `relu{level}_1` map `features` (a level deeper than
-    /// the handover) to the `h × w` image: whole down to stride 4, then in
-    /// windows of at most `tile` px. Returns `[1, 3, h, w]` fp32 on the
-    /// CPU, clamped to [0, 1].
+    /// The whole `relu{level}_1` map of `x`, encoded as
+    /// [`Decoders::encode_staged`] does (exact).
+    pub fn encode_whole(&self, x: &Tensor, level: u8, tile: i64) -> Result<Tensor> {
+        let s = 1i64 << (level - 1);
+        let mut map: Option<Tensor> = None;
+        let deep = self.encode_staged(x, &[level], tile, |_, t, core| {
+            let map = map.get_or_insert_with(|| {
+                let (h, w) = (x.size()[2] / s, x.size()[3] / s);
+                Tensor::zeros([1, core.size()[1], h, w], (core.kind(), core.device()))
+            });
+            t.core.scaled_down(s).crop(map).copy_(core);
+        })?;
+        deep.into_iter()
+            .flatten()
+            .next()
+            .or(map)
+            .ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))
+    }
+
+    /// Decodes the whole `relu{level}_1` map `features` to the `h × w`
+    /// image: a level deeper than the handover whole down to stride 4, then
+    /// in windows of at most `tile` px with [`DECODER_HALO`]; a shallower one
+    /// in windows with its [`crate::halo`] (which covers its decoder's
+    /// radius: 1, 4 and 22 px at relu1_1…relu3_1). Returns `[1, 3, h, w]`
+    /// fp32 on the CPU, clamped to [0, 1].
     pub fn decode_staged(
         &self,
         features: &Tensor,
@@ -129,17 +185,18 @@ impl Decoders {
         tile: i64,
         (h, w): (i64, i64),
     ) -> Result<Tensor> {
-        if level <= HANDOVER {
-            return Err(Error::Model(format!(
-                "relu{level}_1 is not deeper than the handover relu{HANDOVER}_1"
-            )));
-        }
         let d = self.decoder(level)?;
-        let hook = usize::from(level - HANDOVER);
-        let mid = d.forward_between(features, 0, Some(hook), |_, m| m);
-        let grid = Tiling::new(tile, DECODER_HALO, crate::STRIDE)?.grid_or_whole(h, w);
+        let (hook, halo, stride) = match level.checked_sub(HANDOVER) {
+            Some(hook) if hook > 0 => (usize::from(hook), DECODER_HALO, HANDOVER_STRIDE),
+            _ => (0, crate::halo(level), 1 << (level - 1)),
+        };
+        let mid = match hook {
+            0 => features.shallow_clone(),
+            _ => d.forward_between(features, 0, Some(hook), |_, m| m),
+        };
+        let grid = Tiling::new(tile, halo, crate::STRIDE)?.grid_or_whole(h, w);
         grid.stitch(3, |t| -> Result<Tensor> {
-            let window = t.window.scaled_down(HANDOVER_STRIDE).crop(&mid);
+            let window = t.window.scaled_down(stride).crop(&mid);
             Ok(d.forward_between(&window, hook, None, |_, m| m)
                 .clamp(0.0, 1.0))
         })
