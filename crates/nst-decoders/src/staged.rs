@@ -28,11 +28,11 @@ use nst_tiling::Tiling;
 use nst_vgg::Tap;
 use tch::Tensor;
 
-/// The level whose `relu{·}_1` map the encoder hands over at, and whose
-/// stride the decoder hands back at.
-pub const HANDOVER: u8 = 3;
+/// The level whose `relu{·}_1` map the encoder hands over at
+/// ([`nst_vgg::HANDOVER`]), and whose stride the decoder hands back at.
+pub const HANDOVER: u8 = nst_vgg::HANDOVER.block;
 /// Halo of the encoder's tiled stage, px (its radius is 12 px).
-pub const ENCODER_HALO: i64 = 16;
+pub const ENCODER_HALO: i64 = nst_vgg::HANDOVER_HALO;
 /// Halo of the decoder's tiled stage, px (its radius is 22 px).
 pub const DECODER_HALO: i64 = 32;
 const HANDOVER_STRIDE: i64 = 1 << (HANDOVER - 1);
@@ -109,7 +109,7 @@ impl Decoders {
             .filter(|&&l| l > HANDOVER)
             .map(|&l| Tap::relu(l, 1))
             .collect();
-        let handover = Tap::relu(HANDOVER, 1);
+        let handover = nst_vgg::HANDOVER;
         // The shallow levels' taps (with their index in `levels`), then the
         // handover's when a deep level follows.
         let shallow: Vec<(usize, Tap)> = (levels.iter().enumerate())

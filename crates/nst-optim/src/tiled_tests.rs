@@ -63,6 +63,52 @@ fn tiled_gatys_matches_the_whole_loss_and_gradient() {
     assert!(ge0 > 2.0 * ge, "halo 16: {ge0:.3e}, halo {HALO}: {ge:.3e}");
 }
 
+/// The staged evaluation (VGG tiled only up to relu3_1, with its 16-px
+/// halo; the deeper layers whole) against the whole image, on the setup of
+/// the test above: every term and the gradient equal up to float rounding
+/// (1e-5), where the window path's 96-px halo leaves 1e-2 on the gradient.
+/// It runs only when its middle fits in the budget.
+#[test]
+fn staged_gatys_gives_the_whole_loss_and_gradient() {
+    let _serial = crate::tests::serial();
+    let vgg = vgg();
+    let load = |p: &str, w: u32, h: u32| nst_testkit::sample_image(p, w, h);
+    let c = load("samples/content/astronaut.png", 240, 256);
+    let s = load("samples/style/coffee.png", 256, 256);
+    tch::manual_seed(3);
+    let x = (&c + Tensor::rand_like(&c) * 0.2 - 0.1).clamp(0.0, 1.0);
+    let cfg = GatysConfig {
+        tv_weight: 10.0,
+        ..Default::default()
+    };
+    let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
+    let xv = x.detach().set_requires_grad(true);
+    let (loss, whole) = g.loss(&xv).unwrap();
+    let gw = Tensor::run_backward(&[&loss], &[&xv], false, false)[0].shallow_clone();
+    let tiling = Tiling::new(224, HALO, ALIGN).unwrap();
+    let staged = g.staged_tiling(&tiling, 256, 240).unwrap();
+    assert_eq!(staged.halo, nst_vgg::HANDOVER_HALO);
+    let grid = staged.grid_shifted(256, 240, (40, 24)).unwrap();
+    assert!(grid.len() >= 4, "{} tiles", grid.len());
+    let (terms, gt) = g.evaluate_staged(&x, &grid).unwrap();
+    for (name, a, b) in [
+        ("content", terms.content, whole.content),
+        ("style", terms.style, whole.style),
+        ("tv", terms.tv, whole.tv),
+    ] {
+        assert!(rel(a, b) < 1e-5, "{name}: staged {a:.8e} whole {b:.8e}");
+    }
+    let ge = f64::try_from((&gt - &gw).norm() / gw.norm()).unwrap();
+    eprintln!("staged vs whole: gradient rel. L2 {ge:.3e}");
+    assert!(ge < 1e-5, "gradient error {ge:.3e}");
+    // No room for the middle: the window path.
+    let no_room = Tiling {
+        cache_bytes: Some(0),
+        ..tiling
+    };
+    assert!(g.staged_tiling(&no_room, 256, 240).is_none());
+}
+
 fn gt_grid(t: &Tiling) -> nst_tiling::Grid {
     t.grid(256, 240).unwrap()
 }
@@ -91,24 +137,34 @@ fn a_tiled_gatys_run_ends_within_three_percent_of_the_whole_run() {
     assert_eq!(total(&c), l0);
     let tiling = Tiling::new(160, 64, ALIGN).unwrap();
     assert_eq!(tiling.grid(192, 192).unwrap().len(), 4);
-    let mut seen = 0;
-    let (tiled, report) = g
-        .run_tiled(&c, &tiling, 100, |_, _| {
-            seen += 1;
-            true
-        })
-        .unwrap();
-    assert!(report.unwrap().evals >= 6 && seen >= 6);
-    let (lw, lt) = (total(&whole), total(&tiled));
-    eprintln!(
-        "final loss: whole {lw:.4e}, tiled {lt:.4e} ({:+.2} %), start {l0:.4e}",
-        100.0 * (lt / lw - 1.0)
-    );
-    assert!(
-        lw < 0.5 * l0,
-        "the run must make progress: {l0:.3e} → {lw:.3e}"
-    );
-    assert!(rel(lt, lw) < 0.03, "tiled {lt:.4e} vs whole {lw:.4e}");
+    // With room the run is staged (exact gradient); without, windows.
+    let no_room = Tiling {
+        cache_bytes: Some(0),
+        ..tiling
+    };
+    for (what, t) in [("staged", &tiling), ("windows", &no_room)] {
+        let mut seen = 0;
+        let (tiled, report) = g
+            .run_tiled(&c, t, 100, |_, _| {
+                seen += 1;
+                true
+            })
+            .unwrap();
+        assert!(report.unwrap().evals >= 6 && seen >= 6);
+        let (lw, lt) = (total(&whole), total(&tiled));
+        eprintln!(
+            "final loss: whole {lw:.4e}, tiled ({what}) {lt:.4e} ({:+.2} %), start {l0:.4e}",
+            100.0 * (lt / lw - 1.0)
+        );
+        assert!(
+            lw < 0.5 * l0,
+            "the run must make progress: {l0:.3e} → {lw:.3e}"
+        );
+        assert!(
+            rel(lt, lw) < 0.03,
+            "tiled ({what}) {lt:.4e} vs whole {lw:.4e}"
+        );
+    }
 }
 
 /// No seams (issue 27) in an optimisation output: Gatys texture synthesis

@@ -62,6 +62,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where tiled work hands over from windows to whole maps: `relu3_1`, at
+/// stride 4. VGG up to it (conv1_1 … conv3_1 and two 2×2 poolings) sees a
+/// 24-px square of the input, so the padding at a window's edge changes
+/// features up to 12 px inside it; with [`HANDOVER_HALO`] of context a
+/// window's core features are the whole image's, and the maps from here on
+/// have 1/16 of the pixels ([`Vgg::encode_from`] continues from them).
+pub const HANDOVER: Tap = Tap::relu(3, 1);
+
+/// The context a window needs for exact features up to [`HANDOVER`], in px
+/// (its 12-px radius, rounded up to a multiple of 16).
+pub const HANDOVER_HALO: i64 = 16;
+
 /// Which VGG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {

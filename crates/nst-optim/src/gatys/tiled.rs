@@ -93,6 +93,14 @@ fn pooled(h: i64, w: i64, s: i64) -> (i64, i64) {
     (h, w)
 }
 
+/// The part of a whole map at stride `s` under `tile`'s core (the core's
+/// size as its window's features have it: VGG floors each pooling).
+fn at_core(whole: &Tensor, tile: &nst_tiling::Tile, s: i64) -> Tensor {
+    let core = tile.core_in_window().scaled_down(s);
+    let at = tile.core.scaled_down(s);
+    whole.narrow(2, at.y, core.h).narrow(3, at.x, core.w)
+}
+
 /// The core's features `[C, n]` of a window's map at `tap`.
 fn core_rows(vgg: &Vgg, f: &Tensor, tap: Tap, tile: &nst_tiling::Tile) -> Tensor {
     let core = tile.core_in_window().scaled_down(vgg.arch().stride(tap));
@@ -309,6 +317,7 @@ impl<'a> Gatys<'a> {
             .copy();
         let (h, w) = (x.size()[2], x.size()[3]);
         tiling.grid(h, w)?;
+        let staged = self.staged_tiling(tiling, h, w);
         let lbfgs = Lbfgs {
             lr,
             history,
@@ -317,8 +326,10 @@ impl<'a> Gatys<'a> {
         let mut eval = 0usize;
         let r = lbfgs.minimize(&mut x, self.cfg.steps, |x| -> Result<(f64, Tensor)> {
             eval += 1;
-            let grid = eval_grid(tiling, h, w, eval)?;
-            let (terms, g) = self.loss_grad_tiled(x, &grid)?;
+            let (terms, g) = match &staged {
+                Some(t) => self.evaluate_staged(x, &eval_grid(t, h, w, eval)?)?,
+                None => self.loss_grad_tiled(x, &eval_grid(tiling, h, w, eval)?)?,
+            };
             super::check_terms(&terms, eval)?;
             if !observe(eval, &terms) {
                 return Err(Error::Interrupted);
@@ -326,6 +337,207 @@ impl<'a> Gatys<'a> {
             Ok((terms.total(), g))
         })?;
         Ok((x.clamp(0.0, 1.0), Some(r)))
+    }
+}
+
+/// Bytes the whole middle of a staged evaluation ([`Gatys::evaluate_staged`])
+/// holds for an `h × w` image: VGG from [`nst_vgg::HANDOVER`] on with its
+/// gradients, counted as 16 fp32 maps of the handover's size (the deeper
+/// layers' inputs and outputs kept for the backward pass, at most about 13
+/// such maps, and the map and its gradient).
+pub fn staged_bytes(vgg: &Vgg, h: i64, w: i64) -> u64 {
+    let (hh, ww) = pooled(h, w, vgg.arch().stride(nst_vgg::HANDOVER));
+    (16 * vgg.arch().channels(nst_vgg::HANDOVER) * hh * ww * 4) as u64
+}
+
+impl Gatys<'_> {
+    /// Whether `tap` lies deeper than the handover.
+    fn is_deep(&self, tap: Tap) -> bool {
+        let arch = self.vgg.arch();
+        arch.position(tap) > arch.position(nst_vgg::HANDOVER)
+    }
+
+    /// The tiling of a staged run ([`Gatys::evaluate_staged`]): `tiling`'s
+    /// tiles with [`nst_vgg::HANDOVER_HALO`], when some layer lies deeper
+    /// than the handover and the middle ([`staged_bytes`]) fits in the
+    /// tiling's cache budget. `None`: the window path.
+    pub fn staged_tiling(&self, tiling: &Tiling, h: i64, w: i64) -> Option<Tiling> {
+        let deep = self.taps.iter().any(|&t| self.is_deep(t));
+        let fits = (tiling.cache_bytes).is_none_or(|c| staged_bytes(self.vgg, h, w) <= c);
+        let t = Tiling::new(tiling.tile, nst_vgg::HANDOVER_HALO, ALIGN).ok()?;
+        (deep && fits && self.regularizer.is_none()).then_some(t)
+    }
+
+    /// The loss at `x` and its exact gradient, with only VGG's layers up to
+    /// [`nst_vgg::HANDOVER`] run tile by tile (on `grid`, cut with
+    /// [`nst_vgg::HANDOVER_HALO`], which covers their receptive radius):
+    ///
+    /// 1. the windows, without gradients, give the shallow layers' Gram sums
+    ///    over the cores and the whole handover map;
+    /// 2. VGG goes on from that map whole, with gradients, to the deep
+    ///    layers: their Gram matrices and content term, the loss, and the
+    ///    loss's gradient at the handover map (∂L/∂G held fixed);
+    /// 3. each window runs forward and backward on the shallow surrogate of
+    ///    [`Gatys::loss_grad_tiled`] plus ⟨∂L/∂F, F⟩ at the handover's core.
+    ///
+    /// The gradient is the whole image's up to float rounding, and the deep
+    /// layers run once per evaluation instead of twice with a wide halo.
+    pub fn evaluate_staged(&self, x: &Tensor, grid: &Grid) -> Result<(LossTerms, Tensor)> {
+        if self.regularizer.is_some() {
+            return Err(Error::Config(
+                "the photorealism term (matting Laplacian) is not tiled: use a --size that fits in memory".into(),
+            ));
+        }
+        let d = self.vgg.device();
+        let arch = self.vgg.arch();
+        let hand = nst_vgg::HANDOVER;
+        let (h, w) = (x.size()[2], x.size()[3]);
+        let mut wtaps: Vec<Tap> = self
+            .taps
+            .iter()
+            .copied()
+            .filter(|&t| !self.is_deep(t))
+            .collect();
+        wtaps.push(hand);
+        let deep_taps: Vec<Tap> = self
+            .taps
+            .iter()
+            .copied()
+            .filter(|&t| self.is_deep(t))
+            .collect();
+        let contents: Vec<(Tap, &Tensor)> = match self.content {
+            Some(_) => self
+                .cfg
+                .content_layers
+                .iter()
+                .copied()
+                .zip(&self.content_targets)
+                .collect(),
+            None => vec![],
+        };
+        let content_w = |target: &Tensor| self.cfg.content_weight / target.numel() as f64;
+        // The shallow content terms on a window's core.
+        let content_part = |f: &nst_vgg::Features, tile: &nst_tiling::Tile| -> Tensor {
+            let mut sum = Tensor::zeros([], (Kind::Float, d));
+            for &(t, target) in contents.iter().filter(|(t, _)| !self.is_deep(*t)) {
+                let s = arch.stride(t);
+                let core = tile.core_in_window().scaled_down(s);
+                let tg = at_core(target, tile, s).to_device(d);
+                sum += (core.crop(&f[t]).to_kind(Kind::Float) - tg)
+                    .square()
+                    .sum(Kind::Float)
+                    * content_w(target);
+            }
+            sum
+        };
+        let styles = &self.cfg.style_layers;
+        let shallow_styles: Vec<Tap> = styles
+            .iter()
+            .copied()
+            .filter(|&t| !self.is_deep(t))
+            .collect();
+        // Pass 1: the shallow Gram sums and content, and the handover map.
+        let (mh, mw) = pooled(h, w, arch.stride(hand));
+        let map = Tensor::zeros([1, arch.channels(hand), mh, mw], (Kind::Float, d));
+        let mut content = 0.0;
+        let sums = grid.gram_sums(x, "Gram matrices", |tile, win| -> Result<_> {
+            let f = tch::no_grad(|| self.vgg.encode(&win.to_device(d), &wtaps))?;
+            content += tch::no_grad(|| content_part(&f, tile)).double_value(&[]);
+            let s = arch.stride(hand);
+            let core = tile.core_in_window().scaled_down(s).crop(&f[hand]);
+            at_core(&map, tile, s).copy_(&core);
+            Ok(tap_maps(self.vgg, &f, &shallow_styles))
+        })?;
+        // Pass 2: the deep layers whole, with gradients from the map.
+        let mv = map.set_requires_grad(true);
+        let fd = self.vgg.encode_from(&mv, hand, &deep_taps)?;
+        let mut deep_sur = Tensor::zeros([], (Kind::Float, d));
+        for &(t, target) in contents.iter().filter(|(t, _)| self.is_deep(*t)) {
+            let l = (fd[t].to_kind(Kind::Float) - target.to_device(d))
+                .square()
+                .sum(Kind::Float)
+                * content_w(target);
+            content += l.double_value(&[]);
+            deep_sur += l;
+        }
+        let mut style = 0.0;
+        let mut dl = Vec::with_capacity(styles.len());
+        let mut next_shallow = 0;
+        for ((&t, s), wl) in styles
+            .iter()
+            .zip(&self.style_grams)
+            .zip(&self.style_weights)
+        {
+            // G_l = F Fᵀ / (C N): summed over the cores, or whole (with gradients).
+            let (ff, n) = if self.is_deep(t) {
+                let r = fd[t].to_kind(Kind::Float);
+                let r = r.reshape([r.size()[1], -1]);
+                let n = r.size()[1];
+                (r.matmul(&r.transpose(0, 1)), n)
+            } else {
+                let i = next_shallow;
+                next_shallow += 1;
+                let ff = sums
+                    .ffs
+                    .get(i)
+                    .ok_or_else(|| Error::Config("no tiles".into()))?;
+                (ff.to_kind(Kind::Float), sums.counts[i])
+            };
+            let c = ff.size()[0];
+            let diff = (&ff / (c * n.max(1)) as f64).detach() - s.squeeze_dim(0).to_device(d);
+            let cc = (c * c) as f64;
+            style +=
+                diff.square().sum(Kind::Double).double_value(&[]) / cc * wl * self.cfg.style_weight;
+            let dlt = diff * (2.0 * wl * self.cfg.style_weight / cc);
+            if self.is_deep(t) {
+                deep_sur += (ff * &dlt).sum(Kind::Float) / (c * n.max(1)) as f64;
+            } else {
+                dl.push((dlt, c, n));
+            }
+        }
+        let g_map = Tensor::run_backward(&[&deep_sur], &[&mv], false, false)[0].shallow_clone();
+        let xv = x.detach().set_requires_grad(true);
+        let (mut tv, mut grad) = (0.0, Tensor::zeros_like(x));
+        if self.cfg.tv_weight > 0.0 {
+            let l = total_variation(&xv) * self.cfg.tv_weight;
+            tv = l.double_value(&[]);
+            grad = Tensor::run_backward(&[&l], &[&xv], false, false)[0].shallow_clone();
+        }
+        let terms = LossTerms {
+            content,
+            style,
+            tv,
+            reg: 0.0,
+        };
+        // Pass 3: each window's shallow surrogate and the map's gradient.
+        grid.for_each(|tile| -> Result<()> {
+            let xw = tile
+                .window
+                .crop(x)
+                .to_device(d)
+                .detach()
+                .set_requires_grad(true);
+            let f = self.vgg.encode(&xw, &wtaps)?;
+            let mut sur = content_part(&f, tile);
+            for (&t, (dlt, c, n)) in shallow_styles.iter().zip(&dl) {
+                let r = core_rows(self.vgg, &f[t], t, tile);
+                sur +=
+                    (r.matmul(&r.transpose(0, 1)) * dlt).sum(Kind::Float) / (c * n.max(&1)) as f64;
+            }
+            let s = arch.stride(hand);
+            let core = tile
+                .core_in_window()
+                .scaled_down(s)
+                .crop(&f[hand])
+                .to_kind(Kind::Float);
+            sur += (core * at_core(&g_map, tile, s)).sum(Kind::Float);
+            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
+            let mut dst = tile.window.crop(&grad);
+            dst += gw[0].to_device(grad.device());
+            nst_tiling::report("gradients", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        Ok((terms, grad))
     }
 }
 
