@@ -10,15 +10,9 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-30)
 }
 
-/// The loss and gradient of a 256×240 image, whole and over a 2 × 2 grid of
-/// 224-px tiles (shifted), with content, style and TV terms: the terms
-/// within 1e-3, the gradient's relative L2 error within 2e-2 (the halo's
-/// error: features near a window's edge see padding), and without a halo
-/// clearly worse.
-#[test]
-fn tiled_gatys_matches_the_whole_loss_and_gradient() {
-    let _serial = crate::tests::serial();
-    let vgg = vgg();
+/// The problem of the loss-and-gradient tests: content 240×256, a 256²
+/// style, the content plus noise to evaluate at, and a TV term.
+fn loss_setup() -> (Tensor, Tensor, Tensor, GatysConfig) {
     let load = |p: &str, w: u32, h: u32| nst_testkit::sample_image(p, w, h);
     let c = load("samples/content/astronaut.png", 240, 256);
     let s = load("samples/style/coffee.png", 256, 256);
@@ -28,6 +22,19 @@ fn tiled_gatys_matches_the_whole_loss_and_gradient() {
         tv_weight: 10.0,
         ..Default::default()
     };
+    (c, s, x, cfg)
+}
+
+/// The loss and gradient of a 256×240 image, whole and over a 2 × 2 grid of
+/// 224-px tiles (shifted), with content, style and TV terms: the terms
+/// within 1e-3, the gradient's relative L2 error within 2e-2 (the halo's
+/// error: features near a window's edge see padding), and without a halo
+/// clearly worse.
+#[test]
+fn tiled_gatys_matches_the_whole_loss_and_gradient() {
+    let _serial = crate::tests::serial();
+    let vgg = vgg();
+    let (c, s, x, cfg) = loss_setup();
     let g = Gatys::new(&vgg, cfg.clone(), Some(&c), &s).unwrap();
     let xv = x.detach().set_requires_grad(true);
     let (loss, whole) = g.loss(&xv).unwrap();
@@ -72,15 +79,7 @@ fn tiled_gatys_matches_the_whole_loss_and_gradient() {
 fn staged_gatys_gives_the_whole_loss_and_gradient() {
     let _serial = crate::tests::serial();
     let vgg = vgg();
-    let load = |p: &str, w: u32, h: u32| nst_testkit::sample_image(p, w, h);
-    let c = load("samples/content/astronaut.png", 240, 256);
-    let s = load("samples/style/coffee.png", 256, 256);
-    tch::manual_seed(3);
-    let x = (&c + Tensor::rand_like(&c) * 0.2 - 0.1).clamp(0.0, 1.0);
-    let cfg = GatysConfig {
-        tv_weight: 10.0,
-        ..Default::default()
-    };
+    let (c, s, x, cfg) = loss_setup();
     let g = Gatys::new(&vgg, cfg, Some(&c), &s).unwrap();
     let xv = x.detach().set_requires_grad(true);
     let (loss, whole) = g.loss(&xv).unwrap();

@@ -220,20 +220,25 @@ fn missing_and_foreign_weight_files_give_clear_errors() {
     assert!(e.contains("nst-vgg"), "{e}");
 }
 
-/// Going on from a tap's map gives the one-pass maps deeper down (the first
-/// stage at 32² and the rest at its 8² map: stride 4), in fp32 and in bf16;
-/// taps not deeper than the start, or a map too small, are refused.
-#[test]
-fn encode_from_a_tap_matches_one_pass() {
-    let _rng = nst_testkit::rng_lock();
-    let mut vgg = Vgg::from_tensors(
+/// VGG19 with [`random_weights`], max pooling, on the CPU.
+fn random_vgg19() -> Vgg {
+    Vgg::from_tensors(
         Arch::Vgg19,
         random_weights(Arch::Vgg19),
         Preprocessing::caffe(),
         opts(Pooling::Max),
         "t",
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Going on from a tap's map gives the one-pass maps deeper down (the first
+/// stage at 32² and the rest at its 8² map: stride 4), in fp32 and in bf16;
+/// taps not deeper than the start, or a map too small, are refused.
+#[test]
+fn encode_from_a_tap_matches_one_pass() {
+    let _rng = nst_testkit::rng_lock();
+    let mut vgg = random_vgg19();
     let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
     let (from, deep) = (Tap::relu(3, 1), [Tap::relu(5, 1), Tap::relu(4, 1)]);
     for precision in [nst_core::Precision::Fp32, nst_core::Precision::Bf16] {
@@ -271,14 +276,7 @@ fn encode_from_a_tap_matches_one_pass() {
 #[test]
 fn encode_runs_only_as_deep_as_needed_and_keeps_order() {
     let _rng = nst_testkit::rng_lock();
-    let vgg = Vgg::from_tensors(
-        Arch::Vgg19,
-        random_weights(Arch::Vgg19),
-        Preprocessing::caffe(),
-        opts(Pooling::Max),
-        "t",
-    )
-    .unwrap();
+    let vgg = random_vgg19();
     // 4x4 is enough for block 1-3 but pool3 and deeper would need 8 px: a full
     // forward pass would fail, a truncated one succeeds.
     let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu));

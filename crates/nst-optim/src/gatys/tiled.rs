@@ -128,6 +128,49 @@ fn grams(sums: &nst_tiling::GramSums) -> Vec<Tensor> {
         .collect()
 }
 
+impl Gatys<'_> {
+    /// The TV term of `x` and, with `want_grad`, its gradient (zeros
+    /// without the term): the start of the image's gradient.
+    fn tv_term(&self, x: &Tensor, want_grad: bool) -> (f64, Option<Tensor>) {
+        if self.cfg.tv_weight <= 0.0 {
+            return (0.0, want_grad.then(|| Tensor::zeros_like(x)));
+        }
+        let xv = x.detach().set_requires_grad(want_grad);
+        let l = total_variation(&xv) * self.cfg.tv_weight;
+        let grad =
+            want_grad.then(|| Tensor::run_backward(&[&l], &[&xv], false, false)[0].shallow_clone());
+        (l.double_value(&[]), grad)
+    }
+
+    /// Runs every window of `grid` forward to `taps` and backward on
+    /// `surrogate(tile, features)`, adding each window's image gradient
+    /// into `grad`.
+    fn window_grads(
+        &self,
+        x: &Tensor,
+        grid: &Grid,
+        taps: &[Tap],
+        grad: &Tensor,
+        surrogate: impl Fn(&nst_tiling::Tile, &nst_vgg::Features) -> Tensor,
+    ) -> Result<()> {
+        let d = self.vgg.device();
+        grid.for_each(|tile| -> Result<()> {
+            let xw = tile
+                .window
+                .crop(x)
+                .to_device(d)
+                .detach()
+                .set_requires_grad(true);
+            let sur = surrogate(tile, &self.vgg.encode(&xw, taps)?);
+            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
+            let mut dst = tile.window.crop(grad);
+            dst += gw[0].to_device(grad.device());
+            nst_tiling::report("gradients", tile.index + 1, grid.len());
+            Ok(())
+        })
+    }
+}
+
 impl<'a> Gatys<'a> {
     /// [`Gatys::new`] with the targets computed tile by tile when `tiling`
     /// is given: the style's Gram matrices summed over the cores of its
@@ -242,47 +285,26 @@ impl<'a> Gatys<'a> {
                 diff.square().sum(Kind::Double).double_value(&[]) / cc * w * self.cfg.style_weight;
             dl.push(diff * (2.0 * w * self.cfg.style_weight / cc));
         }
-        let xv = x.detach().set_requires_grad(want_grad);
-        let mut tv = 0.0;
-        let mut grad = None;
-        if self.cfg.tv_weight > 0.0 {
-            let l = total_variation(&xv) * self.cfg.tv_weight;
-            tv = l.double_value(&[]);
-            if want_grad {
-                grad = Some(Tensor::run_backward(&[&l], &[&xv], false, false)[0].shallow_clone());
-            }
-        }
+        let (tv, grad) = self.tv_term(x, want_grad);
         let terms = LossTerms {
             content,
             style,
             tv,
             reg: 0.0,
         };
-        if !want_grad {
+        let Some(grad) = grad else {
             return Ok((terms, None));
-        }
+        };
         // Pass 2: each window's gradient of the surrogate, summed into the image's.
-        let grad = grad.unwrap_or_else(|| Tensor::zeros_like(x));
-        grid.for_each(|tile| -> Result<()> {
-            let xw = tile
-                .window
-                .crop(x)
-                .to_device(d)
-                .detach()
-                .set_requires_grad(true);
-            let f = self.vgg.encode(&xw, &self.taps)?;
-            let mut sur = content_part(&f, tile);
+        self.window_grads(x, grid, &self.taps, &grad, |tile, f| {
+            let mut sur = content_part(f, tile);
             for (i, &t) in styles.iter().enumerate() {
                 let r = core_rows(self.vgg, &f[t], t, tile);
                 let c = r.size()[0];
                 let ff = r.matmul(&r.transpose(0, 1));
                 sur += (ff * &dl[i]).sum(Kind::Float) / (c * counts[i].max(1)) as f64;
             }
-            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
-            let mut dst = tile.window.crop(&grad);
-            dst += gw[0].to_device(grad.device());
-            nst_tiling::report("gradients", tile.index + 1, grid.len());
-            Ok(())
+            sur
         })?;
         Ok((terms, Some(grad)))
     }
@@ -496,13 +518,8 @@ impl Gatys<'_> {
             }
         }
         let g_map = Tensor::run_backward(&[&deep_sur], &[&mv], false, false)[0].shallow_clone();
-        let xv = x.detach().set_requires_grad(true);
-        let (mut tv, mut grad) = (0.0, Tensor::zeros_like(x));
-        if self.cfg.tv_weight > 0.0 {
-            let l = total_variation(&xv) * self.cfg.tv_weight;
-            tv = l.double_value(&[]);
-            grad = Tensor::run_backward(&[&l], &[&xv], false, false)[0].shallow_clone();
-        }
+        let (tv, grad) = self.tv_term(x, true);
+        let grad = grad.unwrap_or_else(|| Tensor::zeros_like(x));
         let terms = LossTerms {
             content,
             style,
@@ -510,32 +527,16 @@ impl Gatys<'_> {
             reg: 0.0,
         };
         // Pass 3: each window's shallow surrogate and the map's gradient.
-        grid.for_each(|tile| -> Result<()> {
-            let xw = tile
-                .window
-                .crop(x)
-                .to_device(d)
-                .detach()
-                .set_requires_grad(true);
-            let f = self.vgg.encode(&xw, &wtaps)?;
-            let mut sur = content_part(&f, tile);
+        let s = arch.stride(hand);
+        self.window_grads(x, grid, &wtaps, &grad, |tile, f| {
+            let mut sur = content_part(f, tile);
             for (&t, (dlt, c, n)) in shallow_styles.iter().zip(&dl) {
                 let r = core_rows(self.vgg, &f[t], t, tile);
                 sur +=
                     (r.matmul(&r.transpose(0, 1)) * dlt).sum(Kind::Float) / (c * n.max(&1)) as f64;
             }
-            let s = arch.stride(hand);
-            let core = tile
-                .core_in_window()
-                .scaled_down(s)
-                .crop(&f[hand])
-                .to_kind(Kind::Float);
-            sur += (core * at_core(&g_map, tile, s)).sum(Kind::Float);
-            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
-            let mut dst = tile.window.crop(&grad);
-            dst += gw[0].to_device(grad.device());
-            nst_tiling::report("gradients", tile.index + 1, grid.len());
-            Ok(())
+            let core = tile.core_in_window().scaled_down(s).crop(&f[hand]);
+            sur + (core.to_kind(Kind::Float) * at_core(&g_map, tile, s)).sum(Kind::Float)
         })?;
         Ok((terms, grad))
     }
