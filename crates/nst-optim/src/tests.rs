@@ -13,6 +13,24 @@ pub(crate) fn vgg() -> Vgg {
     Vgg::load(vgg19_weights(), VggOptions::cpu(Pooling::Avg)).unwrap()
 }
 
+/// A tiled run's final loss `lt` against the whole run's `lw` from the
+/// start's `l0`: the whole run went below `progress`·`l0`, and the tiled
+/// one ends within 3 % of it.
+pub(crate) fn assert_tiled_run_close(what: &str, l0: f64, lw: f64, lt: f64, progress: f64) {
+    eprintln!(
+        "final loss: whole {lw:.4e}, tiled ({what}) {lt:.4e} ({:+.2} %), start {l0:.4e}",
+        100.0 * (lt / lw - 1.0)
+    );
+    assert!(
+        lw < progress * l0,
+        "the run must make progress: {l0:.4e} → {lw:.4e}"
+    );
+    assert!(
+        (lt - lw).abs() / lw.abs() < 0.03,
+        "tiled ({what}) {lt:.4e} vs whole {lw:.4e}"
+    );
+}
+
 /// Smooth random images: VGG features of white noise are atypical.
 fn blobs(h: i64, w: i64) -> Tensor {
     Tensor::rand([1, 3, h / 8, w / 8], (Kind::Float, Device::Cpu)).upsample_bilinear2d(

@@ -151,18 +151,7 @@ fn a_tiled_gatys_run_ends_within_three_percent_of_the_whole_run() {
             .unwrap();
         assert!(report.unwrap().evals >= 6 && seen >= 6);
         let (lw, lt) = (total(&whole), total(&tiled));
-        eprintln!(
-            "final loss: whole {lw:.4e}, tiled ({what}) {lt:.4e} ({:+.2} %), start {l0:.4e}",
-            100.0 * (lt / lw - 1.0)
-        );
-        assert!(
-            lw < 0.5 * l0,
-            "the run must make progress: {l0:.3e} → {lw:.3e}"
-        );
-        assert!(
-            rel(lt, lw) < 0.03,
-            "tiled ({what}) {lt:.4e} vs whole {lw:.4e}"
-        );
+        crate::tests::assert_tiled_run_close(what, l0, lw, lt, 0.5);
     }
 }
 
