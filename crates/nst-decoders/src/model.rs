@@ -4,7 +4,7 @@ use crate::decoder::{level_decoder, LevelDecoder};
 use crate::staged;
 use crate::transforms::{match_features, pca_basis, sliced_ot, MomentMap, SlicedOtMap, Strategy};
 use nst_model::{Error, Model, Result, StepOutput, TrainModel};
-use nst_tiling::{FeatureCache, Grid, Tiling};
+use nst_tiling::{CoreMap, FeatureCache, Grid, Tiling};
 use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Reduction, Tensor};
@@ -529,20 +529,17 @@ impl Kept {
         encode: impl Fn(&Tensor) -> Result<Tensor>,
         mut on_core: impl FnMut(&Tensor),
     ) -> Result<Self> {
-        let mut map: Option<Tensor> = None;
+        let mut map = CoreMap::new(grid.height, grid.width, stride, tch::Device::Cpu);
         grid.for_each(|t| -> Result<()> {
             let f = encode(&t.window.crop(x))?;
             let core = t.core_in_window().scaled_down(stride).crop(&f);
             on_core(&core);
-            let map = map.get_or_insert_with(|| {
-                let size = [1, f.size()[1], grid.height / stride, grid.width / stride];
-                Tensor::zeros(size, (f.kind(), tch::Device::Cpu))
-            });
-            t.core.scaled_down(stride).crop(map).copy_(&core);
+            map.put(t, &core);
             nst_tiling::report("encode", t.index + 1, grid.len());
             Ok(())
         })?;
-        map.map(Self::Whole)
+        map.into_map()
+            .map(Self::Whole)
             .ok_or_else(|| Error::Model("an empty grid of tiles".into()))
     }
 

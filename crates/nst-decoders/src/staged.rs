@@ -24,7 +24,7 @@
 //! in windows with the level's [`crate::halo`], the matching whole.
 use crate::model::Decoders;
 use nst_model::{Error, Result};
-use nst_tiling::Tiling;
+use nst_tiling::{CoreMap, Tiling};
 use nst_vgg::Tap;
 use tch::Tensor;
 
@@ -121,7 +121,7 @@ impl Decoders {
             taps.push(handover);
         }
         let grid = Tiling::new(tile, ENCODER_HALO, crate::STRIDE)?.grid_or_whole(h, w);
-        let mut map: Option<Tensor> = None;
+        let mut map = CoreMap::new(h, w, HANDOVER_STRIDE, device);
         grid.for_each(|t| -> Result<()> {
             let f = self
                 .vgg
@@ -130,19 +130,13 @@ impl Decoders {
                 let core = t.core_in_window().scaled_down(1 << (tap.block - 1)).crop(m);
                 match shallow.get(i) {
                     Some(&(li, _)) => on_shallow(li, t, &(core * self.feature_scale)),
-                    None => {
-                        let map = map.get_or_insert_with(|| {
-                            let (c, s) = (core.size()[1], HANDOVER_STRIDE);
-                            Tensor::zeros([1, c, h / s, w / s], (core.kind(), device))
-                        });
-                        t.core.scaled_down(HANDOVER_STRIDE).crop(map).copy_(&core);
-                    }
+                    None => map.put(t, &core),
                 }
             }
             nst_tiling::report("encode", t.index + 1, grid.len());
             Ok(())
         })?;
-        let deep_maps = match map {
+        let deep_maps = match map.into_map() {
             Some(m) => Some(self.vgg.encode_from(&m, handover, &deep)?),
             None => None,
         };
@@ -156,19 +150,13 @@ impl Decoders {
     /// The whole `relu{level}_1` map of `x`, encoded as
     /// [`Decoders::encode_staged`] does (exact).
     pub fn encode_whole(&self, x: &Tensor, level: u8, tile: i64) -> Result<Tensor> {
-        let s = 1i64 << (level - 1);
-        let mut map: Option<Tensor> = None;
-        let deep = self.encode_staged(x, &[level], tile, |_, t, core| {
-            let map = map.get_or_insert_with(|| {
-                let (h, w) = (x.size()[2] / s, x.size()[3] / s);
-                Tensor::zeros([1, core.size()[1], h, w], (core.kind(), core.device()))
-            });
-            t.core.scaled_down(s).crop(map).copy_(core);
-        })?;
+        let (h, w) = (x.size()[2], x.size()[3]);
+        let mut map = CoreMap::new(h, w, 1 << (level - 1), self.vgg.device());
+        let deep = self.encode_staged(x, &[level], tile, |_, t, core| map.put(t, core))?;
         deep.into_iter()
             .flatten()
             .next()
-            .or(map)
+            .or(map.into_map())
             .ok_or_else(|| Error::Model(format!("no features for relu{level}_1")))
     }
 
@@ -186,9 +174,10 @@ impl Decoders {
         (h, w): (i64, i64),
     ) -> Result<Tensor> {
         let d = self.decoder(level)?;
-        let (hook, halo, stride) = match level.checked_sub(HANDOVER) {
-            Some(hook) if hook > 0 => (usize::from(hook), DECODER_HALO, HANDOVER_STRIDE),
-            _ => (0, crate::halo(level), 1 << (level - 1)),
+        let (hook, halo, stride) = if level > HANDOVER {
+            (usize::from(level - HANDOVER), DECODER_HALO, HANDOVER_STRIDE)
+        } else {
+            (0, crate::halo(level), 1 << (level - 1))
         };
         let mid = match hook {
             0 => features.shallow_clone(),

@@ -741,6 +741,48 @@ impl Grid {
     }
 }
 
+/// A whole-image map at one stride, assembled from the tiles' cores: the
+/// map is allocated (on `device`, with the first core's channels and kind)
+/// when the first core arrives.
+#[derive(Debug)]
+pub struct CoreMap {
+    height: i64,
+    width: i64,
+    stride: i64,
+    device: tch::Device,
+    map: Option<Tensor>,
+}
+
+impl CoreMap {
+    /// For an image of `height × width` px whose maps have `stride`.
+    pub fn new(height: i64, width: i64, stride: i64, device: tch::Device) -> Self {
+        Self {
+            height,
+            width,
+            stride,
+            device,
+            map: None,
+        }
+    }
+
+    /// Writes `core` (`[1, C, h, w]`, the features of `tile`'s core) into
+    /// its place.
+    pub fn put(&mut self, tile: &Tile, core: &Tensor) {
+        let s = self.stride;
+        let size = [1, core.size()[1], self.height / s, self.width / s];
+        let (kind, device) = (core.kind(), self.device);
+        let map = self
+            .map
+            .get_or_insert_with(|| Tensor::zeros(size, (kind, device)));
+        tile.core.scaled_down(s).crop(map).copy_(core);
+    }
+
+    /// The map, `None` if no core arrived.
+    pub fn into_map(self) -> Option<Tensor> {
+        self.map
+    }
+}
+
 /// The features of a grid's windows, computed once for the statistics and
 /// kept for the pass that transforms and decodes them, within a byte limit
 /// (held on the CPU, so a GPU's memory holds one tile's work only). Saves

@@ -101,6 +101,14 @@ fn at_core(whole: &Tensor, tile: &nst_tiling::Tile, s: i64) -> Tensor {
     whole.narrow(2, at.y, core.h).narrow(3, at.x, core.w)
 }
 
+/// The error of a tiled evaluation with the photorealism term.
+fn regularizer_not_tiled() -> Error {
+    Error::Config(
+        "the photorealism term (matting Laplacian) is not tiled: use a --size that fits in memory"
+            .into(),
+    )
+}
+
 /// The core's features `[C, n]` of a window's map at `tap`.
 fn core_rows(vgg: &Vgg, f: &Tensor, tap: Tap, tile: &nst_tiling::Tile) -> Tensor {
     let core = tile.core_in_window().scaled_down(vgg.arch().stride(tap));
@@ -233,9 +241,7 @@ impl<'a> Gatys<'a> {
         want_grad: bool,
     ) -> Result<(LossTerms, Option<Tensor>)> {
         if self.regularizer.is_some() {
-            return Err(Error::Config(
-                "the photorealism term (matting Laplacian) is not tiled: use a --size that fits in memory".into(),
-            ));
+            return Err(regularizer_not_tiled());
         }
         let d = self.vgg.device();
         let styles = &self.cfg.style_layers;
@@ -406,9 +412,7 @@ impl Gatys<'_> {
     /// layers run once per evaluation instead of twice with a wide halo.
     pub fn evaluate_staged(&self, x: &Tensor, grid: &Grid) -> Result<(LossTerms, Tensor)> {
         if self.regularizer.is_some() {
-            return Err(Error::Config(
-                "the photorealism term (matting Laplacian) is not tiled: use a --size that fits in memory".into(),
-            ));
+            return Err(regularizer_not_tiled());
         }
         let d = self.vgg.device();
         let arch = self.vgg.arch();
