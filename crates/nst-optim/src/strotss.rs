@@ -40,6 +40,16 @@ use nst_tiling::{Grid, Rect, Tiling};
 use nst_vgg::{Tap, Vgg};
 use tch::{Kind, Tensor};
 
+mod staged;
+
+/// How the hypercolumns' maps are encoded: channels-last, in the compute
+/// precision. Each step reads them only at the sampled pixels (see
+/// [`hypercolumns`]).
+const MAPS: nst_vgg::EncodeOptions = nst_vgg::EncodeOptions {
+    channels_last: true,
+    keep_precision: true,
+};
+
 /// The published code multiplies its user-facing content weight by 16 (its
 /// default 1.0 is an internal 16 at the first scale); `alpha = 1` here means the same.
 pub const ALPHA_GAIN: f64 = 16.0;
@@ -401,13 +411,7 @@ impl<'a> Strotss<'a> {
     /// calibration gain is applied to the sampled hypercolumns instead (the
     /// same values, without a pass over every full map and its gradient).
     pub(crate) fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        // Channels-last maps in the compute precision: each step reads them
-        // only at the sampled pixels (see `hypercolumns`).
-        let opts = nst_vgg::EncodeOptions {
-            channels_last: true,
-            keep_precision: true,
-        };
-        let f = self.vgg.encode_with(x, &self.cfg.layers, opts)?;
+        let f = self.vgg.encode_with(x, &self.cfg.layers, MAPS)?;
         Ok(self
             .cfg
             .layers
@@ -553,25 +557,23 @@ impl<'a> Strotss<'a> {
     ) -> Result<Tensor> {
         let hw = (grid.height, grid.width);
         let gx = x.zeros_like();
-        grid.for_each(|tile| -> Result<()> {
-            let Some(idx) = in_core(coords, &tile.core) else {
-                return Ok(());
-            };
-            let xw = tile
-                .window
-                .crop(x)
-                .to_device(self.vgg.device())
-                .detach()
-                .set_requires_grad(true);
-            let f = self.features(&xw)?;
-            let rows = self.window_rows(&f, &coords.index_select(0, &idx), hw, &tile.window);
-            let sur = (rows * grad_rows.index_select(0, &idx)).sum(Kind::Float);
-            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
-            let mut dst = tile.window.crop(&gx);
-            dst += gw[0].to_device(gx.device());
-            nst_tiling::report("STROTSS gradients", tile.index + 1, grid.len());
-            Ok(())
-        })?;
+        let device = self.vgg.device();
+        grid.window_grads(
+            x,
+            device,
+            "STROTSS gradients",
+            &gx,
+            |tile, xw| -> Result<_> {
+                let Some(idx) = in_core(coords, &tile.core) else {
+                    return Ok(None);
+                };
+                let f = self.features(xw)?;
+                let rows = self.window_rows(&f, &coords.index_select(0, &idx), hw, &tile.window);
+                Ok(Some(
+                    (rows * grad_rows.index_select(0, &idx)).sum(Kind::Float),
+                ))
+            },
+        )?;
         Ok(gx)
     }
 
@@ -660,6 +662,13 @@ impl<'a> Strotss<'a> {
     ///   window's edge see padding instead of the image);
     /// * the grid moves at every step, so no boundary stays in one place.
     ///
+    /// When the scale's whole maps fit in the tiling's cache budget
+    /// ([`Strotss::staged_tiling`]), only VGG's layers up to relu3_1 run in
+    /// windows, with a 16-px halo, and the deeper layers run whole (module
+    /// `staged`): the content's and the style's maps are encoded that way
+    /// once, and each step's gradient is the whole step's up to float
+    /// rounding.
+    ///
     /// The samples are drawn as in the whole run, so with the same seed a
     /// tiled and a whole run see the same samples.
     pub fn run_tiled<P, F>(
@@ -701,19 +710,27 @@ impl<'a> Strotss<'a> {
             let c = resize(&content, h, w);
             let last = si + 1 == cfg.scales;
             let tiling = plan(h, w)?;
-            // Fixed per scale: content features (whole scales only), style pools.
+            let staged = tiling.and_then(|t| self.staged_tiling(&t, h, w));
+            // Fixed per scale: content features (whole and staged scales), style pools.
             let (content_feats, pools) = tch::no_grad(|| -> Result<_> {
-                let cf = match tiling {
-                    None => Some(self.features(&c)?),
-                    Some(_) => None,
+                let cf = match (tiling, &staged) {
+                    (None, _) => Some(self.features(&c)?),
+                    (Some(_), Some(t)) => Some(self.features_staged(&c, &t.grid(h, w)?)?),
+                    (Some(_), None) => None,
                 };
                 let mut pools = Vec::new();
                 for (k, st) in styles.iter().enumerate() {
                     let (s, th, tw) = style_at(st.image, side, device);
                     let coords = random_coords(th, tw, cfg.style_samples, device);
-                    let (feats, pixels) = match &tiling {
-                        None => self.sample(&self.features(&s)?, &s, &coords),
-                        Some(t) => (
+                    // A staged style fits where the content's maps do.
+                    let staged_style = staged.filter(|_| th * tw <= h * w);
+                    let (feats, pixels) = match (&tiling, staged_style) {
+                        (None, _) => self.sample(&self.features(&s)?, &s, &coords),
+                        (Some(_), Some(t)) => {
+                            let f = self.features_staged(&s, &t.grid_or_whole(th, tw))?;
+                            self.sample(&f, &s, &coords)
+                        }
+                        (Some(t), None) => (
                             self.sample_tiled(&s, &coords, &t.grid_or_whole(th, tw))?,
                             hypercolumns(&[&s], &coords, (th, tw)),
                         ),
@@ -760,13 +777,14 @@ impl<'a> Strotss<'a> {
             if let Some(t) = &tiling {
                 t.grid(h, w)?;
             }
-            let interior = tiling.map_or(1, |t| (t.tile - 2 * t.halo).max(1)) as f64;
+            let step_tiling = staged.or(tiling);
+            let interior = step_tiling.map_or(1, |t| (t.tile - 2 * t.halo).max(1)) as f64;
             for step in 1..=sc.steps {
                 let x = from_space(&fold_pyramid(&bands));
                 let coords = random_coords(h, w, cfg.output_samples, device);
                 // Irrational fractions of the interior tile: the boundaries
                 // never come back to the same rows and columns.
-                let grid = match &tiling {
+                let grid = match &step_tiling {
                     Some(t) => Some(t.grid_shifted(
                         h,
                         w,
@@ -777,7 +795,15 @@ impl<'a> Strotss<'a> {
                     )?),
                     None => None,
                 };
+                let mut staged_rows = None;
                 let (of, op, cf) = match (&grid, &content_feats) {
+                    (Some(g), Some(content_feats)) if staged.is_some() => {
+                        let rows = self.sample_staged(&x.detach(), &coords, g)?;
+                        let of = rows.rows.shallow_clone();
+                        staged_rows = Some(rows);
+                        let (cf, _) = tch::no_grad(|| self.sample(content_feats, &c, &coords));
+                        (of, hypercolumns(&[&x], &coords, (h, w)), cf)
+                    }
                     (Some(g), _) => {
                         let of = self.sample_tiled(&x.detach(), &coords, g)?;
                         let cf = self.sample_tiled(&c, &coords, g)?;
@@ -827,7 +853,10 @@ impl<'a> Strotss<'a> {
                 if let Some(g) = &grid {
                     // Pass 2: the rows' gradient through each window, then
                     // the image's gradient through the pyramid to the bands.
-                    let gx = self.backprop_tiled(&x.detach(), &coords, &of.grad(), g)?;
+                    let gx = match &staged_rows {
+                        Some(r) => self.backprop_staged(&x.detach(), &coords, r, g)?,
+                        None => self.backprop_tiled(&x.detach(), &coords, &of.grad(), g)?,
+                    };
                     let x2 = from_space(&fold_pyramid(&bands));
                     (x2 * gx).sum(Kind::Float).backward();
                 }

@@ -613,6 +613,37 @@ impl Grid {
         Ok(sums)
     }
 
+    /// The gradient of a sum of per-window terms, window by window: each
+    /// window of `x` (moved to `device`, detached, with gradients) goes to
+    /// `surrogate(tile, window)`, and the gradient of the scalar it returns
+    /// (`None`: the window adds nothing) with respect to the window is
+    /// added into `grad` (`x`'s size) at the window's place. `pass` names
+    /// the progress line.
+    pub fn window_grads<E>(
+        &self,
+        x: &Tensor,
+        device: tch::Device,
+        pass: &'static str,
+        grad: &Tensor,
+        mut surrogate: impl FnMut(&Tile, &Tensor) -> Result<Option<Tensor>, E>,
+    ) -> Result<(), E> {
+        self.for_each(|t| {
+            let xw = t
+                .window
+                .crop(x)
+                .to_device(device)
+                .detach()
+                .set_requires_grad(true);
+            if let Some(sur) = surrogate(t, &xw)? {
+                let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
+                let mut dst = t.window.crop(grad);
+                dst += gw[0].to_device(grad.device());
+            }
+            report(pass, t.index + 1, self.len());
+            Ok(())
+        })
+    }
+
     /// How visible the tile boundaries are in `image: [1, C, H, W]` made
     /// with this grid: the mean absolute difference between the two pixel
     /// rows (or columns) on either side of each boundary between cores,

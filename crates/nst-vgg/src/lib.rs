@@ -458,6 +458,17 @@ impl Vgg {
     /// same result as encoding the image to `taps` in one pass. Tiled runs
     /// encode the shallow layers tile by tile, then the small deep maps whole.
     pub fn encode_from(&self, h: &Tensor, from: Tap, taps: &[Tap]) -> Result<Features> {
+        self.encode_from_with(h, from, taps, EncodeOptions::default())
+    }
+
+    /// [`Vgg::encode_from`] with the layout and kind of the maps chosen by `opts`.
+    pub fn encode_from_with(
+        &self,
+        h: &Tensor,
+        from: Tap,
+        taps: &[Tap],
+        opts: EncodeOptions,
+    ) -> Result<Features> {
         let pos = self.arch.position(from).ok_or_else(|| Error::UnknownTap {
             name: from.to_string(),
             arch: self.arch,
@@ -466,7 +477,7 @@ impl Vgg {
         if let Some(t) = taps.iter().find(|&&t| self.arch.position(t) <= Some(pos)) {
             return Err(Error::NotDeeper { tap: *t, from });
         }
-        self.run_from(h, pos + 1, taps, EncodeOptions::default())
+        self.run_from(h, pos + 1, taps, opts)
     }
 
     fn run(&self, x: &Tensor, taps: &[Tap], opts: EncodeOptions) -> Result<Features> {

@@ -19,7 +19,7 @@
 use super::{Gatys, LossTerms};
 use crate::{Error, Lbfgs, LbfgsReport, Result};
 use nst_losses::total_variation;
-use nst_tiling::{Grid, Tiling};
+use nst_tiling::{CoreMap, Grid, Tiling};
 use nst_vgg::{Tap, Vgg};
 use tch::{Device, Kind, Tensor};
 
@@ -52,45 +52,27 @@ pub fn history_within(pixels: i64, budget: Option<u64>, max: usize) -> usize {
     }
 }
 
-/// The whole-image feature map of `image` at `tap`, assembled from the
+/// The whole-image feature maps of `image` at `taps`, assembled from the
 /// tiles' cores of `grid` (on the CPU).
 fn features_tiled(vgg: &Vgg, image: &Tensor, taps: &[Tap], grid: &Grid) -> Result<Vec<Tensor>> {
     let d = vgg.device();
-    let (h, w) = (image.size()[2], image.size()[3]);
-    // The sizes of the whole image's maps: one tiny forward would allocate;
-    // VGG floors each pooling, which the cores follow (see Rect::scaled_down).
-    let mut maps: Vec<Option<Tensor>> = taps.iter().map(|_| None).collect();
+    let stride = |t: Tap| vgg.arch().stride(t);
+    let mut maps: Vec<CoreMap> = (taps.iter())
+        .map(|&t| CoreMap::new(grid.height, grid.width, stride(t), Device::Cpu))
+        .collect();
     grid.for_each(|tile| -> Result<()> {
         let f = tch::no_grad(|| vgg.encode(&tile.window.crop(image).to_device(d), taps))?;
         for (m, &t) in maps.iter_mut().zip(taps) {
-            let s = vgg.arch().stride(t);
-            let ft = &f[t];
-            let core = tile.core_in_window().scaled_down(s);
-            let whole = m.get_or_insert_with(|| {
-                let (hh, ww) = pooled(h, w, s);
-                Tensor::zeros([1, ft.size()[1], hh, ww], (Kind::Float, Device::Cpu))
-            });
-            let dst = tile.core.scaled_down(s);
-            let dst = Tensor::narrow(&whole.narrow(2, dst.y, core.h), 3, dst.x, core.w);
-            dst.shallow_clone()
-                .copy_(&core.crop(ft).to_device(Device::Cpu));
+            m.put(
+                tile,
+                &tile.core_in_window().scaled_down(stride(t)).crop(&f[t]),
+            );
         }
         Ok(())
     })?;
     maps.into_iter()
-        .map(|m| m.ok_or_else(|| Error::Config("no tiles".into())))
+        .map(|m| m.into_map().ok_or_else(|| Error::Config("no tiles".into())))
         .collect()
-}
-
-/// The size of a map at stride `s` (a power of two) after VGG's flooring poolings.
-fn pooled(h: i64, w: i64, s: i64) -> (i64, i64) {
-    let (mut h, mut w, mut k) = (h, w, s);
-    while k > 1 {
-        h /= 2;
-        w /= 2;
-        k /= 2;
-    }
-    (h, w)
 }
 
 /// The part of a whole map at stride `s` under `tile`'s core (the core's
@@ -161,20 +143,8 @@ impl Gatys<'_> {
         grad: &Tensor,
         surrogate: impl Fn(&nst_tiling::Tile, &nst_vgg::Features) -> Tensor,
     ) -> Result<()> {
-        let d = self.vgg.device();
-        grid.for_each(|tile| -> Result<()> {
-            let xw = tile
-                .window
-                .crop(x)
-                .to_device(d)
-                .detach()
-                .set_requires_grad(true);
-            let sur = surrogate(tile, &self.vgg.encode(&xw, taps)?);
-            let gw = Tensor::run_backward(&[&sur], &[&xw], false, false);
-            let mut dst = tile.window.crop(grad);
-            dst += gw[0].to_device(grad.device());
-            nst_tiling::report("gradients", tile.index + 1, grid.len());
-            Ok(())
+        grid.window_grads(x, self.vgg.device(), "gradients", grad, |tile, xw| {
+            Ok(Some(surrogate(tile, &self.vgg.encode(xw, taps)?)))
         })
     }
 }
@@ -374,7 +344,8 @@ impl<'a> Gatys<'a> {
 /// layers' inputs and outputs kept for the backward pass, at most about 13
 /// such maps, and the map and its gradient).
 pub fn staged_bytes(vgg: &Vgg, h: i64, w: i64) -> u64 {
-    let (hh, ww) = pooled(h, w, vgg.arch().stride(nst_vgg::HANDOVER));
+    let s = vgg.arch().stride(nst_vgg::HANDOVER);
+    let (hh, ww) = (h / s, w / s);
     (16 * vgg.arch().channels(nst_vgg::HANDOVER) * hh * ww * 4) as u64
 }
 
@@ -463,19 +434,20 @@ impl Gatys<'_> {
             .filter(|&t| !self.is_deep(t))
             .collect();
         // Pass 1: the shallow Gram sums and content, and the handover map.
-        let (mh, mw) = pooled(h, w, arch.stride(hand));
-        let map = Tensor::zeros([1, arch.channels(hand), mh, mw], (Kind::Float, d));
+        let s = arch.stride(hand);
+        let mut map = CoreMap::new(h, w, s, d);
         let mut content = 0.0;
         let sums = grid.gram_sums(x, "Gram matrices", |tile, win| -> Result<_> {
             let f = tch::no_grad(|| self.vgg.encode(&win.to_device(d), &wtaps))?;
             content += tch::no_grad(|| content_part(&f, tile)).double_value(&[]);
-            let s = arch.stride(hand);
-            let core = tile.core_in_window().scaled_down(s).crop(&f[hand]);
-            at_core(&map, tile, s).copy_(&core);
+            map.put(tile, &tile.core_in_window().scaled_down(s).crop(&f[hand]));
             Ok(tap_maps(self.vgg, &f, &shallow_styles))
         })?;
         // Pass 2: the deep layers whole, with gradients from the map.
-        let mv = map.set_requires_grad(true);
+        let map = map.into_map();
+        let mv = map
+            .ok_or_else(|| Error::Config("no tiles".into()))?
+            .set_requires_grad(true);
         let fd = self.vgg.encode_from(&mv, hand, &deep_taps)?;
         let mut deep_sur = Tensor::zeros([], (Kind::Float, d));
         for &(t, target) in contents.iter().filter(|(t, _)| self.is_deep(*t)) {
@@ -531,7 +503,6 @@ impl Gatys<'_> {
             reg: 0.0,
         };
         // Pass 3: each window's shallow surrogate and the map's gradient.
-        let s = arch.stride(hand);
         self.window_grads(x, grid, &wtaps, &grad, |tile, f| {
             let mut sur = content_part(f, tile);
             for (&t, (dlt, c, n)) in shallow_styles.iter().zip(&dl) {
