@@ -452,7 +452,8 @@ impl FlexibleSolver {
         let style_grid = tiling.grid_or_whole(style.size()[2], style.size()[3]);
         tch::no_grad(|| {
             self.iterate(content, steps, project, |g, x| {
-                Ok(g.forward_tiled(x, &g.grams_tiled(style, &style_grid), &grid))
+                let grams = g.grams_tiled(style, &style_grid);
+                Ok(g.forward_tiled(x, &grams, &grid, tiling.cache_bytes))
             })
         })
     }

@@ -94,6 +94,15 @@ struct Forward {
     sizes: Vec<(i64, i64)>,
 }
 
+impl Forward {
+    /// The bytes its maps and masks hold.
+    fn bytes(&self) -> u64 {
+        let b = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        let masks = self.masks.iter().flatten();
+        self.maps.iter().chain(masks).map(b).sum()
+    }
+}
+
 /// The learned update g_t (one per unrolled step).
 #[derive(Debug)]
 pub struct UpdateNet {
@@ -288,16 +297,19 @@ impl UpdateNet {
     /// Σ FᵀF and the pixel count per level of `image: [1, 3, H, W]` over
     /// the cores of `grid` (each pixel once): what the levels' Grams are
     /// made of, computed tile by tile.
-    fn gram_sums(&self, image: &Tensor, grid: &nst_tiling::Grid) -> nst_tiling::GramSums {
-        let sums = grid.gram_sums(image, "Puy–Pérez Grams", |_, window| {
+    fn gram_sums(
+        &self,
+        image: &Tensor,
+        grid: &nst_tiling::Grid,
+        mut keep: impl FnMut(usize, Forward),
+    ) -> nst_tiling::GramSums {
+        let sums = grid.gram_sums(image, "Puy–Pérez Grams", |tile, window| {
             let fwd = self.forward_maps(window);
-            Ok::<_, std::convert::Infallible>(
-                fwd.maps
-                    .into_iter()
-                    .enumerate()
-                    .map(|(l, f)| (f, 1i64 << l))
-                    .collect(),
-            )
+            let maps = (fwd.maps.iter().enumerate())
+                .map(|(l, f)| (f.shallow_clone(), 1i64 << l))
+                .collect();
+            keep(tile.index, fwd);
+            Ok::<_, std::convert::Infallible>(maps)
         });
         match sums {
             Ok(s) => s,
@@ -308,7 +320,7 @@ impl UpdateNet {
     /// The levels' Grams `[1, c, c]` of `image: [1, 3, H, W]`, tile by tile
     /// (the style's, for a style too large to run whole).
     pub fn grams_tiled(&self, image: &Tensor, grid: &nst_tiling::Grid) -> Vec<Tensor> {
-        self.gram_sums(image, grid)
+        self.gram_sums(image, grid, |_, _| ())
             .grams()
             .into_iter()
             .map(|g| g.unsqueeze(0))
@@ -322,15 +334,26 @@ impl UpdateNet {
     /// mean square of D = F(G − H) is tr((G − H)G(G − H))/c, from the Grams
     /// alone); pass 2 runs each window with those held fixed and keeps its
     /// core. With a large enough halo this is the whole image's update up to
-    /// rounding.
+    /// rounding. Pass 1's forward maps are kept for pass 2 within `keep`
+    /// bytes (no limit when `None`); the windows without room run forward
+    /// again.
     pub fn forward_tiled(
         &self,
         x: &Tensor,
         style_grams: &[Tensor],
         grid: &nst_tiling::Grid,
+        keep: Option<u64>,
     ) -> Tensor {
-        let stats: Vec<(Tensor, Tensor)> = self
-            .gram_sums(x, grid)
+        let mut kept: Vec<Option<Forward>> = (0..grid.len()).map(|_| None).collect();
+        let mut used = 0u64;
+        let sums = self.gram_sums(x, grid, |i, fwd| {
+            let bytes = fwd.bytes();
+            if keep.is_none_or(|k| used + bytes <= k) {
+                used += bytes;
+                kept[i] = Some(fwd);
+            }
+        });
+        let stats: Vec<(Tensor, Tensor)> = sums
             .grams()
             .into_iter()
             .zip(style_grams)
@@ -356,7 +379,10 @@ impl UpdateNet {
             .collect();
         let out = x.zeros_like();
         let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
-            let fwd = self.forward_maps(&tile.window.crop(x));
+            let fwd = match kept[tile.index].take() {
+                Some(f) => f,
+                None => self.forward_maps(&tile.window.crop(x)),
+            };
             let u = self.backward_maps(&fwd, style_grams, &stats);
             let core = tile.core_in_window();
             tile.core.crop(&out).copy_(&core.crop(&u));

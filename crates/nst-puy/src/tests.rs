@@ -331,17 +331,22 @@ fn a_tiled_update_equals_the_whole_one() {
         let (halo, align) = (net.tile_halo(), net.tile_align());
         assert_eq!((halo, align), (80, 8));
         let rel = |a: &Tensor| f64::try_from((a - &whole).norm() / whole.norm()).unwrap();
-        let tiled = |halo: i64| {
+        let tiled = |halo: i64, keep: Option<u64>| {
             let grid = nst_tiling::Tiling::new(200, halo, align)
                 .unwrap()
                 .grid(250, 229)
                 .unwrap();
             assert!(grid.len() >= 4, "{} tiles", grid.len());
-            net.forward_tiled(&x, &grams, &grid)
+            net.forward_tiled(&x, &grams, &grid, keep)
         };
-        let (e, e16) = (rel(&tiled(halo)), rel(&tiled(16)));
+        // Pass 1's maps kept for every window, for none, and for some.
+        let (e, e16) = (rel(&tiled(halo, None)), rel(&tiled(16, None)));
         eprintln!("{norm:?}: tiled vs whole {e:.2e} (halo {halo}), {e16:.2e} (halo 16)");
         assert!(e < 1e-4, "{norm:?}: {e:.3e}");
+        for keep in [0, 4 << 20] {
+            let ek = rel(&tiled(halo, Some(keep)));
+            assert!(ek < 1e-4, "{norm:?}, {keep} B kept: {ek:.3e}");
+        }
         assert!(
             e16 > 1e-2,
             "{norm:?}: a 16-px halo should differ: {e16:.3e}"
