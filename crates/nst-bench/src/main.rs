@@ -1021,8 +1021,13 @@ fn tiled_case(
             // The updates start as no-ops (zero last layers): random
             // weights everywhere, so the tiled and whole runs have work to
             // agree on.
+            // In the names' order: the same weights in every process.
+            let mut vars: Vec<_> = (nst_model::TrainModel::var_store(&m).variables())
+                .into_iter()
+                .collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
             tch::no_grad(|| {
-                for (_, mut v) in nst_model::TrainModel::var_store(&m).variables() {
+                for (_, mut v) in vars {
                     let r = Tensor::randn_like(&v) * 0.3;
                     v.copy_(&r);
                 }
