@@ -53,13 +53,8 @@ fn tiled_strotss_matches_the_whole_samples_and_gradient() {
     let _serial = crate::tests::serial();
     let vgg = test_vgg();
     let st = Strotss::new(&vgg, StrotssConfig::default()).unwrap();
-    let Whole {
-        x,
-        coords,
-        rows: whole_rows,
-        g,
-        grad: whole_grad,
-    } = whole_samples(&st);
+    let w = whole_samples(&st);
+    let (x, coords, whole_rows, g, whole_grad) = (w.x, w.coords, w.rows, w.g, w.grad);
 
     let one = st
         .sample_tiled(&x, &coords, &Grid::whole(256, 240))
@@ -103,13 +98,8 @@ fn staged_strotss_gives_the_whole_samples_and_gradient() {
     let _serial = crate::tests::serial();
     let vgg = test_vgg();
     let st = Strotss::new(&vgg, StrotssConfig::default()).unwrap();
-    let Whole {
-        x,
-        coords,
-        rows: whole_rows,
-        g,
-        grad: whole_grad,
-    } = whole_samples(&st);
+    let w = whole_samples(&st);
+    let (x, coords, whole_rows, g, whole_grad) = (w.x, w.coords, w.rows, w.g, w.grad);
 
     let tiling = Tiling::new(128, 32, ALIGN).unwrap();
     let staged = st.staged_tiling(&tiling, 256, 240).unwrap();

@@ -423,7 +423,9 @@ impl FlexibleSolver {
     /// runs on the whole image (the photorealistic one works on a small
     /// grid and a per-pixel guided upsampling, linear in memory). The
     /// result is the untiled one up to rounding when the halo is at least
-    /// [`FlexibleSolver::tile_halo`].
+    /// [`FlexibleSolver::tile_halo`]. When the coarse levels' whole maps
+    /// fit in `tiling`'s feature room, only the fine levels run in windows
+    /// (`UpdateNet::forward_staged`, with a 16-px halo).
     ///
     /// # Shapes
     /// `content: [1, 3, H, W]`, `style: [1, 3, H', W']`.
@@ -450,10 +452,26 @@ impl FlexibleSolver {
         }
         let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
         let style_grid = tiling.grid_or_whole(style.size()[2], style.size()[3]);
+        // Staged (the coarse levels whole) when their maps fit in the
+        // feature room; what is left keeps pass 1's maps.
+        let net = &self.updates[0];
+        let whole = net.staged_bytes(h, w);
+        let staged = (net.staged_halo())
+            .filter(|_| tiling.cache_bytes.is_none_or(|c| whole <= c))
+            .and_then(|halo| nst_tiling::Tiling::new(tiling.tile, halo, tiling.align).ok())
+            .map(|t| t.grid(h, w))
+            .transpose()
+            .map_err(|e| Error::Model(e.to_string()))?;
         tch::no_grad(|| {
             self.iterate(content, steps, project, |g, x| {
                 let grams = g.grams_tiled(style, &style_grid);
-                Ok(g.forward_tiled(x, &grams, &grid, tiling.cache_bytes))
+                Ok(match &staged {
+                    Some(sg) => {
+                        let keep = tiling.cache_bytes.map(|c| c - whole);
+                        g.forward_staged(x, &grams, sg, keep)
+                    }
+                    None => g.forward_tiled(x, &grams, &grid, tiling.cache_bytes),
+                })
             })
         })
     }

@@ -38,6 +38,8 @@
 //! at zero, so an untrained solver returns the content image unchanged.
 use tch::{nn, Kind, Tensor};
 
+mod staged;
+
 /// conv 3×3, zero padding 1.
 fn conv(vs: &nn::Path, cin: i64, cout: i64) -> nn::Conv2D {
     conv_with(vs, cin, cout, true)
@@ -175,11 +177,22 @@ impl UpdateNet {
     }
 
     fn forward_maps(&self, x: &Tensor) -> Forward {
-        let mut h = x * 2.0 - 1.0;
-        let mut maps = Vec::with_capacity(self.levels.len());
-        let mut masks = Vec::with_capacity(self.levels.len());
-        let mut sizes = Vec::with_capacity(self.levels.len());
-        for (l, level) in self.levels.iter().enumerate() {
+        self.forward_range(x, 0..self.levels.len())
+    }
+
+    /// h^f over `levels`: from the image `input` when they start at level
+    /// 0, else from F of the level before them. The result's vectors are
+    /// indexed from `levels.start`.
+    fn forward_range(&self, input: &Tensor, levels: std::ops::Range<usize>) -> Forward {
+        let mut h = match levels.start {
+            0 => input * 2.0 - 1.0,
+            _ => input.shallow_clone(),
+        };
+        let mut maps = Vec::with_capacity(levels.len());
+        let mut masks = Vec::with_capacity(levels.len());
+        let mut sizes = Vec::with_capacity(levels.len());
+        for l in levels {
+            let level = &self.levels[l];
             if l > 0 {
                 h = h.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None);
             }
@@ -249,9 +262,25 @@ impl UpdateNet {
         style_grams: &[Tensor],
         stats: &[(Tensor, Tensor)],
     ) -> Tensor {
-        let mut run: Option<Tensor> = None;
-        for l in (0..self.levels.len()).rev() {
-            let f = &fwd.maps[l];
+        self.backward_range(fwd, 0, style_grams, stats, None, None) * &self.step_size
+    }
+
+    /// h^b over the levels of `fwd` (`first` onwards, as
+    /// [`UpdateNet::forward_range`] made it), deepest first, adding its
+    /// output to `run` (the map coming from deeper levels, at the deepest
+    /// one's size) when given; the result is at level `first`'s input
+    /// size, or upsampled to `up_to`. Without the step size.
+    fn backward_range(
+        &self,
+        fwd: &Forward,
+        first: usize,
+        style_grams: &[Tensor],
+        stats: &[(Tensor, Tensor)],
+        mut run: Option<Tensor>,
+        up_to: Option<(i64, i64)>,
+    ) -> Tensor {
+        for i in (0..fwd.maps.len()).rev() {
+            let (l, f) = (first + i, &fwd.maps[i]);
             let (b, c, h, w) = f.size4().expect("level maps are 4-d");
             let flat = f.reshape([b, c, h * w]); // Fᵀ in the paper's [n, c] convention
             let (g, scale) = &stats[l];
@@ -267,15 +296,18 @@ impl UpdateNet {
             };
             let level = &self.levels[l];
             let p = self.precision;
-            m = p.conv2d(&level.bwd[1], &(p.cast(&m) * &fwd.masks[l][1]), 1);
-            m = p.conv2d(&level.bwd[0], &(m * &fwd.masks[l][0]), 1);
-            if l > 0 {
-                let (ph, pw) = fwd.sizes[l - 1];
+            m = p.conv2d(&level.bwd[1], &(p.cast(&m) * &fwd.masks[i][1]), 1);
+            m = p.conv2d(&level.bwd[0], &(m * &fwd.masks[i][0]), 1);
+            let up = match i {
+                0 => up_to,
+                _ => Some(fwd.sizes[i - 1]),
+            };
+            if let Some((ph, pw)) = up {
                 m = upsample_to(&m, ph, pw);
             }
             run = Some(m.to_kind(Kind::Float));
         }
-        run.expect("at least one level") * &self.step_size
+        run.expect("at least one level")
     }
 
     /// Context a tile needs on each side for its core's update to equal the
@@ -353,8 +385,30 @@ impl UpdateNet {
                 kept[i] = Some(fwd);
             }
         });
-        let stats: Vec<(Tensor, Tensor)> = sums
-            .grams()
+        let stats = self.stats_from_grams(sums.grams(), style_grams);
+        let out = x.zeros_like();
+        let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
+            let fwd = match kept[tile.index].take() {
+                Some(f) => f,
+                None => self.forward_maps(&tile.window.crop(x)),
+            };
+            let u = self.backward_maps(&fwd, style_grams, &stats);
+            let core = tile.core_in_window();
+            tile.core.crop(&out).copy_(&core.crop(&u));
+            nst_tiling::report("Puy–Pérez updates", tile.index + 1, grid.len());
+            Ok(())
+        });
+        out
+    }
+
+    /// Each level's Gram `[1, c, c]` and cubic-term divisor, from the
+    /// whole image's Grams `grams` (`[c, c]` each) alone.
+    fn stats_from_grams(
+        &self,
+        grams: Vec<Tensor>,
+        style_grams: &[Tensor],
+    ) -> Vec<(Tensor, Tensor)> {
+        grams
             .into_iter()
             .zip(style_grams)
             .map(|(g, hs)| {
@@ -376,20 +430,7 @@ impl UpdateNet {
                 };
                 (g, scale)
             })
-            .collect();
-        let out = x.zeros_like();
-        let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
-            let fwd = match kept[tile.index].take() {
-                Some(f) => f,
-                None => self.forward_maps(&tile.window.crop(x)),
-            };
-            let u = self.backward_maps(&fwd, style_grams, &stats);
-            let core = tile.core_in_window();
-            tile.core.crop(&out).copy_(&core.crop(&u));
-            nst_tiling::report("Puy–Pérez updates", tile.index + 1, grid.len());
-            Ok(())
-        });
-        out
+            .collect()
     }
 }
 

@@ -347,6 +347,28 @@ fn a_tiled_update_equals_the_whole_one() {
             let ek = rel(&tiled(halo, Some(keep)));
             assert!(ek < 1e-4, "{norm:?}, {keep} B kept: {ek:.3e}");
         }
+        // Staged: the two fine levels in windows with their 16-px halo,
+        // the coarse ones whole; a halo of 8 px is too small.
+        let staged_halo = net.staged_halo().unwrap();
+        assert_eq!(staged_halo, 16);
+        let staged = |halo: i64, keep: Option<u64>| {
+            let grid = nst_tiling::Tiling::new(96, halo, align)
+                .unwrap()
+                .grid(250, 229)
+                .unwrap();
+            assert!(grid.len() >= 9, "{} tiles", grid.len());
+            net.forward_staged(&x, &grams, &grid, keep)
+        };
+        for keep in [None, Some(0), Some(1 << 20)] {
+            let es = rel(&staged(staged_halo, keep));
+            eprintln!("{norm:?}: staged vs whole {es:.2e} (keep {keep:?})");
+            assert!(es < 1e-5, "{norm:?}, staged, keep {keep:?}: {es:.3e}");
+        }
+        let es8 = rel(&staged(8, None));
+        assert!(
+            es8 > 1e-3,
+            "{norm:?}: an 8-px halo should differ: {es8:.3e}"
+        );
         assert!(
             e16 > 1e-2,
             "{norm:?}: a 16-px halo should differ: {e16:.3e}"
@@ -386,17 +408,24 @@ fn a_tiled_solver_run_equals_the_whole_run() {
     let p = PhotorealProjection::new(&c, opts).unwrap();
     let project = |x: &Tensor| p.apply_image(x);
     let whole = solver.run(&c, &s, 3, Some(&project)).unwrap();
-    let t = nst_tiling::Tiling::new(200, solver.tile_halo(), solver.tile_align()).unwrap();
-    let tiled = solver.run_tiled(&c, &s, 3, Some(&project), &t).unwrap();
-    assert_eq!(tiled.len(), 4);
     let d = &whole[3] - &whole[0];
     assert!(
         d.abs().max().double_value(&[]) > 1e-3,
         "the updates move the image"
     );
-    let e = f64::try_from((&tiled[3] - &whole[3]).norm() / whole[3].norm()).unwrap();
-    eprintln!("solver: tiled vs whole {e:.2e}");
-    assert!(e < 1e-4, "{e:.3e}");
+    // With room the coarse levels run whole (staged); without, windows.
+    let t = nst_tiling::Tiling::new(200, solver.tile_halo(), solver.tile_align()).unwrap();
+    let no_room = nst_tiling::Tiling {
+        cache_bytes: Some(0),
+        ..t
+    };
+    for (what, t) in [("staged", t), ("windows", no_room)] {
+        let tiled = solver.run_tiled(&c, &s, 3, Some(&project), &t).unwrap();
+        assert_eq!(tiled.len(), 4);
+        let e = f64::try_from((&tiled[3] - &whole[3]).norm() / whole[3].norm()).unwrap();
+        eprintln!("solver: tiled ({what}) vs whole {e:.2e}");
+        assert!(e < 1e-4, "{what}: {e:.3e}");
+    }
     let small = nst_tiling::Tiling::new(200, 16, 8).unwrap();
     let err = solver.run_tiled(&c, &s, 3, None, &small).unwrap_err();
     assert!(err.to_string().contains("halo of at least"), "{err}");
