@@ -456,15 +456,21 @@ impl FlexibleSolver {
         // feature room; what is left keeps pass 1's maps.
         let net = &self.updates[0];
         let whole = net.staged_bytes(h, w);
-        let staged = (net.staged_halo())
+        let staged_tiling = (net.staged_halo())
             .filter(|_| tiling.cache_bytes.is_none_or(|c| whole <= c))
-            .and_then(|halo| nst_tiling::Tiling::new(tiling.tile, halo, tiling.align).ok())
-            .map(|t| t.grid(h, w))
-            .transpose()
+            .and_then(|halo| nst_tiling::Tiling::new(tiling.tile, halo, tiling.align).ok());
+        let staged = (staged_tiling.map(|t| t.grid(h, w)).transpose())
             .map_err(|e| Error::Model(e.to_string()))?;
+        // The style's Grams staged too when it is no larger than the content.
+        let (sh, sw) = (style.size()[2], style.size()[3]);
+        let style_staged =
+            (staged_tiling.filter(|_| sh * sw <= h * w)).map(|t| t.grid_or_whole(sh, sw));
         tch::no_grad(|| {
             self.iterate(content, steps, project, |g, x| {
-                let grams = g.grams_tiled(style, &style_grid);
+                let grams = match &style_staged {
+                    Some(sg) => g.grams_staged(style, sg),
+                    None => g.grams_tiled(style, &style_grid),
+                };
                 Ok(match &staged {
                     Some(sg) => {
                         let keep = tiling.cache_bytes.map(|c| c - whole);

@@ -101,8 +101,11 @@ fn vgg_avg() -> nst_vgg::Vgg {
 
 /// Every variable of `vs` redrawn from N(0, σ²), including the zero-initialised last conv.
 fn randomise(vs: &tch::nn::VarStore, sigma: f64) {
+    // In the names' order, so a seed gives the same weights in every run.
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
+        for (_, mut v) in vars {
             let r = Tensor::randn_like(&v) * sigma;
             v.copy_(&r);
         }
@@ -362,7 +365,14 @@ fn a_tiled_update_equals_the_whole_one() {
         for keep in [None, Some(0), Some(1 << 20)] {
             let es = rel(&staged(staged_halo, keep));
             eprintln!("{norm:?}: staged vs whole {es:.2e} (keep {keep:?})");
-            assert!(es < 1e-5, "{norm:?}, staged, keep {keep:?}: {es:.3e}");
+            assert!(es < 1e-4, "{norm:?}, staged, keep {keep:?}: {es:.3e}");
+        }
+        let sgrid = nst_tiling::Tiling::new(96, staged_halo, align)
+            .unwrap()
+            .grid(230, 240)
+            .unwrap();
+        for (a, b) in net.grams_staged(&s, &sgrid).iter().zip(&grams) {
+            assert_close(a, b, 1e-4, "style Grams, staged");
         }
         let es8 = rel(&staged(8, None));
         assert!(

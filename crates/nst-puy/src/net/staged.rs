@@ -59,6 +59,47 @@ impl UpdateNet {
             .sum::<i64>() as u64
     }
 
+    /// Pass 1 on `image` over `grid`: the fine levels in windows (their
+    /// forward passes offered to `keep`), the coarse ones whole. Returns
+    /// every level's Gram `[c, c]`, the coarse levels' forward pass and the
+    /// size of the last fine level's map (`None`: no tile).
+    fn staged_forward(
+        &self,
+        image: &Tensor,
+        grid: &Grid,
+        k: usize,
+        mut keep: impl FnMut(usize, Forward),
+    ) -> Option<(Vec<Tensor>, Forward, (i64, i64))> {
+        let s = 1i64 << (k - 1);
+        let mut last = CoreMap::new(grid.height, grid.width, s, image.device());
+        let sums = grid.gram_sums(image, "Puy–Pérez Grams", |tile, window| {
+            let fwd = self.forward_range(window, 0..k);
+            let core = tile.core_in_window().scaled_down(s);
+            last.put(tile, &core.crop(&fwd.maps[k - 1]));
+            let maps = (fwd.maps.iter().enumerate())
+                .map(|(l, f)| (f.shallow_clone(), 1i64 << l))
+                .collect();
+            keep(tile.index, fwd);
+            Ok::<_, std::convert::Infallible>(maps)
+        });
+        let (Ok(sums), Some(last)) = (sums, last.into_map()) else {
+            return None;
+        };
+        let coarse = self.forward_range(&last, k..self.levels.len());
+        let mut grams = sums.grams();
+        grams.extend(coarse.maps.iter().map(|f| gram_per_pixel(f).squeeze_dim(0)));
+        Some((grams, coarse, (last.size()[2], last.size()[3])))
+    }
+
+    /// [`UpdateNet::grams_tiled`] with the coarse levels whole, on a grid
+    /// cut with [`UpdateNet::staged_halo`].
+    pub fn grams_staged(&self, image: &Tensor, grid: &Grid) -> Vec<Tensor> {
+        match (self.fine_levels()).and_then(|k| self.staged_forward(image, grid, k, |_, _| ())) {
+            Some((grams, _, _)) => grams.into_iter().map(|g| g.unsqueeze(0)).collect(),
+            None => self.grams_tiled(image, grid),
+        }
+    }
+
     /// [`UpdateNet::forward_tiled`] with only the finest levels in the
     /// windows of `grid` (cut with [`UpdateNet::staged_halo`]) and the
     /// coarse ones whole (see the module docs). Pass 1's fine maps are kept
@@ -74,31 +115,19 @@ impl UpdateNet {
             return self.forward_tiled(x, style_grams, grid, keep);
         };
         let s = 1i64 << (k - 1);
-        let mut last = CoreMap::new(grid.height, grid.width, s, x.device());
         let mut kept: Vec<Option<Forward>> = (0..grid.len()).map(|_| None).collect();
         let mut used = 0u64;
-        let sums = grid.gram_sums(x, "Puy–Pérez Grams", |tile, window| {
-            let fwd = self.forward_range(window, 0..k);
-            let core = tile.core_in_window().scaled_down(s);
-            last.put(tile, &core.crop(&fwd.maps[k - 1]));
-            let maps = (fwd.maps.iter().enumerate())
-                .map(|(l, f)| (f.shallow_clone(), 1i64 << l))
-                .collect();
+        let pass1 = self.staged_forward(x, grid, k, |i, fwd| {
             let bytes = fwd.bytes();
             if keep.is_none_or(|b| used + bytes <= b) {
                 used += bytes;
-                kept[tile.index] = Some(fwd);
+                kept[i] = Some(fwd);
             }
-            Ok::<_, std::convert::Infallible>(maps)
         });
-        let (Ok(sums), Some(last)) = (sums, last.into_map()) else {
+        let Some((grams, coarse, size)) = pass1 else {
             return self.forward(x, style_grams);
         };
-        let coarse = self.forward_range(&last, k..self.levels.len());
-        let mut grams = sums.grams();
-        grams.extend(coarse.maps.iter().map(|f| gram_per_pixel(f).squeeze_dim(0)));
         let stats = self.stats_from_grams(grams, style_grams);
-        let size = (last.size()[2], last.size()[3]);
         let run = self.backward_range(&coarse, k, style_grams, &stats, None, Some(size));
         let out = x.zeros_like();
         let _ = grid.for_each(|tile| -> Result<(), std::convert::Infallible> {
