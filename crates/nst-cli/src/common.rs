@@ -91,6 +91,23 @@ impl TileArgs {
         &self,
         fp: nst_core::Footprint,
         state: u64,
+        dims: (i64, i64),
+        halo: i64,
+        align: i64,
+        device: Device,
+        quiet: bool,
+    ) -> Result<nst_tiling::Plan> {
+        self.plan_reserving(fp, state, None, dims, halo, align, device, quiet)
+    }
+
+    /// [`TileArgs::plan_with_state`] for work whose staged path needs
+    /// `reserve` bytes of whole maps (see [`nst_tiling::plan_reserving`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_reserving(
+        &self,
+        fp: nst_core::Footprint,
+        state: u64,
+        reserve: Option<u64>,
         (height, width): (i64, i64),
         halo: i64,
         align: i64,
@@ -98,9 +115,10 @@ impl TileArgs {
         quiet: bool,
     ) -> Result<nst_tiling::Plan> {
         let budget = self.budget(device);
-        let plan = nst_tiling::plan_with_state(
+        let plan = nst_tiling::plan_reserving(
             &fp,
             state,
+            reserve,
             (height, width),
             halo,
             align,
@@ -123,10 +141,12 @@ impl TileArgs {
         if let nst_tiling::Plan::Tiled { tiling, auto: true } = &plan {
             if !quiet {
                 let n = tiling.grid(height, width).map(|g| g.len()).unwrap_or(0);
+                let staged = reserve.is_some_and(|r| tiling.cache_bytes.is_some_and(|c| c >= r));
                 eprintln!(
-                    "note: {width}x{height} does not fit in {:.1}G at once; working in {n} tiles of at most {} px (set --tile or --max-memory to choose)",
+                    "note: {width}x{height} does not fit in {:.1}G at once; working in {n} tiles of at most {} px{} (set --tile or --max-memory to choose)",
                     budget.unwrap_or(0) as f64 / (1u64 << 30) as f64,
-                    tiling.tile
+                    tiling.tile,
+                    if staged { ", the deep layers whole" } else { "" }
                 );
             }
         }
@@ -148,6 +168,7 @@ pub fn plan_scales(
     user_chose: bool,
     fp: nst_core::Footprint,
     state: u64,
+    reserve: &dyn Fn(i64, i64) -> Option<u64>,
     sizes: &[(i64, i64)],
     (halo, align): (i64, i64),
     device: Device,
@@ -164,7 +185,7 @@ pub fn plan_scales(
             tile: tiles.tile.filter(|&t| !coarse || t < h.max(w)),
             ..tiles.clone()
         };
-        match t.plan_with_state(fp, state, (h, w), halo, align, device, quiet) {
+        match t.plan_reserving(fp, state, reserve(h, w), (h, w), halo, align, device, quiet) {
             Ok(p) => plans.push(p.tiling().copied()),
             Err(e) if !coarse && !user_chose => {
                 fit_memory(fp, output, 1, device, size_flag)?;

@@ -222,6 +222,10 @@ pub fn run(args: GatysArgs) -> Result<()> {
         args.tiles.tile.is_some() || args.tiles.max_memory.is_some(),
         nst_optim::GATYS_FOOTPRINT,
         tiled::STATE_BYTES_PER_PIXEL,
+        &|h, w| {
+            let photoreal = args.photoreal_weight.is_some();
+            tiled::staged_reserve(&vgg, &cfg, content.is_some(), photoreal, (h, w))
+        },
         &sizes,
         (tiled::HALO, tiled::ALIGN),
         device,

@@ -324,9 +324,12 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     let content_size = (c.size()[2], c.size()[3]);
     let c = nst_decoders::pad_to_stride(&c);
     let deepest = a.levels.iter().copied().max().unwrap_or(1);
-    let plan = a.tiles.plan(
+    let dims = (c.size()[2], c.size()[3]);
+    let plan = a.tiles.plan_reserving(
         nst_decoders::CLOSED_FORM_FOOTPRINT,
-        (c.size()[2], c.size()[3]),
+        nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL,
+        nst_decoders::staged::reserve(&model, &a.levels, dims),
+        dims,
         nst_decoders::halo(deepest),
         nst_decoders::STRIDE,
         device,

@@ -192,18 +192,19 @@ pub fn run(args: StrotssArgs) -> Result<()> {
     let (ch, cw) = (content.size()[2], content.size()[3]);
     let scales = cfg.schedule(ch, cw);
     let sizes: Vec<(i64, i64)> = scales.iter().map(|s| (s.height, s.width)).collect();
+    let solver = Strotss::new(&vgg, cfg.clone())?;
     let plans = common::plan_scales(
         &args.tiles,
         args.tiles.tile.is_some() || args.tiles.max_memory.is_some(),
         nst_optim::STROTSS_FOOTPRINT,
         nst_optim::strotss::STATE_BYTES_PER_PIXEL,
+        &|h, w| solver.staged_reserve(h, w),
         &sizes,
         (nst_optim::strotss::HALO, nst_optim::strotss::ALIGN),
         device,
         args.runtime.quiet,
         "--size",
     )?;
-    let solver = Strotss::new(&vgg, cfg.clone())?;
     let inputs: Vec<StyleInput> = styles
         .iter()
         .zip(&weights)

@@ -82,6 +82,12 @@ pub fn middle_fits(model: &Decoders, tiling: &Tiling, (h, w): (i64, i64)) -> boo
     (tiling.cache_bytes).is_none_or(|c| middle_bytes(model, h, w) <= c)
 }
 
+/// [`middle_bytes`] when some of `levels` would run staged (deeper than the
+/// handover), for a memory plan to leave room for it; else `None`.
+pub fn reserve(model: &Decoders, levels: &[u8], (h, w): (i64, i64)) -> Option<u64> {
+    (levels.iter().any(|&l| l > HANDOVER)).then(|| middle_bytes(model, h, w))
+}
+
 /// Whether `level` of an `h × w` image runs staged under `tiling`: it is
 /// deeper than the handover, and its middle fits.
 pub fn runs_staged(model: &Decoders, tiling: &Tiling, level: u8, hw: (i64, i64)) -> bool {

@@ -405,6 +405,14 @@ impl FlexibleSolver {
         tch::no_grad(|| self.unroll(content, style, steps, project))
     }
 
+    /// What a staged tiled run at `h × w` keeps whole
+    /// (`UpdateNet::staged_bytes`), for a memory plan to leave room for
+    /// it; `None` when the updates cannot run staged (one level).
+    pub fn staged_reserve(&self, h: i64, w: i64) -> Option<u64> {
+        let net = self.updates.first()?;
+        net.staged_halo().map(|_| net.staged_bytes(h, w))
+    }
+
     /// Context each tile of [`FlexibleSolver::run_tiled`] needs, in px.
     pub fn tile_halo(&self) -> i64 {
         self.updates[0].tile_halo()
@@ -455,7 +463,7 @@ impl FlexibleSolver {
         // Staged (the coarse levels whole) when their maps fit in the
         // feature room; what is left keeps pass 1's maps.
         let net = &self.updates[0];
-        let whole = net.staged_bytes(h, w);
+        let whole = self.staged_reserve(h, w).unwrap_or(u64::MAX);
         let staged_tiling = (net.staged_halo())
             .filter(|_| tiling.cache_bytes.is_none_or(|c| whole <= c))
             .and_then(|halo| nst_tiling::Tiling::new(tiling.tile, halo, tiling.align).ok());

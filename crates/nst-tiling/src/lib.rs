@@ -126,6 +126,35 @@ pub fn plan(
 pub fn plan_with_state(
     fp: &nst_core::Footprint,
     state_bytes_per_pixel: u64,
+    dims: (i64, i64),
+    halo: i64,
+    align: i64,
+    tile: Option<i64>,
+    budget: Option<u64>,
+) -> Result<Plan, Error> {
+    plan_reserving(
+        fp,
+        state_bytes_per_pixel,
+        None,
+        dims,
+        halo,
+        align,
+        tile,
+        budget,
+    )
+}
+
+/// [`plan_with_state`] for work with a staged path: one that runs its deep
+/// part whole and tiles only its shallow part with a small halo, exact and
+/// faster, when `reserve` bytes of whole maps fit in the tiling's feature
+/// room ([`Tiling::cache_bytes`]). When the image does not fit whole, the
+/// automatic choice is the largest tile that leaves `reserve` free, if one
+/// fits; else, as without a reserve, the largest tile that fits.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_reserving(
+    fp: &nst_core::Footprint,
+    state_bytes_per_pixel: u64,
+    reserve: Option<u64>,
     (height, width): (i64, i64),
     halo: i64,
     align: i64,
@@ -181,16 +210,24 @@ pub fn plan_with_state(
             need_gb: gb(need(min)),
         });
     }
-    // The largest aligned tile within the budget (need() grows with t).
-    let (mut lo, mut hi) = (min / align, height.max(width) / align);
-    while lo < hi {
-        let mid = (lo + hi + 1) / 2;
-        if need(mid * align) <= b {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+    // The largest aligned tile within the budget (need() grows with t),
+    // leaving the reserve free when a tile can.
+    let largest = |room: u64| {
+        let (mut lo, mut hi) = (min / align, height.max(width) / align);
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2;
+            if need(mid * align) <= room {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
         }
-    }
+        lo
+    };
+    let lo = match reserve.and_then(|r| b.checked_sub(r)) {
+        Some(room) if need(min) <= room => largest(room),
+        _ => largest(b),
+    };
     let mut tiling = Tiling::new(lo * align, halo, align)?;
     tiling.cache_bytes = Some(b - need(tiling.tile).min(b));
     Ok(Plan::Tiled { tiling, auto: true })

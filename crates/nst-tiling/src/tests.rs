@@ -210,6 +210,49 @@ fn the_plan_runs_whole_when_it_fits_and_tiles_within_the_budget_otherwise() {
     assert!(plan(&fp, (1024, 1024), 64, 8, Some(100), None).is_err());
 }
 
+/// With a reserve, the automatic tile is the largest that leaves it free
+/// in the feature room; when even the smallest useful tile cannot, the
+/// plan is the one without a reserve. A tile the user chose is kept.
+#[test]
+fn the_plan_leaves_a_reserve_free_when_a_tile_can() {
+    let fp = nst_core::Footprint::new("test work", 1000);
+    const G: u64 = 1 << 30;
+    let state = WHOLE_IMAGE_BYTES_PER_PIXEL;
+    let whole = 4096 * 4096 * state;
+    let auto = |reserve: Option<u64>, budget: u64| match plan_reserving(
+        &fp,
+        state,
+        reserve,
+        (4096, 4096),
+        64,
+        8,
+        None,
+        Some(budget),
+    ) {
+        Ok(Plan::Tiled { tiling, auto: true }) => tiling,
+        other => panic!("expected an automatic tiling, got {other:?}"),
+    };
+    let plain = auto(None, 4 * G);
+    let t = auto(Some(G), 4 * G);
+    assert!(t.tile < plain.tile, "{} vs {}", t.tile, plain.tile);
+    let c = t.cache_bytes.unwrap();
+    assert!(c >= G, "the reserve is free: {c}");
+    assert!(fp.bytes(t.tile + 8, t.tile + 8, 1) + whole + G > 4 * G);
+    // No useful tile leaves 3.9G free: the plan ignores the reserve.
+    assert_eq!(auto(Some(39 * G / 10), 4 * G), plain);
+    let p = plan_reserving(
+        &fp,
+        state,
+        Some(G),
+        (4096, 4096),
+        64,
+        8,
+        Some(512),
+        Some(4 * G),
+    );
+    assert_eq!(p.unwrap().tiling().map(|t| t.tile), Some(512));
+}
+
 #[test]
 fn shifted_grids_partition_the_image_and_move_every_boundary() {
     let t = Tiling::new(256, 64, 8).unwrap();

@@ -349,6 +349,24 @@ pub fn staged_bytes(vgg: &Vgg, h: i64, w: i64) -> u64 {
     (16 * vgg.arch().channels(nst_vgg::HANDOVER) * hh * ww * 4) as u64
 }
 
+/// What a staged Gatys run at `h × w` needs kept whole
+/// ([`staged_bytes`]), for a memory plan to leave room for it: `None` when
+/// the run would not be staged (no layer deeper than the handover, or the
+/// photorealism term, which is not tiled at all).
+pub fn staged_reserve(
+    vgg: &Vgg,
+    cfg: &super::GatysConfig,
+    with_content: bool,
+    photoreal: bool,
+    (h, w): (i64, i64),
+) -> Option<u64> {
+    let arch = vgg.arch();
+    let contents = cfg.content_layers.iter().filter(|_| with_content);
+    let deep = (cfg.style_layers.iter().chain(contents))
+        .any(|&t| arch.position(t) > arch.position(nst_vgg::HANDOVER));
+    (deep && !photoreal).then(|| staged_bytes(vgg, h, w))
+}
+
 impl Gatys<'_> {
     /// Whether `tap` lies deeper than the handover.
     fn is_deep(&self, tap: Tap) -> bool {

@@ -102,16 +102,22 @@ impl Strotss<'_> {
     /// [`Strotss::staged_bytes`] fits in the tiling's cache budget. `None`:
     /// the window path.
     pub fn staged_tiling(&self, tiling: &Tiling, h: i64, w: i64) -> Option<Tiling> {
+        let need = self.staged_reserve(h, w)?;
+        let fits = tiling.cache_bytes.is_none_or(|c| need <= c);
+        let t = Tiling::new(tiling.tile, HANDOVER_HALO, ALIGN).ok()?;
+        fits.then_some(t)
+    }
+
+    /// [`Strotss::staged_bytes`] when a scale of `h × w` can run staged
+    /// (some layer deeper than the handover, the shallow ones first), for
+    /// a memory plan to leave room for it; else `None`.
+    pub fn staged_reserve(&self, h: i64, w: i64) -> Option<u64> {
         let layers = &self.cfg.layers;
         let deep = layers.iter().any(|&t| self.is_deep(t));
         let ordered = layers
             .windows(2)
             .all(|p| !self.is_deep(p[0]) || self.is_deep(p[1]));
-        let fits = tiling
-            .cache_bytes
-            .is_none_or(|c| self.staged_bytes(h, w) <= c);
-        let t = Tiling::new(tiling.tile, HANDOVER_HALO, ALIGN).ok()?;
-        (deep && ordered && fits).then_some(t)
+        (deep && ordered).then(|| self.staged_bytes(h, w))
     }
 
     /// Runs the windows of `grid` (cut with [`HANDOVER_HALO`]) on `image`
