@@ -70,7 +70,7 @@ impl TileArgs {
         quiet: bool,
     ) -> Result<nst_tiling::Plan> {
         let state = nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL;
-        self.plan_with_state(fp, state, dims, halo, align, device, quiet)
+        self.plan_with_state(fp, state, None, dims, halo, align, device, quiet)
     }
 
     /// The memory budget: --max-memory, else what is available now (on
@@ -85,25 +85,11 @@ impl TileArgs {
     }
 
     /// [`TileArgs::plan`] for work that keeps `state` bytes per pixel of
-    /// whole-image state while it tiles (an optimiser's).
+    /// whole-image state while it tiles (an optimiser's), and whose staged
+    /// path needs `reserve` bytes of whole maps (see
+    /// [`nst_tiling::plan_with_state`]).
     #[allow(clippy::too_many_arguments)]
     pub fn plan_with_state(
-        &self,
-        fp: nst_core::Footprint,
-        state: u64,
-        dims: (i64, i64),
-        halo: i64,
-        align: i64,
-        device: Device,
-        quiet: bool,
-    ) -> Result<nst_tiling::Plan> {
-        self.plan_reserving(fp, state, None, dims, halo, align, device, quiet)
-    }
-
-    /// [`TileArgs::plan_with_state`] for work whose staged path needs
-    /// `reserve` bytes of whole maps (see [`nst_tiling::plan_reserving`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn plan_reserving(
         &self,
         fp: nst_core::Footprint,
         state: u64,
@@ -115,7 +101,7 @@ impl TileArgs {
         quiet: bool,
     ) -> Result<nst_tiling::Plan> {
         let budget = self.budget(device);
-        let plan = nst_tiling::plan_reserving(
+        let plan = nst_tiling::plan_with_state(
             &fp,
             state,
             reserve,
@@ -185,7 +171,7 @@ pub fn plan_scales(
             tile: tiles.tile.filter(|&t| !coarse || t < h.max(w)),
             ..tiles.clone()
         };
-        match t.plan_reserving(fp, state, reserve(h, w), (h, w), halo, align, device, quiet) {
+        match t.plan_with_state(fp, state, reserve(h, w), (h, w), halo, align, device, quiet) {
             Ok(p) => plans.push(p.tiling().copied()),
             Err(e) if !coarse && !user_chose => {
                 fit_memory(fp, output, 1, device, size_flag)?;

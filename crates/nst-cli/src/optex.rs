@@ -229,6 +229,7 @@ pub fn run_optex(a: OptexArgs) -> Result<()> {
         let plan = a.tiles.plan_with_state(
             nst_decoders::OPTEX_FOOTPRINT,
             b.state_bytes_per_pixel,
+            None,
             size,
             nst_decoders::halo(deepest),
             nst_decoders::STRIDE,
@@ -325,7 +326,7 @@ pub fn run_adain_wct(a: AdainWctArgs) -> Result<()> {
     let c = nst_decoders::pad_to_stride(&c);
     let deepest = a.levels.iter().copied().max().unwrap_or(1);
     let dims = (c.size()[2], c.size()[3]);
-    let plan = a.tiles.plan_reserving(
+    let plan = a.tiles.plan_with_state(
         nst_decoders::CLOSED_FORM_FOOTPRINT,
         nst_tiling::WHOLE_IMAGE_BYTES_PER_PIXEL,
         nst_decoders::staged::reserve(&model, &a.levels, dims),

@@ -140,6 +140,7 @@ pub fn run(args: PuyArgs) -> Result<()> {
     let plan = args.tiles.plan_with_state(
         footprint,
         state_bytes(steps, args.photoreal),
+        None,
         (h, w),
         solver.tile_halo(),
         solver.tile_align(),

@@ -198,6 +198,7 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
             let plan = a.tiles.plan_with_state(
                 solver.footprint(),
                 solver.tiled_state_bytes(a.count as u64, a.save_stages),
+                None,
                 (h, w),
                 halo,
                 align,

@@ -112,6 +112,7 @@ pub fn plan(
     plan_with_state(
         fp,
         WHOLE_IMAGE_BYTES_PER_PIXEL,
+        None,
         dims,
         halo,
         align,
@@ -122,36 +123,14 @@ pub fn plan(
 
 /// [`plan`] for work that keeps `state_bytes_per_pixel` of whole-image
 /// state while it tiles (an optimiser's image, gradient and history, say)
-/// besides the image buffers.
-pub fn plan_with_state(
-    fp: &nst_core::Footprint,
-    state_bytes_per_pixel: u64,
-    dims: (i64, i64),
-    halo: i64,
-    align: i64,
-    tile: Option<i64>,
-    budget: Option<u64>,
-) -> Result<Plan, Error> {
-    plan_reserving(
-        fp,
-        state_bytes_per_pixel,
-        None,
-        dims,
-        halo,
-        align,
-        tile,
-        budget,
-    )
-}
-
-/// [`plan_with_state`] for work with a staged path: one that runs its deep
-/// part whole and tiles only its shallow part with a small halo, exact and
-/// faster, when `reserve` bytes of whole maps fit in the tiling's feature
-/// room ([`Tiling::cache_bytes`]). When the image does not fit whole, the
-/// automatic choice is the largest tile that leaves `reserve` free, if one
-/// fits; else, as without a reserve, the largest tile that fits.
+/// besides the image buffers, and that has a staged path: one that runs
+/// its deep part whole and tiles only its shallow part with a small halo,
+/// exact and faster, when `reserve` bytes of whole maps fit in the
+/// tiling's feature room ([`Tiling::cache_bytes`]). When the image does
+/// not fit whole, the automatic choice is the largest tile that leaves
+/// `reserve` free, if one fits; else the largest tile that fits.
 #[allow(clippy::too_many_arguments)]
-pub fn plan_reserving(
+pub fn plan_with_state(
     fp: &nst_core::Footprint,
     state_bytes_per_pixel: u64,
     reserve: Option<u64>,

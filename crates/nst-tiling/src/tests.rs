@@ -219,7 +219,7 @@ fn the_plan_leaves_a_reserve_free_when_a_tile_can() {
     const G: u64 = 1 << 30;
     let state = WHOLE_IMAGE_BYTES_PER_PIXEL;
     let whole = 4096 * 4096 * state;
-    let auto = |reserve: Option<u64>, budget: u64| match plan_reserving(
+    let auto = |reserve: Option<u64>, budget: u64| match plan_with_state(
         &fp,
         state,
         reserve,
@@ -240,7 +240,7 @@ fn the_plan_leaves_a_reserve_free_when_a_tile_can() {
     assert!(fp.bytes(t.tile + 8, t.tile + 8, 1) + whole + G > 4 * G);
     // No useful tile leaves 3.9G free: the plan ignores the reserve.
     assert_eq!(auto(Some(39 * G / 10), 4 * G), plain);
-    let p = plan_reserving(
+    let p = plan_with_state(
         &fp,
         state,
         Some(G),
