@@ -6,6 +6,8 @@ use nst_vgg::{Tap, Vgg};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+mod staged;
+
 /// The `model.kind` of the pseudo-optimizers.
 pub const KIND: &str = "po";
 
@@ -425,14 +427,21 @@ impl PseudoOptimizer {
     pub const TILE_ALIGN: i64 = 16;
 
     /// [`PseudoOptimizer::run`] for one noise input `z0: [1, 3, H, W]`, tile
-    /// by tile on `tiling`, in memory bounded by the tile. At each stage,
+    /// by tile on `tiling`, in memory bounded by the tile.
+    ///
+    /// When the tiling's feature room ([`nst_tiling::Tiling::cache_bytes`])
+    /// holds [`PseudoOptimizer::staged_bytes`], each stage runs staged (see
+    /// the `staged` module): VGG's and the network's coarse parts whole,
+    /// the fine ones in windows with [`PseudoOptimizer::staged_halo`], the
+    /// whole run's result up to rounding. Otherwise everything runs in
+    /// windows, which needs [`PseudoOptimizer::tile_halo`]: at each stage,
     /// pass 1 sums FᵀF over the tiles' cores, which gives the whole image's
     /// Grams; pass 2 computes each window's gradient maps with them (and the
     /// whole image's root-mean-square of each map, from the Grams alone),
-    /// runs the stage network on the window and keeps its core's update. The
-    /// result matches the untiled run up to the halo's error (VGG features
-    /// near a window's edge). Networks with instance norm or circular
-    /// padding do not tile: an error.
+    /// runs the stage network on the window and keeps its core's update,
+    /// the untiled run's up to the halo's error (VGG features near a
+    /// window's edge). Networks with instance norm or circular padding do
+    /// not tile: an error.
     pub fn run_tiled(
         &self,
         z0: &Tensor,
@@ -448,44 +457,67 @@ impl PseudoOptimizer {
                 "this network does not tile: {why}; use a size that fits whole"
             )));
         }
-        if tiling.halo < self.tile_halo() || tiling.align % Self::TILE_ALIGN != 0 {
+        let room = tiling
+            .cache_bytes
+            .is_none_or(|c| self.staged_bytes(h, w) <= c);
+        let staged = room && tiling.halo >= self.staged_halo();
+        if (!staged && tiling.halo < self.tile_halo()) || tiling.align % Self::TILE_ALIGN != 0 {
             return Err(Error::Model(format!(
-                "this network's tiles need a halo of at least {} px on multiples of {} px",
+                "this network's tiles need a halo of at least {} px on multiples of {} px \
+                 ({} px with {:.2} GB of room for its whole maps)",
                 self.tile_halo(),
-                Self::TILE_ALIGN
+                Self::TILE_ALIGN,
+                self.staged_halo(),
+                self.staged_bytes(h, w) as f64 / 1e9
             )));
         }
-        let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
+        let grid = if staged {
+            let t = nst_tiling::Tiling::new(tiling.tile, self.staged_halo(), tiling.align);
+            t.and_then(|t| t.grid(h, w))
+        } else {
+            tiling.grid(h, w)
+        }
+        .map_err(|e| Error::Model(e.to_string()))?;
         let target = TargetGrams(target.0.iter().map(|g| g.narrow(0, 0, 1)).collect());
         let counts = self.stage_layer_counts();
         tch::no_grad(|| {
             let mut zs = vec![z0.shallow_clone()];
-            for (s, net) in self.stages.iter().enumerate() {
+            for (net, &n) in self.stages.iter().zip(&counts) {
                 let z = zs.last().expect("non-empty");
-                let x = z.sigmoid();
-                let sums = self
-                    .loss
-                    .gram_sums(&x, counts[s], &grid)
-                    .map_err(Error::Vgg)?;
-                let delta = z.zeros_like();
-                grid.for_each(|tile| -> Result<()> {
-                    let xw = tile.window.crop(&x);
-                    let feats = self
-                        .loss
-                        .features_first(&xw, counts[s])
-                        .map_err(Error::Vgg)?;
-                    let (grads, rms) = self.loss.feature_gradients_global(&feats, &target, &sums);
-                    let (wh, ww) = (tile.window.h, tile.window.w);
-                    let d = net.forward_scaled(&grads, wh, ww, false, Some(&rms));
-                    let core = tile.core_in_window();
-                    tile.core.crop(&delta).copy_(&core.crop(&d));
-                    nst_tiling::report("texture updates", tile.index + 1, grid.len());
-                    Ok(())
-                })?;
+                let delta = if staged {
+                    self.stage_update_staged(net, n, z, &target, &grid)?
+                } else {
+                    self.stage_update_windows(net, n, z, &target, &grid)?
+                };
                 zs.push(z + delta);
             }
             Ok(Run { z: zs })
         })
+    }
+
+    /// One stage of [`PseudoOptimizer::run_tiled`] all in windows.
+    fn stage_update_windows(
+        &self,
+        net: &PoNet,
+        n: usize,
+        z: &Tensor,
+        target: &TargetGrams,
+        grid: &nst_tiling::Grid,
+    ) -> Result<Tensor> {
+        let x = z.sigmoid();
+        let sums = self.loss.gram_sums(&x, n, grid).map_err(Error::Vgg)?;
+        let delta = z.zeros_like();
+        grid.for_each(|tile| -> Result<()> {
+            let feats = (self.loss.features_first(&tile.window.crop(&x), n)).map_err(Error::Vgg)?;
+            let (grads, rms) = self.loss.feature_gradients_global(&feats, 0, target, &sums);
+            let (wh, ww) = (tile.window.h, tile.window.w);
+            let d = net.forward_scaled(&grads, wh, ww, false, Some(&rms));
+            let core = tile.core_in_window();
+            tile.core.crop(&delta).copy_(&core.crop(&d));
+            nst_tiling::report("texture updates", tile.index + 1, grid.len());
+            Ok(())
+        })?;
+        Ok(delta)
     }
 }
 

@@ -164,6 +164,8 @@ struct InputBlock {
 struct Level {
     /// log2 of the stride of this level.
     k: usize,
+    /// Channels of its maps.
+    c: i64,
     up: Option<ConvNormAct>,
     inputs: Vec<InputBlock>,
     res: Vec<ResBlock>,
@@ -233,7 +235,13 @@ impl PoNet {
                     .map(|r| ResBlock::new(&(&lv / format!("res{r}")), c, shape))
                     .collect()
             };
-            levels.push(Level { k, up, inputs, res });
+            levels.push(Level {
+                k,
+                c,
+                up,
+                inputs,
+                res,
+            });
         }
         let out = conv3_new(vs / "out", width(0), 3, shape.padding);
         Self {
@@ -263,14 +271,7 @@ impl PoNet {
     /// halo covers this (plus the loss network's) computes its core as the
     /// whole image would.
     pub fn receptive_radius(&self) -> i64 {
-        let mut r = 1; // the output conv
-        for lv in &self.levels {
-            let convs = lv.up.is_some() as i64
-                + if lv.inputs.is_empty() { 0 } else { 2 }
-                + 2 * lv.res.len() as i64;
-            r += (convs + 1) << lv.k;
-        }
-        r
+        self.fine_radius(usize::MAX)
     }
 
     /// Why this network cannot run tile by tile, if it cannot: instance
@@ -298,37 +299,82 @@ impl PoNet {
         rms: Option<&[Tensor]>,
     ) -> Tensor {
         assert_eq!(grads.len(), self.n_layers, "one gradient map per layer");
-        let size_at = |k: usize| {
-            let (mut a, mut b) = (h, w);
-            for _ in 0..k {
-                a /= 2;
-                b /= 2;
-            }
-            [a, b]
+        let input = |i: usize| {
+            let g = &grads[i];
+            let rms = match rms {
+                Some(r) => r[i].shallow_clone(),
+                None => {
+                    g.detach()
+                        .square()
+                        .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
+                        .sqrt()
+                        + 1e-20
+                }
+            };
+            g / rms
         };
+        let up = |x: &Tensor, k: usize| x.upsample_nearest2d([h >> k, w >> k], None, None);
+        let x = self.run_levels(None, 0..usize::MAX, &input, &up, train);
+        self.output(&x.expect("at least one level"))
+    }
+
+    /// The last convolution: the update Δ `[B, 3, H, W]` (fp32) from the
+    /// finest level's map.
+    pub(crate) fn output(&self, x: &Tensor) -> Tensor {
+        conv3(&self.out, x, self.precision, self.pad).to_kind(tch::Kind::Float)
+    }
+
+    /// [`PoNet::receptive_radius`] of the levels finer than 2^`k` and the
+    /// output conv only, in px.
+    pub fn fine_radius(&self, k: usize) -> i64 {
+        1 + self
+            .levels
+            .iter()
+            .filter(|lv| lv.k < k)
+            .map(Self::level_reach)
+            .sum::<i64>()
+    }
+
+    /// The channels of level k's maps (0 when there is no such level).
+    pub fn width(&self, k: usize) -> i64 {
+        self.levels.iter().find(|lv| lv.k == k).map_or(0, |lv| lv.c)
+    }
+
+    /// The deepest level's log2 stride.
+    pub fn deepest(&self) -> usize {
+        self.levels.first().map_or(0, |lv| lv.k)
+    }
+
+    fn level_reach(lv: &Level) -> i64 {
+        let convs = lv.up.is_some() as i64
+            + if lv.inputs.is_empty() { 0 } else { 2 }
+            + 2 * lv.res.len() as i64;
+        (convs + 1) << lv.k
+    }
+
+    /// The levels whose stride is 2^k for k in `ks`, from `x` (the output of
+    /// the level above, `None` to start at the deepest level): `input(i)`
+    /// gives layer i's normalised gradient map, `up(x, k)` upsamples a map
+    /// to level k's size. `None` when no level is in `ks`.
+    pub(crate) fn run_levels(
+        &self,
+        mut x: Option<Tensor>,
+        ks: std::ops::Range<usize>,
+        input: &dyn Fn(usize) -> Tensor,
+        up: &dyn Fn(&Tensor, usize) -> Tensor,
+        train: bool,
+    ) -> Option<Tensor> {
         let p = self.precision;
-        let mut x: Option<Tensor> = None;
-        for lv in &self.levels {
+        for lv in self.levels.iter().filter(|lv| ks.contains(&lv.k)) {
             let mut h_map = x.take().map(|prev| {
-                let up = prev.upsample_nearest2d(size_at(lv.k), None, None);
+                let u = up(&prev, lv.k);
                 lv.up
                     .as_ref()
-                    .map_or(up.shallow_clone(), |u| u.forward_t(&up, train, p))
+                    .map_or(u.shallow_clone(), |c| c.forward_t(&u, train, p))
             });
             for ib in &lv.inputs {
-                let g = &grads[ib.layer];
-                let rms = match rms {
-                    Some(r) => r[ib.layer].shallow_clone(),
-                    None => {
-                        g.detach()
-                            .square()
-                            .mean_dim([1i64, 2, 3].as_slice(), true, tch::Kind::Float)
-                            .sqrt()
-                            + 1e-20
-                    }
-                };
                 let gi =
-                    ib.b.forward_t(&ib.a.forward_t(&(g / rms), train, p), train, p);
+                    ib.b.forward_t(&ib.a.forward_t(&input(ib.layer), train, p), train, p);
                 h_map = Some(match h_map {
                     Some(m) => m + gi,
                     None => gi,
@@ -340,6 +386,6 @@ impl PoNet {
             }
             x = Some(m);
         }
-        conv3(&self.out, &x.expect("at least one level"), p, self.pad).to_kind(tch::Kind::Float)
+        x
     }
 }

@@ -533,7 +533,8 @@ fn a_solver_on_an_empty_batch_is_an_error_and_propo_keeps_every_stage() {
 
 /// Issue 27: an untrained PO (one stage over all five layers, batch norm, zero
 /// padding) on one 640×600 noise input, whole and over a grid of 576-px
-/// tiles with [`PseudoOptimizer::tile_halo`] (4 tiles): the output images
+/// tiles with [`PseudoOptimizer::tile_halo`] (4 tiles) and no room for the
+/// staged path, so all in windows: the output images
 /// within 1e-2 relative L2 (the halo's error: VGG features near a window's
 /// edge), the Grams summed over the tiles within 1e-4 of the
 /// whole image's. Instance norm, circular padding and a small halo are
@@ -546,7 +547,9 @@ fn a_tiled_texture_run_matches_the_whole_run() {
     let target = m.loss.target(&stripes(128)).unwrap();
     let z0 = PseudoOptimizer::noise(1, 640, 600, Device::Cpu);
     let halo = m.tile_halo();
-    let tiling = nst_tiling::Tiling::new(576, halo, PseudoOptimizer::TILE_ALIGN).unwrap();
+    let mut tiling = nst_tiling::Tiling::new(576, halo, PseudoOptimizer::TILE_ALIGN).unwrap();
+    // No room for the staged path's whole maps: all in windows.
+    tiling.cache_bytes = Some(0);
     let grid = tiling.grid(640, 600).unwrap();
     assert!(grid.len() >= 4, "{} tiles", grid.len());
     let x = z0.sigmoid();
@@ -572,7 +575,8 @@ fn a_tiled_texture_run_matches_the_whole_run() {
     );
     assert!(moved > 1e-2, "the untrained stages move the image");
     assert!(e < 1e-2, "{e:.3e}");
-    let small = nst_tiling::Tiling::new(576, 96, 16).unwrap();
+    let mut small = nst_tiling::Tiling::new(576, 96, 16).unwrap();
+    small.cache_bytes = Some(0);
     let err = m.run_tiled(&z0, &target, &small).unwrap_err();
     assert!(err.to_string().contains("halo of at least"), "{err}");
     for (norm, pad, want) in [
@@ -582,5 +586,51 @@ fn a_tiled_texture_run_matches_the_whole_run() {
         let m = model_padded(Variant::Po, norm, pad);
         let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
+    }
+}
+
+/// Issue 27: the staged path (VGG from `relu3_1` and the stage networks'
+/// coarse levels whole, the fine parts in windows with
+/// [`PseudoOptimizer::staged_halo`]) gives the whole run's output up to
+/// rounding: PO (one stage over five layers) and ProPO (five stages, the
+/// first with no coarse part) on a 400×360 noise input (360 is not a
+/// multiple of the deepest stride, so the upsamplings are not exact
+/// doublings) over 160-px tiles, within 1e-5 relative L2. Without room for
+/// the whole maps, a tiling with that halo is refused; the published
+/// network's halos are 32 px staged and 336 px in windows.
+#[test]
+fn a_staged_texture_run_equals_the_whole_run() {
+    let _rng = nst_testkit::rng_lock();
+    tch::manual_seed(5);
+    let published =
+        PseudoOptimizer::new(vgg(), PoConfig::new(Variant::Po), PoLoss::default()).unwrap();
+    assert_eq!((published.staged_halo(), published.tile_halo()), (32, 336));
+    let z0 = PseudoOptimizer::noise(1, 400, 360, Device::Cpu);
+    for variant in [Variant::Po, Variant::Propo] {
+        let m = model(variant, Norm::Batch);
+        let target = m.loss.target(&stripes(128)).unwrap();
+        let halo = m.staged_halo();
+        let mut tiling = nst_tiling::Tiling::new(160, halo, PseudoOptimizer::TILE_ALIGN).unwrap();
+        let tiles = tiling.grid(400, 360).unwrap().len();
+        assert!(tiles >= 9, "{tiles} tiles");
+        let whole = m.run(&z0, &target).unwrap();
+        let tiled = m.run_tiled(&z0, &target, &tiling).unwrap();
+        let x = z0.sigmoid();
+        for (s, (a, b)) in whole
+            .images()
+            .iter()
+            .zip(tiled.images())
+            .enumerate()
+            .skip(1)
+        {
+            let e = f64::try_from((&b - a).norm() / a.norm()).unwrap();
+            let moved = f64::try_from((a - &x).norm() / x.norm()).unwrap();
+            eprintln!("{variant:?} stage {s}: staged vs whole {e:.2e} (halo {halo}, {tiles} tiles), moved {moved:.2e}");
+            assert!(moved > 1e-3, "the untrained stages move the image");
+            assert!(e < 1e-5, "{variant:?} stage {s}: {e:.3e}");
+        }
+        tiling.cache_bytes = Some(m.staged_bytes(400, 360) - 1);
+        let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
+        assert!(err.to_string().contains("halo of at least"), "{err}");
     }
 }

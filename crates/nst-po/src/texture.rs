@@ -33,7 +33,7 @@ pub struct TextureLoss {
     /// Shallow to deep (the order ProPO's stages add them in).
     pub layers: Vec<Tap>,
     pub weights: Vec<f64>,
-    gain: f64,
+    pub(crate) gain: f64,
 }
 
 /// The target statistics: one Gram matrix per layer, `[B, C_l, C_l]`.
@@ -268,19 +268,21 @@ impl TextureLoss {
     /// statistics `sums` held fixed (its Grams and pixel counts), and each
     /// layer's root-mean-square over the whole image, `[1, 1, 1, 1]`, from
     /// the Grams alone: with g = k·(G − G̃)F, k = 4w/(N C²), the mean of g²
-    /// over C·N entries is k²·tr((G − G̃)G(G − G̃))/C.
+    /// over C·N entries is k²·tr((G − G̃)G(G − G̃))/C. `feats` are the maps
+    /// of the layers from index `first` on.
     pub fn feature_gradients_global(
         &self,
         feats: &[Tensor],
+        first: usize,
         target: &TargetGrams,
         sums: &GramSums,
     ) -> (Vec<Tensor>, Vec<Tensor>) {
         tch::no_grad(|| {
             feats
                 .iter()
-                .zip(&target.0)
-                .zip(&self.weights)
-                .zip(sums.ffs.iter().zip(&sums.counts))
+                .zip(&target.0[first..])
+                .zip(&self.weights[first..])
+                .zip(sums.ffs[first..].iter().zip(&sums.counts[first..]))
                 .map(|(((f, t), w), (ff, &n))| {
                     let (b, c, h, wd) = f.size4().expect("feature maps are [B, C, H, W]");
                     let g = ff / n.max(1) as f64;
