@@ -917,7 +917,14 @@ fn tiled_case(
     };
     let halo_align = match (&puy, &po) {
         (Some(m), _) => (m.tile_halo(), m.tile_align()),
-        (_, Some(m)) => (m.tile_halo(), nst_po::PseudoOptimizer::TILE_ALIGN),
+        // Staged (no room limit here, so the finest split: the levels from
+        // stride 2 on whole, a 16-px halo).
+        (_, Some(m)) => (
+            m.staged_plans(size, size)
+                .first()
+                .map_or(m.tile_halo(), |p| p.halo),
+            nst_po::PseudoOptimizer::TILE_ALIGN,
+        ),
         _ => family.tiling(),
     };
     let (tile, tiling) = match tiled_plan(size, tile, halo_align)? {

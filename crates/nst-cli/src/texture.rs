@@ -195,16 +195,30 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let user_tiles = a.tiles.tile.is_some() || a.tiles.max_memory.is_some();
     let tiling = match solver.tiling_needs() {
         Ok((halo, align)) => {
-            let plan = a.tiles.plan_with_state(
-                solver.footprint(),
-                solver.tiled_state_bytes(a.count as u64, a.save_stages),
-                None,
-                (h, w),
-                halo,
-                align,
-                device,
-                a.runtime.quiet,
-            );
+            let plan = |halo, reserve, quiet| {
+                a.tiles.plan_with_state(
+                    solver.footprint(),
+                    solver.tiled_state_bytes(a.count as u64, a.save_stages),
+                    reserve,
+                    (h, w),
+                    halo,
+                    align,
+                    device,
+                    quiet,
+                )
+            };
+            // The staged path (small halo, coarse part whole) when its whole
+            // maps fit beside the tiles; else everything in windows.
+            let staged = solver.staged_plans((h, w)).into_iter().find(|s| {
+                plan(s.halo, Some(s.bytes), true).is_ok_and(|p| {
+                    p.tiling()
+                        .is_none_or(|t| t.cache_bytes.is_none_or(|c| c >= s.bytes))
+                })
+            });
+            let plan = match staged {
+                Some(s) => plan(s.halo, Some(s.bytes), a.runtime.quiet),
+                None => plan(halo, None, a.runtime.quiet),
+            };
             match plan {
                 Ok(p) => p.tiling().copied(),
                 Err(e) if user_tiles => return Err(e),
@@ -233,7 +247,7 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     let target_img = common::load(&a.target, tsize, device, "target")?;
     let target = match &tiling {
         Some(t) => solver.loss().target_tiled(&target_img, t),
-        None => solver.loss().target(&target_img),
+        None => Ok(solver.loss().target(&target_img)?),
     }
     .context("target statistics")?;
     std::fs::create_dir_all(&a.out_dir)

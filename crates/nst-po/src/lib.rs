@@ -35,7 +35,9 @@ pub mod net;
 pub mod solver;
 pub mod texture;
 
-pub use model::{stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, Variant, KIND};
+pub use model::{
+    stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, StagedPlan, Variant, KIND,
+};
 pub use net::{NetShape, Norm, Padding, PoNet};
 pub use solver::{Solver, Synthesis};
 pub use texture::{TargetGrams, TextureLoss};

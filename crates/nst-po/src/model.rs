@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 mod staged;
+pub use staged::StagedPlan;
 
 /// The `model.kind` of the pseudo-optimizers.
 pub const KIND: &str = "po";
@@ -415,7 +416,7 @@ impl PseudoOptimizer {
             .map(|s| s.receptive_radius())
             .max()
             .unwrap_or(0);
-        (96 + net + 15) / 16 * 16
+        (crate::texture::DEEP_HALO + net + 15) / 16 * 16
     }
 
     /// Why this model's networks cannot run tile by tile, if they cannot.
@@ -430,10 +431,10 @@ impl PseudoOptimizer {
     /// by tile on `tiling`, in memory bounded by the tile.
     ///
     /// When the tiling's feature room ([`nst_tiling::Tiling::cache_bytes`])
-    /// holds [`PseudoOptimizer::staged_bytes`], each stage runs staged (see
-    /// the `staged` module): VGG's and the network's coarse parts whole,
-    /// the fine ones in windows with [`PseudoOptimizer::staged_halo`], the
-    /// whole run's result up to rounding. Otherwise everything runs in
+    /// and halo allow one of [`PseudoOptimizer::staged_plans`], each stage
+    /// runs staged (see the `staged` module): VGG's and the network's
+    /// coarse parts whole, the fine ones in windows with the plan's halo,
+    /// the whole run's result up to rounding. Otherwise everything runs in
     /// windows, which needs [`PseudoOptimizer::tile_halo`]: at each stage,
     /// pass 1 sums FᵀF over the tiles' cores, which gives the whole image's
     /// Grams; pass 2 computes each window's gradient maps with them (and the
@@ -457,25 +458,26 @@ impl PseudoOptimizer {
                 "this network does not tile: {why}; use a size that fits whole"
             )));
         }
-        let room = tiling
-            .cache_bytes
-            .is_none_or(|c| self.staged_bytes(h, w) <= c);
-        let staged = room && tiling.halo >= self.staged_halo();
-        if (!staged && tiling.halo < self.tile_halo()) || tiling.align % Self::TILE_ALIGN != 0 {
+        let staged = self.staged_plan(tiling, h, w);
+        if (staged.is_none() && tiling.halo < self.tile_halo())
+            || tiling.align % Self::TILE_ALIGN != 0
+        {
+            let cheapest = self.staged_plans(h, w).pop();
             return Err(Error::Model(format!(
                 "this network's tiles need a halo of at least {} px on multiples of {} px \
                  ({} px with {:.2} GB of room for its whole maps)",
                 self.tile_halo(),
                 Self::TILE_ALIGN,
-                self.staged_halo(),
-                self.staged_bytes(h, w) as f64 / 1e9
+                cheapest.map_or(0, |p| p.halo),
+                cheapest.map_or(0, |p| p.bytes) as f64 / 1e9
             )));
         }
-        let grid = if staged {
-            let t = nst_tiling::Tiling::new(tiling.tile, self.staged_halo(), tiling.align);
-            t.and_then(|t| t.grid(h, w))
-        } else {
-            tiling.grid(h, w)
+        let grid = match staged {
+            Some(p) => {
+                let t = nst_tiling::Tiling::new(tiling.tile, p.halo, tiling.align);
+                t.and_then(|t| t.grid(h, w))
+            }
+            None => tiling.grid(h, w),
         }
         .map_err(|e| Error::Model(e.to_string()))?;
         let target = TargetGrams(target.0.iter().map(|g| g.narrow(0, 0, 1)).collect());
@@ -484,8 +486,9 @@ impl PseudoOptimizer {
             let mut zs = vec![z0.shallow_clone()];
             for (net, &n) in self.stages.iter().zip(&counts) {
                 let z = zs.last().expect("non-empty");
-                let delta = if staged {
-                    self.stage_update_staged(net, n, z, &target, &grid)?
+                let delta = if let Some(p) = staged {
+                    let room = (tiling.cache_bytes).map(|c| c.saturating_sub(p.bytes));
+                    self.stage_update_staged(net, n, z, &target, &grid, p.k, room)?
                 } else {
                     self.stage_update_windows(net, n, z, &target, &grid)?
                 };

@@ -82,6 +82,16 @@ impl Solver {
         }
     }
 
+    /// The ways of running the staged tiled path on an `h × w` output, the
+    /// fastest first, when this solver tiles
+    /// ([`PseudoOptimizer::staged_plans`]).
+    pub fn staged_plans(&self, (h, w): (i64, i64)) -> Vec<crate::StagedPlan> {
+        match self {
+            Solver::Learned(m) if m.untileable().is_none() => m.staged_plans(h, w),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whole-image bytes per pixel (of one output) of a tiled run of
     /// `count` images besides the tiles: the image being made (each stage's
     /// pre-activation and image, fp32 RGB, 12 B each, and the update being
@@ -131,12 +141,7 @@ impl Solver {
             let out = stages
                 .last()
                 .ok_or_else(|| Error::Model("no stage ran".into()))?;
-            let (h, w) = (out.size()[2], out.size()[3]);
-            let grid = tiling.grid(h, w).map_err(|e| Error::Model(e.to_string()))?;
-            let sums = net
-                .loss
-                .gram_sums(out, net.loss.layers.len(), &grid)
-                .map_err(Error::Vgg)?;
+            let sums = net.loss.sums_tiled(out, tiling)?;
             let t = TargetGrams(target.0.iter().map(|g| g.narrow(0, 0, 1)).collect());
             losses.push(net.loss.loss_from_sums(&sums, &t));
             groups.push(stages);

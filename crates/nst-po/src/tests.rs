@@ -590,47 +590,72 @@ fn a_tiled_texture_run_matches_the_whole_run() {
 }
 
 /// Issue 27: the staged path (VGG from `relu3_1` and the stage networks'
-/// coarse levels whole, the fine parts in windows with
-/// [`PseudoOptimizer::staged_halo`]) gives the whole run's output up to
-/// rounding: PO (one stage over five layers) and ProPO (five stages, the
-/// first with no coarse part) on a 400×360 noise input (360 is not a
-/// multiple of the deepest stride, so the upsamplings are not exact
-/// doublings) over 160-px tiles, within 1e-5 relative L2. Without room for
-/// the whole maps, a tiling with that halo is refused; the published
-/// network's halos are 32 px staged and 336 px in windows.
+/// coarse levels whole, the fine parts in windows) gives the whole run's
+/// output up to rounding, with either split
+/// ([`PseudoOptimizer::staged_plans`]: the levels from stride 2 or from
+/// stride 4 on whole, each given just its room): PO (one stage over five
+/// layers) and ProPO (five stages, the first with no coarse part) on a
+/// 400×360 noise input (360 is not a multiple of the deepest stride, so
+/// the upsamplings are not exact doublings) over 160-px tiles, within 1e-5
+/// relative L2, and so is a target's Gram staged over the same tiles. With
+/// a byte too little room, the 16-px halo is refused; the published
+/// network's halos are 16 and 32 px staged and 336 px in windows.
 #[test]
 fn a_staged_texture_run_equals_the_whole_run() {
     let _rng = nst_testkit::rng_lock();
     tch::manual_seed(5);
     let published =
         PseudoOptimizer::new(vgg(), PoConfig::new(Variant::Po), PoLoss::default()).unwrap();
-    assert_eq!((published.staged_halo(), published.tile_halo()), (32, 336));
+    let splits: Vec<(usize, i64)> = (published.staged_plans(400, 360).iter())
+        .map(|p| (p.k, p.halo))
+        .collect();
+    assert_eq!(
+        (splits, published.tile_halo()),
+        (vec![(1, 16), (2, 32)], 336)
+    );
     let z0 = PseudoOptimizer::noise(1, 400, 360, Device::Cpu);
+    let x = z0.sigmoid();
     for variant in [Variant::Po, Variant::Propo] {
         let m = model(variant, Norm::Batch);
         let target = m.loss.target(&stripes(128)).unwrap();
-        let halo = m.staged_halo();
-        let mut tiling = nst_tiling::Tiling::new(160, halo, PseudoOptimizer::TILE_ALIGN).unwrap();
-        let tiles = tiling.grid(400, 360).unwrap().len();
-        assert!(tiles >= 9, "{tiles} tiles");
         let whole = m.run(&z0, &target).unwrap();
-        let tiled = m.run_tiled(&z0, &target, &tiling).unwrap();
-        let x = z0.sigmoid();
-        for (s, (a, b)) in whole
-            .images()
-            .iter()
-            .zip(tiled.images())
-            .enumerate()
-            .skip(1)
-        {
-            let e = f64::try_from((&b - a).norm() / a.norm()).unwrap();
-            let moved = f64::try_from((a - &x).norm() / x.norm()).unwrap();
-            eprintln!("{variant:?} stage {s}: staged vs whole {e:.2e} (halo {halo}, {tiles} tiles), moved {moved:.2e}");
-            assert!(moved > 1e-3, "the untrained stages move the image");
-            assert!(e < 1e-5, "{variant:?} stage {s}: {e:.3e}");
+        for plan in m.staged_plans(400, 360) {
+            let mut tiling =
+                nst_tiling::Tiling::new(160, plan.halo, PseudoOptimizer::TILE_ALIGN).unwrap();
+            tiling.cache_bytes = Some(plan.bytes);
+            assert_eq!(m.staged_plan(&tiling, 400, 360), Some(plan));
+            let tiles = tiling.grid(400, 360).unwrap().len();
+            assert!(tiles >= 9, "{tiles} tiles");
+            let tiled = m.run_tiled(&z0, &target, &tiling).unwrap();
+            for (s, (a, b)) in (whole.images().iter().zip(tiled.images()))
+                .enumerate()
+                .skip(1)
+            {
+                let e = f64::try_from((&b - a).norm() / a.norm()).unwrap();
+                let moved = f64::try_from((a - &x).norm() / x.norm()).unwrap();
+                eprintln!(
+                    "{variant:?} stage {s}, levels from 2^{} whole: staged vs whole {e:.2e} \
+                     (halo {}, {tiles} tiles), moved {moved:.2e}",
+                    plan.k, plan.halo
+                );
+                assert!(moved > 1e-3, "the untrained stages move the image");
+                assert!(e < 1e-5, "{variant:?} stage {s}: {e:.3e}");
+            }
+            // A target as large as the output: its Grams staged over the tiles.
+            let target_tiled = m.loss.target_tiled(&x, &tiling).unwrap();
+            let target_whole = m.loss.target(&x).unwrap();
+            for (l, (a, b)) in target_whole.0.iter().zip(&target_tiled.0).enumerate() {
+                let e = f64::try_from((b - a).norm() / a.norm()).unwrap();
+                assert!(
+                    e < 1e-5,
+                    "layer {l}: target Gram staged over tiles off by {e:.2e}"
+                );
+            }
+            if plan.k == 1 {
+                tiling.cache_bytes = Some(plan.bytes - 1);
+                let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
+                assert!(err.to_string().contains("halo of at least"), "{err}");
+            }
         }
-        tiling.cache_bytes = Some(m.staged_bytes(400, 360) - 1);
-        let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
-        assert!(err.to_string().contains("halo of at least"), "{err}");
     }
 }

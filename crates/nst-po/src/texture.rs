@@ -23,6 +23,10 @@ pub const DEFAULT_LAYERS: [Tap; 5] = [
     Tap::pool(3),
     Tap::pool(4),
 ];
+/// The context, in px, that keeps VGG's features within a window's core
+/// the whole image's down to `relu5_1` (found for Gatys's tiling).
+pub const DEEP_HALO: i64 = 96;
+
 /// The published per-layer weight (images in [0, 1]).
 pub const DEFAULT_LAYER_WEIGHT: f64 = 1e5;
 
@@ -147,14 +151,14 @@ impl TextureLoss {
     /// [`TextureLoss::target`] of a single image `[1, 3, H, W]`, its Gram
     /// matrices summed over `tiling`'s tiles (whole when it fits in one):
     /// a target as large as a tiled output is never encoded whole (at
-    /// 4096² its VGG maps alone would take several GB).
+    /// 4096² its VGG maps alone would take several GB); see
+    /// [`TextureLoss::sums_tiled`].
     pub fn target_tiled(
         &self,
         target: &Tensor,
         tiling: &nst_tiling::Tiling,
-    ) -> Result<TargetGrams, nst_vgg::Error> {
-        let grid = tiling.grid_or_whole(target.size()[2], target.size()[3]);
-        let sums = self.gram_sums(target, self.layers.len(), &grid)?;
+    ) -> Result<TargetGrams> {
+        let sums = self.sums_tiled(target, tiling)?;
         Ok(TargetGrams(
             sums.grams().iter().map(|g| g.unsqueeze(0)).collect(),
         ))
@@ -246,6 +250,21 @@ impl TextureLoss {
             let f = tch::no_grad(|| self.features_first(window, n))?;
             Ok(f.into_iter().zip(strides.iter().copied()).collect())
         })
+    }
+
+    /// [`TextureLoss::gram_sums`] of every layer of `x: [1, 3, H, W]` over
+    /// `tiling`'s tiles (whole when it fits in one). With a halo below
+    /// [`DEEP_HALO`], VGG runs in the windows only to `relu3_1` and on from
+    /// there whole.
+    pub fn sums_tiled(&self, x: &Tensor, tiling: &nst_tiling::Tiling) -> Result<GramSums> {
+        let grid = tiling.grid_or_whole(x.size()[2], x.size()[3]);
+        let n = self.layers.len();
+        if tiling.halo >= DEEP_HALO || grid.len() == 1 {
+            Ok(self.gram_sums(x, n, &grid)?)
+        } else {
+            let k = self.vgg.arch().stride(nst_vgg::HANDOVER).trailing_zeros() as usize;
+            Ok(tch::no_grad(|| self.staged_sums(x, n, &grid, k, |_, _| ()))?.0)
+        }
     }
 
     /// L_tex from statistics summed over tiles ([`TextureLoss::gram_sums`]

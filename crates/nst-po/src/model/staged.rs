@@ -18,13 +18,16 @@
 //!    gradient maps with the whole image's Grams, and the network's fine
 //!    levels from M; its core's update is kept.
 //!
-//! The windows need [`PseudoOptimizer::staged_halo`] px (32 for the
-//! published network), and the result is the whole run's up to rounding:
+//! With more room, the levels from stride 2 on run whole too, with VGG's
+//! layers from `pool1` on (their maps assembled in step 1), leaving only
+//! the finest level in windows. The windows need the chosen
+//! [`StagedPlan`]'s halo (16 or 32 px for the published network), and the
+//! result is the whole run's up to rounding:
 //! upsampling inside a window picks the rows the whole image's does, also
 //! when a side is not a multiple of the deepest stride.
 use super::PseudoOptimizer;
 use crate::net::PoNet;
-use crate::texture::TargetGrams;
+use crate::texture::{GramSums, TargetGrams, TextureLoss};
 use nst_model::{Error, Result};
 use nst_tiling::{CoreMap, Grid, Rect};
 use nst_vgg::{LayerKind, Tap, HANDOVER, HANDOVER_HALO};
@@ -70,18 +73,16 @@ fn window_up(m: &Tensor, k: usize, window: &Rect, (h, w): (i64, i64), whole: boo
     pick(&rows, 3, w, window.x, window.w)
 }
 
-impl PseudoOptimizer {
-    /// log2 of the handover's stride: the network's levels from this one
-    /// down run whole.
-    fn whole_k(&self) -> usize {
-        self.loss.vgg.arch().stride(HANDOVER).trailing_zeros() as usize
-    }
-
-    fn split(&self, n: usize) -> Split {
-        let arch = self.loss.vgg.arch();
-        let layers = &self.loss.layers[..n];
-        let s4 = arch.stride(HANDOVER);
-        let fine = layers.iter().take_while(|t| arch.stride(**t) < s4).count();
+impl TextureLoss {
+    /// Where the first `n` layers run when the levels from stride 2^`k` on
+    /// run whole (`k` at most the handover's).
+    fn split(&self, n: usize, k: usize) -> Split {
+        let arch = self.vgg.arch();
+        let layers = &self.layers[..n];
+        let fine = layers
+            .iter()
+            .take_while(|t| arch.stride(**t) < 1 << k)
+            .count();
         let pre = layers
             .iter()
             .take_while(|t| arch.position(**t) <= arch.position(HANDOVER))
@@ -93,8 +94,8 @@ impl PseudoOptimizer {
     /// How far, in px, VGG's maps of the first `fine` layers see: a 3×3
     /// conv at stride s reaches s px, a 2×2 pooling into stride s, s/2.
     fn fine_vgg_reach(&self, fine: usize) -> i64 {
-        let arch = self.loss.vgg.arch();
-        let Some(last) = fine.checked_sub(1).map(|i| self.loss.layers[i]) else {
+        let arch = self.vgg.arch();
+        let Some(last) = fine.checked_sub(1).map(|i| self.layers[i]) else {
             return 0;
         };
         let end = arch.position(last).unwrap_or(0);
@@ -109,59 +110,28 @@ impl PseudoOptimizer {
             .sum()
     }
 
-    /// The halo of the staged path's windows: [`HANDOVER_HALO`] for VGG to
-    /// `relu3_1`, or the fine layers' reach plus the widest stage
-    /// network's fine levels' (see [`PoNet::fine_radius`]), on multiples of
-    /// [`PseudoOptimizer::TILE_ALIGN`]: 32 px for the published network.
-    pub fn staged_halo(&self) -> i64 {
-        let k = self.whole_k();
-        let counts = self.stage_layer_counts();
-        let need = (self.stages.iter().zip(&counts))
-            .map(|(net, &n)| self.fine_vgg_reach(self.split(n).fine) + net.fine_radius(k))
-            .max()
-            .unwrap_or(0)
-            .max(HANDOVER_HALO);
-        let a = Self::TILE_ALIGN;
-        (need + a - 1) / a * a
-    }
-
-    /// Bytes the whole part of the staged path holds at its peak for an
-    /// `h × w` image, counted at stride 4, fp32: the stride-4 layers' maps
-    /// and `relu3_1`'s, three 256-channel maps while VGG goes on from it,
-    /// and six of the network's stride-4 width while its coarse levels run.
-    pub fn staged_bytes(&self, h: i64, w: i64) -> u64 {
-        let arch = self.loss.vgg.arch();
-        let k = self.whole_k();
-        let width = self.stages.iter().map(|s| s.width(k)).max().unwrap_or(0);
-        let sp = self.split(self.loss.layers.len());
-        let pre: i64 = (self.loss.layers[sp.fine..sp.pre].iter())
-            .map(|t| arch.channels(*t))
-            .sum();
-        let per_cell = pre + 4 * arch.channels(HANDOVER) + 6 * width;
-        (4 * per_cell * (h >> k) * (w >> k)) as u64
-    }
-
-    /// One stage of [`PseudoOptimizer::run_tiled`] the staged way: the
-    /// update Δ for the pre-activation `z: [1, 3, H, W]` over `grid`, whose
-    /// halo is at least [`PseudoOptimizer::staged_halo`].
-    pub(super) fn stage_update_staged(
+    /// [`TextureLoss::gram_sums`] of the first `n` layers of `x: [1, 3, H,
+    /// W]` over `grid`, staged: VGG to [`HANDOVER`] in the windows (a halo
+    /// of [`HANDOVER_HALO`] is enough), the deeper layers whole from the
+    /// handover's map assembled from the cores. Also returns the whole maps
+    /// of the layers at stride 2^`k` and deeper (per unit of input);
+    /// `keep(tile, maps)` is offered each window's maps of the layers below
+    /// that stride.
+    pub(crate) fn staged_sums(
         &self,
-        net: &PoNet,
+        x: &Tensor,
         n: usize,
-        z: &Tensor,
-        target: &TargetGrams,
         grid: &Grid,
-    ) -> Result<Tensor> {
+        k: usize,
+        mut keep: impl FnMut(usize, Vec<Tensor>),
+    ) -> Result<(GramSums, Vec<Tensor>)> {
         let (h, w) = (grid.height, grid.width);
-        let sp = self.split(n);
-        let k = self.whole_k();
-        let (vgg, gain) = (&self.loss.vgg, self.loss.gain);
+        let sp = self.split(n, k);
+        let (vgg, gain) = (&self.vgg, self.gain);
         let arch = vgg.arch();
-        let layers = &self.loss.layers[..n];
+        let layers = &self.layers[..n];
         let deep = sp.pre < sp.n;
-        let x = z.sigmoid();
         let no_tile = || Error::Model("the tile grid has no tile".into());
-        // 1. VGG to relu3_1 in windows: Gram sums, stride-4 maps whole.
         let mut taps: Vec<Tap> = layers[..sp.pre].to_vec();
         if deep {
             taps.push(HANDOVER);
@@ -170,7 +140,7 @@ impl PseudoOptimizer {
             .map(|t| CoreMap::new(h, w, arch.stride(*t), x.device()))
             .collect();
         let mut handover = CoreMap::new(h, w, arch.stride(HANDOVER), x.device());
-        let mut sums = grid.gram_sums(&x, "texture Grams", |tile, window| -> Result<_> {
+        let mut sums = grid.gram_sums(x, "texture Grams", |tile, window| -> Result<_> {
             let f = vgg.encode(window, &taps).map_err(Error::Vgg)?;
             let core = tile.core_in_window();
             if deep {
@@ -183,10 +153,16 @@ impl PseudoOptimizer {
             for (m, (f, s)) in pre_maps.iter_mut().zip(&maps[sp.fine..]) {
                 m.put(tile, &core.scaled_down(*s).crop(f));
             }
+            keep(
+                tile.index,
+                maps[..sp.fine]
+                    .iter()
+                    .map(|m| m.0.shallow_clone())
+                    .collect(),
+            );
             Ok(maps)
         })?;
-        // 2. The deeper layers, the gradient maps at stride ≥ 4 and the
-        // network's coarse levels, whole.
+        // VGG's deeper layers whole, from relu3_1.
         let mut whole = (pre_maps.into_iter())
             .map(|m| m.into_map().ok_or_else(no_tile))
             .collect::<Result<Vec<_>>>()?;
@@ -204,10 +180,110 @@ impl PseudoOptimizer {
                 whole.push(m);
             }
         }
+        Ok((sums, whole))
+    }
+}
+
+/// One way to run the staged path: the stage networks' levels from stride
+/// 2^`k` on whole, with their VGG layers; the rest in windows of `halo` px.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedPlan {
+    pub k: usize,
+    pub halo: i64,
+    /// Peak bytes of the whole part ([`PseudoOptimizer::staged_plans`]).
+    pub bytes: u64,
+}
+
+impl PseudoOptimizer {
+    /// The staged path's splits for an `h × w` image, the one with the
+    /// least windowed work first: the levels from stride 2 on whole
+    /// (16-px halo for the published network), then from stride 4 on (the
+    /// handover's, 32 px). Each plan's halo covers VGG to `relu3_1`
+    /// ([`HANDOVER_HALO`]) and the fine layers' reach plus the widest stage
+    /// network's fine levels' ([`PoNet::fine_radius`]), on multiples of
+    /// [`PseudoOptimizer::TILE_ALIGN`]. Its bytes count, in fp32, the whole
+    /// maps of the layers from stride 2^k to `relu3_1`, four `relu3_1`-sized
+    /// maps (it and three while VGG goes on from it) and six maps of the
+    /// networks' width at level k.
+    pub fn staged_plans(&self, h: i64, w: i64) -> Vec<StagedPlan> {
+        let arch = self.loss.vgg.arch();
+        let handover_k = arch.stride(HANDOVER).trailing_zeros() as usize;
+        let counts = self.stage_layer_counts();
+        let all = self.loss.layers.len();
+        let cells = |s: i64| (h / s) * (w / s);
+        (1..=handover_k)
+            .map(|k| {
+                let reach = (self.stages.iter().zip(&counts))
+                    .map(|(net, &n)| {
+                        let fine = self.loss.split(n, k).fine;
+                        self.loss.fine_vgg_reach(fine) + net.fine_radius(k)
+                    })
+                    .max()
+                    .unwrap_or(0)
+                    .max(HANDOVER_HALO);
+                let a = Self::TILE_ALIGN;
+                let sp = self.loss.split(all, k);
+                let pre: i64 = (self.loss.layers[sp.fine..sp.pre].iter())
+                    .map(|t| arch.channels(*t) * cells(arch.stride(*t)))
+                    .sum();
+                let width = self.stages.iter().map(|s| s.width(k)).max().unwrap_or(0);
+                let handover = 4 * arch.channels(HANDOVER) * cells(arch.stride(HANDOVER));
+                StagedPlan {
+                    k,
+                    halo: (reach + a - 1) / a * a,
+                    bytes: (4 * (pre + handover + 6 * width * cells(1 << k))) as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// The staged plan [`PseudoOptimizer::run_tiled`] takes on `tiling` for
+    /// an `h × w` image: the first of [`PseudoOptimizer::staged_plans`]
+    /// whose whole part fits in the tiling's feature room and whose halo it
+    /// has.
+    pub fn staged_plan(&self, tiling: &nst_tiling::Tiling, h: i64, w: i64) -> Option<StagedPlan> {
+        self.staged_plans(h, w)
+            .into_iter()
+            .find(|p| tiling.halo >= p.halo && tiling.cache_bytes.is_none_or(|c| p.bytes <= c))
+    }
+
+    /// One stage of [`PseudoOptimizer::run_tiled`] the staged way, split as
+    /// `plan` says: the update Δ for the pre-activation `z: [1, 3, H, W]`
+    /// over `grid` (whose halo is the plan's), keeping the windows' fine VGG
+    /// maps between the passes within `room` bytes (no limit: `None`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_update_staged(
+        &self,
+        net: &PoNet,
+        n: usize,
+        z: &Tensor,
+        target: &TargetGrams,
+        grid: &Grid,
+        k: usize,
+        room: Option<u64>,
+    ) -> Result<Tensor> {
+        let (h, w) = (grid.height, grid.width);
+        let sp = self.loss.split(n, k);
+        let x = z.sigmoid();
+        let no_tile = || Error::Model("the tile grid has no tile".into());
+        // 1. and 2. VGG to relu3_1 in windows, on from it whole.
+        // The windows' fine maps are kept for step 3 within `room` bytes.
+        let mut kept: Vec<Option<Vec<Tensor>>> = (0..grid.len()).map(|_| None).collect();
+        let mut left = room.unwrap_or(u64::MAX);
+        let (sums, whole) = self.loss.staged_sums(&x, n, grid, k, |i, maps| {
+            let bytes: u64 = (maps.iter())
+                .map(|m| (m.numel() * m.kind().elt_size_in_bytes()) as u64)
+                .sum();
+            if bytes <= left {
+                left -= bytes;
+                kept[i] = Some(maps);
+            }
+        })?;
         let (g, rms) = self
             .loss
             .feature_gradients_global(&whole, sp.fine, target, &sums);
         drop(whole);
+        // The gradient maps from stride 2^k on and the network's coarse levels.
         let input = |i: usize| &g[i - sp.fine] / &rms[i - sp.fine];
         let up = |m: &Tensor, l: usize| m.upsample_nearest2d([h >> l, w >> l], None, None);
         let coarse = net.run_levels(None, k..usize::MAX, &input, &up, false);
@@ -216,13 +292,15 @@ impl PseudoOptimizer {
         let delta = z.zeros_like();
         grid.for_each(|tile| -> Result<()> {
             let win = &tile.window;
-            let (g, rms) = match sp.fine {
-                0 => (Vec::new(), Vec::new()),
-                fine => {
-                    let f = (self.loss.features_first(&win.crop(&x), fine)).map_err(Error::Vgg)?;
-                    self.loss.feature_gradients_global(&f, 0, target, &sums)
+            let f = match (sp.fine, kept[tile.index].take()) {
+                (0, _) => Vec::new(),
+                (_, Some(f)) => f,
+                (fine, None) => {
+                    (self.loss.features_first(&win.crop(&x), fine)).map_err(Error::Vgg)?
                 }
             };
+            let (g, rms) = self.loss.feature_gradients_global(&f, 0, target, &sums);
+            drop(f);
             let input = |i: usize| &g[i] / &rms[i];
             let up = |m: &Tensor, l: usize| window_up(m, l, win, (h, w), l + 1 >= k);
             let start = coarse.as_ref().map(|m| m.shallow_clone());
