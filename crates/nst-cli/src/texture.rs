@@ -209,15 +209,31 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
             };
             // The staged path (small halo, coarse part whole) when its whole
             // maps fit beside the tiles; else everything in windows.
-            let staged = solver.staged_plans((h, w)).into_iter().find(|s| {
-                plan(s.halo, Some(s.bytes), true).is_ok_and(|p| {
+            let plans = solver.staged_plans((h, w));
+            let probes: Vec<_> = (plans.iter())
+                .map(|s| plan(s.halo, Some(s.bytes), true))
+                .collect();
+            let staged = plans.iter().zip(&probes).find(|(s, p)| {
+                p.as_ref().is_ok_and(|p| {
                     p.tiling()
                         .is_none_or(|t| t.cache_bytes.is_none_or(|c| c >= s.bytes))
                 })
             });
             let plan = match staged {
-                Some(s) => plan(s.halo, Some(s.bytes), a.runtime.quiet),
-                None => plan(halo, None, a.runtime.quiet),
+                Some((s, _)) => plan(s.halo, Some(s.bytes), a.runtime.quiet),
+                None => plan(halo, None, a.runtime.quiet).map_err(|e| {
+                    // The staged path's own error when it refused the tile;
+                    // else say what room it would have needed.
+                    match (probes.into_iter().find_map(|p| p.err()), plans.last()) {
+                        (Some(staged_err), _) => staged_err,
+                        (None, Some(s)) => anyhow::anyhow!(
+                            "{e:#}; the staged path (a {}-px halo) needs {:.2}G for its whole maps beside its tiles",
+                            s.halo,
+                            s.bytes as f64 / (1u64 << 30) as f64
+                        ),
+                        (None, None) => e,
+                    }
+                }),
             };
             match plan {
                 Ok(p) => p.tiling().copied(),

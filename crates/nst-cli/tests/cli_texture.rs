@@ -24,9 +24,10 @@ fn train_synthesize_stages_and_evaluate() {
         let stages = if stages { "--save-stages" } else { "" };
         ok(&bin(infer, &sh!("texture --method propo --size 48x40 --count {count} --seed 4 --out-dir {out:?} {stages} {common}")));
     };
-    // Tiled (issue 27): 600×576 in tiles of 560 px (a 272-px halo, 2 × 2)
-    // against the whole image from the same seed: within 1/255 on average
-    // (the halo's error: VGG features near a window's edge).
+    // Tiled (issue 27): 600×576 in tiles of 160 px against the whole image
+    // from the same seed. With no budget set, the staged path runs (the
+    // networks' coarse levels and VGG past relu3_1 whole, a 16-px halo), so
+    // the images differ only where rounding flips an 8-bit level.
     let big = |out: &str, extra: &str| {
         ok(&bin(infer, &sh!("texture --method propo --size 600x576 --count 1 --seed 2 --out-dir {out:?} {extra} {common}")));
         image::open(format!("{out}/gravel_propo_0.png"))
@@ -34,7 +35,7 @@ fn train_synthesize_stages_and_evaluate() {
             .to_rgb8()
     };
     let whole = big(&p("whole"), "");
-    let tiled = big(&p("tiled"), "--tile 560");
+    let tiled = big(&p("tiled"), "--tile 160");
     let mad = whole
         .as_raw()
         .iter()
@@ -43,7 +44,7 @@ fn train_synthesize_stages_and_evaluate() {
         .sum::<f64>()
         / whole.as_raw().len() as f64;
     eprintln!("texture 600x576: tiled vs whole mean |diff| {mad:.3}/255");
-    assert!(mad <= 1.0, "tiled vs whole: {mad:.3}/255");
+    assert!(mad <= 0.05, "tiled vs whole: {mad:.3}/255");
 
     // Non-square output, stages, seed.
     let out1 = p("a");
