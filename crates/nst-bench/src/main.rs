@@ -1055,7 +1055,7 @@ fn tiled_case(
             let z0 = nst_po::PseudoOptimizer::noise(1, size, size, Device::Cpu);
             let (w, t) = timed(&mut |tiled| {
                 Ok(match tiled {
-                    true => m.run_tiled(&z0, &target, &tiling)?,
+                    true => m.run_tiled(&z0, &target, &tiling, false)?,
                     false => m.run(&z0, &target)?,
                 }
                 .output())

@@ -443,11 +443,15 @@ impl PseudoOptimizer {
     /// the untiled run's up to the halo's error (VGG features near a
     /// window's edge). Networks with instance norm or circular padding do
     /// not tile: an error.
+    ///
+    /// With `keep_stages` false, the run holds only z⁽⁰⁾ and the last
+    /// stage's z: at 4096² each stage's z is 200 MB.
     pub fn run_tiled(
         &self,
         z0: &Tensor,
         target: &TargetGrams,
         tiling: &nst_tiling::Tiling,
+        keep_stages: bool,
     ) -> Result<Run> {
         let (b, _, h, w) = z0.size4()?;
         if b != 1 {
@@ -492,7 +496,11 @@ impl PseudoOptimizer {
                 } else {
                     self.stage_update_windows(net, n, z, &target, &grid)?
                 };
-                zs.push(z + delta);
+                let next = z + delta;
+                if !keep_stages && zs.len() > 1 {
+                    zs.pop();
+                }
+                zs.push(next);
             }
             Ok(Run { z: zs })
         })

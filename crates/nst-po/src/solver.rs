@@ -93,17 +93,18 @@ impl Solver {
     }
 
     /// Whole-image bytes per pixel (of one output) of a tiled run of
-    /// `count` images besides the tiles: the image being made (each stage's
-    /// pre-activation and image, fp32 RGB, 12 B each, and the update being
-    /// assembled), every image's noise, and the images made so far (their
-    /// last stage, or all stages with `keep_stages`).
+    /// `count` images besides the tiles: the image being made (the
+    /// pre-activation and image of the stage being made and of each stage
+    /// kept, fp32 RGB, 12 B each, and the update being assembled), every
+    /// image's noise, and the images made so far (their last stage, or all
+    /// stages with `keep_stages`).
     pub fn tiled_state_bytes(&self, count: u64, keep_stages: bool) -> u64 {
         let stages = match self {
             Solver::Learned(m) => m.stage_layer_counts().len() as u64,
             Solver::Gatys { .. } => 1,
         };
         let kept = if keep_stages { stages } else { 1 };
-        24 * (stages + 1) + 12 + count * 12 * (1 + kept)
+        24 * (kept + 1) + 12 + count * 12 * (1 + kept)
     }
 
     /// [`Solver::synthesize`] one image at a time, tile by tile
@@ -131,7 +132,7 @@ impl Solver {
         let mut losses = Vec::new();
         for i in 0..n {
             let mut stages = net
-                .run_tiled(&z0.narrow(0, i, 1), target, tiling)?
+                .run_tiled(&z0.narrow(0, i, 1), target, tiling, keep_stages)?
                 .images()
                 .split_off(1);
             if !keep_stages {

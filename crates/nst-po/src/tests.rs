@@ -567,7 +567,7 @@ fn a_tiled_texture_run_matches_the_whole_run() {
         assert!(e < 1e-2, "layer {l}: target Gram over tiles off by {e:.2e}");
     }
     let whole = m.run(&z0, &target).unwrap().output();
-    let tiled = m.run_tiled(&z0, &target, &tiling).unwrap().output();
+    let tiled = m.run_tiled(&z0, &target, &tiling, true).unwrap().output();
     let e = f64::try_from((&tiled - &whole).norm() / whole.norm()).unwrap();
     let moved = f64::try_from((&whole - &x).norm() / x.norm()).unwrap();
     eprintln!(
@@ -577,14 +577,14 @@ fn a_tiled_texture_run_matches_the_whole_run() {
     assert!(e < 1e-2, "{e:.3e}");
     let mut small = nst_tiling::Tiling::new(576, 96, 16).unwrap();
     small.cache_bytes = Some(0);
-    let err = m.run_tiled(&z0, &target, &small).unwrap_err();
+    let err = m.run_tiled(&z0, &target, &small, true).unwrap_err();
     assert!(err.to_string().contains("halo of at least"), "{err}");
     for (norm, pad, want) in [
         (Norm::Instance, Padding::Zeros, "instance norm"),
         (Norm::Batch, Padding::Circular, "circular padding"),
     ] {
         let m = model_padded(Variant::Po, norm, pad);
-        let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
+        let err = m.run_tiled(&z0, &target, &tiling, true).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
 }
@@ -626,7 +626,7 @@ fn a_staged_texture_run_equals_the_whole_run() {
             assert_eq!(m.staged_plan(&tiling, 400, 360), Some(plan));
             let tiles = tiling.grid(400, 360).unwrap().len();
             assert!(tiles >= 9, "{tiles} tiles");
-            let tiled = m.run_tiled(&z0, &target, &tiling).unwrap();
+            let tiled = m.run_tiled(&z0, &target, &tiling, true).unwrap();
             for (s, (a, b)) in (whole.images().iter().zip(tiled.images()))
                 .enumerate()
                 .skip(1)
@@ -653,7 +653,7 @@ fn a_staged_texture_run_equals_the_whole_run() {
             }
             if plan.k == 1 {
                 tiling.cache_bytes = Some(plan.bytes - 1);
-                let err = m.run_tiled(&z0, &target, &tiling).unwrap_err();
+                let err = m.run_tiled(&z0, &target, &tiling, true).unwrap_err();
                 assert!(err.to_string().contains("halo of at least"), "{err}");
             }
         }
