@@ -469,11 +469,11 @@ impl PseudoOptimizer {
             let cheapest = self.staged_plans(h, w).pop();
             return Err(Error::Model(format!(
                 "this network's tiles need a halo of at least {} px on multiples of {} px \
-                 ({} px with {:.2} GB of room for its whole maps)",
+                 ({} px with {:.2}G of room for its whole maps)",
                 self.tile_halo(),
                 Self::TILE_ALIGN,
                 cheapest.map_or(0, |p| p.halo),
-                cheapest.map_or(0, |p| p.bytes) as f64 / 1e9
+                cheapest.map_or(0, |p| p.bytes) as f64 / (1u64 << 30) as f64
             )));
         }
         let grid = match staged {

@@ -340,11 +340,6 @@ impl PoNet {
         self.levels.iter().find(|lv| lv.k == k).map_or(0, |lv| lv.c)
     }
 
-    /// The deepest level's log2 stride.
-    pub fn deepest(&self) -> usize {
-        self.levels.first().map_or(0, |lv| lv.k)
-    }
-
     fn level_reach(lv: &Level) -> i64 {
         let convs = lv.up.is_some() as i64
             + if lv.inputs.is_empty() { 0 } else { 2 }
