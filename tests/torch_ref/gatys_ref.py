@@ -3,14 +3,12 @@ file (--weights), average pooling, Gram = FᵀF/(C·H·W), MSE per layer.
 Inputs: x (the image), c (content), s (style). Options: --cw --sw --tv.
 Outputs: loss, content, style, tv and grad (∂loss/∂x)."""
 import argparse
-import json
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import safe_open
 
 from common import io
+from vgg_layers import Vgg19
 
 inp, argv, save = io()
 ap = argparse.ArgumentParser()
@@ -20,41 +18,14 @@ ap.add_argument("--sw", type=float, default=1e3)
 ap.add_argument("--tv", type=float, default=0.0)
 a = ap.parse_args(argv)
 
-with safe_open(a.weights, "pt") as f:
-    meta = f.metadata()
-    W = {k: f.get_tensor(k) for k in f.keys()}
-mean = torch.tensor(json.loads(meta["mean"])).view(1, 3, 1, 1)
-scale = float(meta["input_scale"])
-assert meta["channel_order"] == "BGR"
-
-mods, names = [], []
-cin = 3
-for b, n in enumerate([2, 2, 4, 4, 4], 1):
-    cout = [64, 128, 256, 512, 512][b - 1]
-    for k in range(1, n + 1):
-        conv = nn.Conv2d(cin, cout, 3, padding=1)
-        conv.weight.data, conv.bias.data = W[f"conv{b}_{k}.weight"], W[f"conv{b}_{k}.bias"]
-        mods += [conv, nn.ReLU()]
-        names += [f"conv{b}_{k}", f"relu{b}_{k}"]
-        cin = cout
-    mods.append(nn.AvgPool2d(2))
-    names.append(f"pool{b}")
-for p in (m for mod in mods for m in mod.parameters()):
-    p.requires_grad_(False)
-
+vgg = Vgg19(a.weights, "avg")
+assert vgg.bgr
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 CONTENT = ["relu4_2"]
 
 
 def feats(img):
-    h = img[:, [2, 1, 0]] * scale - mean
-    out = {}
-    for name, m in zip(names, mods):
-        h = m(h)
-        out[name] = h
-        if name == "relu5_1":
-            break
-    return out
+    return vgg.features(img, STYLE + CONTENT)
 
 
 def gram(f):

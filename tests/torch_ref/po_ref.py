@@ -7,13 +7,12 @@ features per unit of [0, 1] input (divided by scale/mean(std)), and with
 G = F^T F / N, L = sum_l W * mean((G_l(x) - G_l(t))^2) per sample, returns
 `loss` [B], `grad.<layer>` = dL/dF_l by autograd, and `grad_x` = dL/dx."""
 import argparse
-import json
 
 import torch
-import torch.nn as nn
 from safetensors import safe_open
 
 from common import io
+from vgg_layers import Vgg19
 
 inputs, argv, save = io()
 ap = argparse.ArgumentParser()
@@ -27,46 +26,17 @@ ap.add_argument("--res-blocks", type=int, default=1)
 ap.add_argument("--padding", choices=["zeros", "reflect"], default="zeros", help="of the solver's 3x3 convs")
 a = ap.parse_args(argv)
 
-with safe_open(a.weights, "pt") as f:
-    meta = f.metadata()
-    w = {k: f.get_tensor(k) for k in f.keys()}
-order, scale = meta["channel_order"], float(meta["input_scale"])
-mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
-gain = scale / (sum(std) / 3.0)
-
-mods, names, cin = [], [], 3
-for b, n in enumerate([2, 2, 4, 4, 4], start=1):
-    cout = [64, 128, 256, 512, 512][b - 1]
-    for k in range(1, n + 1):
-        c = nn.Conv2d(cin, cout, 3, padding=1)
-        c.weight.data.copy_(w[f"conv{b}_{k}.weight"])
-        c.bias.data.copy_(w[f"conv{b}_{k}.bias"])
-        mods += [c, nn.ReLU()]
-        names += [f"conv{b}_{k}", f"relu{b}_{k}"]
-        cin = cout
-    mods.append(nn.AvgPool2d(2))
-    names.append(f"pool{b}")
-for m in mods:
-    for p in m.parameters():
-        p.requires_grad_(False)
-
+vgg = Vgg19(a.weights, "avg")
 layers = a.layers.split(",")
 
 
 def features(img):
-    if order == "BGR":
-        img = img[:, [2, 1, 0]]
-    h = (img * scale - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     out = {}
-    for name, m in zip(names, mods):
-        h = m(h)
-        if name in layers:
-            f = h / gain
-            if f.requires_grad:
-                f.retain_grad()
-            out[name] = f
-        if len(out) == len(layers):
-            break
+    for name, h in vgg.features(img, layers).items():
+        f = h / vgg.input_gain
+        if f.requires_grad:
+            f.retain_grad()
+        out[name] = f
     return out
 
 

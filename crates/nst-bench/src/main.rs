@@ -575,48 +575,80 @@ fn vae_weights_path() -> PathBuf {
     std::env::temp_dir().join(format!("nst-bench-vae-{}.safetensors", std::process::id()))
 }
 
-fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae::VaeAdainModel> {
-    let vgg = load_vgg(weights, Pooling::Max, Precision::Fp32)?;
+/// A model of random weights (seed 0), wholly at the precision under test:
+/// VGG and its own convolutions.
+fn random_model<M: nst_model::TrainModel>(
+    weights: &std::path::Path,
+    pooling: Pooling,
+    precision: Precision,
+    build: impl FnOnce(Vgg) -> nst_model::Result<M>,
+) -> Result<M> {
+    let vgg = load_vgg(weights, pooling, Precision::Fp32)?;
     tch::manual_seed(0);
-    let mut model = nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())?;
-    // The whole model at the precision under test: VGG and its own convolutions.
-    nst_model::TrainModel::set_precision(&mut model, precision)?;
+    let mut model = build(vgg)?;
+    model.set_precision(precision)?;
     Ok(model)
 }
 
-fn decoders_model(
-    weights: &std::path::Path,
-    precision: Precision,
-) -> Result<nst_decoders::Decoders> {
-    let vgg = load_vgg(weights, Pooling::Max, Precision::Fp32)?;
-    tch::manual_seed(0);
-    let mut model = nst_decoders::Decoders::new(vgg, Default::default(), Default::default())?;
-    // The whole model at the precision under test: VGG and its own convolutions.
-    nst_model::TrainModel::set_precision(&mut model, precision)?;
-    Ok(model)
+fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae::VaeAdainModel> {
+    random_model(weights, Pooling::Max, precision, |vgg| {
+        nst_vae::VaeAdainModel::new(vgg, Default::default(), Default::default())
+    })
+}
+
+fn decoders_model(w: &std::path::Path, precision: Precision) -> Result<nst_decoders::Decoders> {
+    random_model(w, Pooling::Max, precision, |vgg| {
+        nst_decoders::Decoders::new(vgg, Default::default(), Default::default())
+    })
 }
 
 fn po_model(weights: &std::path::Path, precision: Precision) -> Result<nst_po::PseudoOptimizer> {
-    let vgg = load_vgg(weights, Pooling::Avg, Precision::Fp32)?;
-    tch::manual_seed(0);
-    let mut model = nst_po::PseudoOptimizer::new(
-        vgg,
-        nst_po::PoConfig::new(nst_po::Variant::Propo),
-        Default::default(),
-    )?;
-    // The whole model at the precision under test: VGG and its own convolutions.
-    nst_model::TrainModel::set_precision(&mut model, precision)?;
-    Ok(model)
+    random_model(weights, Pooling::Avg, precision, |vgg| {
+        let cfg = nst_po::PoConfig::new(nst_po::Variant::Propo);
+        nst_po::PseudoOptimizer::new(vgg, cfg, Default::default())
+    })
+}
+
+fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy::FlexibleSolver> {
+    random_model(weights, Pooling::Avg, precision, |vgg| {
+        nst_puy::FlexibleSolver::new(vgg, Default::default(), Default::default())
+    })
+}
+
+/// Times an L-BFGS baseline until its loss reaches `goal`. `run` starts it
+/// with a callback taking (evaluation, loss) that returns false to stop, and
+/// gives back the solver's early-stop note. Returns (seconds, a sentence
+/// naming the baseline `who`, its evaluation `limit` and its `loss`).
+fn race(
+    (who, limit, loss): (&str, &str, &str),
+    goal: f64,
+    run: impl FnOnce(&mut dyn FnMut(usize, f64) -> bool) -> Result<Option<String>>,
+) -> Result<(f64, String)> {
+    let t = Instant::now();
+    let (mut reached, mut last) = (None, f64::NAN);
+    let early = run(&mut |e, l| {
+        last = l;
+        if l <= goal {
+            reached = Some((e, t.elapsed().as_secs_f64()));
+        }
+        reached.is_none()
+    })?;
+    Ok(match reached {
+        Some((e, secs)) => (
+            secs,
+            format!("{who} reached it after {e} L-BFGS evaluations in {secs:.1} s"),
+        ),
+        None => {
+            let secs = t.elapsed().as_secs_f64();
+            let why = early.map_or_else(String::new, |n| format!("; {n}"));
+            (secs, format!("{who} did NOT reach it within {limit} evaluations ({secs:.1} s; {loss} {last:.3e}{why})"))
+        }
+    })
 }
 
 /// ProPO once (median of `repeat`) against Gatys from the same noise until
 /// its loss reaches ProPO's (at most 2,000 evaluations).
-fn propo_vs_gatys(
-    size: i64,
-    repeat: usize,
-    ck: &std::path::Path,
-    cli: &Cli,
-) -> Result<(f64, f64, String)> {
+fn propo_vs_gatys(size: i64, repeat: usize, ck: &std::path::Path, cli: &Cli) -> Result<Outcome> {
     let (precision, gatys_precision) = (cli.precision, cli.gatys_precision);
     let target = &cli.po_target;
     let target_side = cli.po_target_size.unwrap_or(size);
@@ -689,34 +721,11 @@ fn propo_vs_gatys(
         Some((l, t, s)) => (l, t, *s),
         None => (&reference, &tg, q_po),
     };
-    let t = Instant::now();
-    let mut reached: Option<(usize, f64)> = None;
-    let mut last = f64::NAN;
-    let (_, _, early) = nst_po::baseline::synthesize(g_loss, g_tg, &z0, 2000, |e, l| {
-        last = l;
-        if l <= stop_at {
-            reached = Some((e, t.elapsed().as_secs_f64()));
-            false
-        } else {
-            true
-        }
+    let who = format!("Gatys ({gatys_precision})");
+    let (t_g, what) = race((&who, "2,000", "its loss"), stop_at, |f| {
+        Ok(nst_po::baseline::synthesize(g_loss, g_tg, &z0, 2000, f)?.2)
     })?;
-    let (t_g, what) = match reached {
-        Some((e, secs)) => (
-            secs,
-            format!(
-                "Gatys ({gatys_precision}) reached it after {e} L-BFGS evaluations in {secs:.1} s"
-            ),
-        ),
-        None => {
-            let secs = t.elapsed().as_secs_f64();
-            let why = early.map_or_else(String::new, |n| format!("; {n}"));
-            (secs, format!("Gatys ({gatys_precision}) did NOT reach it within 2,000 evaluations ({secs:.1} s; its loss {last:.3e}{why})"))
-        }
-    };
-    Ok((
-        t_po,
-        t_g / t_po,
+    Ok(Outcome::timed((t_po, t_g / t_po)).with_detail(
         format!("{name} ({precision}) {:.3} s/image (target read at {target_side}²), texture loss {q_po:.3e} (noise input {q_noise:.3e}); {what}: speed-up {:.1}×", t_po, t_g / t_po),
     ))
 }
@@ -731,23 +740,10 @@ fn puy_bench_projection() -> nst_puy::PhotorealOptions {
     }
 }
 
-fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy::FlexibleSolver> {
-    let vgg = load_vgg(weights, Pooling::Avg, Precision::Fp32)?;
-    let mut model = nst_puy::FlexibleSolver::new(vgg, Default::default(), Default::default())?;
-    // The whole model at the precision under test: VGG and its own convolutions.
-    nst_model::TrainModel::set_precision(&mut model, precision)?;
-    Ok(model)
-}
-
 /// The photoreal solver (median of `repeat`, projection set-up included)
 /// against Gatys + Luan's matting term from the content until its loss L
 /// reaches the solver output's (at most 300 evaluations).
-fn puy_vs_luan(
-    size: i64,
-    repeat: usize,
-    ck: &std::path::Path,
-    cli: &Cli,
-) -> Result<(f64, f64, String)> {
+fn puy_vs_luan(size: i64, repeat: usize, ck: &std::path::Path, cli: &Cli) -> Result<Outcome> {
     let model: nst_puy::FlexibleSolver =
         nst_model::Model::from_checkpoint(ck, Device::Cpu, Precision::Fp32)?;
     let load = |p: &std::path::Path| {
@@ -787,14 +783,10 @@ fn puy_vs_luan(
     };
     let (l_in, l_out) = (l(&c)?, l(&out)?);
     if l_out >= l_in {
-        return Ok((
-            t_puy,
-            f64::NAN,
-            format!(
+        return Ok(Outcome::timed((t_puy, f64::NAN)).with_detail(format!(
                 "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}: the solver did not lower L below the content's, so there is no loss for Luan-regularised Gatys to reach (no speed-up figure)",
                 model.steps()
-            ),
-        ));
+        )));
     }
     // The same loss for Gatys, plus λ·Tr(XᵀLX) on the full-resolution Laplacian.
     let (cw, sw, lw) = model.loss.gatys_weights();
@@ -809,40 +801,19 @@ fn puy_vs_luan(
     };
     let gatys = nst_optim::Gatys::new(&model.loss.vgg, gcfg, Some(&c), &s)?
         .with_photorealism(cli.luan_weight)?;
-    let t = Instant::now();
-    let mut reached = None;
-    let mut last = f64::NAN;
-    let res = gatys.run_report(&c, |e, terms| {
-        last = terms.content + terms.style;
-        if last <= l_out {
-            reached = Some((e, t.elapsed().as_secs_f64()));
-            false
-        } else {
-            true
+    let who = format!("Luan-regularised Gatys (λ = {:.0e})", cli.luan_weight);
+    let (t_g, what) = race((&who, "300", "its L"), l_out, |f| {
+        match gatys.run_report(&c, |e, terms| f(e, terms.content + terms.style)) {
+            Ok((_, report)) => Ok(report.and_then(|r| r.early_stop_note(300))),
+            Err(nst_optim::Error::Interrupted) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-    });
-    let early = match res {
-        Ok((_, report)) => report.and_then(|r| r.early_stop_note(300)),
-        Err(nst_optim::Error::Interrupted) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let (t_g, what) = match reached {
-        Some((e, secs)) => (secs, format!("Luan-regularised Gatys (λ = {:.0e}) reached it after {e} L-BFGS evaluations in {secs:.1} s", cli.luan_weight)),
-        None => {
-            let secs = t.elapsed().as_secs_f64();
-            let why = early.map_or_else(String::new, |n| format!("; {n}"));
-            (secs, format!("Luan-regularised Gatys (λ = {:.0e}) did NOT reach it within 300 evaluations ({secs:.1} s; its L {last:.3e}{why})", cli.luan_weight))
-        }
-    };
-    Ok((
-        t_puy,
-        t_g / t_puy,
-        format!(
+    })?;
+    Ok(Outcome::timed((t_puy, t_g / t_puy)).with_detail(format!(
             "photoreal solver {t_puy:.2} s per image ({size} px long side, k = 1000 on a 128-px grid, {} updates); L: content {l_in:.3e} → output {l_out:.3e}; {what}: speed-up {:.1}×",
             model.steps(),
             t_g / t_puy
-        ),
-    ))
+    )))
 }
 
 /// What a child process measured: the median seconds, the result (loss,
@@ -870,11 +841,13 @@ impl Outcome {
         self
     }
 
+    fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
     fn skipped(why: &str) -> Self {
-        Outcome {
-            detail: Some(format!("skipped: {why}")),
-            ..Self::timed((0.0, f64::NAN))
-        }
+        Self::timed((0.0, f64::NAN)).with_detail(format!("skipped: {why}"))
     }
 }
 
@@ -1077,15 +1050,11 @@ fn tiled_case(
             nst_core::psnr(&tiled.1, &whole.1, peak)
         )
     });
-    Ok(Outcome {
-        detail: Some(format!(
-            "{size}²: whole {:.2} s, {n} tiles of ≤ {tile} px {:.2} s ({:.2}×); {quality}",
-            whole.0,
-            tiled.0,
-            tiled.0 / whole.0
-        )),
-        ..Outcome::timed((tiled.0, tiled.0 / whole.0))
-    })
+    let ratio = tiled.0 / whole.0;
+    Ok(Outcome::timed((tiled.0, ratio)).with_detail(format!(
+        "{size}²: whole {:.2} s, {n} tiles of ≤ {tile} px {:.2} s ({ratio:.2}×); {quality}",
+        whole.0, tiled.0
+    )))
 }
 
 /// The whole and the tiled run (`run(false)`, `run(true)`): one warm-up of
@@ -1153,13 +1122,7 @@ fn run_child(
     let shared = cli.vae_weights.as_deref();
     let out = match case {
         Case::PropoVsGatys { side } => match &cli.po_checkpoint {
-            Some(ck) => {
-                let (secs, speedup, d) = propo_vs_gatys(side, repeat, ck, cli)?;
-                Outcome {
-                    detail: Some(d),
-                    ..Outcome::timed((secs, speedup))
-                }
-            }
+            Some(ck) => propo_vs_gatys(side, repeat, ck, cli)?,
             None => Outcome::skipped("give --po-checkpoint (a ProPO run from nst-train)"),
         },
         Case::PuyArtistic => {
@@ -1181,19 +1144,10 @@ fn run_child(
             let r = time_it(repeat, || {
                 Ok(p.apply_image(&x).sum(Kind::Double).double_value(&[]))
             })?;
-            Outcome {
-                detail: Some(format!("set-up {setup:.2} s")),
-                ..Outcome::timed(r)
-            }
+            Outcome::timed(r).with_detail(format!("set-up {setup:.2} s"))
         }
         Case::PuyPhotorealVsLuan => match &cli.puy_checkpoint {
-            Some(ck) => {
-                let (secs, speedup, d) = puy_vs_luan(size, repeat, ck, cli)?;
-                Outcome {
-                    detail: Some(d),
-                    ..Outcome::timed((secs, speedup))
-                }
-            }
+            Some(ck) => puy_vs_luan(size, repeat, ck, cli)?,
             None => Outcome::skipped("give --puy-checkpoint (a puy_perez run from nst-train)"),
         },
         Case::PropoTrainStep => {

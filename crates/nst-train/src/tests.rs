@@ -135,6 +135,19 @@ image_every = 2
     TrainConfig::parse(&text, &extra, "test").unwrap()
 }
 
+/// Trains `m` on `cfg` without logging or hooks, resuming from `resume`.
+fn train(cfg: &TrainConfig, m: &mut Tiny, resume: Option<&Path>) -> crate::Result<TrainOutcome> {
+    Trainer::new(cfg, Device::Cpu).run(m, resume, &mut NullLogger, TrainerHooks::default())
+}
+
+/// The names of the files in `dir`.
+fn file_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 fn recording() -> (TrainerHooks, Arc<Mutex<Vec<(u64, f64)>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
@@ -166,9 +179,7 @@ fn resume_continues_exactly_and_the_loss_falls() {
     // Same run in two parts: 3 steps, then resume to 8.
     let cfg3 = config(d.path(), "split", 3, &[]);
     let mut m = Tiny::new(1);
-    Trainer::new(&cfg3, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .unwrap();
+    train(&cfg3, &mut m, None).unwrap();
     let cfg8 = config(d.path(), "split", 8, &[]);
     let mut fresh = Tiny::new(99); // different init: everything must come from the checkpoint
     let (hooks, resumed) = recording();
@@ -218,13 +229,7 @@ fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
     // NaN at the 5th step after resuming (step 9): step 6 was the last checkpoint.
     let mut m = Tiny::new(1);
     m.nan_at = Some(5);
-    let e = Trainer::new(&cfg, Device::Cpu)
-        .run(
-            &mut m,
-            Some(&cfg.run_dir()),
-            &mut NullLogger,
-            TrainerHooks::default(),
-        )
+    let e = train(&cfg, &mut m, Some(&cfg.run_dir()))
         .unwrap_err()
         .to_string();
     assert!(
@@ -237,10 +242,7 @@ fn interrupt_writes_a_checkpoint_and_nan_keeps_the_last_good_one() {
         "step_0000006",
         "the last good checkpoint stays `latest`"
     );
-    let names: Vec<String> = std::fs::read_dir(cfg.run_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(&cfg.run_dir());
     assert!(
         !names.iter().any(|n| n.contains(".tmp-")),
         "temporary files left: {names:?}"
@@ -258,14 +260,9 @@ fn keeps_the_last_k_and_refuses_other_models() {
         &["train.checkpoint_every=1", "train.keep_last=2"],
     );
     let mut m = Tiny::new(1);
-    Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .unwrap();
-    let mut jsons: Vec<String> = std::fs::read_dir(cfg.run_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("step_"))
-        .collect();
+    train(&cfg, &mut m, None).unwrap();
+    let mut jsons = file_names(&cfg.run_dir());
+    jsons.retain(|n| n.starts_with("step_"));
     jsons.sort();
     assert_eq!(
         jsons,
@@ -287,13 +284,7 @@ fn keeps_the_last_k_and_refuses_other_models() {
     let mut other = Tiny::new(1);
     other.kind = "adain";
     let cfg_other = config(d.path(), "keep", 6, &["model.kind=\"adain\""]);
-    let e = Trainer::new(&cfg_other, Device::Cpu)
-        .run(
-            &mut other,
-            Some(&cfg.run_dir()),
-            &mut NullLogger,
-            TrainerHooks::default(),
-        )
+    let e = train(&cfg_other, &mut other, Some(&cfg.run_dir()))
         .unwrap_err()
         .to_string();
     assert!(e.contains("\"tiny\"") && e.contains("\"adain\""), "{e}");
@@ -357,14 +348,10 @@ fn a_model_without_content_trains_on_the_style_stream_alone() {
     let mut cfg = config(tmp.path(), "nocontent", 2, &[]);
     cfg.data.content = None;
     let mut m = Tiny::new(1);
-    let e = Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .unwrap_err();
+    let e = train(&cfg, &mut m, None).unwrap_err();
     assert!(e.to_string().contains("data.content is missing"), "{e}");
     m.uses_content = false;
-    let out = Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .unwrap();
+    let out = train(&cfg, &mut m, None).unwrap();
     assert!(matches!(out, TrainOutcome::Finished { step: 2, .. }));
 }
 
@@ -456,9 +443,7 @@ fn lr_scale_multiplies_the_rate_per_name_prefix() {
     images(&dir.path().join("s"), 4, 2);
     let cfg = config(dir.path(), "lrs", 1, &["optim.lr_scale.nope=2.0"]);
     let mut m = Tiny::new(0);
-    let err = Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .expect_err("an unknown prefix");
+    let err = train(&cfg, &mut m, None).expect_err("an unknown prefix");
     assert!(err.to_string().contains("optim.lr_scale.nope"), "{err}");
     let mut cfg = config(dir.path(), "lrs2", 1, &[]);
     cfg.optim.lr_scale.insert("conv".into(), -1.0);
@@ -475,9 +460,7 @@ fn truncated_and_bit_flipped_checkpoints_are_refused_in_one_line() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), "corrupt", 3, &[]);
     let mut m = Tiny::new(0);
-    Trainer::new(&cfg, Device::Cpu)
-        .run(&mut m, None, &mut NullLogger, TrainerHooks::default())
-        .unwrap();
+    train(&cfg, &mut m, None).unwrap();
     let good = cfg.run_dir().join("step_0000003.safetensors");
     let bytes = std::fs::read(&good).unwrap();
     let (_, meta) = checkpoint::read_safetensors(&good).unwrap();

@@ -77,35 +77,32 @@ impl Preprocessing {
         }
     }
 
+    /// The mean and std as `[1, 3, 1, 1]` tensors of `like`'s kind and device.
+    fn mean_std(&self, like: &Tensor) -> (Tensor, Tensor) {
+        let t = |v: &[f64]| {
+            Tensor::from_slice(v)
+                .to_kind(like.kind())
+                .to_device(like.device())
+        };
+        (
+            t(&self.mean).view([1, 3, 1, 1]),
+            t(&self.std).view([1, 3, 1, 1]),
+        )
+    }
+
     /// Applies the transform to an RGB batch `[B, 3, H, W]` in [0, 1].
     pub fn apply(&self, x: &Tensor) -> Tensor {
         let x = match self.channel_order {
             ChannelOrder::Rgb => x.shallow_clone(),
             ChannelOrder::Bgr => x.flip([1]),
         };
-        let opts = (x.kind(), x.device());
-        let mean = Tensor::from_slice(&self.mean)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view([1, 3, 1, 1]);
+        let (mean, std) = self.mean_std(&x);
         (x * self.scale - mean) / std
     }
 
     /// Inverse of [`Preprocessing::apply`].
     pub fn unapply(&self, y: &Tensor) -> Tensor {
-        let opts = (y.kind(), y.device());
-        let mean = Tensor::from_slice(&self.mean)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std)
-            .to_kind(opts.0)
-            .to_device(opts.1)
-            .view([1, 3, 1, 1]);
+        let (mean, std) = self.mean_std(y);
         let x = (y * std + mean) / self.scale;
         match self.channel_order {
             ChannelOrder::Rgb => x,
