@@ -242,12 +242,12 @@ impl TrainModel for AdainModel {
     }
 
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
-        let n = content.size()[0].min(4);
-        let c = content.narrow(0, 0, n);
-        let s = style.narrow(0, 0, n);
+        let (c, s) = (
+            nst_model::sample_items(content),
+            nst_model::sample_items(style),
+        );
         let out = self.stylize(&c, &s, 1.0)?.clamp(0.0, 1.0);
-        // rows: content | style | output
-        let rows = Tensor::cat(&[c, s, out], 3); // [n, 3, S, 3S]
-        Ok(Tensor::cat(&rows.unbind(0), 1)) // [3, nS, 3S]
+        // columns: content | style | output
+        Ok(nst_model::sample_grid(&[c, s, out]))
     }
 }

@@ -204,16 +204,14 @@ impl TrainModel for Decoders {
     }
 
     fn sample_grid(&self, content: &Tensor, _style: &Tensor) -> Result<Tensor> {
-        let n = content.size()[0].min(4);
-        let x = content.narrow(0, 0, n);
+        let x = nst_model::sample_items(content);
         let mut cols = vec![x.shallow_clone()];
         for d in &self.decoders {
             let f = self.encode(&x, d.level)?;
             cols.push(d.forward(&f).clamp(0.0, 1.0));
         }
-        // rows: input | reconstruction at each level
-        let rows = Tensor::cat(&cols, 3);
-        Ok(Tensor::cat(&rows.unbind(0), 1))
+        // columns: input | reconstruction at each level
+        Ok(nst_model::sample_grid(&cols))
     }
 }
 

@@ -18,7 +18,9 @@ mod model;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{parse_section, ModelSections};
-pub use model::{load, Loaded, Model, ModelIdentity, StepOutput, TrainModel};
+pub use model::{
+    load, sample_grid, sample_items, Loaded, Model, ModelIdentity, StepOutput, TrainModel,
+};
 
 /// Errors of the model layer and of every model family.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,17 @@ use nst_vgg::{Pooling, Vgg, VggOptions};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Tensor};
 
+/// The sample image of [`TrainModel::sample_grid`]: `columns` (batches
+/// `[n, 3, H, W]`) side by side, one row per item: `[3, n·H, k·W]`.
+pub fn sample_grid(columns: &[Tensor]) -> Tensor {
+    Tensor::cat(&Tensor::cat(columns, 3).unbind(0), 1)
+}
+
+/// The items of a batch a sample grid shows: the first four at most.
+pub fn sample_items(x: &Tensor) -> Tensor {
+    x.narrow(0, 0, x.size()[0].min(4))
+}
+
 /// What a model returns from one training step.
 pub struct StepOutput {
     /// The scalar to minimise.

@@ -661,15 +661,13 @@ impl TrainModel for PseudoOptimizer {
 
     /// Rows: target | noise input | each stage's output.
     fn sample_grid(&self, _content: &Tensor, style: &Tensor) -> Result<Tensor> {
-        let n = style.size()[0].min(4);
-        let t = style.narrow(0, 0, n);
-        let (_, _, h, w) = t.size4()?;
+        let t = nst_model::sample_items(style);
+        let (n, _, h, w) = t.size4()?;
         let target = self.loss.target(&t)?;
         let run = self.run(&Self::noise(n, h, w, t.device()), &target)?;
         let mut cols = vec![t];
         cols.extend(run.images());
-        let rows = Tensor::cat(&cols, 3);
-        Ok(Tensor::cat(&rows.unbind(0), 1))
+        Ok(nst_model::sample_grid(&cols))
     }
 }
 

@@ -557,16 +557,16 @@ impl TrainModel for FlexibleSolver {
 
     /// Rows: content | style | X⁽¹⁾ … X⁽ᴺ⁾.
     fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
-        let n = content.size()[0].min(4);
-        let c = content.narrow(0, 0, n);
-        let s = style.narrow(0, 0, n);
+        let (c, s) = (
+            nst_model::sample_items(content),
+            nst_model::sample_items(style),
+        );
         let xs = self.run(&c, &s, self.updates.len(), None)?;
         let mut cols = vec![
             c.shallow_clone(),
             s.upsample_bilinear2d([c.size()[2], c.size()[3]], false, None, None),
         ];
         cols.extend(xs.iter().skip(1).map(|x| x.clamp(0.0, 1.0)));
-        let rows = Tensor::cat(&cols, 3);
-        Ok(Tensor::cat(&rows.unbind(0), 1))
+        Ok(nst_model::sample_grid(&cols))
     }
 }

@@ -734,26 +734,26 @@ impl TrainModel for VaeAdainModel {
         Ok(StepOutput { loss, terms })
     }
 
+    /// Content | style | output | the content with a code drawn from the
+    /// prior (to watch the prior become usable).
+    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
+        let (c, s) = (
+            nst_model::sample_items(content),
+            nst_model::sample_items(style),
+        );
+        let out = self.stylize(&c, &s, 1.0)?.clamp(0.0, 1.0);
+        let (n, _, h, w) = out.size4()?;
+        let c = c.narrow(2, 0, h).narrow(3, 0, w);
+        let s = s.narrow(2, 0, h).narrow(3, 0, w);
+        let prior = Tensor::randn([n, self.config.style_dim], (Kind::Float, content.device()));
+        let sampled = self.stylize_code(&c, &prior, 1.0)?.clamp(0.0, 1.0);
+        Ok(nst_model::sample_grid(&[c, s, out, sampled]))
+    }
+
     fn set_precision(&mut self, precision: nst_vgg::Precision) -> Result<()> {
         self.vgg.set_precision(precision)?;
         self.decoder.set_precision(precision);
         Ok(())
-    }
-
-    fn sample_grid(&self, content: &Tensor, style: &Tensor) -> Result<Tensor> {
-        let n = content.size()[0].min(4);
-        let c = content.narrow(0, 0, n);
-        let s = style.narrow(0, 0, n);
-        let out = self.stylize(&c, &s, 1.0)?.clamp(0.0, 1.0);
-        let (_, _, h, w) = out.size4()?;
-        let c = c.narrow(2, 0, h).narrow(3, 0, w);
-        let s = s.narrow(2, 0, h).narrow(3, 0, w);
-        // Also a code drawn from the prior, to watch the prior become usable.
-        let prior = Tensor::randn([n, self.config.style_dim], (Kind::Float, content.device()));
-        let sampled = self.stylize_code(&c, &prior, 1.0)?.clamp(0.0, 1.0);
-        // rows: content | style | output | sample from the prior
-        let rows = Tensor::cat(&[c, s, out, sampled], 3);
-        Ok(Tensor::cat(&rows.unbind(0), 1))
     }
 }
 
