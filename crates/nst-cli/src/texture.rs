@@ -194,46 +194,23 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
     // Tiled when asked, or when one image does not fit whole (learned methods).
     let user_tiles = a.tiles.tile.is_some() || a.tiles.max_memory.is_some();
     let tiling = match solver.tiling_needs() {
-        Ok((halo, align)) => {
-            let plan = |halo, reserve, quiet| {
-                a.tiles.plan_with_state(
+        Ok(_) => {
+            // The staged path when its whole maps fit beside the tiles, else
+            // every stage in windows (nst_po::Solver::tile_plan).
+            let runs = (a.count as u64, a.save_stages);
+            let budget = a.tiles.budget(device);
+            let plan = match solver.tile_plan((h, w), runs, a.tiles.tile, budget) {
+                Ok(p) => a.tiles.plan_with_state(
                     solver.footprint(),
-                    solver.tiled_state_bytes(a.count as u64, a.save_stages),
-                    reserve,
+                    p.state,
+                    p.reserve,
                     (h, w),
-                    halo,
-                    align,
+                    p.halo,
+                    p.align,
                     device,
-                    quiet,
-                )
-            };
-            // The staged path (small halo, coarse part whole) when its whole
-            // maps fit beside the tiles; else everything in windows.
-            let plans = solver.staged_plans((h, w));
-            let probes: Vec<_> = (plans.iter())
-                .map(|s| plan(s.halo, Some(s.bytes), true))
-                .collect();
-            let staged = plans.iter().zip(&probes).find(|(s, p)| {
-                p.as_ref().is_ok_and(|p| {
-                    p.tiling()
-                        .is_none_or(|t| t.cache_bytes.is_none_or(|c| c >= s.bytes))
-                })
-            });
-            let plan = match staged {
-                Some((s, _)) => plan(s.halo, Some(s.bytes), a.runtime.quiet),
-                None => plan(halo, None, a.runtime.quiet).map_err(|e| {
-                    // The staged path's own error when it refused the tile;
-                    // else say what room it would have needed.
-                    match (probes.into_iter().find_map(|p| p.err()), plans.last()) {
-                        (Some(staged_err), _) => staged_err,
-                        (None, Some(s)) => anyhow::anyhow!(
-                            "{e:#}; the staged path (a {}-px halo) needs {:.2}G for its whole maps beside its tiles",
-                            s.halo,
-                            s.bytes as f64 / (1u64 << 30) as f64
-                        ),
-                        (None, None) => e,
-                    }
-                }),
+                    a.runtime.quiet,
+                ),
+                Err(e) => Err(e.into()),
             };
             match plan {
                 Ok(p) => p.tiling().copied(),

@@ -39,7 +39,7 @@ pub use model::{
     stage_layer_counts, PoConfig, PoLoss, PseudoOptimizer, Run, StagedPlan, Variant, KIND,
 };
 pub use net::{NetShape, Norm, Padding, PoNet};
-pub use solver::{Solver, Synthesis};
+pub use solver::{Solver, Synthesis, TilePlan};
 pub use texture::{TargetGrams, TextureLoss};
 
 #[cfg(test)]

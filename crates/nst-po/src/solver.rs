@@ -13,6 +13,23 @@ pub enum Solver {
     Gatys { loss: TextureLoss, max_evals: usize },
 }
 
+/// How a tiled synthesis plans its tiles ([`Solver::tile_plan`]): the
+/// arguments of [`nst_tiling::plan_with_state`] besides the image, the
+/// tile and the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TilePlan {
+    /// Context a tile needs on each side, px.
+    pub halo: i64,
+    /// Tile boundaries fall on multiples of this.
+    pub align: i64,
+    /// Bytes of whole maps the staged path keeps beside its tiles; `None`:
+    /// every stage runs in windows.
+    pub reserve: Option<u64>,
+    /// Whole-image bytes per output pixel besides the tiles
+    /// ([`Solver::tiled_state_bytes`]).
+    pub state: u64,
+}
+
 /// What [`Solver::synthesize`] made: at least one stage of at least one image.
 #[derive(Debug)]
 pub struct Synthesis {
@@ -89,6 +106,59 @@ impl Solver {
         match self {
             Solver::Learned(m) if m.untileable().is_none() => m.staged_plans(h, w),
             _ => Vec::new(),
+        }
+    }
+
+    /// How a tiled run of `count` images at `h × w` plans its tiles, for the
+    /// user's `tile` and the memory `budget` (as [`nst_tiling::plan_with_state`]
+    /// takes them): the staged path (a small halo, the coarse levels whole)
+    /// with the first split whose whole maps fit beside its tiles, else
+    /// every stage in windows. When no tiling fits, the staged path's own
+    /// error if it refused the tile, else the window path's with the room
+    /// the staged path would need; why, when this solver does not tile.
+    pub fn tile_plan(
+        &self,
+        (h, w): (i64, i64),
+        (count, keep_stages): (u64, bool),
+        tile: Option<i64>,
+        budget: Option<u64>,
+    ) -> Result<TilePlan> {
+        let (halo, align) = self.tiling_needs().map_err(Error::Model)?;
+        let state = self.tiled_state_bytes(count, keep_stages);
+        let fp = self.footprint();
+        let plan = |halo, reserve| {
+            nst_tiling::plan_with_state(&fp, state, reserve, (h, w), halo, align, tile, budget)
+        };
+        let at = |halo, reserve| TilePlan {
+            halo,
+            align,
+            reserve,
+            state,
+        };
+        let splits = self.staged_plans((h, w));
+        let mut refused = None;
+        for s in &splits {
+            match plan(s.halo, Some(s.bytes)) {
+                // Whole, or tiles that leave the split its room.
+                Ok(p)
+                    if p.tiling()
+                        .is_none_or(|t| t.cache_bytes.is_none_or(|c| c >= s.bytes)) =>
+                {
+                    return Ok(at(s.halo, Some(s.bytes)))
+                }
+                Ok(_) => {}
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        match (plan(halo, None), refused, splits.last()) {
+            (Ok(_), _, _) => Ok(at(halo, None)),
+            (Err(_), Some(staged), _) => Err(staged.into()),
+            (Err(e), None, Some(s)) => Err(Error::Model(format!(
+                "{e}; the staged path (a {}-px halo) needs {:.2}G for its whole maps beside its tiles",
+                s.halo,
+                s.bytes as f64 / (1u64 << 30) as f64
+            ))),
+            (Err(e), None, None) => Err(e.into()),
         }
     }
 

@@ -659,3 +659,65 @@ fn a_staged_texture_run_equals_the_whole_run() {
         }
     }
 }
+
+/// [`Solver::tile_plan`] takes the first staged split whose whole maps fit
+/// beside the tiles, else the window path; when nothing fits, the staged
+/// path's own error if it refused the tile, else the window path's naming
+/// the room the staged path needs.
+#[test]
+fn a_tiled_synthesis_plans_the_staged_path_when_its_maps_fit() {
+    let _rng = nst_testkit::rng_lock();
+    let solver = Solver::Learned(model(Variant::Propo, Norm::Batch));
+    let (h, w) = (1024, 1024);
+    let runs = (2, false);
+    let splits = solver.staged_plans((h, w));
+    let Solver::Learned(m) = &solver else {
+        unreachable!()
+    };
+    let window_halo = m.tile_halo();
+    assert!(splits.len() == 2 && splits[0].halo < splits[1].halo && splits[1].halo < window_halo);
+    let state = solver.tiled_state_bytes(runs.0, runs.1);
+    // What a tile of `t` px needs besides the room for whole maps.
+    let need = |t: i64| solver.footprint().bytes(t, t, 1) + (h * w) as u64 * state;
+    let plan = |tile: i64, budget: Option<u64>| solver.tile_plan((h, w), runs, Some(tile), budget);
+
+    // No budget, or room for the first split's maps: the first split.
+    for budget in [None, Some(need(640) + splits[0].bytes)] {
+        let p = plan(640, budget).unwrap();
+        assert_eq!((p.halo, p.reserve), (splits[0].halo, Some(splits[0].bytes)));
+        assert_eq!((p.align, p.state), (PseudoOptimizer::TILE_ALIGN, state));
+    }
+    // Room for the second split only, then for neither: the second split,
+    // then the window path.
+    let p = plan(640, Some(need(640) + splits[1].bytes)).unwrap();
+    assert_eq!((p.halo, p.reserve), (splits[1].halo, Some(splits[1].bytes)));
+    let p = plan(
+        640,
+        Some(need(640) + splits[1].bytes.min(splits[0].bytes) - 1),
+    )
+    .unwrap();
+    assert_eq!((p.halo, p.reserve), (window_halo, None));
+
+    // A tile too small for the staged halo: the staged path's error.
+    let e = plan(20, None).unwrap_err().to_string();
+    assert!(
+        e.contains("--tile 20 is smaller than twice the halo (16 px"),
+        "{e}"
+    );
+    // A tile too small for the windows, with no room for whole maps: the
+    // window path's error and the room the staged path needs.
+    let e = plan(160, Some(need(160))).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("twice the halo ({window_halo} px"))
+            && e.contains(&format!(
+                "the staged path (a {}-px halo) needs",
+                splits[1].halo
+            )),
+        "{e}"
+    );
+    // A solver that does not tile says why.
+    let loss = TextureLoss::new(vgg(), m.loss.layers.clone(), m.loss.weights.clone()).unwrap();
+    let gatys = Solver::Gatys { loss, max_evals: 1 };
+    let e = gatys.tile_plan((h, w), runs, None, None).unwrap_err();
+    assert!(e.to_string().contains("does not tile"), "{e}");
+}
