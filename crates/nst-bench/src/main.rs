@@ -310,7 +310,10 @@ impl std::str::FromStr for Case {
 #[derive(Debug, Parser)]
 #[command(
     name = "nst-bench",
-    about = "Benchmarks nst against PyTorch-eager references in one run"
+    about = "Benchmarks nst against PyTorch-eager references in one run",
+    // A child process gets this run's options, then its own (--child,
+    // --precision, …), which override them.
+    args_override_self = true
 )]
 struct Cli {
     /// Comma-separated cases (default: all): vgg_features, gatys_step.
@@ -1378,14 +1381,6 @@ fn main() -> Result<()> {
     let strotss_steps = cli
         .strotss_steps
         .unwrap_or(if cli.quick { 10 } else { 200 });
-    let strotss_args = [
-        "--strotss-scales".to_string(),
-        cli.strotss_scales.to_string(),
-        "--strotss-steps".into(),
-        strotss_steps.to_string(),
-        "--strotss-seed".into(),
-        cli.strotss_seed.to_string(),
-    ];
     if let Some(case) = &cli.child {
         let r = run_child(case.parse()?, &cli, size, repeat, strotss_steps)?;
         println!("{}", serde_json::to_string(&r)?);
@@ -1425,29 +1420,8 @@ fn main() -> Result<()> {
         if case.solo() {
             eprintln!("running {name} ({desc}) ...");
             let mut cmd = Command::new(&me);
-            cmd.args(["--child", &name, "--repeat", &repeat.to_string()]);
-            if let Some(t) = cli.tile {
-                cmd.args(["--tile", &t.to_string()]);
-            }
-            // propo_vs_gatys runs its solver at --precision, Gatys at --gatys-precision.
-            cmd.args(["--precision", &cli.precision.to_string()]);
-            cmd.args(["--gatys-precision", &cli.gatys_precision.to_string()]);
-            if let Some(ck) = &cli.po_checkpoint {
-                cmd.arg("--po-checkpoint").arg(ck);
-            }
-            cmd.arg("--po-target").arg(&cli.po_target);
-            if let Some(t) = cli.po_target_size {
-                cmd.args(["--po-target-size", &t.to_string()]);
-            }
-            if let Some(ck) = &cli.puy_checkpoint {
-                cmd.arg("--puy-checkpoint").arg(ck);
-            }
-            cmd.args(["--size", &size.to_string()])
-                .arg("--puy-content")
-                .arg(&cli.puy_content)
-                .arg("--puy-style")
-                .arg(&cli.puy_style)
-                .args(["--luan-weight", &cli.luan_weight.to_string()]);
+            cmd.args(std::env::args_os().skip(1))
+                .args(["--child", &name]);
             let r = spawn(&mut cmd, "nst")?;
             solo.push((case, desc, r));
             continue;
@@ -1485,19 +1459,10 @@ fn main() -> Result<()> {
         let nst_at = |p: Precision| -> Result<CaseResult> {
             spawn(
                 Command::new(&me)
-                    .args([
-                        "--child",
-                        &name,
-                        "--size",
-                        &size.to_string(),
-                        "--repeat",
-                        &repeat.to_string(),
-                        "--precision",
-                        &p.to_string(),
-                    ])
+                    .args(std::env::args_os().skip(1))
+                    .args(["--child", &name, "--precision", &p.to_string()])
                     .arg("--save-image")
                     .arg(images.path().join(format!("{p}.png")))
-                    .args(&strotss_args)
                     .args(&vae_args),
                 &format!("nst ({p})"),
             )
