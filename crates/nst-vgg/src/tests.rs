@@ -29,20 +29,13 @@ fn random_weights(arch: Arch) -> HashMap<String, Tensor> {
     m
 }
 
-fn opts(pooling: Pooling) -> VggOptions {
-    VggOptions {
-        pooling,
-        device: Device::Cpu,
-    }
-}
-
 fn check_against_reference(arch: Arch, pooling: Pooling, prep: Preprocessing, prep_name: &str) {
     let weights = random_weights(arch);
     let vgg = Vgg::from_tensors(
         arch,
         weights.iter().map(|(k, v)| (k.clone(), v.copy())).collect(),
         prep,
-        opts(pooling),
+        VggOptions::cpu(pooling),
         "test",
     )
     .unwrap();
@@ -54,25 +47,11 @@ fn check_against_reference(arch: Arch, pooling: Pooling, prep: Preprocessing, pr
         weights.iter().map(|(k, v)| (format!("w.{k}"), v)).collect();
     inputs.push(("x".into(), &x));
     let inputs: Vec<(&str, &Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let pool = if pooling == Pooling::Max {
-        "max"
-    } else {
-        "avg"
-    };
-    let joined = names.join(",");
+    let (pool, taps_arg) = (pooling.to_string(), names.join(","));
     let want = torch_reference(
         "vgg_ref.py",
         &inputs,
-        &[
-            "--arch",
-            &arch.to_string(),
-            "--pooling",
-            pool,
-            "--taps",
-            &joined,
-            "--prep",
-            prep_name,
-        ],
+        &nst_testkit::sh!("--arch {arch} --pooling {pool} --taps {taps_arg} --prep {prep_name}"),
     );
     for (tap, t) in got.iter() {
         assert_close(
@@ -119,7 +98,7 @@ fn vgg16_random_weights_match_pytorch_all_taps_max_pool() {
 fn real_vgg19_weights_match_pytorch() {
     let _rng = nst_testkit::rng_lock();
     let path = vgg19_weights();
-    let vgg = Vgg::load(&path, opts(Pooling::Max)).unwrap();
+    let vgg = Vgg::load(&path, VggOptions::cpu(Pooling::Max)).unwrap();
     assert_eq!(vgg.arch(), Arch::Vgg19);
     assert_eq!(
         vgg.preprocessing(),
@@ -162,15 +141,9 @@ fn strict_loading_lists_missing_unexpected_and_mismatched() {
         "conv1_1.weight".into(),
         Tensor::zeros([64, 3, 5, 5], (Kind::Float, Device::Cpu)),
     );
-    let e = Vgg::from_tensors(
-        Arch::Vgg19,
-        w,
-        Preprocessing::caffe(),
-        opts(Pooling::Max),
-        "x.safetensors",
-    )
-    .unwrap_err()
-    .to_string();
+    let e = caffe_vgg(Arch::Vgg19, w, "x.safetensors")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing [conv3_2.bias]"), "{e}");
     assert!(e.contains("unexpected [fc6.weight]"), "{e}");
     assert!(
@@ -178,15 +151,9 @@ fn strict_loading_lists_missing_unexpected_and_mismatched() {
         "{e}"
     );
     // A VGG16 file is not a VGG19.
-    let e = Vgg::from_tensors(
-        Arch::Vgg19,
-        random_weights(Arch::Vgg16),
-        Preprocessing::caffe(),
-        opts(Pooling::Max),
-        "v16",
-    )
-    .unwrap_err()
-    .to_string();
+    let e = caffe_vgg(Arch::Vgg19, random_weights(Arch::Vgg16), "v16")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing [conv3_4.bias, conv3_4.weight"), "{e}");
 }
 
@@ -194,14 +161,17 @@ fn strict_loading_lists_missing_unexpected_and_mismatched() {
 fn missing_and_foreign_weight_files_give_clear_errors() {
     let _rng = nst_testkit::rng_lock();
     let dir = tempfile::tempdir().unwrap();
-    let e = Vgg::load(dir.path().join("nope.safetensors"), opts(Pooling::Max))
-        .unwrap_err()
-        .to_string();
+    let e = Vgg::load(
+        dir.path().join("nope.safetensors"),
+        VggOptions::cpu(Pooling::Max),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("scripts/setup.sh"), "{e}");
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"\x08\0\0\0\0\0\0\0{}garbage").unwrap();
     assert!(matches!(
-        Vgg::load(&junk, opts(Pooling::Max)),
+        Vgg::load(&junk, VggOptions::cpu(Pooling::Max)),
         Err(Error::BadWeights { .. })
     ));
     // A safetensors file without the preprocessing metadata is refused, not guessed.
@@ -214,22 +184,27 @@ fn missing_and_foreign_weight_files_give_clear_errors() {
         &plain,
     )
     .unwrap();
-    let e = Vgg::load(&plain, opts(Pooling::Max))
+    let e = Vgg::load(&plain, VggOptions::cpu(Pooling::Max))
         .unwrap_err()
         .to_string();
     assert!(e.contains("nst-vgg"), "{e}");
 }
 
+/// `arch` from `weights` (named `name` in errors) with Caffe
+/// preprocessing, max pooling, on the CPU.
+fn caffe_vgg(arch: Arch, weights: HashMap<String, Tensor>, name: &str) -> Result<Vgg> {
+    Vgg::from_tensors(
+        arch,
+        weights,
+        Preprocessing::caffe(),
+        VggOptions::cpu(Pooling::Max),
+        name,
+    )
+}
+
 /// VGG19 with [`random_weights`], max pooling, on the CPU.
 fn random_vgg19() -> Vgg {
-    Vgg::from_tensors(
-        Arch::Vgg19,
-        random_weights(Arch::Vgg19),
-        Preprocessing::caffe(),
-        opts(Pooling::Max),
-        "t",
-    )
-    .unwrap()
+    caffe_vgg(Arch::Vgg19, random_weights(Arch::Vgg19), "t").unwrap()
 }
 
 /// Going on from a tap's map gives the one-pass maps deeper down (the first
@@ -343,7 +318,7 @@ fn torchvision_state_dict_converts_and_matches_pytorch() {
         st.as_os_str(),
     ]);
 
-    let vgg = Vgg::load(&st, opts(Pooling::Max)).unwrap();
+    let vgg = Vgg::load(&st, VggOptions::cpu(Pooling::Max)).unwrap();
     assert_eq!(vgg.arch(), Arch::Vgg16);
     assert_eq!(vgg.preprocessing(), &Preprocessing::torchvision());
     let x = Tensor::rand([1, 3, 40, 40], (Kind::Float, Device::Cpu));
@@ -376,8 +351,8 @@ fn input_gain_of_each_preprocessing() {
 fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
     let _rng = nst_testkit::rng_lock();
     let path = vgg19_weights();
-    let fp32 = Vgg::load(&path, opts(Pooling::Avg)).unwrap();
-    let bf16 = Vgg::load(&path, opts(Pooling::Avg))
+    let fp32 = Vgg::load(&path, VggOptions::cpu(Pooling::Avg)).unwrap();
+    let bf16 = Vgg::load(&path, VggOptions::cpu(Pooling::Avg))
         .unwrap()
         .with_precision(nst_core::Precision::Bf16)
         .unwrap();
@@ -435,14 +410,7 @@ fn bf16_features_match_pytorch_bf16_and_stay_near_fp32() {
 #[test]
 fn fp16_on_cpu_is_a_clear_error() {
     let _rng = nst_testkit::rng_lock();
-    let vgg = Vgg::from_tensors(
-        Arch::Vgg16,
-        random_weights(Arch::Vgg16),
-        Preprocessing::caffe(),
-        opts(Pooling::Max),
-        "test",
-    )
-    .unwrap();
+    let vgg = caffe_vgg(Arch::Vgg16, random_weights(Arch::Vgg16), "test").unwrap();
     let e = vgg
         .with_precision(nst_core::Precision::Fp16)
         .unwrap_err()
