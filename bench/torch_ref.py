@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "torch_ref"))
+from puy_net import UpdateNet  # noqa: E402
 from vgg_layers import Vgg19  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -349,51 +350,15 @@ elif a.case == "puy_artistic":
     # nst_puy::FlexibleSolver::run: 4 updates X <- X - g_t(X), same weights.
     with safe_open(a.vae_weights, "pt") as f:
         P = {k: f.get_tensor(k) for k in f.keys()}
-    CH = [16, 32, 64, 128]
-
-    def conv(h, name):
-        return F.conv2d(h, P[name + ".weight"], P[name + ".bias"], padding=1)
-
-    def fwd(t, img):
-        h = img * 2 - 1
-        maps, masks, sizes = [], [], []
-        for l in range(len(CH)):
-            if l:
-                h = F.avg_pool2d(h, 2)
-            sizes.append(h.shape[2:])
-            a0 = conv(h, f"step{t}.level{l + 1}.fwd0")
-            a1 = conv(torch.relu(a0), f"step{t}.level{l + 1}.fwd1")
-            h = torch.relu(a1)
-            maps.append(h)
-            masks.append(((a0 > 0).float(), (a1 > 0).float()))
-        return maps, masks, sizes
-
-    def update(t, x, style_grams):
-        maps, masks, sizes = fwd(t, x)
-        run = None
-        for l in reversed(range(len(CH))):
-            f = maps[l]
-            b, c, hh, ww = f.shape
-            d = ((gram(f, "hw") - style_grams[l]) @ f.reshape(b, c, hh * ww)).reshape(b, c, hh, ww)
-            d = d / ((d.reshape(b, -1).pow(2).mean(1) + 1e-12).sqrt().view(b, 1, 1, 1) + 1e-8)
-            m = d if run is None else run + d
-            m = conv(m * masks[l][1], f"step{t}.level{l + 1}.bwd1")
-            m = conv(m * masks[l][0], f"step{t}.level{l + 1}.bwd0")
-            if l:
-                up = F.interpolate(m, scale_factor=2, mode="nearest")
-                ph, pw = sizes[l - 1]
-                m = F.pad(up, (0, pw - up.shape[3], 0, ph - up.shape[2]))
-            run = m
-        return run * P[f"step{t}.step_size"]
+    nets = [UpdateNet(P, f"step{t}.") for t in range(4)]
 
     c, st = blobs(a.size, 41), blobs(a.size, 42)
 
     def run():
         with torch.no_grad():
             x = c
-            for t in range(4):
-                grams = [gram(m, "hw") for m in fwd(t, st)[0]]
-                x = x - update(t, x, grams)
+            for net in nets:
+                x = x - net.update(x, net.forward(st)[0])
             return float(x.double().sum())
 
 elif a.case == "puy_projection":
