@@ -618,6 +618,20 @@ fn puy_model(weights: &std::path::Path, precision: Precision) -> Result<nst_puy:
     })
 }
 
+/// Sets every variable of `vs` to N(0, scale²) noise, in the order of their
+/// names (so one seed gives the same weights in every process): the
+/// Puy–Pérez updates start as no-ops (zero last layers), which would leave
+/// nothing to measure.
+fn randomize(vs: &tch::nn::VarStore, scale: f64) {
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (_, mut v) in vars {
+            v.copy_(&(Tensor::randn_like(&v) * scale));
+        }
+    });
+}
+
 /// Times an L-BFGS baseline until its loss reaches `goal`. `run` starts it
 /// with a callback taking (evaluation, loss) that returns false to stop, and
 /// gives back the solver's early-stop note. Returns (seconds, a sentence
@@ -1001,20 +1015,9 @@ fn tiled_case(
         }
         TiledCase::Puy => {
             let m = puy.context("the Puy–Pérez model")?;
-            // The updates start as no-ops (zero last layers): random
-            // weights everywhere, so the tiled and whole runs have work to
-            // agree on.
-            // In the names' order: the same weights in every process.
-            let mut vars: Vec<_> = (nst_model::TrainModel::var_store(&m).variables())
-                .into_iter()
-                .collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            tch::no_grad(|| {
-                for (_, mut v) in vars {
-                    let r = Tensor::randn_like(&v) * 0.3;
-                    v.copy_(&r);
-                }
-            });
+            // Random weights everywhere, so the tiled and whole runs have
+            // work to agree on.
+            randomize(nst_model::TrainModel::var_store(&m), 0.3);
             let (w, t) = timed(&mut |tiled| {
                 let xs = tch::no_grad(|| match tiled {
                     true => m.run_tiled(&c, &s, 4, None, &tiling),
@@ -1443,12 +1446,7 @@ fn main() -> Result<()> {
                 Some(SharedWeights::Puy) => {
                     let m = puy_model(&weights, Precision::Fp32)?;
                     // Non-zero last convs, so the whole update is exercised.
-                    tch::no_grad(|| {
-                        for (_, mut v) in m.var_store().variables() {
-                            let r = Tensor::randn_like(&v) * 0.05;
-                            v.copy_(&r);
-                        }
-                    });
+                    randomize(m.var_store(), 0.05);
                     m.var_store().save(&vae_file)?;
                 }
                 None => {}
