@@ -599,8 +599,11 @@ fn vae_model(weights: &std::path::Path, precision: Precision) -> Result<nst_vae:
     })
 }
 
-fn decoders_model(w: &std::path::Path, precision: Precision) -> Result<nst_decoders::Decoders> {
-    random_model(w, Pooling::Max, precision, |vgg| {
+fn decoders_model(
+    weights: &std::path::Path,
+    precision: Precision,
+) -> Result<nst_decoders::Decoders> {
+    random_model(weights, Pooling::Max, precision, |vgg| {
         nst_decoders::Decoders::new(vgg, Default::default(), Default::default())
     })
 }

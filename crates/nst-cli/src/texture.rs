@@ -197,10 +197,14 @@ pub fn run_texture(a: TextureArgs) -> Result<()> {
         Ok(_) => {
             // The staged path when its whole maps fit beside the tiles, else
             // every stage in windows (nst_po::Solver::tile_plan).
+            // The budget read once, so the choice and the plan see the same.
+            let tiles = common::TileArgs {
+                max_memory: a.tiles.budget(device),
+                ..a.tiles.clone()
+            };
             let runs = (a.count as u64, a.save_stages);
-            let budget = a.tiles.budget(device);
-            let plan = match solver.tile_plan((h, w), runs, a.tiles.tile, budget) {
-                Ok(p) => a.tiles.plan_with_state(
+            let plan = match solver.tile_plan((h, w), runs, tiles.tile, tiles.max_memory) {
+                Ok(p) => tiles.plan_with_state(
                     solver.footprint(),
                     p.state,
                     p.reserve,
